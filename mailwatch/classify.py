@@ -1,0 +1,154 @@
+"""Business classification of messages from configured rules (pure: no I/O, no clock).
+
+A :class:`MessageClass` has a name, a priority, a "stuck after" SLA and match rules. A rule
+matches when *all* of the conditions it sets hold; a class matches when *any* of its rules
+does. Classes are tried in priority order (P1 first, then configuration order), and the first
+match wins; a message nothing matches falls into the default class (``general``). A rule may
+raise the priority of the messages it matches (e.g. MAPPA level 3 → P1).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from mailwatch.durations import Duration
+from mailwatch.model import Classification, Message, Priority
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderCondition:
+    """A condition on one header: equal to a value (case-insensitive) or matching a regex."""
+
+    name: str
+    equals: str | None = None
+    pattern: re.Pattern[str] | None = None
+
+    def match(self, message: Message) -> str | None:
+        """The header text that satisfied the condition, or ``None``."""
+        value = message.headers.get(self.name)
+        if value is None:
+            return None
+        if self.equals is not None and value.strip().casefold() != self.equals.casefold():
+            return None
+        if self.pattern is not None and not self.pattern.search(value):
+            return None
+        return value
+
+
+def address_matches(glob: str, address: str) -> bool:
+    """Match an address against ``user@host`` globs, or a bare domain glob (``*.cjsm.net``)."""
+    address = address.lower()
+    glob = glob.lower()
+    if "@" in glob:
+        return fnmatch.fnmatchcase(address, glob)
+    _, _, domain = address.rpartition("@")
+    return fnmatch.fnmatchcase(domain, glob)
+
+
+@dataclass(frozen=True, slots=True)
+class MatchRule:
+    """Conditions that must all hold; unset conditions are ignored."""
+
+    subject: re.Pattern[str] | None = None
+    headers: tuple[HeaderCondition, ...] = ()
+    senders: tuple[str, ...] = ()
+    recipients: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    queues: tuple[str, ...] = ()
+    priority: Priority | None = None
+    """If set, messages this rule matches get this priority instead of the class's."""
+
+    def match(self, message: Message) -> str | None:
+        """Describe what matched (e.g. ``subject 'emergency recall'``), or ``None``."""
+        evidence: list[str] = []
+        if self.sources and message.source not in self.sources:
+            return None
+        if self.queues and message.queue not in self.queues:
+            return None
+        if self.subject is not None:
+            found = self.subject.search(message.subject)
+            if not found:
+                return None
+            evidence.append(f"subject {found.group(0)!r}")
+        for condition in self.headers:
+            value = condition.match(message)
+            if value is None:
+                return None
+            evidence.append(f"header {condition.name} {value!r}")
+        if self.senders:
+            if not any(address_matches(g, message.sender) for g in self.senders):
+                return None
+            evidence.append("sender")
+        if self.recipients:
+            if not any(
+                address_matches(g, r.address) for g in self.recipients for r in message.recipients
+            ):
+                return None
+            evidence.append("recipient")
+        if self.sources:
+            evidence.append(f"source {message.source}")
+        if self.queues:
+            evidence.append(f"queue {message.queue}")
+        return ", ".join(evidence) or "always"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageClass:
+    """A business type of mail with its priority and SLA."""
+
+    name: str
+    priority: Priority
+    stuck_after: Duration
+    rules: tuple[MatchRule, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Classifier:
+    """Classifies messages against classes tried in priority order."""
+
+    classes: tuple[MessageClass, ...]
+    default: MessageClass
+    _ordered: tuple[MessageClass, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        order = sorted(enumerate(self.classes), key=lambda pair: (pair[1].priority, pair[0]))
+        object.__setattr__(self, "_ordered", tuple(c for _, c in order))
+
+    @classmethod
+    def from_classes(
+        cls, classes: Sequence[MessageClass], default_name: str = "general"
+    ) -> Classifier:
+        """Build from a list that contains the default class under ``default_name``."""
+        default = next((c for c in classes if c.name == default_name), None)
+        if default is None:
+            raise ValueError(f"no default class named {default_name!r}")
+        return cls(tuple(c for c in classes if c.name != default_name), default)
+
+    @property
+    def all_classes(self) -> tuple[MessageClass, ...]:
+        """Every class, the default included, most urgent first."""
+        return (*self._ordered, self.default)
+
+    def get(self, name: str) -> MessageClass | None:
+        """The class called ``name``, if configured."""
+        return next((c for c in self.all_classes if c.name == name), None)
+
+    def classify(self, message: Message) -> Classification:
+        """The first matching class in priority order, or the default class."""
+        for message_class in self._ordered:
+            for index, rule in enumerate(message_class.rules, start=1):
+                evidence = rule.match(message)
+                if evidence is not None:
+                    return Classification(
+                        name=message_class.name,
+                        priority=rule.priority or message_class.priority,
+                        rule=f"{message_class.name} rule {index}",
+                        matched_on=evidence,
+                    )
+        return Classification(
+            name=self.default.name, priority=self.default.priority, rule="default"
+        )

@@ -1,0 +1,312 @@
+"""The ``mailwatch`` command line: for on-call staff at a terminal on a mail host.
+
+Every command reads one configuration (``-c FILE``, ``$MAILWATCH_CONFIG``, else
+``./mailwatch.toml`` when present, else built-in defaults). Bad input gets a one-line error
+and exit code 2; a failure while working gets exit code 1; never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from mailwatch import config as config_module
+from mailwatch.durations import parse_duration
+from mailwatch.errors import ConfigError, MailwatchError
+from mailwatch.logs import configure as configure_logging
+from mailwatch.model import Priority
+from mailwatch.render import (
+    counts_table,
+    judge_stored,
+    message_detail,
+    scans_lines,
+    stuck_json,
+    stuck_table,
+    table,
+)
+from mailwatch.scanner import Scanner
+from mailwatch.sources.factory import build_sources
+from mailwatch.store import Store
+
+CONFIG_ENV = "MAILWATCH_CONFIG"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"mailwatch: {message}", err=True)
+    sys.exit(code)
+
+
+def _config_path(explicit: Path | None) -> Path | None:
+    if explicit is not None:
+        return explicit
+    default = Path("mailwatch.toml")
+    return default if default.is_file() else None
+
+
+class Context:
+    """What every command needs: the configuration path, loaded lazily."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._settings: config_module.Settings | None = None
+
+    @property
+    def settings(self) -> config_module.Settings:
+        """The validated configuration (exit 2 with every problem listed if invalid)."""
+        if self._settings is None:
+            try:
+                self._settings = config_module.load(self.path)
+            except ConfigError as exc:
+                for problem in exc.problems:
+                    click.echo(f"mailwatch: config: {problem}", err=True)
+                sys.exit(2)
+            configure_logging(self._settings.log.level, self._settings.log.format)
+        return self._settings
+
+    @contextmanager
+    def store(self) -> Iterator[Store]:
+        """The configured store, closed afterwards."""
+        with Store(self.settings.store.path) as store:
+            yield store
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def _duration_option(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value).seconds
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _priority_option(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> Priority | None:
+    if value is None:
+        return None
+    try:
+        return Priority.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _guard(func: Callable[..., None]) -> Callable[..., None]:
+    """Turn mailwatch's own errors into one line on stderr and exit code 1."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            func(*args, **kwargs)
+        except MailwatchError as exc:
+            _fail(str(exc))
+
+    wrapper.__name__ = func.__name__
+    wrapper.__doc__ = func.__doc__
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "-c", "--config", "config_path", type=click.Path(path_type=Path), envvar=CONFIG_ENV,
+    help=f"Configuration file (default: ./mailwatch.toml if present; env {CONFIG_ENV}).",
+)  # fmt: skip
+@click.version_option(package_name="mailwatch")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None) -> None:
+    """Watch mail queues and say when high-priority mail is stuck."""
+    ctx.obj = Context(_config_path(config_path))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+@_guard
+def scan(ctx: Context, as_json: bool) -> None:
+    """Run one probe cycle now and print per class: total, stuck, oldest age."""
+    settings = ctx.settings
+    if not settings.sources:
+        _fail("no sources configured (add a [sources.NAME] table, or try `mailwatch demo`)", 2)
+    with ctx.store() as store:
+        scanner = Scanner(settings.classifier(), store)
+        outcomes = asyncio.run(scanner.scan_all(build_sources(settings, store)))
+    if as_json:
+        click.echo(json.dumps([
+            {"source": o.source, "ok": o.ok, "error": o.error,
+             "duration_seconds": round(o.duration_seconds, 3),
+             "classes": [{"class": c.name, "priority": str(c.priority), "total": c.total,
+                          "stuck": c.stuck, "oldest_age_seconds": c.oldest_age_seconds}
+                         for c in o.counts]}
+            for o in outcomes
+        ], indent=2))  # fmt: skip
+    else:
+        click.echo(counts_table([c for o in outcomes for c in o.counts]))
+        for o in outcomes:
+            if not o.ok:
+                click.echo(f"source {o.source}: PROBE FAILED ({o.error_kind}): {o.error}", err=True)
+    if not all(o.ok for o in outcomes):
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--class", "class_name", help="Only this class.")
+@click.option("--priority", callback=_priority_option, help="Only this priority (P1…P4).")
+@click.option(
+    "--older-than", callback=_duration_option, help="Only messages older than this (e.g. 30m)."
+)
+@click.option("--source", help="Only this source.")
+@click.option(
+    "--all", "include_all", is_flag=True, help="List queued messages that are not stuck too."
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--show-subject", is_flag=True, help="Show subjects (personal data: use with care).")
+@pass_ctx
+@_guard
+def stuck(
+    ctx: Context,
+    class_name: str | None,
+    priority: Priority | None,
+    older_than: float | None,
+    source: str | None,
+    include_all: bool,
+    as_json: bool,
+    show_subject: bool,
+) -> None:
+    """List stuck messages from the store, most urgent first."""
+    settings = ctx.settings
+    if class_name is not None and class_name not in settings.all_classes():
+        _fail(f"--class: unknown class {class_name!r}", 2)
+    now = _now()
+    with ctx.store() as store:
+        rows = judge_stored(store.queued(source), now)
+        scans = store.last_scans()
+    rows = [
+        r for r in rows
+        if (include_all or r.stuck)
+        and (class_name is None or r.message.class_name == class_name)
+        and (priority is None or r.message.priority == priority)
+        and (older_than is None or r.age_seconds > older_than)
+    ]  # fmt: skip
+    if as_json:
+        click.echo(json.dumps([stuck_json(r, show_subject=show_subject) for r in rows], indent=2))
+        return
+    for line in scans_lines(scans, now):
+        click.echo(line)
+    if not scans:
+        click.echo("no scan recorded yet: run `mailwatch scan` first")
+    if rows:
+        click.echo(stuck_table(rows, show_subject=show_subject))
+    else:
+        click.echo("nothing stuck" if not include_all else "nothing queued")
+
+
+@cli.command()
+@click.argument("ident")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+@_guard
+def show(ctx: Context, ident: str, as_json: bool) -> None:
+    """Show everything known about one message (by id or queue id)."""
+    with ctx.store() as store:
+        message = store.get(ident)
+    fields = message_detail(message, _now())
+    if as_json:
+        click.echo(json.dumps(fields, indent=2))
+    else:
+        width = max(len(label) for label, _ in fields)
+        for label, value in fields:
+            click.echo(f"{label.ljust(width)}  {value}")
+
+
+@cli.command()
+@click.argument("eml", type=click.File("rb"))
+@click.option("--source", default="cli", help="Source name to classify as.")
+@click.option("--queue", default="deferred", help="Queue name to classify as.")
+@pass_ctx
+@_guard
+def classify(ctx: Context, eml: Any, source: str, queue: str) -> None:
+    """Classify a message file (or - for stdin) and explain which rule matched."""
+    from mailwatch.eml import message_from_bytes
+
+    message = message_from_bytes(eml.read(), source=source, queue=queue)
+    result = ctx.settings.classifier().classify(message)
+    for label, value in [
+        ("class", result.name),
+        ("priority", str(result.priority)),
+        ("marking", message.marking or "-"),
+        ("rule", result.rule),
+        ("matched on", result.matched_on or "-"),
+        ("subject", message.subject),
+    ]:
+        click.echo(f"{label:<11} {value}")
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Work with the configuration file."""
+
+
+@config_group.command("check")
+@click.argument("file", required=False, type=click.Path(path_type=Path))
+@click.pass_context
+def config_check(ctx: click.Context, file: Path | None) -> None:
+    """Validate FILE (default: the -c file); list every error with its key path."""
+    path = file or ctx.find_object(Context).path  # type: ignore[union-attr]
+    try:
+        settings = config_module.load(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        sys.exit(2)
+    classes = settings.all_classes()
+    p1 = sum(1 for c in classes.values() if c.priority is Priority.P1)
+    click.echo(
+        f"{path or '(defaults)'}: OK: {len(classes)} classes ({p1} P1), "
+        f"{len(settings.sources)} sources, store {settings.store.path}"
+    )
+
+
+@cli.command()
+@click.option(
+    "--dir", "state_dir", type=click.Path(path_type=Path), default=Path(".mailwatch-demo"),
+    show_default=True, help="Where the private Postfix instance lives.",
+)  # fmt: skip
+@pass_ctx
+@_guard
+def demo(ctx: Context, state_dir: Path) -> None:
+    """Scan a real Postfix and show what is stuck (starts a private one if none is configured)."""
+    from mailwatch.demo import run_demo
+
+    run_demo(ctx.settings, state_dir, echo=click.echo, now=_now)
+
+
+@cli.command("classes")
+@pass_ctx
+def list_classes(ctx: Context) -> None:
+    """List the configured classes, most urgent first."""
+    classifier = ctx.settings.classifier()
+    click.echo(table(
+        ["CLASS", "PRI", "STUCK AFTER", "RULES", "DESCRIPTION"],
+        [[c.name, str(c.priority), str(c.stuck_after), str(len(c.rules)), c.description]
+         for c in classifier.all_classes],
+    ))  # fmt: skip
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="mailwatch")

@@ -1,0 +1,263 @@
+"""Configuration: one TOML file, validated once at start into typed, frozen objects.
+
+Any key can be overridden by an environment variable ``MAILWATCH_<SECTION>__<KEY>`` (nested
+keys joined by ``__``), e.g. ``MAILWATCH_STORE__PATH=/var/lib/mailwatch/db.sqlite``. Errors
+name the key path and say why (``classes.recall_emergency.stuck_after: "10 minuts" is not a
+duration``). Classes default to the shipped taxonomy (``taxonomy.toml``); a class defined in
+the file replaces the shipped class of the same name.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from mailwatch.classify import Classifier, HeaderCondition, MatchRule, MessageClass
+from mailwatch.durations import Duration, parse_duration
+from mailwatch.errors import ConfigError
+from mailwatch.model import Priority
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+def _duration(value: object) -> Duration:
+    if isinstance(value, Duration):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return Duration(seconds=float(value))
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a duration")
+    try:
+        return parse_duration(value)
+    except ValueError:
+        raise ValueError(f'"{value}" is not a duration (e.g. 45s, 10m, 2h10m, 1bd)') from None
+
+
+def _priority(value: object) -> Priority:
+    if isinstance(value, Priority):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a priority (P1, P2, P3 or P4)")
+    return Priority.parse(value)
+
+
+def _regex(value: object) -> re.Pattern[str]:
+    if isinstance(value, re.Pattern):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a regular expression")
+    try:
+        return re.compile(value, re.IGNORECASE)
+    except re.error as exc:
+        raise ValueError(f"{value!r} is not a valid regular expression: {exc}") from None
+
+
+DurationField = Annotated[Duration, BeforeValidator(_duration)]
+PriorityField = Annotated[Priority, BeforeValidator(_priority)]
+RegexField = Annotated[re.Pattern[str], BeforeValidator(_regex)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class HeaderRuleConfig(_Section):
+    """``{ name = "Importance", equals = "high" }`` or ``{ name = "X-Case", regex = "…" }``."""
+
+    name: str
+    equals: str | None = None
+    regex: RegexField | None = None
+
+    @model_validator(mode="after")
+    def _one_test(self) -> HeaderRuleConfig:
+        if (self.equals is None) == (self.regex is None):
+            raise ValueError("give exactly one of equals or regex")
+        return self
+
+
+class MatchConfig(_Section):
+    """One match rule: every condition given must hold."""
+
+    subject: RegexField | None = None
+    headers: list[HeaderRuleConfig] = Field(default_factory=list)
+    senders: list[str] = Field(default_factory=list)
+    recipients: list[str] = Field(default_factory=list)
+    sources: list[str] = Field(default_factory=list)
+    queues: list[str] = Field(default_factory=list)
+    priority: PriorityField | None = None
+
+    def to_rule(self) -> MatchRule:
+        """The pure-core rule this configures."""
+        return MatchRule(
+            subject=self.subject,
+            headers=tuple(
+                HeaderCondition(h.name, equals=h.equals, pattern=h.regex) for h in self.headers
+            ),
+            senders=tuple(self.senders),
+            recipients=tuple(self.recipients),
+            sources=tuple(self.sources),
+            queues=tuple(self.queues),
+            priority=self.priority,
+        )
+
+
+class ClassConfig(_Section):
+    """A business class of mail."""
+
+    priority: PriorityField
+    stuck_after: DurationField
+    description: str = ""
+    match: list[MatchConfig] = Field(default_factory=list)
+
+
+class PostfixSourceConfig(_Section):
+    """A Postfix instance watched with ``postqueue -j``."""
+
+    type: Literal["postfix"]
+    config_dir: Path | None = None
+    """The instance's ``-c`` directory; default: the system's (``/etc/postfix``)."""
+    postqueue: str = "postqueue"
+    postconf: str = "postconf"
+    interval: DurationField = Duration(seconds=30)
+    timeout: DurationField = Duration(seconds=60)
+
+
+SourceConfig = Annotated[PostfixSourceConfig, Field(discriminator="type")]
+
+
+class StoreConfig(_Section):
+    """Where mailwatch keeps what it has seen."""
+
+    path: Path = Path("mailwatch.db")
+
+
+class LogConfig(_Section):
+    """Logging: JSON lines, or a readable console format (``auto`` picks by TTY)."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Settings(BaseSettings):
+    """The whole configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MAILWATCH_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        arbitrary_types_allowed=True,
+    )
+
+    store: StoreConfig = StoreConfig()
+    log: LogConfig = LogConfig()
+    default_class: str = "general"
+    include_default_classes: bool = True
+    classes: dict[str, ClassConfig] = Field(default_factory=dict)
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment variables override the file's values (given as init arguments)."""
+        return (env_settings, init_settings)
+
+    @field_validator("classes", "sources")
+    @classmethod
+    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not _NAME.match(name):
+                raise ValueError(f"{name!r} is not a valid name (lower-case letters, digits, _)")
+        return value
+
+    @model_validator(mode="after")
+    def _default_class_exists(self) -> Settings:
+        if self.default_class not in self.all_classes():
+            raise ValueError(f"default_class {self.default_class!r} is not a configured class")
+        return self
+
+    def all_classes(self) -> dict[str, ClassConfig]:
+        """Shipped classes (unless disabled) overlaid with the file's, in taxonomy order."""
+        merged = dict(shipped_classes()) if self.include_default_classes else {}
+        merged.update(self.classes)
+        return merged
+
+    def classifier(self) -> Classifier:
+        """The pure-core classifier this configuration describes."""
+        classes = [
+            MessageClass(
+                name=name,
+                priority=c.priority,
+                stuck_after=c.stuck_after,
+                rules=tuple(m.to_rule() for m in c.match),
+                description=c.description,
+            )
+            for name, c in self.all_classes().items()
+        ]
+        return Classifier.from_classes(classes, self.default_class)
+
+
+def shipped_classes() -> dict[str, ClassConfig]:
+    """The default taxonomy shipped with mailwatch (``mailwatch/taxonomy.toml``)."""
+    text = resources.files("mailwatch").joinpath("taxonomy.toml").read_text(encoding="utf-8")
+    raw = tomllib.loads(text)["classes"]
+    return {name: ClassConfig.model_validate(value) for name, value in raw.items()}
+
+
+def _describe(error: Any) -> str:
+    loc = ".".join(str(part) for part in error["loc"] if part != "postfix")
+    message = str(error["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif error["type"] == "missing":
+        message = "required key is missing"
+    return f"{loc or '(top level)'}: {message}"
+
+
+def load(path: Path | None) -> Settings:
+    """Read and validate ``path`` (``None``: defaults and environment only).
+
+    Raises :class:`ConfigError` listing every problem with its key path.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError([f"{path}: no such file"]) from None
+        except OSError as exc:
+            raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
+        except UnicodeDecodeError:
+            raise ConfigError([f"{path}: not UTF-8 text"]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"{path}: not valid TOML ({exc})"]) from None
+        base = path.parent
+        store = data.get("store")
+        if isinstance(store, dict) and isinstance(store.get("path"), str):
+            store["path"] = str(base / store["path"])  # relative to the file, not the cwd
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError([_describe(e) for e in exc.errors()]) from None

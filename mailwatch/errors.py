@@ -1,0 +1,63 @@
+"""mailwatch's errors. Each also inherits the builtin it resembles, so callers may catch either.
+
+::
+
+    MailwatchError
+    ├── ConfigError(ValueError)          a configuration that cannot be used; lists key paths
+    ├── SourceError                      a probe failed; the source is marked down
+    │   ├── SourceTimeout(TimeoutError)  the probe did not finish in time
+    │   ├── SourceUnavailable(ConnectionError)  the command or server could not be reached
+    │   └── SourceCommandFailed          the command ran and exited non-zero
+    ├── StoreError                       the store could not be read or written
+    └── UnknownMessage(LookupError)      no tracked message has that id
+
+Third-party and OS exceptions are translated into these at the adapter that meets them.
+"""
+
+from __future__ import annotations
+
+
+class MailwatchError(Exception):
+    """Base class of every error mailwatch raises on purpose."""
+
+
+class ConfigError(MailwatchError, ValueError):
+    """The configuration is invalid; ``problems`` holds one ``key.path: reason`` per error."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class SourceError(MailwatchError):
+    """A probe of ``source`` failed."""
+
+    def __init__(self, source: str, detail: str) -> None:
+        super().__init__(f"{source}: {detail}")
+        self.source = source
+        self.detail = detail
+
+
+class SourceTimeout(SourceError, TimeoutError):
+    """The probe did not finish within its timeout."""
+
+
+class SourceUnavailable(SourceError, ConnectionError):
+    """The source's command or server could not be reached at all."""
+
+
+class SourceCommandFailed(SourceError):
+    """The source's command ran and failed; ``returncode`` and ``stderr`` say how."""
+
+    def __init__(self, source: str, detail: str, returncode: int, stderr: str) -> None:
+        super().__init__(source, detail)
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+class StoreError(MailwatchError):
+    """The store could not be opened, migrated, read or written."""
+
+
+class UnknownMessage(MailwatchError, LookupError):
+    """No tracked message matches the given id."""

@@ -1,0 +1,175 @@
+"""Header decoding and subject normalisation: text in, values out, never an exception.
+
+* :func:`parse_header_block` turns a raw header block (bytes, as stored in a queue file or
+  fetched over IMAP) into :class:`~mailwatch.model.Headers`: lines unfolded, raw 8-bit bytes
+  decoded as UTF-8 with replacement characters, RFC 2047 encoded words decoded in any charset.
+* :func:`normalise_subject` strips reply/forward chains, list tags and a leading protective
+  marking, which it returns separately.
+
+Malformed input degrades to replacement characters or the raw text, never a traceback: the
+classifier must see *something* for every message, however broken its headers.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import quopri
+import re
+from dataclasses import dataclass
+
+from mailwatch.model import Headers
+
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
+_BETWEEN_WORDS = re.compile(r"(?<=\?=)[ \t\r\n]+(?==\?)")
+_REPLY_PREFIX = re.compile(
+    r"^(?:re|fw|fwd|aw|wg|sv|vs|tr|antw)\s*(?:\[\d+\]|\(\d+\))?\s*:\s*", re.I
+)
+_LIST_TAG = re.compile(r"^\[[^\]\[]{1,40}\]\s*")
+_MARKING_CORE = (
+    r"not\s+protectively\s+marked"
+    r"|official(?:\s*[-_]?\s*sensitive)?(?:\s*[-:]?\s*(?:personal|commercial|locsen))?"
+    r"|restricted|protect"
+)
+_MARKING_CORE_CAPS = (
+    r"NOT\s+PROTECTIVELY\s+MARKED"
+    r"|OFFICIAL(?:\s*[-_]?\s*SENSITIVE)?(?:\s*[-:]?\s*(?:PERSONAL|COMMERCIAL|LOCSEN))?"
+    r"|RESTRICTED|PROTECT"
+)
+# A bare (unbracketed) marking counts when it is written in capitals, as markings are by
+# convention; in any case when a separator or the end of the subject follows it; and in any
+# case when it cannot be ordinary words (official sensitive, not protectively marked). So
+# "Official visit", "Restricted access" and "Protect yourself" stay subjects, not markings.
+_MARKING = re.compile(
+    rf"^(?:\[\s*(?P<b>{_MARKING_CORE})\s*\]|\(\s*(?P<p>{_MARKING_CORE})\s*\)"
+    rf"|(?P<upper>(?-i:{_MARKING_CORE_CAPS}))(?=$|[\s:\-\]|/,.;])"
+    rf"|(?P<sep>{_MARKING_CORE})(?=\s*(?:$|[:|/,.;])|\s+-)"
+    r"|(?P<bare>official\s*[-_]?\s*sensitive|not\s+protectively\s+marked)(?=\s))"
+    r"\s*[:\-|/,.;]*\s*",
+    re.I,
+)
+_SPACES = re.compile(r"\s+")
+
+
+def _lookup_codec(charset: str) -> str:
+    name = charset.split("*", 1)[0].strip().lower()  # RFC 2231 language suffix: utf-8*en
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return "utf-8"
+
+
+def _decode_word(match: re.Match[str]) -> str:
+    charset, encoding, payload = match.group(1), match.group(2).lower(), match.group(3)
+    try:
+        if encoding == "b":
+            padded = payload + "=" * (-len(payload) % 4)
+            raw = base64.b64decode(padded.encode("ascii", "replace"), validate=False)
+        else:
+            raw = quopri.decodestring(
+                payload.replace("_", " ").encode("ascii", "replace"), header=True
+            )
+    except (binascii.Error, ValueError):
+        return match.group(0)
+    try:
+        return raw.decode(_lookup_codec(charset), errors="replace")
+    except (LookupError, UnicodeError):  # a non-text codec (base64, rot13…) or a strict one (idna)
+        return raw.decode("utf-8", errors="replace")
+
+
+def decode_header_value(value: str) -> str:
+    """Decode RFC 2047 encoded words; whitespace between adjacent encoded words is dropped."""
+    if "=?" not in value:
+        return value
+    return _ENCODED_WORD.sub(_decode_word, _BETWEEN_WORDS.sub("", value))
+
+
+def unfold(value: str) -> str:
+    """Join a folded header value onto one line (RFC 5322 §2.2.3) and trim it."""
+    return _SPACES.sub(" ", value.replace("\r", "").replace("\n", " ")).strip()
+
+
+TRACE_HEADERS = frozenset(
+    {"received", "dkim-signature", "arc-seal", "arc-message-signature",
+     "arc-authentication-results", "authentication-results", "x-google-dkim-signature"}
+)  # fmt: skip
+"""Bulky transport headers no classification rule needs: not kept by default."""
+
+
+def parse_header_block(raw: bytes | str, skip: frozenset[str] = frozenset()) -> Headers:
+    """Parse a header block (up to the first empty line) into decoded, unfolded headers.
+
+    Lines without a colon that are not continuations are skipped (they cannot be headers);
+    headers whose lower-cased name is in ``skip`` are dropped.
+    """
+    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+    items: list[tuple[str, str]] = []
+    name: str | None = None
+    parts: list[str] = []
+
+    def flush() -> None:
+        if name is not None and name.lower() not in skip:
+            items.append((name, decode_header_value(unfold(" ".join(parts)))))
+
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if not line.strip():
+            if line == "" or name is None:
+                break
+            continue
+        if line[0] in " \t":
+            if name is not None:
+                parts.append(line.strip())
+            continue
+        head, colon, rest = line.partition(":")
+        if not colon or not head.strip() or " " in head.strip():
+            continue
+        flush()
+        name, parts = head.strip(), [rest.strip()]
+    flush()
+    return Headers(tuple(items))
+
+
+@dataclass(frozen=True, slots=True)
+class NormalisedSubject:
+    """A subject reduced to what it is about, and the protective marking it carried."""
+
+    text: str
+    marking: str | None
+
+
+def _canonical_marking(found: str) -> str:
+    words = re.sub(r"[\s_:\-]+", " ", found.strip().upper()).split()
+    if words[:2] == ["OFFICIAL", "SENSITIVE"]:
+        return " ".join(["OFFICIAL-SENSITIVE", *words[2:]])
+    return " ".join(words)
+
+
+def normalise_subject(subject: str) -> NormalisedSubject:
+    """Decode, unfold and strip ``RE:``/``FW:`` chains, list tags and a protective marking.
+
+    Markings are recognised at the start of the subject, or after reply prefixes and list
+    tags, with or without brackets, in any case; the first one found is kept.
+    """
+    text = unfold(decode_header_value(subject))
+    marking: str | None = None
+    while True:
+        before = text
+        found = _MARKING.match(text)
+        if found:
+            if marking is None:
+                marking = _canonical_marking(
+                    found.group("b")
+                    or found.group("p")
+                    or found.group("upper")
+                    or found.group("sep")
+                    or found.group("bare")
+                )
+            text = text[found.end() :]
+        else:
+            text = _REPLY_PREFIX.sub("", text, count=1)
+            if text == before:
+                text = _LIST_TAG.sub("", text, count=1)
+        if text == before:
+            break
+    return NormalisedSubject(text=text.strip(), marking=marking)

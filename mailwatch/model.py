@@ -1,0 +1,143 @@
+"""The values mailwatch reasons about: messages, where they sit, and what a probe saw.
+
+Everything here is a frozen dataclass or an enum: pure data with no I/O and no clock. Times
+are timezone-aware UTC datetimes; a message's *key* is stable across scans and unique across
+sources (``source/queue_id/arrival``: Postfix reuses queue ids over time).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class Priority(enum.IntEnum):
+    """Business priority of a class of mail; P1 is the most urgent."""
+
+    P1 = 1
+    P2 = 2
+    P3 = 3
+    P4 = 4
+
+    def __str__(self) -> str:
+        return self.name
+
+    @classmethod
+    def parse(cls, text: str) -> Priority:
+        """Parse ``"P1"``…``"P4"`` (any case); raise ``ValueError`` otherwise."""
+        try:
+            return cls[text.strip().upper()]
+        except KeyError:
+            raise ValueError(f"{text!r} is not a priority (P1, P2, P3 or P4)") from None
+
+
+class Status(enum.StrEnum):
+    """Where a tracked message is in its life as far as mailwatch knows."""
+
+    QUEUED = "queued"
+    """Seen in the source at its latest scan."""
+    LEFT = "left"
+    """No longer in the source; its final outcome (sent, bounced…) comes from the mail log."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """One envelope recipient and, if the MTA gave one, why delivery to it is delayed."""
+
+    address: str
+    delay_reason: str | None = None
+
+    @property
+    def domain(self) -> str:
+        """The recipient's domain, lower-cased (empty for a bare local part)."""
+        _, _, domain = self.address.rpartition("@")
+        return domain.lower() if "@" in self.address else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Headers:
+    """The message headers mailwatch keeps: decoded, unfolded, in order, names as sent."""
+
+    items: tuple[tuple[str, str], ...] = ()
+
+    def get(self, name: str) -> str | None:
+        """The first value of header ``name`` (case-insensitive), or ``None``."""
+        wanted = name.lower()
+        for key, value in self.items:
+            if key.lower() == wanted:
+                return value
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A message as one source sees it at one scan (headers already decoded)."""
+
+    key: str
+    source: str
+    queue_id: str
+    queue: str
+    arrival: datetime
+    size: int
+    sender: str
+    recipients: tuple[Recipient, ...]
+    headers: Headers = field(default_factory=Headers)
+    subject: str = ""
+    """Subject after normalisation (decoded, prefixes and marking stripped)."""
+    marking: str | None = None
+    """Protective marking taken from the start of the subject (``OFFICIAL-SENSITIVE``…)."""
+    forced_expire: bool = False
+
+    @property
+    def recipient_domains(self) -> tuple[str, ...]:
+        """Sorted distinct recipient domains (safe to show: no local parts)."""
+        return tuple(sorted({r.domain for r in self.recipients if r.domain}))
+
+    @property
+    def delay_reason(self) -> str | None:
+        """The first delay reason any recipient carries, if any."""
+        for recipient in self.recipients:
+            if recipient.delay_reason:
+                return recipient.delay_reason
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What one probe of one source saw at ``observed_at``."""
+
+    source: str
+    observed_at: datetime
+    messages: tuple[Message, ...]
+    malformed: int = 0
+    """Input records the parser could not understand and skipped (counted, not fatal)."""
+    headers_read: int = 0
+    """How many messages' headers this probe had to read (0 on a rescan of an unchanged queue)."""
+    warnings: tuple[str, ...] = ()
+    """What the source said was wrong while it still answered (e.g. "Mail system is down")."""
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """Which class a message belongs to, and why."""
+
+    name: str
+    priority: Priority
+    rule: str
+    """Human description of the rule that matched (``"default"`` when nothing did)."""
+    matched_on: str | None = None
+    """The text the rule matched, e.g. ``subject: 'emergency recall'``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A message with its class and its SLA evaluation at one instant."""
+
+    message: Message
+    classification: Classification
+    age_seconds: float
+    deadline: datetime
+    stuck: bool
+    reason: str | None
+    """Why it is stuck: ``"held"``, the MTA's delay reason, or ``"over SLA"``."""

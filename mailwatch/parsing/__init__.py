@@ -1,0 +1,1 @@
+"""Parsers: text or bytes in, model values out. No I/O, no clock."""

@@ -1,0 +1,87 @@
+"""Parse ``postqueue -j`` output: one JSON object per line, one line per queued message.
+
+Documented members (postqueue(1)): ``queue_name``, ``queue_id``, ``arrival_time``,
+``message_size``, ``forced_expire``, ``sender``, ``recipients`` (``address``, optional
+``delay_reason``). The man page warns the set grows, so unknown members are ignored. A line
+that is not a JSON object with the required members is reported as a :class:`Malformed`
+value, never raised: one bad line must not hide the rest of the queue.
+
+Example line::
+
+    {"queue_name": "deferred", "queue_id": "E305A20C967", "arrival_time": 1795953996,
+     "message_size": 504, "forced_expire": false, "sender": "om@probation.example",
+     "recipients": [{"address": "ppcs@justice.example",
+                     "delay_reason": "connect to 127.0.0.1[127.0.0.1]:25: Connection refused"}]}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from mailwatch.model import Recipient
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEntry:
+    """One message as ``postqueue -j`` lists it (no headers yet)."""
+
+    queue_name: str
+    queue_id: str
+    arrival: datetime
+    size: int
+    sender: str
+    recipients: tuple[Recipient, ...]
+    forced_expire: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """A line that could not be parsed, and why (the line is not kept: it holds addresses)."""
+
+    line_number: int
+    reason: str
+
+
+def _recipient(item: object) -> Recipient:
+    if not isinstance(item, dict) or not isinstance(item.get("address"), str):
+        raise ValueError("recipient without an address")
+    reason = item.get("delay_reason")
+    return Recipient(
+        address=item["address"], delay_reason=reason if isinstance(reason, str) else None
+    )
+
+
+def parse_line(line: str | bytes, line_number: int = 0) -> QueueEntry | Malformed | None:
+    """Parse one line; ``None`` for a blank line, :class:`Malformed` for anything unusable."""
+    if not line.strip():
+        return None
+    try:
+        obj = json.loads(line)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
+        return Malformed(line_number, f"not JSON ({exc.__class__.__name__})")
+    if not isinstance(obj, dict):
+        return Malformed(line_number, "not a JSON object")
+    try:
+        queue_name, queue_id = obj["queue_name"], obj["queue_id"]
+        arrival, size = obj["arrival_time"], obj.get("message_size", 0)
+        if not isinstance(queue_name, str) or not isinstance(queue_id, str) or not queue_id:
+            raise ValueError("queue_name/queue_id must be non-empty strings")
+        if isinstance(arrival, bool) or not isinstance(arrival, int | float):
+            raise ValueError("arrival_time must be a number")
+        sender = obj.get("sender", "")
+        recipients = tuple(_recipient(r) for r in obj.get("recipients") or ())
+        return QueueEntry(
+            queue_name=queue_name,
+            queue_id=queue_id,
+            arrival=datetime.fromtimestamp(arrival, UTC),
+            size=int(size) if isinstance(size, int | float) and not isinstance(size, bool) else 0,
+            sender=sender if isinstance(sender, str) else "",
+            recipients=recipients,
+            forced_expire=obj.get("forced_expire") is True,
+        )
+    except KeyError as exc:
+        return Malformed(line_number, f"missing member {exc.args[0]!r}")
+    except (ValueError, TypeError, OverflowError, OSError) as exc:
+        return Malformed(line_number, str(exc) or exc.__class__.__name__)

@@ -1,0 +1,156 @@
+"""Turn stored and computed values into what people and scripts read (text tables, JSON).
+
+Pure functions of their inputs and an explicit ``now``; subjects and addresses appear only
+when the caller asks for them (``show_subject``), recipient *domains* otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from mailwatch.backlog import ClassCount
+from mailwatch.durations import format_seconds
+from mailwatch.model import Priority, Status
+from mailwatch.sla import stuck_reason
+from mailwatch.store import ScanRecord, StoredMessage
+
+
+@dataclass(frozen=True, slots=True)
+class StuckRow:
+    """A queued message judged at ``now``, as listed by ``mailwatch stuck``."""
+
+    message: StoredMessage
+    age_seconds: float
+    reason: str | None
+
+    @property
+    def stuck(self) -> bool:
+        """Whether it is stuck at the time it was judged."""
+        return self.reason is not None
+
+
+def judge_stored(messages: Iterable[StoredMessage], now: datetime) -> list[StuckRow]:
+    """Re-evaluate stored messages at ``now`` (ages move on between scans), most urgent first."""
+    rows = [
+        StuckRow(
+            message=m,
+            age_seconds=max((now - m.arrival).total_seconds(), 0.0),
+            reason=stuck_reason(m.queue, m.deadline, m.delay_reason, now),
+        )
+        for m in messages
+    ]
+    rows.sort(key=lambda r: (not r.stuck, int(r.message.priority), -r.age_seconds))
+    return rows
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain left-aligned text table (no colour: it is pasted into tickets)."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def _clip(text: str, width: int = 70) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def stuck_table(rows: Sequence[StuckRow], *, show_subject: bool = False) -> str:
+    """The ``mailwatch stuck`` table."""
+    headers = ["QUEUE ID", "CLASS", "PRI", "AGE", "QUEUE", "RECIPIENT DOMAINS", "REASON"]
+    if show_subject:
+        headers.append("SUBJECT")
+    body = []
+    for row in rows:
+        m = row.message
+        cells = [
+            m.queue_id, m.class_name, str(m.priority), format_seconds(row.age_seconds), m.queue,
+            ",".join(m.recipient_domains) or "-", _clip(row.reason or "-"),
+        ]  # fmt: skip
+        if show_subject:
+            cells.append(_clip(m.subject, 50))
+        body.append(cells)
+    return table(headers, body)
+
+
+def stuck_json(row: StuckRow, *, show_subject: bool = False) -> dict[str, Any]:
+    """One ``mailwatch stuck --json`` item."""
+    m = row.message
+    item: dict[str, Any] = {
+        "id": m.key,
+        "queue_id": m.queue_id,
+        "source": m.source,
+        "class": m.class_name,
+        "priority": str(m.priority),
+        "queue": m.queue,
+        "age_seconds": round(row.age_seconds, 3),
+        "age": format_seconds(row.age_seconds),
+        "arrival": m.arrival.isoformat(),
+        "deadline": m.deadline.isoformat(),
+        "stuck": row.stuck,
+        "reason": row.reason,
+        "recipient_domains": list(m.recipient_domains),
+        "marking": m.marking,
+    }
+    if show_subject:
+        item["subject"] = m.subject
+    return item
+
+
+def counts_table(counts: Sequence[ClassCount]) -> str:
+    """Per-class totals, stuck counts and oldest ages (``mailwatch scan``)."""
+    rows = [
+        [c.source, c.name, str(c.priority), str(c.total), str(c.stuck),
+         format_seconds(c.oldest_age_seconds) if c.total else "-"]
+        for c in sorted(counts, key=lambda c: (c.source, c.priority, -c.stuck, c.name))
+    ]  # fmt: skip
+    return table(["SOURCE", "CLASS", "PRI", "TOTAL", "STUCK", "OLDEST"], rows)
+
+
+def scans_lines(scans: dict[str, ScanRecord], now: datetime) -> list[str]:
+    """One line per source: when it was last scanned and whether that worked."""
+    lines = []
+    for name, scan in sorted(scans.items()):
+        ago = format_seconds((now - scan.finished_at).total_seconds())
+        state = "ok" if scan.ok else f"FAILED: {scan.error}"
+        if scan.warnings:
+            state += "; WARNING: " + "; ".join(scan.warnings)
+        lines.append(f"source {name}: last scan {ago} ago, {state}")
+    return lines
+
+
+def message_detail(m: StoredMessage, now: datetime) -> list[tuple[str, str]]:
+    """Every field of one message, labelled, for ``mailwatch show``."""
+    reason = stuck_reason(m.queue, m.deadline, m.delay_reason, now)
+    age = format_seconds((now - m.arrival).total_seconds())
+    fields = [
+        ("id", m.key),
+        ("queue id", m.queue_id),
+        ("source", m.source),
+        ("status", m.status.value),
+        ("queue", m.queue),
+        ("class", f"{m.class_name} ({m.priority}) by {m.rule}"),
+        ("marking", m.marking or "-"),
+        ("arrival", f"{m.arrival.isoformat()} ({age} ago)"),
+        ("deadline", m.deadline.isoformat()),
+        ("stuck", f"yes: {reason}" if reason and m.status is Status.QUEUED else "no"),
+        ("first seen", m.first_seen.isoformat()),
+        ("last seen", m.last_seen.isoformat() if m.last_seen else "-"),
+        ("left queue", m.left_at.isoformat() if m.left_at else "-"),
+        ("size", f"{m.size} bytes"),
+        ("sender", m.sender or "<>"),
+        ("subject", m.subject),
+    ]  # fmt: skip
+    fields += [("recipient", f"{r.address}  {r.delay_reason or ''}".rstrip()) for r in m.recipients]
+    fields += [(f"header {name}", value) for name, value in m.headers.items]
+    return fields
+
+
+def priority_filter(text: str | None) -> Priority | None:
+    """Parse a ``--priority`` option value."""
+    return None if text is None else Priority.parse(text)

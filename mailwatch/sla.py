@@ -1,0 +1,57 @@
+"""SLA evaluation: is a message stuck at ``now``, and why (pure function of its inputs).
+
+A message is stuck when it sits in the hold queue (reason ``"held"``), or when its age exceeds
+its class's ``stuck_after``; the reason is then the MTA's delay reason where it gave one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+from mailwatch.classify import MessageClass
+from mailwatch.model import Classification, Message, Verdict
+
+HOLD_QUEUE = "hold"
+
+
+def stuck_reason(
+    queue: str, deadline: datetime, delay_reason: str | None, now: datetime
+) -> str | None:
+    """Why a message in ``queue`` with this ``deadline`` is stuck at ``now``; ``None`` if not."""
+    if queue == HOLD_QUEUE:
+        return "held"
+    if now > deadline:
+        return delay_reason or f"over SLA in {queue} queue"
+    return None
+
+
+def evaluate(
+    message: Message, classification: Classification, message_class: MessageClass, now: datetime
+) -> Verdict:
+    """Judge one message against its class's SLA at ``now``."""
+    deadline = message_class.stuck_after.deadline_after(message.arrival)
+    age = (now - message.arrival).total_seconds()
+    reason = stuck_reason(message.queue, deadline, message.delay_reason, now)
+    return Verdict(
+        message=message,
+        classification=classification,
+        age_seconds=max(age, 0.0),
+        deadline=deadline,
+        stuck=reason is not None,
+        reason=reason,
+    )
+
+
+def evaluate_all(
+    classified: Iterable[tuple[Message, Classification]],
+    classes: Mapping[str, MessageClass],
+    now: datetime,
+) -> list[Verdict]:
+    """Judge every (message, classification) pair; classes are looked up by name."""
+    return [evaluate(m, c, classes[c.name], now) for m, c in classified]
+
+
+def urgency_key(verdict: Verdict) -> tuple[bool, int, float]:
+    """Sort key, most urgent first: stuck before not, then priority, then oldest."""
+    return (not verdict.stuck, int(verdict.classification.priority), -verdict.age_seconds)
