@@ -43,10 +43,10 @@ _MARKING_CORE_CAPS = (
 # "Official visit", "Restricted access" and "Protect yourself" stay subjects, not markings.
 _MARKING = re.compile(
     rf"^(?:\[\s*(?P<b>{_MARKING_CORE})\s*\]|\(\s*(?P<p>{_MARKING_CORE})\s*\)"
-    rf"|(?P<upper>(?-i:{_MARKING_CORE_CAPS}))(?=$|[\s:\-\]|/,.;])"
-    rf"|(?P<sep>{_MARKING_CORE})(?=\s*(?:$|[:|/,.;])|\s+-)"
+    rf"|(?P<upper>(?-i:{_MARKING_CORE_CAPS}))(?=$|[\s:\-\u2013\u2014\]|/,.;])"
+    rf"|(?P<sep>{_MARKING_CORE})(?=\s*(?:$|[:|/,.;])|\s+[-\u2013\u2014])"
     r"|(?P<bare>official\s*[-_]?\s*sensitive|not\s+protectively\s+marked)(?=\s))"
-    r"\s*[:\-|/,.;]*\s*",
+    r"\s*[:\-\u2013\u2014|/,.;]*\s*",  # \u2013 \u2014: dashes as Outlook autocorrects them
     re.I,
 )
 _SPACES = re.compile(r"\s+")

@@ -88,6 +88,9 @@ class Message:
     marking: str | None = None
     """Protective marking taken from the start of the subject (``OFFICIAL-SENSITIVE``…)."""
     forced_expire: bool = False
+    wait_reason: str | None = None
+    """Why the source says the message waits, when it is not a per-recipient delay reason
+    (e.g. ``"unread in INBOX"`` for a mailbox, ``"frozen"`` for Exim)."""
 
     @property
     def recipient_domains(self) -> tuple[str, ...]:
@@ -96,11 +99,11 @@ class Message:
 
     @property
     def delay_reason(self) -> str | None:
-        """The first delay reason any recipient carries, if any."""
+        """The first delay reason any recipient carries, else the source's wait reason."""
         for recipient in self.recipients:
             if recipient.delay_reason:
                 return recipient.delay_reason
-        return None
+        return self.wait_reason
 
 
 @dataclass(frozen=True, slots=True)

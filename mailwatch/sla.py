@@ -1,7 +1,8 @@
 """SLA evaluation: is a message stuck at ``now``, and why (pure function of its inputs).
 
-A message is stuck when it sits in the hold queue (reason ``"held"``), or when its age exceeds
-its class's ``stuck_after``; the reason is then the MTA's delay reason where it gave one.
+A message is stuck when it sits in the hold queue (reason ``"held"``) or is frozen (Exim), or
+when its age exceeds its class's ``stuck_after``; the reason is then the MTA's delay reason
+(or the source's wait reason, e.g. "unread in INBOX") where there is one.
 """
 
 from __future__ import annotations
@@ -12,15 +13,16 @@ from datetime import datetime
 from mailwatch.classify import MessageClass
 from mailwatch.model import Classification, Message, Verdict
 
-HOLD_QUEUE = "hold"
+STUCK_AT_ONCE = {"hold": "held", "frozen": "frozen"}
+"""Queues whose messages are stuck whatever their age (Postfix hold, Exim frozen), and why."""
 
 
 def stuck_reason(
     queue: str, deadline: datetime, delay_reason: str | None, now: datetime
 ) -> str | None:
     """Why a message in ``queue`` with this ``deadline`` is stuck at ``now``; ``None`` if not."""
-    if queue == HOLD_QUEUE:
-        return "held"
+    if queue in STUCK_AT_ONCE:
+        return STUCK_AT_ONCE[queue]
     if now > deadline:
         return delay_reason or f"over SLA in {queue} queue"
     return None
