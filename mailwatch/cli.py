@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -193,7 +193,9 @@ def stuck(
         _fail(f"--class: unknown class {class_name!r}", 2)
     now = _now()
     with ctx.store() as store:
-        rows = judge_stored(store.queued(source), now)
+        since = now - timedelta(seconds=settings.undeliverable_for.seconds)
+        undeliverable = [m for m in store.undeliverable(since) if source in (None, m.source)]
+        rows = judge_stored([*store.queued(source), *undeliverable], now)
         scans = store.last_scans()
     rows = [
         r for r in rows

@@ -136,7 +136,19 @@ class PostfixSourceConfig(_Section):
     timeout: DurationField = Duration(seconds=60)
 
 
-SourceConfig = Annotated[PostfixSourceConfig, Field(discriminator="type")]
+class MailLogSourceConfig(_Section):
+    """A Postfix log file read for final outcomes (sent, bounced, expired)."""
+
+    type: Literal["maillog"]
+    path: Path
+    """The log Postfix writes (``maillog_file``), or syslog's mail log."""
+    outcomes_for: str | None = None
+    """The Postfix source whose queue ids this log's lines refer to."""
+    interval: DurationField = Duration(seconds=15)
+    timeout: DurationField = Duration(seconds=60)
+
+
+SourceConfig = Annotated[PostfixSourceConfig | MailLogSourceConfig, Field(discriminator="type")]
 
 
 class StoreConfig(_Section):
@@ -169,6 +181,8 @@ class Settings(BaseSettings):
     include_default_classes: bool = True
     classes: dict[str, ClassConfig] = Field(default_factory=dict)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    undeliverable_for: DurationField = Duration(seconds=86400)
+    """How long a bounced or expired P1/P2 message stays listed as stuck."""
 
     @classmethod
     def settings_customise_sources(
@@ -191,9 +205,17 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _default_class_exists(self) -> Settings:
+    def _references_exist(self) -> Settings:
         if self.default_class not in self.all_classes():
             raise ValueError(f"default_class {self.default_class!r} is not a configured class")
+        for name, source in self.sources.items():
+            if isinstance(source, MailLogSourceConfig) and source.outcomes_for is not None:
+                target = self.sources.get(source.outcomes_for)
+                if not isinstance(target, PostfixSourceConfig):
+                    wanted = source.outcomes_for
+                    raise ValueError(
+                        f"sources.{name}.outcomes_for: {wanted!r} is not a postfix source"
+                    )
         return self
 
     def all_classes(self) -> dict[str, ClassConfig]:
@@ -225,7 +247,7 @@ def shipped_classes() -> dict[str, ClassConfig]:
 
 
 def _describe(error: Any) -> str:
-    loc = ".".join(str(part) for part in error["loc"] if part != "postfix")
+    loc = ".".join(str(part) for part in error["loc"] if part not in ("postfix", "maillog"))
     message = str(error["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)

@@ -106,6 +106,64 @@ class Message:
         return self.wait_reason
 
 
+class DeliveryStatus(enum.StrEnum):
+    """Outcome of one delivery attempt (or of the whole message, for expiry)."""
+
+    SENT = "sent"
+    DEFERRED = "deferred"
+    BOUNCED = "bounced"
+    EXPIRED = "expired"
+
+    @property
+    def final(self) -> bool:
+        """Whether the message (for this recipient) will not be tried again."""
+        return self is not DeliveryStatus.DEFERRED
+
+    @property
+    def severity(self) -> int:
+        """How bad a final outcome is, for a message with several: bounced > expired > sent."""
+        return {"deferred": 0, "sent": 1, "expired": 2, "bounced": 3}[self.value]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A mail-log ``status=`` line: one recipient's attempt, or (``recipient=None``) expiry."""
+
+    at: datetime
+    queue_id: str
+    status: DeliveryStatus
+    recipient: str | None
+    relay: str | None = None
+    delay_seconds: float | None = None
+    delays: tuple[float, float, float, float] | None = None
+    dsn: str | None = None
+    text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """A mail-log ``removed`` line: the message left the queue for good."""
+
+    at: datetime
+    queue_id: str
+
+
+LogEvent = Delivery | Removed
+
+
+@dataclass(frozen=True, slots=True)
+class LogCursor:
+    """Where a log reader stopped.
+
+    The file's inode, the byte offset of the next unread line, and a fingerprint of the bytes
+    before it (to tell a copy-truncated, regrown file from one that only grew).
+    """
+
+    inode: int
+    offset: int
+    head: str
+
+
 @dataclass(frozen=True, slots=True)
 class Observation:
     """What one probe of one source saw at ``observed_at``."""
@@ -119,6 +177,12 @@ class Observation:
     """How many messages' headers this probe had to read (0 on a rescan of an unchanged queue)."""
     warnings: tuple[str, ...] = ()
     """What the source said was wrong while it still answered (e.g. "Mail system is down")."""
+    outcomes: tuple[LogEvent, ...] = ()
+    """Final outcomes read from a mail log (empty for queue and mailbox sources)."""
+    outcomes_for: str | None = None
+    """The queue source whose queue ids ``outcomes`` refer to."""
+    cursor: LogCursor | None = None
+    """Where a log source stopped reading; stored with the outcomes in one transaction."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,8 @@ from typing import Any
 
 from mailwatch.backlog import ClassCount
 from mailwatch.durations import format_seconds
-from mailwatch.model import Priority, Status
+from mailwatch.logs import mask_addresses
+from mailwatch.model import DeliveryStatus, Priority, Status
 from mailwatch.sla import stuck_reason
 from mailwatch.store import ScanRecord, StoredMessage
 
@@ -32,13 +33,27 @@ class StuckRow:
         return self.reason is not None
 
 
+def _reason(message: StoredMessage, now: datetime) -> str | None:
+    if message.status is Status.LEFT:  # listed only when it bounced or expired
+        if message.outcome is None or message.outcome is DeliveryStatus.SENT:
+            return None
+        return (
+            f"{message.outcome.value}: {message.outcome_text or message.dsn or 'no reason given'}"
+        )
+    return stuck_reason(message.queue, message.deadline, message.delay_reason, now)
+
+
 def judge_stored(messages: Iterable[StoredMessage], now: datetime) -> list[StuckRow]:
-    """Re-evaluate stored messages at ``now`` (ages move on between scans), most urgent first."""
+    """Re-evaluate stored messages at ``now`` (ages move on between scans), most urgent first.
+
+    Queued messages are judged against their SLA; messages that left the queue count as stuck
+    only when they bounced or expired ("not sent" must never be silent).
+    """
     rows = [
         StuckRow(
             message=m,
             age_seconds=max((now - m.arrival).total_seconds(), 0.0),
-            reason=stuck_reason(m.queue, m.deadline, m.delay_reason, now),
+            reason=_reason(m, now),
         )
         for m in messages
     ]
@@ -70,7 +85,8 @@ def stuck_table(rows: Sequence[StuckRow], *, show_subject: bool = False) -> str:
         m = row.message
         cells = [
             m.queue_id, m.class_name, str(m.priority), format_seconds(row.age_seconds), m.queue,
-            ",".join(m.recipient_domains) or "-", _clip(row.reason or "-"),
+            ",".join(m.recipient_domains) or "-",
+            _clip((row.reason if show_subject else mask_addresses(row.reason or "")) or "-"),
         ]  # fmt: skip
         if show_subject:
             cells.append(_clip(m.subject, 50))
@@ -93,9 +109,11 @@ def stuck_json(row: StuckRow, *, show_subject: bool = False) -> dict[str, Any]:
         "arrival": m.arrival.isoformat(),
         "deadline": m.deadline.isoformat(),
         "stuck": row.stuck,
-        "reason": row.reason,
+        "reason": row.reason if show_subject or row.reason is None else mask_addresses(row.reason),
         "recipient_domains": list(m.recipient_domains),
         "marking": m.marking,
+        "status": m.status.value,
+        "outcome": m.outcome.value if m.outcome else None,
     }
     if show_subject:
         item["subject"] = m.subject
@@ -142,6 +160,9 @@ def message_detail(m: StoredMessage, now: datetime) -> list[tuple[str, str]]:
         ("first seen", m.first_seen.isoformat()),
         ("last seen", m.last_seen.isoformat() if m.last_seen else "-"),
         ("left queue", m.left_at.isoformat() if m.left_at else "-"),
+        ("outcome", f"{m.outcome.value} {m.dsn or ''} {m.outcome_text or ''}".strip()
+         if m.outcome else "-"),
+        ("delivery delay", format_seconds(m.delivery_delay) if m.delivery_delay else "-"),
         ("size", f"{m.size} bytes"),
         ("sender", m.sender or "<>"),
         ("subject", m.subject),

@@ -96,9 +96,17 @@ class Scanner:
                 error=exc.detail,
                 error_kind=type(exc).__name__,
             )
+        if observation.outcomes or observation.cursor is not None:
+            self.store.record_outcomes(
+                source.name, observation.outcomes_for, observation.outcomes, observation.cursor
+            )
         cache = self._classifications.setdefault(source.name, {})
         verdicts = judge(observation, self.classifier, cache, observation.observed_at)
-        counts = count_by_class(source.name, self.classifier.all_classes, verdicts)
+        counts = (
+            count_by_class(source.name, self.classifier.all_classes, verdicts)
+            if observation.cursor is None
+            else []  # a log source holds no backlog of its own
+        )
         finished_at = self.clock()
         self.store.record_scan(
             source.name,

@@ -19,63 +19,24 @@ from typing import Any
 
 from mailwatch.backlog import ClassCount
 from mailwatch.errors import StoreError, UnknownMessage
-from mailwatch.model import Headers, Priority, Recipient, Status, Verdict
-
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE messages (
-        key TEXT PRIMARY KEY,
-        source TEXT NOT NULL,
-        queue_id TEXT NOT NULL,
-        queue TEXT NOT NULL,
-        arrival REAL NOT NULL,
-        size INTEGER NOT NULL,
-        sender TEXT NOT NULL,
-        recipients TEXT NOT NULL,
-        headers TEXT NOT NULL,
-        subject TEXT NOT NULL,
-        marking TEXT,
-        class TEXT NOT NULL,
-        priority INTEGER NOT NULL,
-        rule TEXT NOT NULL,
-        deadline REAL NOT NULL,
-        delay_reason TEXT,
-        status TEXT NOT NULL,
-        first_seen REAL NOT NULL,
-        left_at REAL
-    );
-    CREATE INDEX messages_by_source_status ON messages (source, status);
-    CREATE INDEX messages_by_queue_id ON messages (queue_id);
-    CREATE TABLE scans (
-        id INTEGER PRIMARY KEY,
-        source TEXT NOT NULL,
-        started_at REAL NOT NULL,
-        finished_at REAL NOT NULL,
-        ok INTEGER NOT NULL,
-        error TEXT,
-        messages INTEGER NOT NULL DEFAULT 0,
-        malformed INTEGER NOT NULL DEFAULT 0,
-        headers_read INTEGER NOT NULL DEFAULT 0,
-        warnings TEXT
-    );
-    CREATE INDEX scans_by_source ON scans (source, id);
-    CREATE TABLE class_counts (
-        scan_id INTEGER NOT NULL REFERENCES scans (id) ON DELETE CASCADE,
-        source TEXT NOT NULL,
-        class TEXT NOT NULL,
-        priority INTEGER NOT NULL,
-        total INTEGER NOT NULL,
-        stuck INTEGER NOT NULL,
-        oldest_age REAL NOT NULL,
-        PRIMARY KEY (scan_id, class)
-    );
-    """,
+from mailwatch.model import (
+    Delivery,
+    DeliveryStatus,
+    Headers,
+    LogCursor,
+    LogEvent,
+    Priority,
+    Recipient,
+    Status,
+    Verdict,
 )
+from mailwatch.schema import MIGRATIONS
 
-_MESSAGE_COLUMNS = (
+_INSERT_COLUMNS = (
     "key, source, queue_id, queue, arrival, size, sender, recipients, headers, subject, marking, "
     "class, priority, rule, deadline, delay_reason, status, first_seen, left_at"
 )
+_MESSAGE_COLUMNS = _INSERT_COLUMNS + ", outcome, outcome_at, outcome_text, dsn, delivery_delay"
 
 # What, if it changes between scans, needs a row update.
 _State = tuple[str, str, int, str, float, tuple[Recipient, ...]]
@@ -126,6 +87,12 @@ class StoredMessage:
     left_at: datetime | None
     last_seen: datetime | None
     """When its source last saw it: the latest good scan while queued, else ``left_at``."""
+    outcome: DeliveryStatus | None = None
+    """Final outcome from the mail log (the worst over its recipients), if known."""
+    outcome_at: datetime | None = None
+    outcome_text: str | None = None
+    dsn: str | None = None
+    delivery_delay: float | None = None
 
     @property
     def recipient_domains(self) -> tuple[str, ...]:
@@ -251,7 +218,7 @@ class Store:
             self._db.execute("BEGIN")
             if inserts:
                 self._db.executemany(
-                    f"INSERT OR REPLACE INTO messages ({_MESSAGE_COLUMNS}) VALUES"
+                    f"INSERT OR REPLACE INTO messages ({_INSERT_COLUMNS}) VALUES"
                     f" ({', '.join('?' * 19)})",
                     inserts,
                 )
@@ -263,7 +230,8 @@ class Store:
                 )
             if gone:
                 self._db.executemany(
-                    "UPDATE messages SET status = ?, left_at = ? WHERE key = ?", gone
+                    "UPDATE messages SET status = ?, left_at = ? WHERE key = ? AND status = ?",
+                    [(*g, Status.QUEUED.value) for g in gone],
                 )
             scan_id = self._insert_scan(
                 ScanRecord(
@@ -346,7 +314,8 @@ class Store:
 
     def _row(self, row: Sequence[Any], last_good: dict[str, float]) -> StoredMessage:
         (key, source, queue_id, queue, arrival, size, sender, rcpts, headers, subject, marking,
-         cls, prio, rule, deadline, delay_reason, status, first_seen, left_at) = row  # fmt: skip
+         cls, prio, rule, deadline, delay_reason, status, first_seen, left_at,
+         outcome, outcome_at, outcome_text, dsn, delivery_delay) = row  # fmt: skip
         state = Status(status)
         last = left_at if state is Status.LEFT else last_good.get(source)
         return StoredMessage(
@@ -356,6 +325,9 @@ class Store:
             subject=subject, marking=marking, class_name=cls, priority=Priority(prio), rule=rule,
             deadline=_at(deadline), delay_reason=delay_reason, status=state,
             first_seen=_at(first_seen), left_at=_dt(left_at), last_seen=_dt(last),
+            outcome=None if outcome is None else DeliveryStatus(outcome),
+            outcome_at=_dt(outcome_at), outcome_text=outcome_text, dsn=dsn,
+            delivery_delay=delivery_delay,
         )  # fmt: skip
 
     def queued(self, source: str | None = None) -> list[StoredMessage]:
@@ -392,3 +364,96 @@ class Store:
             " ORDER BY source, priority, class"
         )
         return [ClassCount(s, c, Priority(p), t, st, a) for s, c, p, t, st, a in rows]
+
+    def log_cursor(self, source: str) -> LogCursor | None:
+        """Where the log source ``source`` stopped reading, if it ever read."""
+        row = self._db.execute(
+            "SELECT inode, offset, head FROM log_cursors WHERE source = ?", (source,)
+        ).fetchone()
+        return None if row is None else LogCursor(*row)
+
+    def _message_for(self, queue_id: str, outcomes_for: str | None) -> tuple[str, str, int] | None:
+        """The newest tracked message with ``queue_id`` in source ``outcomes_for``."""
+        row = self._db.execute(
+            "SELECT key, class, priority FROM messages WHERE queue_id = ? AND source = ?"
+            " ORDER BY arrival DESC LIMIT 1",
+            (queue_id, outcomes_for),
+        ).fetchone()
+        return None if row is None else (row[0], row[1], row[2])
+
+    def record_outcomes(
+        self,
+        log_source: str,
+        outcomes_for: str | None,
+        events: Sequence[LogEvent],
+        cursor: LogCursor | None,
+    ) -> int:
+        """Join final outcomes to tracked messages and save the log cursor, in one transaction.
+
+        Returns how many events were joined to a tracked message. Final deliveries of messages
+        mailwatch never saw queued (delivered at once) are kept unjoined, without a class.
+        """
+        joined = 0
+        try:
+            self._db.execute("BEGIN")
+            for event in events:
+                target = self._message_for(event.queue_id, outcomes_for)
+                joined += target is not None
+                if isinstance(event, Delivery):
+                    if event.status.final:
+                        self._record_delivery(log_source, event, target)
+                elif target is not None:  # removed: it left the queue for good
+                    self._db.execute(
+                        "UPDATE messages SET status = ?, left_at = ? WHERE key = ? AND status = ?",
+                        (Status.LEFT.value, _ts(event.at), target[0], Status.QUEUED.value),
+                    )
+                    if outcomes_for in self._index:
+                        self._index[outcomes_for].pop(target[0], None)
+            if cursor is not None:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO log_cursors VALUES (?, ?, ?, ?)",
+                    (log_source, cursor.inode, cursor.offset, cursor.head),
+                )
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._db.execute("ROLLBACK")
+            self._index.pop(outcomes_for or "", None)
+            raise StoreError(f"cannot record outcomes from {log_source}: {exc}") from exc
+        return joined
+
+    def _record_delivery(
+        self, log_source: str, event: Delivery, target: tuple[str, str, int] | None
+    ) -> None:
+        key, cls, prio = target if target is not None else (None, None, None)
+        self._db.execute(
+            "INSERT INTO deliveries (log_source, queue_id, message_key, class, priority,"
+            " recipient, status, dsn, relay, delay, text, at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (log_source, event.queue_id, key, cls, prio, event.recipient, event.status.value,
+             event.dsn, event.relay, event.delay_seconds, event.text, _ts(event.at)),
+        )  # fmt: skip
+        if key is None:
+            return
+        self._db.execute(
+            "UPDATE messages SET"
+            " outcome = CASE WHEN outcome IS NULL OR ? > (CASE outcome WHEN 'bounced' THEN 3"
+            "   WHEN 'expired' THEN 2 WHEN 'sent' THEN 1 ELSE 0 END) THEN ? ELSE outcome END,"
+            " outcome_text = CASE WHEN ? = 'sent' THEN outcome_text ELSE ? END,"
+            " dsn = CASE WHEN ? = 'sent' AND dsn IS NOT NULL THEN dsn ELSE ? END,"
+            " outcome_at = ?, delivery_delay = max(coalesce(delivery_delay, 0), coalesce(?, 0))"
+            " WHERE key = ?",
+            (event.status.severity, event.status.value, event.status.value, event.text,
+             event.status.value, event.dsn, _ts(event.at), event.delay_seconds, key),
+        )  # fmt: skip
+
+    def undeliverable(
+        self, since: datetime, worst_priority: Priority = Priority.P2
+    ) -> list[StoredMessage]:
+        """Messages of ``worst_priority`` or more urgent that bounced or expired since ``since``."""
+        last_good = self._last_good()
+        rows = self._db.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE outcome IN ('bounced', 'expired')"
+            " AND outcome_at >= ? AND priority <= ?",
+            (_ts(since), int(worst_priority)),
+        )
+        return [self._row(r, last_good) for r in rows]

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from mailwatch.config import PostfixSourceConfig, Settings
+from mailwatch.config import MailLogSourceConfig, PostfixSourceConfig, Settings
 from mailwatch.headers import NormalisedSubject
 from mailwatch.sources import Source
+from mailwatch.sources.maillog import MailLogSource
 from mailwatch.sources.postfix import CachedHeaders, PostfixSource
 from mailwatch.store import Store
 
@@ -17,9 +18,10 @@ def build_sources(
     store: Store,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> list[Source]:
-    """One adapter per configured source; Postfix header caches are primed from the store.
+    """One adapter per configured source, resumed from what the store remembers.
 
-    Priming means a restart does not re-read the headers of every message already queued.
+    Postfix header caches are primed from the store (a restart does not re-read every queued
+    message's headers); log sources resume from their stored cursor.
     """
     sources: list[Source] = []
     for name, config in settings.sources.items():
@@ -37,6 +39,16 @@ def build_sources(
                     timeout=config.timeout.seconds,
                     clock=clock,
                     header_cache=cache,
+                )
+            )
+        elif isinstance(config, MailLogSourceConfig):
+            sources.append(
+                MailLogSource(
+                    name,
+                    config.path,
+                    outcomes_for=config.outcomes_for,
+                    cursor=store.log_cursor(name),
+                    clock=clock,
                 )
             )
     return sources

@@ -1,0 +1,88 @@
+"""The store's schema as numbered migrations (applied in order, tracked in ``PRAGMA user_version``).
+
+Never edit a migration that has shipped: add a new one.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE messages (
+        key TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        queue_id TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        arrival REAL NOT NULL,
+        size INTEGER NOT NULL,
+        sender TEXT NOT NULL,
+        recipients TEXT NOT NULL,
+        headers TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        marking TEXT,
+        class TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        rule TEXT NOT NULL,
+        deadline REAL NOT NULL,
+        delay_reason TEXT,
+        status TEXT NOT NULL,
+        first_seen REAL NOT NULL,
+        left_at REAL
+    );
+    CREATE INDEX messages_by_source_status ON messages (source, status);
+    CREATE INDEX messages_by_queue_id ON messages (queue_id);
+    CREATE TABLE scans (
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        finished_at REAL NOT NULL,
+        ok INTEGER NOT NULL,
+        error TEXT,
+        messages INTEGER NOT NULL DEFAULT 0,
+        malformed INTEGER NOT NULL DEFAULT 0,
+        headers_read INTEGER NOT NULL DEFAULT 0,
+        warnings TEXT
+    );
+    CREATE INDEX scans_by_source ON scans (source, id);
+    CREATE TABLE class_counts (
+        scan_id INTEGER NOT NULL REFERENCES scans (id) ON DELETE CASCADE,
+        source TEXT NOT NULL,
+        class TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        total INTEGER NOT NULL,
+        stuck INTEGER NOT NULL,
+        oldest_age REAL NOT NULL,
+        PRIMARY KEY (scan_id, class)
+    );
+    """,
+    # 2: final outcomes from the mail log, and where each log reader stopped.
+    """
+    ALTER TABLE messages ADD COLUMN outcome TEXT;
+    ALTER TABLE messages ADD COLUMN outcome_at REAL;
+    ALTER TABLE messages ADD COLUMN outcome_text TEXT;
+    ALTER TABLE messages ADD COLUMN dsn TEXT;
+    ALTER TABLE messages ADD COLUMN delivery_delay REAL;
+    CREATE INDEX messages_by_outcome ON messages (outcome, outcome_at);
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY,
+        log_source TEXT NOT NULL,
+        queue_id TEXT NOT NULL,
+        message_key TEXT,
+        class TEXT,
+        priority INTEGER,
+        recipient TEXT,
+        status TEXT NOT NULL,
+        dsn TEXT,
+        relay TEXT,
+        delay REAL,
+        text TEXT,
+        at REAL NOT NULL
+    );
+    CREATE INDEX deliveries_by_at ON deliveries (at);
+    CREATE TABLE log_cursors (
+        source TEXT PRIMARY KEY,
+        inode INTEGER NOT NULL,
+        offset INTEGER NOT NULL,
+        head TEXT NOT NULL
+    );
+    """,
+)
