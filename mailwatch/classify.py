@@ -53,6 +53,8 @@ class MatchRule:
     """Conditions that must all hold; unset conditions are ignored."""
 
     subject: re.Pattern[str] | None = None
+    subject_not: re.Pattern[str] | None = None
+    """If it matches the subject, the rule does not (e.g. Outlook's ``Recall: `` notices)."""
     headers: tuple[HeaderCondition, ...] = ()
     senders: tuple[str, ...] = ()
     recipients: tuple[str, ...] = ()
@@ -61,13 +63,28 @@ class MatchRule:
     priority: Priority | None = None
     """If set, messages this rule matches get this priority instead of the class's."""
 
+    def _envelope_matches(self, message: Message) -> bool:
+        return (
+            (not self.sources or message.source in self.sources)
+            and (not self.queues or message.queue in self.queues)
+            and (not self.senders or any(address_matches(g, message.sender) for g in self.senders))
+            and (
+                not self.recipients
+                or any(
+                    address_matches(g, r.address)
+                    for g in self.recipients
+                    for r in message.recipients
+                )
+            )
+        )
+
     def match(self, message: Message) -> str | None:
         """Describe what matched (e.g. ``subject 'emergency recall'``), or ``None``."""
+        if not self._envelope_matches(message):
+            return None
+        if self.subject_not is not None and self.subject_not.search(message.subject):
+            return None
         evidence: list[str] = []
-        if self.sources and message.source not in self.sources:
-            return None
-        if self.queues and message.queue not in self.queues:
-            return None
         if self.subject is not None:
             found = self.subject.search(message.subject)
             if not found:
@@ -78,20 +95,10 @@ class MatchRule:
             if value is None:
                 return None
             evidence.append(f"header {condition.name} {value!r}")
-        if self.senders:
-            if not any(address_matches(g, message.sender) for g in self.senders):
-                return None
-            evidence.append("sender")
-        if self.recipients:
-            if not any(
-                address_matches(g, r.address) for g in self.recipients for r in message.recipients
-            ):
-                return None
-            evidence.append("recipient")
-        if self.sources:
-            evidence.append(f"source {message.source}")
-        if self.queues:
-            evidence.append(f"queue {message.queue}")
+        evidence += [label for label, given in (
+            ("sender", self.senders), ("recipient", self.recipients),
+            (f"source {message.source}", self.sources), (f"queue {message.queue}", self.queues),
+        ) if given]  # fmt: skip
         return ", ".join(evidence) or "always"
 
 

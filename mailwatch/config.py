@@ -93,6 +93,7 @@ class MatchConfig(_Section):
     """One match rule: every condition given must hold."""
 
     subject: RegexField | None = None
+    subject_not: RegexField | None = None
     headers: list[HeaderRuleConfig] = Field(default_factory=list)
     senders: list[str] = Field(default_factory=list)
     recipients: list[str] = Field(default_factory=list)
@@ -104,6 +105,7 @@ class MatchConfig(_Section):
         """The pure-core rule this configures."""
         return MatchRule(
             subject=self.subject,
+            subject_not=self.subject_not,
             headers=tuple(
                 HeaderCondition(h.name, equals=h.equals, pattern=h.regex) for h in self.headers
             ),
@@ -258,6 +260,19 @@ def _describe(error: Any) -> str:
     return f"{loc or '(top level)'}: {message}"
 
 
+def _resolve_paths(data: dict[str, Any], base: Path) -> None:
+    """Make the file's relative paths relative to the file, not to the working directory."""
+    tables = [data.get("store")]
+    sources = data.get("sources")
+    if isinstance(sources, dict):
+        tables += list(sources.values())
+    for table in tables:
+        if isinstance(table, dict):
+            for key in ("path", "config_dir"):
+                if isinstance(table.get(key), str):
+                    table[key] = str(base / table[key])
+
+
 def load(path: Path | None) -> Settings:
     """Read and validate ``path`` (``None``: defaults and environment only).
 
@@ -275,10 +290,7 @@ def load(path: Path | None) -> Settings:
             raise ConfigError([f"{path}: not UTF-8 text"]) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError([f"{path}: not valid TOML ({exc})"]) from None
-        base = path.parent
-        store = data.get("store")
-        if isinstance(store, dict) and isinstance(store.get("path"), str):
-            store["path"] = str(base / store["path"])  # relative to the file, not the cwd
+        _resolve_paths(data, path.parent)
     try:
         return Settings(**data)
     except ValidationError as exc:

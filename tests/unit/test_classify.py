@@ -157,6 +157,8 @@ SHIPPED_CORPUS: list[tuple[str, str, Priority]] = [
     ("Victim liaison - J Smith", "victim_liaison", Priority.P3),
     ("Victim contact scheme", "victim_liaison", Priority.P3),
     ("VLO update", "victim_liaison", Priority.P3),
+    # a person shouting is not Outlook's recall notice
+    ("RECALL: Part A - J Smith", "recall_standard", Priority.P1),
     # general
     ("Team meeting", "general", Priority.P4),
     ("Annual leave", "general", Priority.P4),
@@ -169,7 +171,7 @@ LOOKALIKES: list[tuple[str, str, Priority]] = [
     ("Recall: Emergency recall - Part A", "general", Priority.P4),
     ("Recall: Part A - J Smith", "general", Priority.P4),
     ("RE: Recall: Part A - J Smith", "general", Priority.P4),
-    ("recall:Part A", "general", Priority.P4),
+    ("Recall:Part A", "general", Priority.P4),
     ("Recall: Revocation of licence", "general", Priority.P4),
     ("Recall: Risk escalation - J Smith", "general", Priority.P4),
     ("Recall: Child protection referral", "general", Priority.P4),

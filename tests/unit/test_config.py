@@ -161,6 +161,16 @@ class TestValidFile:
         path = write_config(f'[store]\npath = "{written}"\n')
         assert config.load(path).store.path == path.parent / relative_to_file
 
+    def test_relative_source_paths_resolve_against_file(self, write_config: WriteConfig) -> None:
+        """Source paths (a log file, a Postfix config directory) are relative to the file too."""
+        path = write_config(
+            '[sources.mta1]\ntype = "postfix"\nconfig_dir = "etc/postfix"\n'
+            '[sources.log]\ntype = "maillog"\npath = "log/maillog"\noutcomes_for = "mta1"\n'
+        )
+        sources = config.load(path).sources
+        assert sources["mta1"].config_dir == path.parent / "etc/postfix"  # type: ignore[union-attr]
+        assert sources["log"].path == path.parent / "log/maillog"  # type: ignore[union-attr]
+
     def test_absolute_store_path_is_kept(self, write_config: WriteConfig, tmp_path: Path) -> None:
         """An absolute store path is used as written."""
         target = tmp_path / "elsewhere" / "mw.db"
