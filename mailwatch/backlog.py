@@ -1,4 +1,4 @@
-"""Backlog maths: per-class counts of one scan (pure).
+"""Backlog maths: per-class counts of one scan, and drain rate / time to clear (pure).
 
 Every configured class appears for every source, with zeros when empty, so that a dashboard
 or the CLI says "0 stuck recalls" rather than nothing at all.
@@ -6,8 +6,11 @@ or the CLI says "0 stuck recalls" rather than nothing at all.
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from mailwatch.classify import MessageClass
 from mailwatch.model import Priority, Verdict
@@ -48,3 +51,44 @@ def count_by_class(
         )
         for name, row in totals.items()
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class DrainEstimate:
+    """How fast a backlog is clearing, and when it will be empty at that pace.
+
+    ``rate`` is in messages per second, positive while the backlog shrinks and negative while it
+    grows. ``eta_seconds`` is 0 for an empty backlog, ``inf`` when it is not shrinking, and
+    ``backlog / rate`` otherwise.
+    """
+
+    rate: float
+    eta_seconds: float
+
+
+def drain_estimate(
+    history: Sequence[tuple[datetime, int]], halflife_seconds: float = 600.0
+) -> DrainEstimate:
+    """EWMA of the net change per second over a backlog's history (oldest first).
+
+    Each step between consecutive scans contributes its slope ``-(n1 - n0) / dt`` with a
+    weight that halves every ``halflife_seconds`` of scan time, so the estimate follows a change
+    of pace within minutes but one noisy scan does not swing it. Steps with ``dt <= 0`` (a clock
+    jump backwards, two scans at the same instant) are ignored. With fewer than two points the
+    rate is 0.
+    """
+    rate: float | None = None
+    for (t0, n0), (t1, n1) in itertools.pairwise(history):
+        dt = (t1 - t0).total_seconds()
+        if dt <= 0:
+            continue
+        alpha = 1.0 - math.exp(-dt * math.log(2) / halflife_seconds)
+        slope = -(n1 - n0) / dt
+        rate = slope if rate is None else rate + alpha * (slope - rate)
+    rate = rate or 0.0
+    backlog = history[-1][1] if history else 0
+    if backlog == 0:
+        return DrainEstimate(rate=rate, eta_seconds=0.0)
+    if rate <= 0:
+        return DrainEstimate(rate=rate, eta_seconds=math.inf)
+    return DrainEstimate(rate=rate, eta_seconds=backlog / rate)

@@ -85,4 +85,23 @@ MIGRATIONS: tuple[str, ...] = (
         head TEXT NOT NULL
     );
     """,
+    # 3: outcome totals kept as running aggregates (a scrape costs what changed, not history),
+    #    and scan time indexed for backlog-history queries.
+    """
+    CREATE TABLE outcome_totals (
+        class TEXT NOT NULL,
+        status TEXT NOT NULL,
+        dsn_class TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        delay_sum REAL NOT NULL,
+        PRIMARY KEY (class, status, dsn_class)
+    );
+    CREATE TABLE delay_buckets (
+        class TEXT NOT NULL,
+        bucket INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (class, bucket)
+    );
+    CREATE INDEX scans_by_finished ON scans (finished_at);
+    """,
 )

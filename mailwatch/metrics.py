@@ -1,0 +1,159 @@
+"""Prometheus metrics: a custom ``Collector`` that renders the latest snapshot at scrape time.
+
+No global gauges, no stale label sets: each scrape calls :meth:`MailwatchCollector.collect`,
+which reads the one immutable :class:`~mailwatch.snapshot.MetricsSnapshot` the service swapped
+in after its last scan and turns it into metric families. It never does I/O. Labels carry only
+source, queue, class, priority, severity, DSN class and error kind: never a subject, address,
+name or case reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+
+from mailwatch import __version__
+from mailwatch.snapshot import UNCLASSIFIED, Histogram, MetricsSnapshot
+
+ERROR_KINDS = ("timeout", "unavailable", "command_failed", "error")
+"""Probe error kinds, pre-initialised to 0 for every source."""
+
+
+def _buckets(hist: Histogram) -> list[tuple[str, float]]:
+    bounds = [*(f"{b:g}" for b in hist.bounds), "+Inf"]
+    return list(zip(bounds, (float(c) for c in hist.cumulative), strict=True))
+
+
+class MailwatchCollector:
+    """Renders a :class:`MetricsSnapshot`; ``snapshot`` returns the current one (or ``None``)."""
+
+    def __init__(self, snapshot: Callable[[], MetricsSnapshot | None]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield every mailwatch metric family from the current snapshot."""
+        info = InfoMetricFamily("mailwatch_build", "mailwatch version.")
+        info.add_metric([], {"version": __version__})
+        yield info
+        snap = self._snapshot()
+        if snap is None:
+            return
+        yield from self._backlog(snap)
+        yield from self._outcomes(snap)
+        yield from self._probes(snap)
+
+    def _backlog(self, snap: MetricsSnapshot) -> Iterator[Metric]:
+        messages = GaugeMetricFamily(
+            "mailwatch_messages", "Messages waiting, by source, queue/folder, class and priority.",
+            labels=["source", "queue", "class", "priority"],
+        )  # fmt: skip
+        for (source, queue, name, prio), count in sorted(snap.messages.items()):
+            messages.add_metric([source, queue, name, str(prio)], count)
+        yield messages
+        stuck = GaugeMetricFamily(
+            "mailwatch_stuck_messages", "Messages past their class's SLA, held or frozen.",
+            labels=["source", "class", "priority"],
+        )  # fmt: skip
+        for (source, name, prio), count in sorted(snap.stuck.items()):
+            stuck.add_metric([source, name, str(prio)], count)
+        yield stuck
+        oldest = GaugeMetricFamily(
+            "mailwatch_oldest_message_age_seconds", "Age of the oldest waiting message (0: none).",
+            labels=["source", "class"],
+        )  # fmt: skip
+        for (source, name), age in sorted(snap.oldest_age.items()):
+            oldest.add_metric([source, name], age)
+        yield oldest
+        ages = HistogramMetricFamily(
+            "mailwatch_message_age_seconds", "Ages of waiting messages at the latest scans.",
+            labels=["class"],
+        )  # fmt: skip
+        for name, hist in sorted(snap.age.items()):
+            ages.add_metric([name], _buckets(hist), hist.total)
+        yield ages
+        rate = GaugeMetricFamily(
+            "mailwatch_backlog_drain_rate",
+            "Messages per second leaving the backlog (EWMA, 10m half-life); negative when growing.",
+            labels=["source", "class"],
+        )
+        eta = GaugeMetricFamily(
+            "mailwatch_backlog_clear_eta_seconds",
+            "Seconds until the backlog is empty at the current drain rate (+Inf: not draining).",
+            labels=["source", "class"],
+        )
+        for (source, name), estimate in sorted(snap.drain.items()):
+            rate.add_metric([source, name], estimate.rate)
+            eta.add_metric([source, name], estimate.eta_seconds)
+        yield rate
+        yield eta
+
+    def _outcomes(self, snap: MetricsSnapshot) -> Iterator[Metric]:
+        names = [*(name for name, _ in snap.classes), UNCLASSIFIED]
+        totals = snap.outcomes
+        delivered = CounterMetricFamily(
+            "mailwatch_delivered", "Messages delivered (mail log status=sent), by class.",
+            labels=["class"],
+        )  # fmt: skip
+        expired = CounterMetricFamily(
+            "mailwatch_expired", "Messages expired in the queue and returned, by class.",
+            labels=["class"],
+        )  # fmt: skip
+        for name in names:
+            delivered.add_metric([name], totals.delivered.get(name, 0))
+            expired.add_metric([name], totals.expired.get(name, 0))
+        yield delivered
+        yield expired
+        bounced = CounterMetricFamily(
+            "mailwatch_bounced",
+            "Recipients bounced, by class and DSN class (RFC 3463 first digit: 4 or 5).",
+            labels=["class", "dsn_class"],
+        )
+        seen = {(name, "5"): 0 for name in names} | dict(totals.bounced)
+        for (name, dsn_class), count in sorted(seen.items()):
+            bounced.add_metric([name, dsn_class], count)
+        yield bounced
+        delay = HistogramMetricFamily(
+            "mailwatch_delivery_delay_seconds", "Time from arrival to delivery (mail log delay=).",
+            labels=["class"],
+        )  # fmt: skip
+        for name, hist in sorted(totals.delivery_delay.items()):
+            delay.add_metric([name], _buckets(hist), hist.total)
+        yield delay
+
+    def _probes(self, snap: MetricsSnapshot) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "mailwatch_probe_up", "1 if the last probe worked.", labels=["source"]
+        )
+        duration = GaugeMetricFamily(
+            "mailwatch_probe_duration_seconds", "Duration of the last probe.", labels=["source"]
+        )
+        last = GaugeMetricFamily(
+            "mailwatch_probe_last_success_timestamp_seconds",
+            "Unix time of the last successful probe (0: never).",
+            labels=["source"],
+        )
+        errors = CounterMetricFamily(
+            "mailwatch_probe_errors", "Failed probes by kind.", labels=["source", "kind"]
+        )
+        for source, health in sorted(snap.health.items()):
+            up.add_metric([source], 1.0 if health.up else 0.0)
+            duration.add_metric([source], health.last_duration_seconds)
+            last.add_metric([source], health.last_success.timestamp() if health.last_success else 0)
+            for kind in sorted({*ERROR_KINDS, *health.errors}):
+                errors.add_metric([source, kind], health.errors.get(kind, 0))
+        yield up
+        yield duration
+        yield last
+        yield errors
+        built = GaugeMetricFamily(
+            "mailwatch_snapshot_timestamp_seconds", "Unix time the metrics were last computed."
+        )
+        built.add_metric([], snap.built_at.timestamp())
+        yield built

@@ -1,0 +1,154 @@
+"""The immutable picture the metrics are rendered from (pure: values in, values out).
+
+After each scan the service builds a new :class:`MetricsSnapshot` from the latest verdicts of
+every backlog source, the outcome totals and backlog history kept in the store, and the probe
+health it tracked, then swaps it in with one assignment. A scrape only reads it; it never
+queries the store or a source.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from mailwatch.backlog import DrainEstimate, drain_estimate
+from mailwatch.classify import MessageClass
+from mailwatch.model import Priority, Verdict
+
+AGE_BUCKETS: tuple[float, ...] = (
+    60,
+    300,
+    600,
+    1800,
+    3600,
+    7200,
+    14400,
+    28800,
+    86400,
+    172800,
+    604800,
+)
+"""Upper bounds (seconds) for message-age histograms: 1m … 7d, around the SLAs in use."""
+DELAY_BUCKETS: tuple[float, ...] = (1, 5, 15, 60, 300, 900, 1800, 3600, 14400, 86400)
+"""Upper bounds (seconds) for delivery-delay histograms."""
+POSTFIX_QUEUES = ("incoming", "active", "deferred", "hold")
+UNCLASSIFIED = "unclassified"
+"""Class label of outcomes for mail mailwatch never saw queued (delivered at once)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Histogram:
+    """Cumulative bucket counts (one per bound, then +Inf), the sum and the count."""
+
+    bounds: tuple[float, ...]
+    cumulative: tuple[int, ...]
+    total: float
+
+    @property
+    def count(self) -> int:
+        """Number of observations."""
+        return self.cumulative[-1] if self.cumulative else 0
+
+    @classmethod
+    def of(cls, values: Iterable[float], bounds: tuple[float, ...]) -> Histogram:
+        """Build from raw observations."""
+        counts = [0] * (len(bounds) + 1)
+        total = 0.0
+        for value in values:
+            counts[bisect.bisect_left(bounds, value)] += 1
+            total += value
+        running, cumulative = 0, []
+        for c in counts:
+            running += c
+            cumulative.append(running)
+        return cls(bounds, tuple(cumulative), total)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceHealth:
+    """How a source's probes have gone since the service started."""
+
+    up: bool
+    last_duration_seconds: float
+    last_success: datetime | None
+    errors: Mapping[str, int] = field(default_factory=dict)
+    """Failed probes by error kind (``timeout``, ``unavailable``, ``command_failed``…)."""
+    first_failure: datetime | None = None
+    """Start of the current run of failures (``None`` while up): how long it has been blind."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeTotals:
+    """Final outcomes counted from the store (monotonic: they survive restarts)."""
+
+    delivered: Mapping[str, int] = field(default_factory=dict)
+    bounced: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    """By (class, DSN class such as ``5.1``)."""
+    expired: Mapping[str, int] = field(default_factory=dict)
+    delivery_delay: Mapping[str, Histogram] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSnapshot:
+    """Everything ``/metrics`` shows, computed once per scan."""
+
+    built_at: datetime
+    classes: tuple[tuple[str, Priority], ...]
+    messages: Mapping[tuple[str, str, str, Priority], int]
+    stuck: Mapping[tuple[str, str, Priority], int]
+    oldest_age: Mapping[tuple[str, str], float]
+    age: Mapping[str, Histogram]
+    drain: Mapping[tuple[str, str], DrainEstimate]
+    outcomes: OutcomeTotals
+    health: Mapping[str, SourceHealth]
+
+
+def build_snapshot(
+    now: datetime,
+    classes: Sequence[MessageClass],
+    verdicts: Mapping[str, Sequence[Verdict]],
+    queues: Mapping[str, Sequence[str]],
+    outcomes: OutcomeTotals,
+    histories: Mapping[tuple[str, str], Sequence[tuple[datetime, int]]],
+    health: Mapping[str, SourceHealth],
+) -> MetricsSnapshot:
+    """Aggregate the latest verdicts of each backlog source (zeros for every class and source).
+
+    ``verdicts`` maps each backlog source to its latest verdicts (an empty list before its
+    first good probe); ``queues`` names the queues to pre-initialise per source.
+    """
+    messages: dict[tuple[str, str, str, Priority], int] = {}
+    stuck: dict[tuple[str, str, Priority], int] = {}
+    oldest: dict[tuple[str, str], float] = {}
+    ages: dict[str, list[float]] = {c.name: [] for c in classes}
+    for source, source_verdicts in verdicts.items():
+        for c in classes:
+            for queue in queues.get(source, ()):
+                messages[(source, queue, c.name, c.priority)] = 0
+            stuck[(source, c.name, c.priority)] = 0
+            oldest[(source, c.name)] = 0.0
+        for v in source_verdicts:
+            name, prio = v.classification.name, v.classification.priority
+            key = (source, v.message.queue, name, prio)
+            messages[key] = messages.get(key, 0) + 1
+            stuck[(source, name, prio)] = stuck.get((source, name, prio), 0) + v.stuck
+            oldest[(source, name)] = max(oldest.get((source, name), 0.0), v.age_seconds)
+            ages.setdefault(name, []).append(v.age_seconds)
+    drain = {
+        (source, c.name): drain_estimate(histories.get((source, c.name), ()))
+        for source in verdicts
+        for c in classes
+    }
+    return MetricsSnapshot(
+        built_at=now,
+        classes=tuple((c.name, c.priority) for c in classes),
+        messages=messages,
+        stuck=stuck,
+        oldest_age=oldest,
+        age={name: Histogram.of(values, AGE_BUCKETS) for name, values in ages.items()},
+        drain=drain,
+        outcomes=outcomes,
+        health=dict(health),
+    )

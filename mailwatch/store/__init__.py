@@ -1,0 +1,10 @@
+"""The SQLite store: what mailwatch has seen, and what became of it.
+
+``db`` holds the connection, migrations, scans and messages; ``outcomes`` joins mail-log
+outcomes to messages and keeps their totals; ``rows`` defines the row shapes.
+"""
+
+from mailwatch.store.db import Store
+from mailwatch.store.rows import ScanRecord, StoredMessage
+
+__all__ = ["ScanRecord", "Store", "StoredMessage"]

@@ -1,0 +1,279 @@
+"""The SQLite store (WAL): tracked messages, scans, and per-class counts per scan.
+
+One long-lived connection; each scan is written in one transaction, and only what changed is
+written: the store keeps, per source, the last written state of every queued message, so a
+rescan of an unchanged 30,000-message queue writes one scan row and its class counts, nothing
+per message. A message missing from a scan is marked ``left`` (its final outcome comes later
+from the mail log). Schema changes are numbered migrations tracked in ``PRAGMA user_version``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from mailwatch.backlog import ClassCount
+from mailwatch.errors import StoreError, UnknownMessage
+from mailwatch.model import Priority, Status, Verdict
+from mailwatch.schema import MIGRATIONS
+from mailwatch.store.outcomes import OutcomesMixin
+from mailwatch.store.rows import (
+    INSERT_COLUMNS,
+    MESSAGE_COLUMNS,
+    ScanRecord,
+    State,
+    StoredMessage,
+    at,
+    decode_message,
+    recipients_json,
+    recipients_of,
+    ts,
+)
+
+
+class Store(OutcomesMixin):
+    """mailwatch's SQLite store. Not thread-safe: one owner, one connection."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = path
+        try:
+            if str(path) != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open store {path}: {exc}") from exc
+        self._index: dict[str, dict[str, State]] = {}
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        """The applied migration count."""
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        version = self.schema_version
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"store schema version {version} is newer than this mailwatch ({len(MIGRATIONS)})"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            self._db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+
+    def _source_index(self, source: str) -> dict[str, State]:
+        index = self._index.get(source)
+        if index is None:
+            rows = self._db.execute(
+                "SELECT key, queue, class, priority, rule, deadline, recipients FROM messages"
+                " WHERE source = ? AND status = ?",
+                (source, Status.QUEUED.value),
+            )
+            index = {
+                key: (queue, cls, prio, rule, deadline, recipients_of(rcpts))
+                for key, queue, cls, prio, rule, deadline, rcpts in rows
+            }
+            self._index[source] = index
+        return index
+
+    def record_scan(
+        self,
+        source: str,
+        started_at: datetime,
+        finished_at: datetime,
+        verdicts: Sequence[Verdict],
+        counts: Iterable[ClassCount],
+        *,
+        malformed: int = 0,
+        headers_read: int = 0,
+        warnings: Sequence[str] = (),
+    ) -> int:
+        """Write one successful scan in one transaction; returns the number of message writes."""
+        index = self._source_index(source)
+        inserts: list[tuple[object, ...]] = []
+        updates: list[tuple[object, ...]] = []
+        seen: dict[str, State] = {}
+        for v in verdicts:
+            m, c = v.message, v.classification
+            state: State = (
+                m.queue,
+                c.name,
+                int(c.priority),
+                c.rule,
+                ts(v.deadline),
+                m.recipients,
+            )
+            seen[m.key] = state
+            previous = index.get(m.key)
+            if previous is None:
+                inserts.append((
+                    m.key, source, m.queue_id, m.queue, ts(m.arrival), m.size, m.sender,
+                    recipients_json(m.recipients), json.dumps(m.headers.items), m.subject,
+                    m.marking, c.name, int(c.priority), c.rule, ts(v.deadline),
+                    m.delay_reason, Status.QUEUED.value, ts(finished_at), None,
+                ))  # fmt: skip
+            elif previous != state:
+                updates.append((
+                    m.queue, c.name, int(c.priority), c.rule, ts(v.deadline),
+                    recipients_json(m.recipients), m.delay_reason, m.key,
+                ))  # fmt: skip
+        gone = [(Status.LEFT.value, ts(finished_at), key) for key in index if key not in seen]
+        try:
+            self._db.execute("BEGIN")
+            if inserts:
+                self._db.executemany(
+                    f"INSERT OR REPLACE INTO messages ({INSERT_COLUMNS}) VALUES"
+                    f" ({', '.join('?' * 19)})",
+                    inserts,
+                )
+            if updates:
+                self._db.executemany(
+                    "UPDATE messages SET queue = ?, class = ?, priority = ?, rule = ?,"
+                    " deadline = ?, recipients = ?, delay_reason = ? WHERE key = ?",
+                    updates,
+                )
+            if gone:
+                self._db.executemany(
+                    "UPDATE messages SET status = ?, left_at = ? WHERE key = ? AND status = ?",
+                    [(*g, Status.QUEUED.value) for g in gone],
+                )
+            scan_id = self._insert_scan(
+                ScanRecord(
+                    source, started_at, finished_at, ok=True, error=None,
+                    messages=len(verdicts), malformed=malformed, headers_read=headers_read,
+                    warnings=tuple(warnings),
+                )
+            )  # fmt: skip
+            self._db.executemany(
+                "INSERT INTO class_counts VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        scan_id,
+                        source,
+                        c.name,
+                        int(c.priority),
+                        c.total,
+                        c.stuck,
+                        c.oldest_age_seconds,
+                    )
+                    for c in counts
+                ],
+            )
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._db.execute("ROLLBACK")
+            self._index.pop(source, None)
+            raise StoreError(f"cannot record scan of {source}: {exc}") from exc
+        self._index[source] = seen
+        return len(inserts) + len(updates) + len(gone)
+
+    def record_failure(
+        self, source: str, started_at: datetime, finished_at: datetime, error: str
+    ) -> None:
+        """Record a failed probe; the source's messages are left as they were."""
+        try:
+            self._insert_scan(
+                ScanRecord(source, started_at, finished_at, ok=False, error=error, messages=0,
+                           malformed=0, headers_read=0)
+            )  # fmt: skip
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot record failed scan of {source}: {exc}") from exc
+
+    def _insert_scan(self, scan: ScanRecord) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO scans (source, started_at, finished_at, ok, error, messages, malformed,"
+            " headers_read, warnings) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                scan.source,
+                ts(scan.started_at),
+                ts(scan.finished_at),
+                scan.ok,
+                scan.error,
+                scan.messages,
+                scan.malformed,
+                scan.headers_read,
+                "\n".join(scan.warnings) or None,
+            ),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def last_scans(self) -> dict[str, ScanRecord]:
+        """The latest scan of each source, good or failed."""
+        rows = self._db.execute(
+            "SELECT source, started_at, finished_at, ok, error, messages, malformed, headers_read,"
+            " warnings FROM scans WHERE id IN (SELECT max(id) FROM scans GROUP BY source)"
+            " ORDER BY source"
+        )
+        return {
+            r[0]: ScanRecord(r[0], at(r[1]), at(r[2]), bool(r[3]), r[4], r[5], r[6], r[7],
+                             tuple(r[8].split("\n")) if r[8] else ())
+            for r in rows
+        }  # fmt: skip
+
+    def _last_good(self) -> dict[str, float]:
+        rows = self._db.execute(
+            "SELECT source, max(finished_at) FROM scans WHERE ok GROUP BY source"
+        )
+        return dict(rows)
+
+    def queued(self, source: str | None = None) -> list[StoredMessage]:
+        """Every message currently queued (optionally in one source)."""
+        sql = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE status = ?"
+        args: list[object] = [Status.QUEUED.value]
+        if source is not None:
+            sql += " AND source = ?"
+            args.append(source)
+        last_good = self._last_good()
+        return [decode_message(r, last_good) for r in self._db.execute(sql, args)]
+
+    def get(self, ident: str) -> StoredMessage:
+        """A message by key, or by queue id (the newest one wins when a queue id was reused)."""
+        last_good = self._last_good()
+        row = self._db.execute(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE key = ?", (ident,)
+        ).fetchone()
+        if row is None:
+            row = self._db.execute(
+                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE queue_id = ?"
+                " ORDER BY arrival DESC LIMIT 1",
+                (ident,),
+            ).fetchone()
+        if row is None:
+            raise UnknownMessage(f"no tracked message has id {ident!r}")
+        return decode_message(row, last_good)
+
+    def latest_counts(self) -> list[ClassCount]:
+        """Per-class counts of the latest good scan of every source."""
+        rows = self._db.execute(
+            "SELECT source, class, priority, total, stuck, oldest_age FROM class_counts"
+            " WHERE scan_id IN (SELECT max(id) FROM scans WHERE ok GROUP BY source)"
+            " ORDER BY source, priority, class"
+        )
+        return [ClassCount(s, c, Priority(p), t, st, a) for s, c, p, t, st, a in rows]
+
+    def class_history(self, since: datetime) -> dict[tuple[str, str], list[tuple[datetime, int]]]:
+        """Backlog totals per (source, class) at each good scan since ``since``, oldest first."""
+        history: dict[tuple[str, str], list[tuple[datetime, int]]] = {}
+        for source, cls, finished, total in self._db.execute(
+            "SELECT s.source, c.class, s.finished_at, c.total FROM class_counts c"
+            " JOIN scans s ON s.id = c.scan_id WHERE s.ok AND s.finished_at >= ?"
+            " ORDER BY s.finished_at",
+            (ts(since),),
+        ):
+            history.setdefault((source, cls), []).append((at(finished), total))
+        return history

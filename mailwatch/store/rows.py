@@ -1,0 +1,118 @@
+"""The store's row shapes and their conversion to and from SQLite values."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from mailwatch.model import DeliveryStatus, Headers, Priority, Recipient, Status
+
+INSERT_COLUMNS = (
+    "key, source, queue_id, queue, arrival, size, sender, recipients, headers, subject, marking, "
+    "class, priority, rule, deadline, delay_reason, status, first_seen, left_at"
+)
+MESSAGE_COLUMNS = INSERT_COLUMNS + ", outcome, outcome_at, outcome_text, dsn, delivery_delay"
+
+# What, if it changes between scans, needs a row update.
+State = tuple[str, str, int, str, float, tuple[Recipient, ...]]
+
+
+def ts(moment: datetime) -> float:
+    """A datetime as stored: Unix seconds."""
+    return moment.timestamp()
+
+
+def at(value: float) -> datetime:
+    """A stored time as an aware UTC datetime."""
+    return datetime.fromtimestamp(value, UTC)
+
+
+def dt(value: float | None) -> datetime | None:
+    """A nullable stored time as a datetime or ``None``."""
+    return None if value is None else at(value)
+
+
+def recipients_json(recipients: Sequence[Recipient]) -> str:
+    """Recipients as stored: a JSON list of ``[address, delay_reason]``."""
+    return json.dumps([[r.address, r.delay_reason] for r in recipients])
+
+
+def recipients_of(text: str) -> tuple[Recipient, ...]:
+    """Recipients from their stored JSON."""
+    return tuple(Recipient(address, reason) for address, reason in json.loads(text))
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A tracked message as the store knows it."""
+
+    key: str
+    source: str
+    queue_id: str
+    queue: str
+    arrival: datetime
+    size: int
+    sender: str
+    recipients: tuple[Recipient, ...]
+    headers: Headers
+    subject: str
+    marking: str | None
+    class_name: str
+    priority: Priority
+    rule: str
+    deadline: datetime
+    delay_reason: str | None
+    status: Status
+    first_seen: datetime
+    left_at: datetime | None
+    last_seen: datetime | None
+    """When its source last saw it: the latest good scan while queued, else ``left_at``."""
+    outcome: DeliveryStatus | None = None
+    """Final outcome from the mail log (the worst over its recipients), if known."""
+    outcome_at: datetime | None = None
+    outcome_text: str | None = None
+    dsn: str | None = None
+    delivery_delay: float | None = None
+
+    @property
+    def recipient_domains(self) -> tuple[str, ...]:
+        """Sorted distinct recipient domains."""
+        return tuple(sorted({r.domain for r in self.recipients if r.domain}))
+
+
+@dataclass(frozen=True, slots=True)
+class ScanRecord:
+    """One probe of one source as recorded."""
+
+    source: str
+    started_at: datetime
+    finished_at: datetime
+    ok: bool
+    error: str | None
+    messages: int
+    malformed: int
+    headers_read: int
+    warnings: tuple[str, ...] = ()
+
+
+def decode_message(row: Sequence[Any], last_good: dict[str, float]) -> StoredMessage:
+    """A :class:`StoredMessage` from a ``SELECT MESSAGE_COLUMNS`` row."""
+    (key, source, queue_id, queue, arrival, size, sender, rcpts, headers, subject, marking,
+     cls, prio, rule, deadline, delay_reason, status, first_seen, left_at,
+     outcome, outcome_at, outcome_text, dsn, delivery_delay) = row  # fmt: skip
+    state = Status(status)
+    last = left_at if state is Status.LEFT else last_good.get(source)
+    return StoredMessage(
+        key=key, source=source, queue_id=queue_id, queue=queue, arrival=at(arrival),
+        size=size, sender=sender, recipients=recipients_of(rcpts),
+        headers=Headers(tuple((n, v) for n, v in json.loads(headers))),
+        subject=subject, marking=marking, class_name=cls, priority=Priority(prio), rule=rule,
+        deadline=at(deadline), delay_reason=delay_reason, status=state,
+        first_seen=at(first_seen), left_at=dt(left_at), last_seen=dt(last),
+        outcome=None if outcome is None else DeliveryStatus(outcome),
+        outcome_at=dt(outcome_at), outcome_text=outcome_text, dsn=dsn,
+        delivery_delay=delivery_delay,
+    )  # fmt: skip
