@@ -72,20 +72,21 @@ def drain_estimate(
     """EWMA of the net change per second over a backlog's history (oldest first).
 
     Each step between consecutive scans contributes its slope ``-(n1 - n0) / dt`` with a
-    weight that halves every ``halflife_seconds`` of scan time, so the estimate follows a change
-    of pace within minutes but one noisy scan does not swing it. Steps with ``dt <= 0`` (a clock
+    weight that halves every ``halflife_seconds`` of scan time (a bias-corrected EWMA: the
+    weighted mean of the slopes), so the estimate follows a change of pace within minutes while
+    a queue that flaps up and down every scan averages out near zero. Steps with ``dt <= 0`` (a clock
     jump backwards, two scans at the same instant) are ignored. With fewer than two points the
     rate is 0.
     """
-    rate: float | None = None
+    weighted = weights = 0.0
     for (t0, n0), (t1, n1) in itertools.pairwise(history):
         dt = (t1 - t0).total_seconds()
         if dt <= 0:
             continue
         alpha = 1.0 - math.exp(-dt * math.log(2) / halflife_seconds)
-        slope = -(n1 - n0) / dt
-        rate = slope if rate is None else rate + alpha * (slope - rate)
-    rate = rate or 0.0
+        weighted = (1 - alpha) * weighted + alpha * (-(n1 - n0) / dt)
+        weights = (1 - alpha) * weights + alpha
+    rate = weighted / weights if weights else 0.0
     backlog = history[-1][1] if history else 0
     if backlog == 0:
         return DrainEstimate(rate=rate, eta_seconds=0.0)

@@ -297,6 +297,19 @@ def demo(ctx: Context, state_dir: Path) -> None:
     run_demo(ctx.settings, state_dir, echo=click.echo, now=_now)
 
 
+@cli.command()
+@pass_ctx
+@_guard
+def run(ctx: Context) -> None:
+    """Run the service: probe every source on its interval and serve /metrics."""
+    from mailwatch.runner import run_service
+
+    settings = ctx.settings
+    if not settings.sources:
+        _fail("no sources configured (add a [sources.NAME] table)", 2)
+    asyncio.run(run_service(settings, echo=click.echo))
+
+
 @cli.command("classes")
 @pass_ctx
 def list_classes(ctx: Context) -> None:

@@ -159,6 +159,43 @@ class StoreConfig(_Section):
     path: Path = Path("mailwatch.db")
 
 
+class HttpConfig(_Section):
+    """The HTTP server (``/metrics``, health): loopback by default."""
+
+    listen: str = "127.0.0.1:9745"
+    """``HOST:PORT`` (``[::1]:9745`` for IPv6)."""
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    client_ca_file: Path | None = None
+    """When set, clients (Prometheus) must present a certificate signed by this CA."""
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"{value!r} is not HOST:PORT")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> HttpConfig:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        if self.client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("client_ca_file needs tls_cert_file and tls_key_file")
+        return self
+
+    @property
+    def host(self) -> str:
+        """The address to bind (IPv6 brackets removed)."""
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        """The port to bind."""
+        return int(self.listen.rpartition(":")[2])
+
+
 class LogConfig(_Section):
     """Logging: JSON lines, or a readable console format (``auto`` picks by TTY)."""
 
@@ -179,6 +216,7 @@ class Settings(BaseSettings):
 
     store: StoreConfig = StoreConfig()
     log: LogConfig = LogConfig()
+    http: HttpConfig = HttpConfig()
     default_class: str = "general"
     include_default_classes: bool = True
     classes: dict[str, ClassConfig] = Field(default_factory=dict)
@@ -262,13 +300,13 @@ def _describe(error: Any) -> str:
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:
     """Make the file's relative paths relative to the file, not to the working directory."""
-    tables = [data.get("store")]
+    tables = [data.get("store"), data.get("http")]
     sources = data.get("sources")
     if isinstance(sources, dict):
         tables += list(sources.values())
     for table in tables:
         if isinstance(table, dict):
-            for key in ("path", "config_dir"):
+            for key in ("path", "config_dir", "tls_cert_file", "tls_key_file", "client_ca_file"):
                 if isinstance(table.get(key), str):
                     table[key] = str(base / table[key])
 

@@ -27,7 +27,7 @@ ERROR_KINDS = ("timeout", "unavailable", "command_failed", "error")
 
 
 def _buckets(hist: Histogram) -> list[tuple[str, float]]:
-    bounds = [*(f"{b:g}" for b in hist.bounds), "+Inf"]
+    bounds = [*(repr(float(b)) for b in hist.bounds), "+Inf"]  # "5.0", as client_python writes
     return list(zip(bounds, (float(c) for c in hist.cumulative), strict=True))
 
 

@@ -1,0 +1,93 @@
+"""The HTTP server (aiohttp): ``/metrics`` now; the API and status page join it later.
+
+Loopback by default. Optional TLS (``[http] tls_cert_file``/``tls_key_file``) and client
+certificate authentication (``client_ca_file``). ``/metrics`` negotiates OpenMetrics with the
+scraper's ``Accept`` header, as Prometheus does.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from mailwatch.metrics import MailwatchCollector
+from mailwatch.snapshot import MetricsSnapshot
+
+REGISTRY_KEY = web.AppKey("registry", CollectorRegistry)
+READY_KEY: web.AppKey[Callable[[], bool]] = web.AppKey("ready")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Render every metric, in the format the scraper asked for."""
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    body = encoder(request.app[REGISTRY_KEY])
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    """Alive: the event loop answers."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready once every source has been probed at least once."""
+    ready = request.app[READY_KEY]()
+    return web.json_response({"ready": ready}, status=200 if ready else 503)
+
+
+def build_app(
+    snapshot: Callable[[], MetricsSnapshot | None], ready: Callable[[], bool]
+) -> web.Application:
+    """The application with its own registry (no global state shared with other code)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(MailwatchCollector(snapshot))
+    app = web.Application()
+    app[REGISTRY_KEY] = registry
+    app[READY_KEY] = ready
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """Server certificate and key, and optionally the CA that client certificates must chain to."""
+
+    cert_file: str
+    key_file: str
+    client_ca_file: str | None = None
+
+
+def server_ssl_context(tls: TlsFiles) -> ssl.SSLContext:
+    """A server TLS context (TLS 1.2+), requiring client certificates when a CA is given."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(tls.cert_file, tls.key_file)
+    if tls.client_ca_file:
+        context.load_verify_locations(tls.client_ca_file)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+async def start(
+    app: web.Application, host: str, port: int, tls: TlsFiles | None = None
+) -> web.AppRunner:
+    """Start serving ``app``; returns the runner (``await runner.cleanup()`` to stop)."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=server_ssl_context(tls) if tls else None)
+    await site.start()
+    return runner
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    """The port the first site listens on (useful when started on port 0)."""
+    for address in runner.addresses:
+        return int(address[1])
+    raise RuntimeError("the server is not listening")
