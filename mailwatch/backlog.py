@@ -74,9 +74,9 @@ def drain_estimate(
     Each step between consecutive scans contributes its slope ``-(n1 - n0) / dt`` with a
     weight that halves every ``halflife_seconds`` of scan time (a bias-corrected EWMA: the
     weighted mean of the slopes), so the estimate follows a change of pace within minutes while
-    a queue that flaps up and down every scan averages out near zero. Steps with ``dt <= 0`` (a clock
-    jump backwards, two scans at the same instant) are ignored. With fewer than two points the
-    rate is 0.
+    a queue that flaps up and down every scan averages out near zero. Steps with ``dt <= 0``
+    (a clock jump backwards, two scans at the same instant) are ignored. With fewer than two
+    points the rate is 0.
     """
     weighted = weights = 0.0
     for (t0, n0), (t1, n1) in itertools.pairwise(history):

@@ -150,7 +150,26 @@ class MailLogSourceConfig(_Section):
     timeout: DurationField = Duration(seconds=60)
 
 
-SourceConfig = Annotated[PostfixSourceConfig | MailLogSourceConfig, Field(discriminator="type")]
+class EximSourceConfig(_Section):
+    """An Exim queue watched with ``exim -bpru`` (headers via ``exim -Mvh`` for new ids only)."""
+
+    type: Literal["exim"]
+    exim: str = "exim"
+    config: Path | None = None
+    """An alternate Exim configuration (``-C``); Exim honours it only for root or trusted lists."""
+    interval: DurationField = Duration(seconds=30)
+    timeout: DurationField = Duration(seconds=60)
+    concurrency: int = Field(default=4, ge=1, le=32)
+    """How many ``exim -Mvh``/``-Mvl`` commands may run at once for new messages."""
+    read_logs: bool = True
+    """Read each new message's log (``-Mvl``) for its last delivery error."""
+    log_refresh: int = Field(default=8, ge=0)
+    """Messages without a delay reason yet whose logs are re-read per probe, oldest first."""
+
+
+SourceConfig = Annotated[
+    PostfixSourceConfig | MailLogSourceConfig | EximSourceConfig, Field(discriminator="type")
+]
 
 
 class StoreConfig(_Section):
@@ -287,7 +306,7 @@ def shipped_classes() -> dict[str, ClassConfig]:
 
 
 def _describe(error: Any) -> str:
-    loc = ".".join(str(part) for part in error["loc"] if part not in ("postfix", "maillog"))
+    loc = ".".join(str(part) for part in error["loc"] if part not in ("postfix", "maillog", "exim"))
     message = str(error["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
@@ -306,7 +325,8 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
         tables += list(sources.values())
     for table in tables:
         if isinstance(table, dict):
-            for key in ("path", "config_dir", "tls_cert_file", "tls_key_file", "client_ca_file"):
+            for key in ("path", "config_dir", "config", "tls_cert_file", "tls_key_file",
+                        "client_ca_file"):  # fmt: skip
                 if isinstance(table.get(key), str):
                     table[key] = str(base / table[key])
 

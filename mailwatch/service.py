@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from mailwatch.config import PostfixSourceConfig, Settings
+from mailwatch.config import EximSourceConfig, PostfixSourceConfig, Settings
 from mailwatch.errors import StoreError
 from mailwatch.model import Verdict
 from mailwatch.scanner import Scanner, ScanOutcome
@@ -29,6 +29,11 @@ log = structlog.get_logger(__name__)
 
 MAX_BACKOFF_SECONDS = 300.0
 HISTORY_WINDOW = timedelta(hours=1)
+BACKLOG_QUEUES: dict[type, tuple[str, ...]] = {
+    PostfixSourceConfig: POSTFIX_QUEUES,
+    EximSourceConfig: ("queue", "frozen"),
+}
+"""Sources that hold a backlog, and the queues pre-initialised to zero in their metrics."""
 ERROR_KIND = {
     "SourceTimeout": "timeout",
     "SourceUnavailable": "unavailable",
@@ -79,11 +84,10 @@ class Service:
         self._state: dict[str, _SourceState] = {}
         for source in self.sources:
             config = settings.sources[source.name]
-            postfix = isinstance(config, PostfixSourceConfig)
             self._state[source.name] = _SourceState(
                 interval=config.interval.seconds,
-                queues=POSTFIX_QUEUES if postfix else (),
-                backlog=postfix,
+                queues=BACKLOG_QUEUES.get(type(config), ()),
+                backlog=type(config) in BACKLOG_QUEUES,
             )
         self.rebuild_snapshot()
 

@@ -5,9 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from mailwatch.config import MailLogSourceConfig, PostfixSourceConfig, Settings
+from mailwatch.config import (
+    EximSourceConfig,
+    MailLogSourceConfig,
+    PostfixSourceConfig,
+    Settings,
+)
 from mailwatch.headers import NormalisedSubject
 from mailwatch.sources import Source
+from mailwatch.sources.exim import EximSource, cached_from_message
 from mailwatch.sources.maillog import MailLogSource
 from mailwatch.sources.postfix import CachedHeaders, PostfixSource
 from mailwatch.store import Store
@@ -39,6 +45,20 @@ def build_sources(
                     timeout=config.timeout.seconds,
                     clock=clock,
                     header_cache=cache,
+                )
+            )
+        elif isinstance(config, EximSourceConfig):
+            sources.append(
+                EximSource(
+                    name,
+                    exim=config.exim,
+                    config=config.config,
+                    timeout=config.timeout.seconds,
+                    clock=clock,
+                    header_cache={m.key: cached_from_message(m) for m in store.queued(name)},
+                    concurrency=config.concurrency,
+                    read_logs=config.read_logs,
+                    log_refresh=config.log_refresh,
                 )
             )
         elif isinstance(config, MailLogSourceConfig):

@@ -268,7 +268,7 @@ class TestErrors:
                 '[[classes.x.match]]\nsubjct = "typo"\n',
                 ["classes.x.match.0.subjct: unknown key"],
             ),
-            ('[sources.mta]\ntype = "exim"\n', ["sources.mta: ", "'exim'"]),
+            ('[sources.mta]\ntype = "sendmail"\n', ["sources.mta: ", "'sendmail'"]),
             ('[sources.mta]\nconfig_dir = "/etc/postfix"\n', ["sources.mta: ", "'type'"]),
             (
                 '[sources.mx1]\ntype = "postfix"\ninterval = "fast"\n',
