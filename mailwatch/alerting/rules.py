@@ -1,0 +1,146 @@
+"""Alert rules and their conditions, evaluated on a :class:`Situation` (pure).
+
+A rule is evaluated for every (class, source) its filters select, producing an active or
+inactive :class:`~mailwatch.alerting.lifecycle.Finding` for each, so alerts resolve when
+their condition stops holding. Conditions:
+
+``stuck``          at least ``min_count`` messages of the class are stuck;
+``oldest_age``     the oldest waiting message is older than ``sla_fraction`` times the class SLA
+                   (0.8 warns *before* the SLA runs out);
+``undeliverable``  a message of the class bounced or expired (within the report window);
+``canary_lost``    a canary on a path was not delivered within its timeout;
+``source_blind``   a source's probes have failed for longer than ``blind_after``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from mailwatch.alerting.lifecycle import AlertKey, Details, Finding, Timing
+from mailwatch.model import Priority
+
+MAX_IDS = 50  # bounds alert payloads: the first ids are enough to act on
+
+
+class Condition(enum.StrEnum):
+    """What an alert rule watches."""
+
+    STUCK = "stuck"
+    OLDEST_AGE = "oldest_age"
+    UNDELIVERABLE = "undeliverable"
+    CANARY_LOST = "canary_lost"
+    SOURCE_BLIND = "source_blind"
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One message an alert is about (the subject only travels to cleared receivers)."""
+
+    id: str
+    age_seconds: float
+    domains: tuple[str, ...] = ()
+    reason: str | None = None
+    subject: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ClassView:
+    """One class in one source at the latest scan."""
+
+    source: str
+    class_name: str
+    priority: Priority
+    sla_seconds: float
+    oldest_age_seconds: float = 0.0
+    stuck: tuple[Item, ...] = ()
+    undeliverable: tuple[Item, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Situation:
+    """Everything the alert rules look at, at one instant."""
+
+    now: datetime
+    classes: tuple[ClassView, ...] = ()
+    failing_since: Mapping[str, datetime | None] = field(default_factory=dict)
+    """Per source, when its current run of failed probes began (``None``: it is up)."""
+    canaries_lost: Mapping[str, tuple[Item, ...]] = field(default_factory=dict)
+    """Per canary path, the canaries currently lost (an empty tuple: the path is fine)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRule:
+    """A condition over selected classes and sources, with severity, timing and routing."""
+
+    name: str
+    condition: Condition
+    severity: str
+    timing: Timing
+    classes: tuple[str, ...] = ()
+    priorities: tuple[Priority, ...] = ()
+    sources: tuple[str, ...] = ()
+    min_count: int = 1
+    sla_fraction: float = 1.0
+    blind_after: timedelta = timedelta(minutes=5)
+    runbook_url: str = ""
+
+    def selects(self, view: ClassView) -> bool:
+        """Whether this rule applies to ``view``'s class and source."""
+        return (
+            (not self.classes or view.class_name in self.classes)
+            and (not self.priorities or view.priority in self.priorities)
+            and (not self.sources or view.source in self.sources)
+        )
+
+
+def _details(items: Sequence[Item], oldest: float | None = None) -> Details:
+    ordered = sorted(items, key=lambda i: -i.age_seconds)
+    return Details(
+        count=len(items),
+        oldest_age_seconds=oldest
+        if oldest is not None
+        else (ordered[0].age_seconds if ordered else 0),
+        ids=tuple(i.id for i in ordered[:MAX_IDS]),
+        recipient_domains=tuple(sorted({d for i in items for d in i.domains})),
+        reasons=tuple(dict.fromkeys(i.reason for i in ordered if i.reason))[:10],
+        subjects=tuple(i.subject for i in ordered[:MAX_IDS] if i.subject),
+    )
+
+
+def evaluate(rule: AlertRule, situation: Situation) -> list[Finding]:
+    """One finding per key the rule selects, active or not."""
+    if rule.condition is Condition.SOURCE_BLIND:
+        findings = []
+        for source, since in sorted(situation.failing_since.items()):
+            if rule.sources and source not in rule.sources:
+                continue
+            blind = since is not None and situation.now - since >= rule.blind_after
+            age = (situation.now - since).total_seconds() if since is not None else 0.0
+            findings.append(Finding(AlertKey(rule.name, "", source), blind,
+                                    Details(oldest_age_seconds=age)))  # fmt: skip
+        return findings
+    if rule.condition is Condition.CANARY_LOST:
+        return [
+            Finding(AlertKey(rule.name, "", path), bool(lost), _details(lost))
+            for path, lost in sorted(situation.canaries_lost.items())
+            if not rule.sources or path in rule.sources
+        ]
+    findings = []
+    for view in situation.classes:
+        if not rule.selects(view):
+            continue
+        key = AlertKey(rule.name, view.class_name, view.source)
+        if rule.condition is Condition.STUCK:
+            active = len(view.stuck) >= rule.min_count
+            details = _details(view.stuck, view.oldest_age_seconds)
+        elif rule.condition is Condition.OLDEST_AGE:
+            active = view.oldest_age_seconds >= rule.sla_fraction * view.sla_seconds > 0
+            details = _details(view.stuck, view.oldest_age_seconds)
+        else:
+            active = bool(view.undeliverable)
+            details = _details(view.undeliverable)
+        findings.append(Finding(key, active, details))
+    return findings
