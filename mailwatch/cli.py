@@ -279,8 +279,11 @@ def config_check(ctx: click.Context, file: Path | None) -> None:
     p1 = sum(1 for c in classes.values() if c.priority is Priority.P1)
     click.echo(
         f"{path or '(defaults)'}: OK: {len(classes)} classes ({p1} P1), "
-        f"{len(settings.sources)} sources, store {settings.store.path}"
+        f"{len(settings.sources)} sources, {len(settings.alert_rules())} alert rules, "
+        f"{len(settings.receivers)} receivers, store {settings.store.path}"
     )
+    for warning in settings.warnings():
+        click.echo(f"warning: {warning}", err=True)
 
 
 @cli.command()
@@ -325,3 +328,7 @@ def list_classes(ctx: Context) -> None:
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="mailwatch")
+
+
+# Command groups defined in their own modules register themselves on import.
+from mailwatch import cli_alerts  # noqa: E402, F401

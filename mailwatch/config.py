@@ -17,7 +17,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -26,49 +25,18 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from mailwatch.alerting.config import (
+    AlertRuleConfig,
+    EmailReceiverConfig,
+    ReceiverConfig,
+    default_rules,
+)
 from mailwatch.classify import Classifier, HeaderCondition, MatchRule, MessageClass
-from mailwatch.durations import Duration, parse_duration
+from mailwatch.config_fields import DurationField, PriorityField, RegexField
+from mailwatch.durations import Duration
 from mailwatch.errors import ConfigError
-from mailwatch.model import Priority
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-
-
-def _duration(value: object) -> Duration:
-    if isinstance(value, Duration):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return Duration(seconds=float(value))
-    if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not a duration")
-    try:
-        return parse_duration(value)
-    except ValueError:
-        raise ValueError(f'"{value}" is not a duration (e.g. 45s, 10m, 2h10m, 1bd)') from None
-
-
-def _priority(value: object) -> Priority:
-    if isinstance(value, Priority):
-        return value
-    if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not a priority (P1, P2, P3 or P4)")
-    return Priority.parse(value)
-
-
-def _regex(value: object) -> re.Pattern[str]:
-    if isinstance(value, re.Pattern):
-        return value
-    if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not a regular expression")
-    try:
-        return re.compile(value, re.IGNORECASE)
-    except re.error as exc:
-        raise ValueError(f"{value!r} is not a valid regular expression: {exc}") from None
-
-
-DurationField = Annotated[Duration, BeforeValidator(_duration)]
-PriorityField = Annotated[Priority, BeforeValidator(_priority)]
-RegexField = Annotated[re.Pattern[str], BeforeValidator(_regex)]
 
 
 class _Section(BaseModel):
@@ -242,6 +210,9 @@ class Settings(BaseSettings):
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     undeliverable_for: DurationField = Duration(seconds=86400)
     """How long a bounced or expired P1/P2 message stays listed as stuck."""
+    receivers: dict[str, ReceiverConfig] = Field(default_factory=dict)
+    alerts: list[AlertRuleConfig] | None = None
+    """Alert rules; when absent, the defaults for the shipped taxonomy apply."""
 
     @classmethod
     def settings_customise_sources(
@@ -255,7 +226,7 @@ class Settings(BaseSettings):
         """Environment variables override the file's values (given as init arguments)."""
         return (env_settings, init_settings)
 
-    @field_validator("classes", "sources")
+    @field_validator("classes", "sources", "receivers")
     @classmethod
     def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
         for name in value:
@@ -275,7 +246,40 @@ class Settings(BaseSettings):
                     raise ValueError(
                         f"sources.{name}.outcomes_for: {wanted!r} is not a postfix source"
                     )
+        for index, rule in enumerate(self.alerts or ()):
+            for receiver in (*rule.receivers, *rule.escalate_to):
+                if receiver not in self.receivers:
+                    raise ValueError(f"alerts.{index}: no receiver named {receiver!r}")
+        names = [rule.name for rule in self.alerts or ()]
+        if len(names) != len(set(names)):
+            raise ValueError("alerts: rule names must be unique")
         return self
+
+    def alert_rules(self) -> list[AlertRuleConfig]:
+        """The configured alert rules, or the defaults for the shipped taxonomy."""
+        return list(self.alerts) if self.alerts is not None else default_rules()
+
+    def warnings(self) -> list[str]:
+        """Things that are valid but probably not what the operator wants."""
+        found = []
+        for rule in self.alert_rules():
+            missing = [r for r in (*rule.receivers, *rule.escalate_to) if r not in self.receivers]
+            if missing:
+                found.append(f"alert rule {rule.name}: no receiver {', '.join(missing)} is "
+                             "configured, so its alerts are not delivered")  # fmt: skip
+        local = any(isinstance(c, PostfixSourceConfig | EximSourceConfig)
+                    for c in self.sources.values())  # fmt: skip
+        for name, receiver in self.receivers.items():
+            if (
+                isinstance(receiver, EmailReceiverConfig)
+                and local
+                and receiver.host in ("localhost", "127.0.0.1", "::1")
+            ):
+                found.append(
+                    f"receivers.{name}: the alert relay {receiver.host} looks like the watched"
+                    " local MTA; alerts about it would queue behind the problem"
+                )
+        return found
 
     def all_classes(self) -> dict[str, ClassConfig]:
         """Shipped classes (unless disabled) overlaid with the file's, in taxonomy order."""

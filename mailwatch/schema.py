@@ -104,4 +104,46 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX scans_by_finished ON scans (finished_at);
     """,
+    # 4: alerting: alert state, the notification outbox, silences, and the audit trail.
+    """
+    CREATE TABLE alerts (
+        rule TEXT NOT NULL,
+        class TEXT NOT NULL,
+        source TEXT NOT NULL,
+        status TEXT NOT NULL,
+        state TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (rule, class, source)
+    );
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        alert TEXT NOT NULL,
+        receiver TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        last_error TEXT
+    );
+    CREATE INDEX outbox_due ON outbox (next_attempt_at);
+    CREATE TABLE silences (
+        id INTEGER PRIMARY KEY,
+        class TEXT,
+        source TEXT,
+        starts REAL NOT NULL,
+        ends REAL NOT NULL,
+        reason TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        removed_at REAL
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        detail TEXT
+    );
+    """,
 )

@@ -17,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
+from mailwatch.alerting.engine import AlertEngine
+from mailwatch.alerting.rules import ClassView, Item, Situation
 from mailwatch.config import EximSourceConfig, PostfixSourceConfig, Settings
 from mailwatch.errors import StoreError
 from mailwatch.model import Verdict
@@ -81,6 +83,13 @@ class Service:
         self.clock = clock
         self.scanner = Scanner(settings.classifier(), store, clock=clock)
         self.snapshot: MetricsSnapshot | None = None
+        classes = self.scanner.classifier.all_classes
+        self.alerts = AlertEngine(
+            [rule.to_rule() for rule in settings.alert_rules()],
+            {name: r.include_subjects for name, r in settings.receivers.items()},
+            {c.name: c.priority for c in classes},
+            store,
+        )
         self._state: dict[str, _SourceState] = {}
         for source in self.sources:
             config = settings.sources[source.name]
@@ -146,8 +155,47 @@ class Service:
         self._record(source, outcome)
         t0 = time.perf_counter()
         self.rebuild_snapshot()
-        log.debug("snapshot_rebuilt", seconds=round(time.perf_counter() - t0, 4))
+        try:
+            self.alerts.evaluate(self.situation())
+        except StoreError as exc:
+            log.exception("alert_state_write_failed", error=str(exc))
+        log.debug("evaluated", seconds=round(time.perf_counter() - t0, 4))
         return outcome
+
+    def situation(self) -> Situation:
+        """What the alert rules look at now: stuck and undeliverable mail, blind sources."""
+        now = self.clock()
+        since = now - timedelta(seconds=self.settings.undeliverable_for.seconds)
+        undeliverable: dict[tuple[str, str], list[Item]] = {}
+        for m in self.store.undeliverable(since):
+            undeliverable.setdefault((m.source, m.class_name), []).append(Item(
+                m.queue_id, (now - m.arrival).total_seconds(), m.recipient_domains,
+                f"{m.outcome.value if m.outcome else ''}: {m.outcome_text or m.dsn or ''}",
+                m.subject,
+            ))  # fmt: skip
+        views = []
+        for name, state in self._state.items():
+            if not state.backlog:
+                continue
+            by_class: dict[str, list[Verdict]] = {}
+            for verdict in state.verdicts:
+                by_class.setdefault(verdict.classification.name, []).append(verdict)
+            for c in self.scanner.classifier.all_classes:
+                mine = by_class.get(c.name, [])
+                views.append(ClassView(
+                    source=name, class_name=c.name, priority=c.priority,
+                    sla_seconds=c.stuck_after.seconds or c.stuck_after.business_days * 86400.0,
+                    oldest_age_seconds=max((v.age_seconds for v in mine), default=0.0),
+                    stuck=tuple(Item(v.message.queue_id, v.age_seconds,
+                                     v.message.recipient_domains, v.reason, v.message.subject)
+                                for v in mine if v.stuck),
+                    undeliverable=tuple(undeliverable.get((name, c.name), ())),
+                ))  # fmt: skip
+        return Situation(
+            now=now,
+            classes=tuple(views),
+            failing_since={n: s.health.first_failure for n, s in self._state.items() if s.probed},
+        )
 
     async def _worker(self, source: Source, stop: asyncio.Event) -> None:
         state = self._state[source.name]

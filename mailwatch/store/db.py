@@ -19,6 +19,7 @@ from mailwatch.backlog import ClassCount
 from mailwatch.errors import StoreError, UnknownMessage
 from mailwatch.model import Priority, Status, Verdict
 from mailwatch.schema import MIGRATIONS
+from mailwatch.store.alerts import AlertsMixin
 from mailwatch.store.outcomes import OutcomesMixin
 from mailwatch.store.rows import (
     INSERT_COLUMNS,
@@ -34,7 +35,7 @@ from mailwatch.store.rows import (
 )
 
 
-class Store(OutcomesMixin):
+class Store(OutcomesMixin, AlertsMixin):
     """mailwatch's SQLite store. Not thread-safe: one owner, one connection."""
 
     def __init__(self, path: Path | str) -> None:
