@@ -331,4 +331,4 @@ def main() -> None:
 
 
 # Command groups defined in their own modules register themselves on import.
-from mailwatch import cli_alerts  # noqa: E402, F401
+from mailwatch import cli_alerts, cli_ops  # noqa: E402, F401

@@ -6,6 +6,7 @@ mailwatch (an operator who needs them should express the SLA in hours instead).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -75,7 +76,9 @@ def parse_duration(text: str) -> Duration:
 
 
 def format_seconds(seconds: float) -> str:
-    """Format a span compactly for people: ``45s``, ``12m``, ``2h10m``, ``3d4h``."""
+    """Format a span for people: ``45s``, ``12m``, ``2h10m``, ``3d4h``; ``never`` for inf."""
+    if math.isinf(seconds) or math.isnan(seconds):
+        return "never"
     negative = seconds < 0
     remaining = int(abs(seconds))
     days, remaining = divmod(remaining, 86400)

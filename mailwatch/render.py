@@ -175,3 +175,28 @@ def message_detail(m: StoredMessage, now: datetime) -> list[tuple[str, str]]:
 def priority_filter(text: str | None) -> Priority | None:
     """Parse a ``--priority`` option value."""
     return None if text is None else Priority.parse(text)
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float]) -> str:
+    """A one-line chart of ``values`` (zeros stay at the floor; an empty list is empty)."""
+    if not values:
+        return ""
+    top = max(values)
+    if top <= 0:
+        return SPARKS[0] * len(values)
+    return "".join(SPARKS[min(len(SPARKS) - 1, round(v / top * (len(SPARKS) - 1)))] for v in values)
+
+
+def bucketed(points: Sequence[tuple[datetime, int]], start: datetime, end: datetime,
+             buckets: int) -> list[float]:  # fmt: skip
+    """The maximum backlog seen in each of ``buckets`` equal slices of [start, end]."""
+    width = (end - start).total_seconds() / buckets
+    out = [0.0] * buckets
+    for moment, value in points:
+        index = int((moment - start).total_seconds() // width) if width > 0 else 0
+        if 0 <= index < buckets:
+            out[index] = max(out[index], float(value))
+    return out
