@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from mailwatch.config import PostfixSourceConfig, Settings
+from mailwatch.config import Settings
 from mailwatch.errors import MailwatchError, UnknownMessage
+from mailwatch.source_config import PostfixSourceConfig
 from mailwatch.store import Store
 
 

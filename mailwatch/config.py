@@ -13,7 +13,7 @@ import re
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -35,6 +35,12 @@ from mailwatch.classify import Classifier, HeaderCondition, MatchRule, MessageCl
 from mailwatch.config_fields import DurationField, PriorityField, RegexField
 from mailwatch.durations import Duration
 from mailwatch.errors import ConfigError
+from mailwatch.source_config import (
+    EximSourceConfig,
+    MailLogSourceConfig,
+    PostfixSourceConfig,
+    SourceConfig,
+)
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
@@ -92,52 +98,6 @@ class ClassConfig(_Section):
     stuck_after: DurationField
     description: str = ""
     match: list[MatchConfig] = Field(default_factory=list)
-
-
-class PostfixSourceConfig(_Section):
-    """A Postfix instance watched with ``postqueue -j``."""
-
-    type: Literal["postfix"]
-    config_dir: Path | None = None
-    """The instance's ``-c`` directory; default: the system's (``/etc/postfix``)."""
-    postqueue: str = "postqueue"
-    postconf: str = "postconf"
-    interval: DurationField = Duration(seconds=30)
-    timeout: DurationField = Duration(seconds=60)
-
-
-class MailLogSourceConfig(_Section):
-    """A Postfix log file read for final outcomes (sent, bounced, expired)."""
-
-    type: Literal["maillog"]
-    path: Path
-    """The log Postfix writes (``maillog_file``), or syslog's mail log."""
-    outcomes_for: str | None = None
-    """The Postfix source whose queue ids this log's lines refer to."""
-    interval: DurationField = Duration(seconds=15)
-    timeout: DurationField = Duration(seconds=60)
-
-
-class EximSourceConfig(_Section):
-    """An Exim queue watched with ``exim -bpru`` (headers via ``exim -Mvh`` for new ids only)."""
-
-    type: Literal["exim"]
-    exim: str = "exim"
-    config: Path | None = None
-    """An alternate Exim configuration (``-C``); Exim honours it only for root or trusted lists."""
-    interval: DurationField = Duration(seconds=30)
-    timeout: DurationField = Duration(seconds=60)
-    concurrency: int = Field(default=4, ge=1, le=32)
-    """How many ``exim -Mvh``/``-Mvl`` commands may run at once for new messages."""
-    read_logs: bool = True
-    """Read each new message's log (``-Mvl``) for its last delivery error."""
-    log_refresh: int = Field(default=8, ge=0)
-    """Messages without a delay reason yet whose logs are re-read per probe, oldest first."""
-
-
-SourceConfig = Annotated[
-    PostfixSourceConfig | MailLogSourceConfig | EximSourceConfig, Field(discriminator="type")
-]
 
 
 class StoreConfig(_Section):
@@ -287,6 +247,11 @@ class Settings(BaseSettings):
         merged.update(self.classes)
         return merged
 
+    def header_names(self) -> list[str]:
+        """Every header a class rule looks at (sources that fetch few headers must fetch these)."""
+        return sorted({h.name for c in self.all_classes().values() for m in c.match
+                       for h in m.headers})  # fmt: skip
+
     def classifier(self) -> Classifier:
         """The pure-core classifier this configuration describes."""
         classes = [
@@ -310,7 +275,9 @@ def shipped_classes() -> dict[str, ClassConfig]:
 
 
 def _describe(error: Any) -> str:
-    loc = ".".join(str(part) for part in error["loc"] if part not in ("postfix", "maillog", "exim"))
+    loc = ".".join(
+        str(part) for part in error["loc"] if part not in ("postfix", "maillog", "exim", "imap")
+    )
     message = str(error["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
@@ -330,7 +297,7 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
     for table in tables:
         if isinstance(table, dict):
             for key in ("path", "config_dir", "config", "tls_cert_file", "tls_key_file",
-                        "client_ca_file"):  # fmt: skip
+                        "client_ca_file", "ca_file"):  # fmt: skip
                 if isinstance(table.get(key), str):
                     table[key] = str(base / table[key])
 

@@ -1,4 +1,4 @@
-"""Field types shared by every configuration model: durations, priorities, regexes.
+"""Field types shared by every configuration model: durations, priorities, regexes, secrets.
 
 Each turns the text a person writes (``"10m"``, ``"P1"``, a pattern) into a typed value or
 raises ``ValueError`` with a message that names the bad value, which pydantic reports under
@@ -7,10 +7,12 @@ the key path.
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from typing import Annotated
 
-from pydantic import BeforeValidator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
 
 from mailwatch.durations import Duration, parse_duration
 from mailwatch.model import Priority
@@ -51,3 +53,31 @@ def _regex(value: object) -> re.Pattern[str]:
 DurationField = Annotated[Duration, BeforeValidator(_duration)]
 PriorityField = Annotated[Priority, BeforeValidator(_priority)]
 RegexField = Annotated[re.Pattern[str], BeforeValidator(_regex)]
+
+
+class SecretRef(BaseModel):
+    """Where a secret is: an environment variable or a file (first line, stripped)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    env: str | None = None
+    file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of env or file")
+        return self
+
+    def read(self) -> str:
+        """The secret's value; raises ``LookupError`` naming where it looked (not the value)."""
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if value is None:
+                raise LookupError(f"environment variable {self.env} is not set")
+            return value
+        assert self.file is not None  # noqa: S101 - guaranteed by the validator
+        try:
+            return self.file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise LookupError(f"cannot read secret file {self.file}: {exc.strerror}") from exc

@@ -16,10 +16,11 @@ from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
 
-from mailwatch.config import PostfixSourceConfig, Settings
+from mailwatch.config import Settings
 from mailwatch.render import counts_table, judge_stored, stuck_table
 from mailwatch.sandbox.postfix import PrivatePostfix
 from mailwatch.scanner import Scanner
+from mailwatch.source_config import PostfixSourceConfig
 from mailwatch.sources.factory import build_sources
 from mailwatch.store import Store
 

@@ -48,6 +48,13 @@ class MailwatchCollector:
         yield from self._backlog(snap)
         yield from self._outcomes(snap)
         yield from self._probes(snap)
+        firing = GaugeMetricFamily(
+            "mailwatch_alerts_firing", "mailwatch's own alerts firing or acknowledged.",
+            labels=["class", "severity"],
+        )  # fmt: skip
+        for (name, severity), count in sorted(snap.alerts_firing.items()):
+            firing.add_metric([name, severity], count)
+        yield firing
 
     def _backlog(self, snap: MetricsSnapshot) -> Iterator[Metric]:
         messages = GaugeMetricFamily(

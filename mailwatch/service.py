@@ -19,11 +19,12 @@ import structlog
 
 from mailwatch.alerting.engine import AlertEngine
 from mailwatch.alerting.rules import ClassView, Item, Situation
-from mailwatch.config import EximSourceConfig, PostfixSourceConfig, Settings
+from mailwatch.config import Settings
 from mailwatch.errors import StoreError
 from mailwatch.model import Verdict
 from mailwatch.scanner import Scanner, ScanOutcome
 from mailwatch.snapshot import POSTFIX_QUEUES, MetricsSnapshot, SourceHealth, build_snapshot
+from mailwatch.source_config import EximSourceConfig, ImapSourceConfig, PostfixSourceConfig
 from mailwatch.sources import Source
 from mailwatch.store import Store
 
@@ -93,10 +94,10 @@ class Service:
         self._state: dict[str, _SourceState] = {}
         for source in self.sources:
             config = settings.sources[source.name]
+            queues = (tuple(config.folders) if isinstance(config, ImapSourceConfig)
+                      else BACKLOG_QUEUES.get(type(config)))  # fmt: skip
             self._state[source.name] = _SourceState(
-                interval=config.interval.seconds,
-                queues=BACKLOG_QUEUES.get(type(config), ()),
-                backlog=type(config) in BACKLOG_QUEUES,
+                interval=config.interval.seconds, queues=queues or (), backlog=queues is not None
             )
         self.rebuild_snapshot()
 
@@ -119,7 +120,18 @@ class Service:
             outcomes=self.store.outcome_totals(),
             histories=self.store.class_history(now - HISTORY_WINDOW),
             health=self.health(),
+            alerts_firing=self._alerts_firing(),
         )
+
+    def _alerts_firing(self) -> dict[tuple[str, str], int]:
+        severities = {rule.name: rule.severity for rule in self.alerts.rules.values()}
+        counts = {(c.name, s): 0 for c in self.scanner.classifier.all_classes
+                  for s in sorted(set(severities.values()))}  # fmt: skip
+        for state in self.alerts.states.values():
+            if state.open and state.key.rule in severities:
+                key = (state.key.class_name, severities[state.key.rule])
+                counts[key] = counts.get(key, 0) + 1
+        return counts
 
     def _record(self, source: Source, outcome: ScanOutcome) -> None:
         state = self._state[source.name]
@@ -154,11 +166,11 @@ class Service:
             return None
         self._record(source, outcome)
         t0 = time.perf_counter()
-        self.rebuild_snapshot()
         try:
             self.alerts.evaluate(self.situation())
         except StoreError as exc:
             log.exception("alert_state_write_failed", error=str(exc))
+        self.rebuild_snapshot()
         log.debug("evaluated", seconds=round(time.perf_counter() - t0, 4))
         return outcome
 

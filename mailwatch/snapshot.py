@@ -103,6 +103,8 @@ class MetricsSnapshot:
     drain: Mapping[tuple[str, str], DrainEstimate]
     outcomes: OutcomeTotals
     health: Mapping[str, SourceHealth]
+    alerts_firing: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    """Open (firing or acknowledged) mailwatch alerts by (class, severity)."""
 
 
 def build_snapshot(
@@ -113,6 +115,7 @@ def build_snapshot(
     outcomes: OutcomeTotals,
     histories: Mapping[tuple[str, str], Sequence[tuple[datetime, int]]],
     health: Mapping[str, SourceHealth],
+    alerts_firing: Mapping[tuple[str, str], int] | None = None,
 ) -> MetricsSnapshot:
     """Aggregate the latest verdicts of each backlog source (zeros for every class and source).
 
@@ -151,4 +154,5 @@ def build_snapshot(
         drain=drain,
         outcomes=outcomes,
         health=dict(health),
+        alerts_firing=dict(alerts_firing or {}),
     )

@@ -21,48 +21,21 @@ delivers nothing (``mailwatch config check`` says so), but its alerts still show
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from mailwatch.alerting.lifecycle import Timing
 from mailwatch.alerting.rules import AlertRule, Condition
-from mailwatch.config_fields import DurationField, PriorityField
+from mailwatch.config_fields import DurationField, PriorityField, SecretRef
 from mailwatch.durations import Duration
 from mailwatch.model import Priority
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
-
-
-class SecretRef(_Section):
-    """Where a secret is: an environment variable or a file (first line, stripped)."""
-
-    env: str | None = None
-    file: Path | None = None
-
-    @model_validator(mode="after")
-    def _one(self) -> SecretRef:
-        if (self.env is None) == (self.file is None):
-            raise ValueError("give exactly one of env or file")
-        return self
-
-    def read(self) -> str:
-        """The secret's value; raises ``LookupError`` naming where it looked (not the value)."""
-        if self.env is not None:
-            value = os.environ.get(self.env)
-            if value is None:
-                raise LookupError(f"environment variable {self.env} is not set")
-            return value
-        assert self.file is not None  # noqa: S101 - guaranteed by the validator
-        try:
-            return self.file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise LookupError(f"cannot read secret file {self.file}: {exc.strerror}") from exc
 
 
 class AlertmanagerReceiverConfig(_Section):

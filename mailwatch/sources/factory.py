@@ -5,15 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from mailwatch.config import (
+from mailwatch.config import Settings
+from mailwatch.errors import ConfigError
+from mailwatch.headers import NormalisedSubject
+from mailwatch.source_config import (
     EximSourceConfig,
+    ImapSourceConfig,
     MailLogSourceConfig,
     PostfixSourceConfig,
-    Settings,
 )
-from mailwatch.headers import NormalisedSubject
 from mailwatch.sources import Source
 from mailwatch.sources.exim import EximSource, cached_from_message
+from mailwatch.sources.imap import ImapSource
 from mailwatch.sources.maillog import MailLogSource
 from mailwatch.sources.postfix import CachedHeaders, PostfixSource
 from mailwatch.store import Store
@@ -61,6 +64,21 @@ def build_sources(
                     log_refresh=config.log_refresh,
                 )
             )
+        elif isinstance(config, ImapSourceConfig):
+            try:
+                password = config.password.read() if config.password else None
+                token = config.token.read() if config.token else None
+            except LookupError as exc:
+                raise ConfigError([f"sources.{name}: {exc}"]) from None
+            sources.append(
+                ImapSource(
+                    name, host=config.host, user=config.user, password=password, token=token,
+                    port=config.port, security=config.security, folders=config.folders,
+                    actioned=config.actioned, ca_file=config.ca_file, verify=config.verify,
+                    timeout=config.timeout.seconds, clock=clock,
+                    extra_headers=settings.header_names(), fetch_batch=config.fetch_batch,
+                )
+            )  # fmt: skip
         elif isinstance(config, MailLogSourceConfig):
             sources.append(
                 MailLogSource(

@@ -6,15 +6,16 @@ import asyncio
 import json
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from mailwatch.config import Settings, load
 from mailwatch.runner import run_service
 from mailwatch.sandbox.postfix import PrivatePostfix, free_port, make_message
-from mailwatch.sandbox.prometheus import PrivatePrometheus
+from mailwatch.sandbox.prometheus import PrivatePrometheus, PrometheusError
 
 pytestmark = [pytest.mark.postfix, pytest.mark.prometheus]
 
@@ -83,6 +84,33 @@ async def _eventually(check: Callable[[], None], within: float = 20) -> None:
             return
 
 
+REPO = Path(__file__).resolve().parents[2]
+RULE_FILES = sorted((REPO / "deploy" / "prometheus").glob("*.rules.yml"))
+DASHBOARDS = sorted((REPO / "dashboards").glob("*.json"))
+GRAFANA_VARS = {"$source": ".*", "$class": ".*", "$__rate_interval": "1m", "$__range": "1h",
+                "${source}": ".*", "${class}": ".*"}  # fmt: skip
+
+
+def dashboard_queries() -> list[tuple[str, str, str]]:
+    """(dashboard, panel title, PromQL with Grafana variables substituted) for every target."""
+    found = []
+
+    def walk(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for panel in panels:
+            yield panel
+            yield from walk(panel.get("panels", []))
+
+    for path in DASHBOARDS:
+        for panel in walk(json.loads(path.read_text())["panels"]):
+            for target in panel.get("targets", []):
+                expr = target.get("expr", "")
+                for var, value in GRAFANA_VARS.items():
+                    expr = expr.replace(var, value)
+                if expr:
+                    found.append((path.name, str(panel.get("title")), expr))
+    return found
+
+
 class TestScrapedByPrometheus:
     """A real Prometheus sees the stuck recalls, probe health and zeros for every class."""
 
@@ -92,7 +120,9 @@ class TestScrapedByPrometheus:
         """Stuck by class, oldest age, probe up: the core panel queries return the values."""
         postfix.inject([make_message(s) for s in SUBJECTS] + [make_message("Team lunch")])
         postfix.wait_for_queue(3)
-        prometheus = PrivatePrometheus(tmp_path / "prom", targets=[running.http.listen])
+        prometheus = PrivatePrometheus(
+            tmp_path / "prom", targets=[running.http.listen], rule_files=RULE_FILES
+        )
         prometheus.start()
         try:
 
@@ -114,8 +144,34 @@ class TestScrapedByPrometheus:
             assert [float(z["value"][1]) for z in zeros] == [0.0]
             general = prometheus.query('sum(mailwatch_messages{class="general",source="mta1"})')
             assert float(general[0]["value"][1]) == 1
+            self._dashboards_evaluate(prometheus)
         finally:
             prometheus.stop()
+
+    @staticmethod
+    def _dashboards_evaluate(prometheus: PrivatePrometheus) -> None:
+        """Every panel query evaluates; the core panels show the backlog just made."""
+        queries = dashboard_queries()
+        assert len(queries) > 20
+        for dashboard, title, expr in queries:
+            try:
+                prometheus.query(expr)
+            except PrometheusError as exc:
+                pytest.fail(f"{dashboard} panel {title!r}: {exc}")
+        by_title = {(d, t): e for d, t, e in queries}
+        stuck = prometheus.query(by_title[("mailwatch-operations.json", "Stuck messages by class")])
+        values = {r["metric"]["class"]: float(r["value"][1]) for r in stuck}
+        assert values["recall_emergency"] == 2
+        assert values["safeguarding"] == 0
+        probes = prometheus.query(by_title[("mailwatch-operations.json", "Probes")])
+        assert {r["metric"]["source"]: float(r["value"][1]) for r in probes}["mta1"] == 1
+        oldest = prometheus.query(
+            by_title[("mailwatch-operations.json", "Oldest message age by class vs SLA")]
+        )
+        assert any(r["metric"].get("class") == "recall_emergency" and float(r["value"][1]) > 1
+                   for r in oldest)  # fmt: skip
+        duty = prometheus.query(by_title[("mailwatch-duty-manager.json", "Stuck P1 messages")])
+        assert float(duty[0]["value"][1]) == 2
 
     async def test_exposition_negotiation_and_no_personal_data(
         self, postfix: PrivatePostfix, running: Settings

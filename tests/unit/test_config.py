@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from mailwatch import config
-from mailwatch.config import PostfixSourceConfig
 from mailwatch.durations import Duration
 from mailwatch.errors import ConfigError, MailwatchError
 from mailwatch.headers import normalise_subject
 from mailwatch.model import Headers, Message, Priority, Recipient
+from mailwatch.source_config import ImapSourceConfig, PostfixSourceConfig
 
 WriteConfig = Callable[[str], Path]
 
@@ -401,3 +401,47 @@ def _problems_none() -> list[str]:
     with pytest.raises(ConfigError) as info:
         config.load(None)
     return info.value.problems
+
+
+class TestImapSource:
+    """IMAP source settings: secrets by reference, TLS by default, reserved folder names."""
+
+    BASE = '[sources.duty]\ntype = "imap"\nhost = "imap.example"\nuser = "duty"\n'
+
+    def test_password_from_environment(
+        self, write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The password is named by variable, read when used, and STARTTLS is the default."""
+        path = write_config(self.BASE + 'password = { env = "DUTY_IMAP_PASSWORD" }\n')
+        source = config.load(path).sources["duty"]
+        assert isinstance(source, ImapSourceConfig)
+        assert source.security == "starttls"
+        assert source.verify is True
+        monkeypatch.setenv("DUTY_IMAP_PASSWORD", "s3cret")
+        assert source.password is not None
+        assert source.password.read() == "s3cret"
+        monkeypatch.delenv("DUTY_IMAP_PASSWORD")
+        with pytest.raises(LookupError, match="DUTY_IMAP_PASSWORD is not set"):
+            source.password.read()
+
+    @pytest.mark.parametrize(
+        ("extra", "message"),
+        [
+            ("", "give exactly one of password or token"),
+            ('password = { env = "A" }\ntoken = { env = "B" }\n', "exactly one of password"),
+            ('password = { env = "A" }\nsecurity = "plain"\n', "only allowed on loopback"),
+            ('password = { env = "A" }\nfolders = ["INBOX", "hold"]\n', "'hold' is reserved"),
+            ('password = { env = "A", file = "/x" }\n', "give exactly one of env or file"),
+            ('password = "inline-secret"\n', "sources.duty.password"),
+        ],
+    )
+    def test_bad_settings_are_named(
+        self, write_config: WriteConfig, extra: str, message: str
+    ) -> None:
+        """Each mistake is reported with the source's key path and a plain reason."""
+        with pytest.raises(ConfigError) as raised:
+            config.load(write_config(self.BASE + extra))
+        text = "\n".join(raised.value.problems)
+        assert message in text
+        assert "sources.duty" in text
+        assert "inline-secret" not in text  # a secret written inline is not echoed back

@@ -1,0 +1,360 @@
+"""Pure parsers of IMAP response lines (RFC 3501, 7162, 4731): bytes in, values out, no I/O.
+
+The lines are what aioimaplib hands back in ``Response.lines``: untagged responses with the
+leading ``"* "`` removed (and, for STATUS and SEARCH, the response name too), each literal as
+a separate ``bytearray`` element right after the line announcing it (``... {171}``), and the
+tagged status text last. Raw wire lines (with ``"* "``) are accepted as well.
+
+FETCH responses are parsed with a small tokenizer that treats a literal as one opaque value
+and never counts parentheses inside quoted strings or literals: the framing defect of
+aioimaplib (#51) cannot happen here. A FETCH response that cannot be parsed is counted as
+malformed and skipped; it never makes the rest of the batch unreadable.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+
+Line = bytes | bytearray
+
+_FETCH_START = re.compile(rb"^(?:\* )?(\d+) FETCH \(", re.IGNORECASE)
+_TOKEN = re.compile(
+    rb"\s*(?:"
+    rb"(?P<open>\()|(?P<close>\))"
+    rb'|"(?P<quoted>(?:[^"\\]|\\.)*)"'
+    rb"|\{(?P<literal>\d+)\+?\}$"
+    rb"|(?P<atom>[^\s()\"\[\]{}]+(?:\[[^\]]*\](?:<\d+(?:\.\d+)?>)?)?)"
+    rb")"
+)
+_CODE = re.compile(rb"\[([A-Z0-9-]+)(?: ([^\]]*))?\]", re.IGNORECASE)
+_EXISTS = re.compile(rb"^(?:\* )?(\d+) EXISTS", re.IGNORECASE)
+_MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_MONTHS = {name: number for number, name in enumerate(_MONTH_NAMES, 1)}
+_INTERNALDATE = re.compile(
+    r"^\s*(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2})$"
+)
+MAX_UIDS_PER_FETCH = 200
+"""aioimaplib recurses once per response line and parses quadratically: never ask for more."""
+
+Value = str | bytes | None | list["Value"]
+"""A parsed IMAP value: an atom (str), a string or literal (bytes), NIL, or a list."""
+
+
+class ImapParseError(ValueError):
+    """An IMAP response did not have the expected shape."""
+
+
+@dataclass(frozen=True, slots=True)
+class FetchRecord:
+    """One ``* n FETCH (...)`` response: the items mailwatch asks for, ``None`` when absent."""
+
+    sequence: int
+    uid: int | None = None
+    flags: frozenset[str] | None = None
+    internaldate: datetime | None = None
+    size: int | None = None
+    header: bytes | None = None
+    """The literal of the first ``BODY[HEADER...]`` item (a header block, blank line ended)."""
+    modseq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxState:
+    """What STATUS or EXAMINE said about a mailbox (``None``: the server did not say)."""
+
+    uidvalidity: int | None = None
+    uidnext: int | None = None
+    messages: int | None = None
+    highestmodseq: int | None = None
+
+
+def _as_bytes(line: Line) -> bytes:
+    return bytes(line)
+
+
+def _strip_untagged(line: bytes) -> bytes:
+    return line[2:] if line.startswith(b"* ") else line
+
+
+class _Reader:
+    """Tokens of one FETCH response spread over text lines and the literals between them."""
+
+    def __init__(self, parts: Sequence[Line], index: int, pos: int) -> None:
+        self.parts, self.index = parts, index
+        self.text, self.pos = _as_bytes(parts[index]), pos
+
+    def _next_line(self, why: str) -> None:
+        self.index += 1
+        if self.index >= len(self.parts) or isinstance(self.parts[self.index], bytearray):
+            raise ImapParseError(f"FETCH response ends {why}")
+        self.text, self.pos = _as_bytes(self.parts[self.index]), 0
+
+    def _literal(self, size: int) -> bytes:
+        self.index += 1
+        part = self.parts[self.index] if self.index < len(self.parts) else None
+        if not isinstance(part, bytearray) or len(part) != size:
+            raise ImapParseError("literal announced but not received whole")
+        self._next_line("after a literal")  # the response goes on in the next text line
+        return bytes(part)
+
+    def token(self) -> tuple[str, Value]:
+        """The next token: ``("(", None)``, ``(")", None)`` or ``("value", value)``."""
+        while self.pos >= len(self.text.rstrip()):
+            self._next_line("before its closing parenthesis")
+        found = _TOKEN.match(self.text, self.pos)
+        if found is None or found.end() == self.pos:
+            raise ImapParseError(f"unexpected data at {self.text[self.pos : self.pos + 20]!r}")
+        self.pos = found.end()
+        if found["open"] or found["close"]:
+            return (found["open"] or found["close"]).decode(), None
+        if found["quoted"] is not None:
+            return "value", re.sub(rb"\\(.)", rb"\1", found["quoted"])
+        if found["literal"] is not None:
+            return "value", self._literal(int(found["literal"]))
+        atom = found["atom"].decode("ascii", "replace")
+        return "value", None if atom.upper() == "NIL" else atom
+
+
+def _parse_items(parts: Sequence[Line], start: int) -> tuple[list[Value], int]:
+    """Parse the parenthesised list that opens in ``parts[start]`` (after ``n FETCH``).
+
+    Returns the list and the index of the first part after it. Iterative: nesting depth
+    costs no recursion.
+    """
+    first = _FETCH_START.match(_as_bytes(parts[start]))
+    if first is None:
+        raise ImapParseError("not a FETCH response")
+    reader = _Reader(parts, start, first.end())
+    stack: list[list[Value]] = [[]]
+    while True:
+        kind, value = reader.token()
+        if kind == "(":
+            stack.append([])
+        elif kind == ")":
+            done = stack.pop()
+            if not stack:
+                return done, reader.index + 1
+            stack[-1].append(done)
+        else:
+            stack[-1].append(value)
+
+
+def _number(value: Value) -> int:
+    if not isinstance(value, str) or not value.isdigit():
+        raise ImapParseError(f"expected a number, got {value!r}")
+    return int(value)
+
+
+def _record(sequence: int, items: list[Value]) -> FetchRecord:
+    if len(items) % 2:
+        raise ImapParseError("FETCH items are not name/value pairs")
+    uid = size = modseq = None
+    flags: frozenset[str] | None = None
+    internaldate: datetime | None = None
+    header: bytes | None = None
+    for name, value in zip(items[::2], items[1::2], strict=True):
+        if not isinstance(name, str):
+            raise ImapParseError(f"FETCH item name {name!r} is not an atom")
+        key = name.upper()
+        if key == "UID":
+            uid = _number(value)
+        elif key == "FLAGS":
+            if not isinstance(value, list) or not all(isinstance(f, str) for f in value):
+                raise ImapParseError("FLAGS is not a list of atoms")
+            flags = frozenset(str(f) for f in value)
+        elif key == "INTERNALDATE":
+            if not isinstance(value, bytes):
+                raise ImapParseError("INTERNALDATE is not a string")
+            internaldate = parse_internaldate(value.decode("ascii", "replace"))
+        elif key == "RFC822.SIZE":
+            size = _number(value)
+        elif key == "MODSEQ":
+            if not isinstance(value, list) or len(value) != 1:
+                raise ImapParseError("MODSEQ is not a one-number list")
+            modseq = _number(value[0])
+        elif key.startswith("BODY[HEADER") and header is None:
+            header = value if isinstance(value, bytes) else b""  # NIL: no header block
+    return FetchRecord(sequence, uid, flags, internaldate, size, header, modseq)
+
+
+def parse_fetch(lines: Sequence[Line]) -> tuple[list[FetchRecord], int]:
+    """Every FETCH response in ``lines`` and how many could not be parsed (skipped).
+
+    Lines that are not part of a FETCH response (the tagged status text, unsolicited
+    EXISTS…) are ignored.
+    """
+    records: list[FetchRecord] = []
+    malformed = 0
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        start = None if isinstance(line, bytearray) else _FETCH_START.match(line)
+        if start is None:
+            index += 1
+            continue
+        try:
+            items, after = _parse_items(lines, index)
+            record = _record(int(start.group(1)), items)
+        except ImapParseError:
+            malformed += 1
+            index += 1  # resync: look for the next response from the line after this one
+            continue
+        records.append(record)
+        index = after
+    return records, malformed
+
+
+def parse_internaldate(text: str) -> datetime:
+    """``"02-Nov-2026 09:30:00 +0100"`` (quotes optional) as an aware datetime in UTC."""
+    found = _INTERNALDATE.match(text.strip('"'))
+    if found is None or found.group(2).lower() not in _MONTHS:
+        raise ImapParseError(f"{text!r} is not an IMAP date-time")
+    day, month, year, hour, minute, second, sign, off_h, off_m = found.groups()
+    offset = timedelta(hours=int(off_h), minutes=int(off_m)) * (-1 if sign == "-" else 1)
+    try:
+        moment = datetime(
+            int(year), _MONTHS[month.lower()], int(day), int(hour), int(minute), int(second),
+            tzinfo=timezone(offset),
+        )  # fmt: skip
+    except ValueError as exc:
+        raise ImapParseError(f"{text!r} is not a valid date-time: {exc}") from None
+    return moment.astimezone(UTC)
+
+
+def _state_items(pairs: Iterable[tuple[bytes, bytes]]) -> MailboxState:
+    values: dict[str, int] = {}
+    for name, number in pairs:
+        key = name.decode("ascii").lower()
+        if key in ("uidvalidity", "uidnext", "messages", "highestmodseq") and number.isdigit():
+            values[key] = int(number)
+    return MailboxState(**values)
+
+
+def parse_status(lines: Sequence[Line]) -> MailboxState:
+    """The counters of a STATUS response (``[STATUS] mailbox (MESSAGES 3 UIDNEXT 4 ...)``)."""
+    for line in lines:
+        text = _strip_untagged(_as_bytes(line))
+        if text.upper().startswith(b"STATUS "):
+            text = text[7:]
+        opened, closed = text.rfind(b"("), text.rfind(b")")
+        if 0 <= opened < closed == len(text.rstrip()) - 1:
+            words = text[opened + 1 : closed].split()
+            return _state_items(zip(words[::2], words[1::2], strict=False))
+    raise ImapParseError("no STATUS response")
+
+
+def parse_examine(lines: Sequence[Line]) -> MailboxState:
+    """What EXAMINE/SELECT reported: EXISTS and the UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ codes."""
+    pairs: list[tuple[bytes, bytes]] = []
+    for line in lines:
+        text = _strip_untagged(_as_bytes(line))
+        exists = _EXISTS.match(text)
+        if exists:
+            pairs.append((b"MESSAGES", exists.group(1)))
+            continue
+        code = _CODE.search(text)
+        if code and code.group(2) is not None and text.upper().startswith(b"OK"):
+            pairs.append((code.group(1), code.group(2).strip()))
+    state = _state_items(pairs)
+    if state.uidvalidity is None:
+        raise ImapParseError("EXAMINE response carries no UIDVALIDITY")
+    return state
+
+
+def parse_search(lines: Sequence[Line]) -> list[int]:
+    """The UIDs of a SEARCH (``1 2 3``) or ESEARCH (``(TAG "x") UID ALL 1:3,5``) response."""
+    uids: list[int] = []
+    for line in lines[:-1]:  # the last line is the tagged status text
+        text = _strip_untagged(_as_bytes(line)).strip()
+        upper = text.upper()
+        if upper.startswith((b"SEARCH", b"ESEARCH")):
+            text = text.split(b" ", 1)[1] if b" " in text else b""
+            upper = text.upper()
+        if text.startswith(b"(") or upper.startswith(b"UID"):
+            words = text.split()
+            for keyword, value in itertools.pairwise(words):
+                if keyword.upper() == b"ALL":
+                    uids.extend(parse_sequence_set(value.decode("ascii")))
+        elif text:
+            if not all(word.isdigit() for word in text.split()):
+                raise ImapParseError(f"unexpected SEARCH response {text[:40]!r}")
+            uids.extend(int(word) for word in text.split())
+    return sorted(set(uids))
+
+
+def parse_capabilities(lines: Sequence[Line]) -> frozenset[str]:
+    """Capabilities from a CAPABILITY response or a ``[CAPABILITY ...]`` response code."""
+    found: set[str] = set()
+    for line in lines:
+        text = _strip_untagged(_as_bytes(line))
+        code = _CODE.search(text)
+        if code and code.group(1).upper() == b"CAPABILITY" and code.group(2):
+            found.update(code.group(2).decode("ascii", "replace").upper().split())
+        elif text.upper().startswith(b"CAPABILITY "):
+            found.update(text[11:].decode("ascii", "replace").upper().split())
+    return frozenset(found)
+
+
+def parse_sequence_set(text: str) -> list[int]:
+    """``"1:3,7,9:8"`` as sorted distinct numbers (``*`` is refused: meaningless here)."""
+    numbers: set[int] = set()
+    for part in text.split(","):
+        low, _, high = part.partition(":")
+        if not low.isdigit() or (high and not high.isdigit()):
+            raise ImapParseError(f"{text!r} is not a sequence set of numbers")
+        a, b = int(low), int(high or low)
+        numbers.update(range(min(a, b), max(a, b) + 1))
+    return sorted(numbers)
+
+
+def format_sequence_set(uids: Iterable[int]) -> str:
+    """Compact sequence set for ``uids``: ``[1, 2, 3, 7]`` → ``"1:3,7"``."""
+    ordered = sorted(set(uids))
+    if not ordered:
+        raise ValueError("an empty sequence set cannot be sent")
+    runs: list[str] = []
+    first = last = ordered[0]
+    for uid in ordered[1:]:
+        if uid != last + 1:
+            runs.append(f"{first}:{last}" if last != first else str(first))
+            first = uid
+        last = uid
+    runs.append(f"{first}:{last}" if last != first else str(first))
+    return ",".join(runs)
+
+
+def batches(uids: Iterable[int], size: int = MAX_UIDS_PER_FETCH) -> Iterator[list[int]]:
+    """``uids`` sorted and cut into lists of at most ``size`` (≤ :data:`MAX_UIDS_PER_FETCH`)."""
+    if not 0 < size <= MAX_UIDS_PER_FETCH:
+        raise ValueError(f"batch size must be 1..{MAX_UIDS_PER_FETCH}, not {size}")
+    ordered = sorted(set(uids))
+    for offset in range(0, len(ordered), size):
+        yield ordered[offset : offset + size]
+
+
+def _utf7_chunk(chunk: str) -> str:
+    encoded = base64.b64encode(chunk.encode("utf-16-be")).rstrip(b"=").decode("ascii")
+    return "&" + encoded.replace("/", ",") + "-"
+
+
+def encode_mailbox(name: str) -> str:
+    """A mailbox name in IMAP's modified UTF-7 (RFC 3501 §5.1.3), quoted for a command line."""
+    out: list[str] = []
+    pending: list[str] = []
+    for char in name:
+        if "\x20" <= char <= "\x7e":
+            if pending:
+                out.append(_utf7_chunk("".join(pending)))
+                pending = []
+            out.append("&-" if char == "&" else char)
+        else:
+            pending.append(char)
+    if pending:
+        out.append(_utf7_chunk("".join(pending)))
+    text = "".join(out)  # control characters were base64-encoded above: no CR/LF/NUL left
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -1,0 +1,267 @@
+r"""The IMAP mailbox source: messages nobody has acted on yet, in the folders it watches.
+
+A message is *unactioned* while it lacks the actioned flag (``\Seen`` by default; or
+``\Answered``, ``\Flagged``; with ``actioned="moved"`` every message still in the folder is
+unactioned). Messages flagged ``\Deleted`` count as actioned: someone dealt with them and
+they are waiting only for an expunge. Each probe reports the unactioned messages with
+``queue`` = folder, ``queue_id`` = UID, ``arrival`` = INTERNALDATE and a wait reason such as
+``"unread in INBOX"``; the SLA turns that into "stuck" once the message's class allows.
+
+Cost grows with what changed, not with the mailbox:
+
+* **Nothing changed** (the common poll): one ``STATUS`` per folder. UIDVALIDITY, UIDNEXT,
+  MESSAGES and HIGHESTMODSEQ equal to what the last sync saw mean no message arrived, left or
+  changed a flag (CONDSTORE, RFC 7162: every flag change raises HIGHESTMODSEQ), so nothing is
+  fetched. A server without CONDSTORE cannot promise that: every poll then re-syncs.
+* **Something changed**: ``EXAMINE`` (read-only) then one ``UID SEARCH`` for the unactioned
+  set (``UNSEEN UNDELETED``…; ESEARCH keeps the answer to a compact UID set). That one answer
+  covers new mail, flag changes both ways and expunges, so no per-UID flag state is kept, and
+  nothing is fetched for mail that was actioned before this source saw it. Headers are
+  fetched only for unactioned UIDs not already cached, in batches. A flag refresh by
+  ``FETCH (FLAGS) (CHANGEDSINCE …)`` was considered: it answers only "which flags changed",
+  its unbounded response must itself be batched against aioimaplib, and expunges need a
+  second query anyway; the search answers the actual question in one round trip.
+* **A header FETCH came back incomplete** (a malformed response, a message expunged between
+  SEARCH and FETCH): the folder is stored without its HIGHESTMODSEQ, so the next poll syncs
+  again and asks only for what is still missing; an unread message is never silently dropped.
+* **UIDVALIDITY changed**: every cached UID of the folder is void; the folder is synced as
+  if new (keys carry the UIDVALIDITY, so no old key survives and nothing is duplicated).
+
+One connection per probe: login costs a round trip or two (plus a TLS handshake), nothing
+next to a poll interval of tens of seconds, and there is no idle connection to be dropped by
+the server (RFC 3501 allows it after 30 minutes), reconnected, or leaked. All state that
+makes polls cheap is kept here, not in the connection. A folder's state is replaced only
+after its sync completes, so a failed probe leaves the previous state intact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from email.utils import getaddresses
+from pathlib import Path
+from typing import Literal
+
+import structlog
+
+from mailwatch.errors import SourceError, SourceTimeout
+from mailwatch.headers import TRACE_HEADERS, normalise_subject, parse_header_block
+from mailwatch.model import Headers, Message, Observation, Recipient
+from mailwatch.parsing.imap import MAX_UIDS_PER_FETCH, FetchRecord, MailboxState
+from mailwatch.sources.imap_client import ImapClient, Security, make_ssl_context
+
+log = structlog.get_logger(__name__)
+
+Actioned = Literal["seen", "answered", "flagged", "moved"]
+DEFAULT_HEADER_FIELDS = (
+    "SUBJECT", "FROM", "TO", "CC", "DATE", "MESSAGE-ID", "IMPORTANCE", "X-PRIORITY",
+    "PRIORITY", "X-MSMAIL-PRIORITY", "SENSITIVITY", "REPLY-TO", "IN-REPLY-TO",
+)  # fmt: skip
+"""Headers fetched for every new message; add the names your header rules use."""
+
+_FIELD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # safe inside HEADER.FIELDS (...)
+_ACTIONED: dict[str, tuple[str | None, str, str]] = {
+    # actioned: (flag that marks it, UID SEARCH criteria for the unactioned, wait reason)
+    "seen": ("\\Seen", "UNSEEN UNDELETED", "unread in"),
+    "answered": ("\\Answered", "UNANSWERED UNDELETED", "unanswered in"),
+    "flagged": ("\\Flagged", "UNFLAGGED UNDELETED", "unflagged in"),
+    "moved": (None, "UNDELETED", "still in"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CachedMessage:
+    """What one message's FETCH yields once decoded (headers never change in a mailbox)."""
+
+    arrival: datetime
+    size: int
+    sender: str
+    recipients: tuple[Recipient, ...]
+    headers: Headers
+    subject: str
+    marking: str | None
+
+
+@dataclass(slots=True)
+class FolderState:
+    """What the last completed sync of one folder saw."""
+
+    mailbox: MailboxState
+    messages: dict[int, CachedMessage] = field(default_factory=dict)
+    """The unactioned messages by UID."""
+
+
+def _addresses(headers: Headers, *names: str) -> list[str]:
+    values = [v for name in names for k, v in headers.items if k.lower() == name]
+    return [addr for _, addr in getaddresses(values) if addr]
+
+
+def cached_message(record: FetchRecord, now: datetime) -> CachedMessage:
+    """Decode one FETCH record (headers parsed, trace headers skipped)."""
+    headers = parse_header_block(record.header or b"", skip=TRACE_HEADERS)
+    subject = normalise_subject(headers.get("Subject") or "")
+    senders = _addresses(headers, "from")
+    return CachedMessage(
+        arrival=record.internaldate or now,
+        size=record.size or 0,
+        sender=senders[0] if senders else "",
+        recipients=tuple(Recipient(a) for a in dict.fromkeys(_addresses(headers, "to", "cc"))),
+        headers=headers,
+        subject=subject.text,
+        marking=subject.marking,
+    )
+
+
+class ImapSource:
+    """Watches IMAP folders for messages nobody has acted on (read, answered, flagged, moved)."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        host: str,
+        user: str,
+        password: str | None = None,
+        token: str | None = None,
+        port: int | None = None,
+        security: Security = "starttls",
+        folders: Sequence[str] = ("INBOX",),
+        actioned: Actioned = "seen",
+        ca_file: Path | None = None,
+        verify: bool = True,
+        timeout: float = 30.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        extra_headers: Sequence[str] = (),
+        fetch_batch: int = 100,
+    ) -> None:
+        if (password is None) == (token is None):
+            raise ValueError("give exactly one of password or token")
+        if actioned not in _ACTIONED:
+            raise ValueError(f"actioned must be one of {', '.join(_ACTIONED)}, not {actioned!r}")
+        if not folders:
+            raise ValueError("watch at least one folder")
+        if not 0 < fetch_batch <= MAX_UIDS_PER_FETCH:
+            raise ValueError(f"fetch_batch must be 1..{MAX_UIDS_PER_FETCH} (aioimaplib's limits)")
+        bad = [h for h in extra_headers if not _FIELD_NAME.fullmatch(h)]
+        if bad:
+            raise ValueError(f"not header field names: {', '.join(map(repr, bad))}")
+        if security not in ("starttls", "tls", "plain"):
+            raise ValueError(f"security must be starttls, tls or plain, not {security!r}")
+        self._name = name
+        self.host = host
+        self.port = port or (993 if security == "tls" else 143)
+        self.security: Security = security
+        self.user = user
+        self._password = password
+        self._token = token
+        self.folders = tuple(folders)
+        self.actioned: Actioned = actioned
+        self.ssl_context = None if security == "plain" else make_ssl_context(ca_file, verify=verify)
+        self.timeout = timeout
+        self._clock = clock
+        fields = dict.fromkeys(f.upper() for f in (*DEFAULT_HEADER_FIELDS, *extra_headers))
+        self.fetch_items = (
+            f"(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS ({' '.join(fields)})])"
+        )
+        self.fetch_batch = fetch_batch
+        self.state: dict[str, FolderState] = {}
+
+    @property
+    def name(self) -> str:
+        """The configured source name."""
+        return self._name
+
+    def __repr__(self) -> str:  # never shows the password or token
+        return f"ImapSource({self._name!r}, {self.user}@{self.host}:{self.port}, {self.security})"
+
+    def _client(self) -> ImapClient:
+        return ImapClient(
+            self.name, self.host, self.port, security=self.security,
+            ssl_context=self.ssl_context, timeout=self.timeout, fetch_batch=self.fetch_batch,
+        )  # fmt: skip
+
+    async def probe(self) -> Observation:
+        """Sync every folder (cheaply when unchanged) and return the unactioned messages."""
+        observed_at = self._clock()
+        fetched = malformed = 0
+        try:
+            async with asyncio.timeout(self.timeout), self._client() as client:
+                await client.connect()
+                if self._token is not None:
+                    await client.xoauth2(self.user, self._token)
+                else:
+                    await client.login(self.user, self._password or "")
+                for folder in self.folders:
+                    read, bad = await self._sync(client, folder, observed_at)
+                    fetched, malformed = fetched + read, malformed + bad
+        except SourceError:
+            raise  # already typed (SourceTimeout is a TimeoutError too: keep its detail)
+        except TimeoutError as exc:  # the whole probe's deadline (each call has its own too)
+            raise SourceTimeout(self.name, f"probe took longer than {self.timeout:g}s") from exc
+        if malformed:
+            log.warning("imap_fetch_malformed", source=self.name, count=malformed)
+        return Observation(
+            source=self.name,
+            observed_at=observed_at,
+            messages=self._messages(),
+            malformed=malformed,
+            headers_read=fetched,
+        )
+
+    async def _sync(self, client: ImapClient, folder: str, now: datetime) -> tuple[int, int]:
+        """Bring one folder's state up to date; return (headers fetched, malformed)."""
+        old = self.state.get(folder)
+        condstore = "CONDSTORE" in client.capabilities
+        if old is not None and condstore and old.mailbox.highestmodseq is not None:
+            status = await client.status(folder, modseq=True)
+            if status == old.mailbox:
+                return 0, 0  # nothing arrived, left or changed a flag
+        mailbox = await client.examine(folder, condstore=condstore)
+        known: dict[int, CachedMessage] = {}
+        if old is not None and old.mailbox.uidvalidity == mailbox.uidvalidity:
+            known = old.messages
+        elif old is not None:  # every cached UID is void: sync the folder as if new
+            log.info("imap_uidvalidity_changed", source=self.name, folder=folder)
+        flag, criteria, _ = _ACTIONED[self.actioned]
+        unactioned = await client.uid_search(criteria)
+        wanted = [uid for uid in unactioned if uid not in known]
+        records, malformed = await client.fetch(wanted, self.fetch_items) if wanted else ([], 0)
+        messages = {uid: known[uid] for uid in unactioned if uid in known}
+        done = {"\\Deleted", flag} - {None}
+        for record in records:
+            if record.uid is None or done & (record.flags or frozenset()):
+                continue  # actioned between the SEARCH and the FETCH
+            messages[record.uid] = cached_message(record, now)
+        if set(wanted) - {r.uid for r in records}:  # malformed, or expunged meanwhile
+            mailbox = replace(mailbox, highestmodseq=None)  # so the next poll retries them
+        self.state[folder] = FolderState(mailbox, messages)
+        return len(records), malformed
+
+    def _messages(self) -> tuple[Message, ...]:
+        _, _, reason = _ACTIONED[self.actioned]
+        out: list[Message] = []
+        for folder in self.folders:
+            state = self.state.get(folder)
+            if state is None:
+                continue
+            for uid, cached in sorted(state.messages.items()):
+                out.append(
+                    Message(
+                        key=f"{self.name}/{folder}/{state.mailbox.uidvalidity}/{uid}",
+                        source=self.name,
+                        queue_id=str(uid),
+                        queue=folder,
+                        arrival=cached.arrival,
+                        size=cached.size,
+                        sender=cached.sender,
+                        recipients=cached.recipients,
+                        headers=cached.headers,
+                        subject=cached.subject,
+                        marking=cached.marking,
+                        wait_reason=f"{reason} {folder}",
+                    )
+                )
+        return tuple(out)

@@ -1,0 +1,348 @@
+"""Pure IMAP response parsers, on responses captured from the project's private Dovecot 2.3.19.
+
+Two shapes of the same responses are used: as aioimaplib 2.0.3 hands them back (``"* "`` and,
+for STATUS/SEARCH, the response name stripped; each literal a separate ``bytearray``), and as
+raw wire bytes, framed here by :func:`_frame`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mailwatch.parsing.imap import (
+    MAX_UIDS_PER_FETCH,
+    FetchRecord,
+    ImapParseError,
+    Line,
+    MailboxState,
+    batches,
+    encode_mailbox,
+    format_sequence_set,
+    parse_capabilities,
+    parse_examine,
+    parse_fetch,
+    parse_internaldate,
+    parse_search,
+    parse_sequence_set,
+    parse_status,
+)
+
+FIELDS = b"BODY[HEADER.FIELDS (SUBJECT FROM TO CC DATE IMPORTANCE X-PRIORITY)]"
+HEADER_1 = (
+    b"From: om@probation.example\r\nTo: ppcs@justice.example\r\n"
+    b"Subject: OFFICIAL-SENSITIVE: Emergency recall (draft\r\nImportance: high\r\n"
+    b'Cc: a@b.example, "Smith, J" <j@c.example>\r\n\r\n'
+)
+HEADER_2 = (
+    b"From: =?utf-8?q?Jos=C3=A9?= <jose@x.example>\r\nTo: duty@y.example\r\n"
+    b"Subject: =?utf-8?b?UmlzayBlc2NhbGF0aW9uIOKAlCBSb1NI?=\r\n very high\r\n"
+    b"X-Priority: 1\r\n\r\n"
+)
+HEADER_3 = b"From: a@b\r\nSubject: caf\xc3\xa9 8bit\r\n\r\n"
+
+# UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (...)]), via aioimaplib
+CAPTURED_FETCH: list[Line] = [
+    b'1 FETCH (UID 1 FLAGS (\\Recent) INTERNALDATE "02-Nov-2026 09:30:00 +0000" RFC822.SIZE 291 '
+    + FIELDS
+    + b" {171}",
+    bytearray(HEADER_1),
+    b")",
+    b'2 FETCH (UID 2 FLAGS (\\Recent) INTERNALDATE "02-Nov-2026 10:00:00 +0000" RFC822.SIZE 179 '
+    + FIELDS
+    + b" {150}",
+    bytearray(HEADER_2),
+    b")",
+    b'3 FETCH (UID 3 FLAGS (\\Recent) INTERNALDATE "29-Nov-2026 12:17:36 +0000" RFC822.SIZE 40 '
+    + FIELDS
+    + b" {34}",
+    bytearray(HEADER_3),
+    b")",
+    b"Fetch completed (0.001 + 0.000 secs).",
+]
+
+# The same kind of response as raw wire bytes: a message without any requested header, then
+# a flag change by another session arriving unsolicited (no UID), then the tagged status.
+RAW_FETCH = (
+    b'* 1 FETCH (UID 1 FLAGS (\\Recent) INTERNALDATE "29-Nov-2026 12:24:03 +0000" '
+    b"RFC822.SIZE 30 BODY[HEADER.FIELDS (SUBJECT FROM)] {2}\r\n\r\n)\r\n"
+    b"* 1 FETCH (MODSEQ (3) FLAGS (\\Seen \\Recent))\r\n"
+    b"4 OK Fetch completed (0.001 + 0.000 secs).\r\n"
+)
+
+CAPTURED_EXAMINE: list[Line] = [
+    b"FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)",
+    b"OK [PERMANENTFLAGS ()] Read-only mailbox.",
+    b"3 EXISTS",
+    b"3 RECENT",
+    b"OK [UNSEEN 1] First unseen.",
+    b"OK [UIDVALIDITY 1795954656] UIDs valid",
+    b"OK [UIDNEXT 4] Predicted next UID",
+    b"OK [HIGHESTMODSEQ 2] Highest",
+    b"[READ-ONLY] Examine completed (0.001 + 0.000 secs).",
+]
+CAPTURED_STATUS: list[Line] = [
+    b"INBOX (MESSAGES 3 UIDNEXT 4 UIDVALIDITY 1795954656 HIGHESTMODSEQ 2)",
+    b"Status completed (0.001 + 0.000 secs).",
+]
+LOGIN_CAPABILITIES = (
+    b"CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY "
+    b"THREAD=REFERENCES THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE "
+    b"UNSELECT CHILDREN NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH "
+    b"ESORT SEARCHRES WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY "
+    b"PREVIEW STATUS=SIZE SAVEDATE LITERAL+ NOTIFY"
+)
+
+
+def _frame(wire: bytes) -> list[Line]:
+    """Split raw wire bytes into lines, each announced literal as a separate bytearray."""
+    parts: list[Line] = []
+    while wire:
+        line, _, wire = wire.partition(b"\r\n")
+        parts.append(line)
+        if line.endswith(b"}") and b"{" in line:
+            size = int(line[line.rindex(b"{") + 1 : -1])
+            parts.append(bytearray(wire[:size]))
+            wire = wire[size:]
+    return parts
+
+
+class TestParseFetch:
+    """FETCH responses: literals are opaque, framing never depends on their content."""
+
+    def test_captured_dovecot_batch(self) -> None:
+        """Every item of a captured three-message response is read, headers byte-exact."""
+        records, malformed = parse_fetch(CAPTURED_FETCH)
+        assert malformed == 0
+        assert [r.uid for r in records] == [1, 2, 3]
+        assert [r.header for r in records] == [HEADER_1, HEADER_2, HEADER_3]
+        assert records[0] == FetchRecord(
+            sequence=1,
+            uid=1,
+            flags=frozenset({"\\Recent"}),
+            internaldate=datetime(2026, 11, 2, 9, 30, tzinfo=UTC),
+            size=291,
+            header=HEADER_1,
+        )
+
+    def test_unbalanced_parenthesis_in_a_header_does_not_merge_responses(self) -> None:
+        """'(draft' in a subject (aioimaplib #51 with ENVELOPE) leaves the next record intact."""
+        records, _ = parse_fetch(CAPTURED_FETCH[:6])
+        assert [r.uid for r in records] == [1, 2]
+        assert b"recall (draft" in (records[0].header or b"")
+
+    def test_raw_wire_with_empty_header_and_unsolicited_fetch(self) -> None:
+        """Raw lines parse too; an unsolicited FETCH has no UID; an empty header is CRLF."""
+        records, malformed = parse_fetch(_frame(RAW_FETCH))
+        assert malformed == 0
+        assert records[0].header == b"\r\n"
+        assert records[1] == FetchRecord(
+            sequence=1, flags=frozenset({"\\Seen", "\\Recent"}), modseq=3
+        )
+
+    def test_changedsince_response_carries_modseq(self) -> None:
+        """A captured CHANGEDSINCE answer yields UID, FLAGS and MODSEQ."""
+        lines: list[Line] = [
+            b"1 FETCH (UID 1 FLAGS (\\Recent) MODSEQ (2))",
+            b"2 FETCH (UID 2 FLAGS () MODSEQ (7))",
+            b"Fetch completed (0.001 + 0.000 secs).",
+        ]
+        records, _ = parse_fetch(lines)
+        assert [(r.uid, r.flags, r.modseq) for r in records] == [
+            (1, frozenset({"\\Recent"}), 2),
+            (2, frozenset(), 7),
+        ]
+
+    def test_quoted_strings_nil_and_unknown_items(self) -> None:
+        """Parentheses and escapes inside quotes, NIL bodies and unknown items are handled."""
+        lines: list[Line] = [
+            b'7 FETCH (X-GM-LABELS ("a (b" "c \\" d") UID 9 BODY[HEADER] NIL FLAGS (\\Seen))'
+        ]
+        records, malformed = parse_fetch(lines)
+        assert malformed == 0
+        assert records == [FetchRecord(sequence=7, uid=9, flags=frozenset({"\\Seen"}), header=b"")]
+
+    @pytest.mark.parametrize(
+        "broken",
+        [
+            [b"2 FETCH (UID two FLAGS ())"],
+            [b"2 FETCH (UID 2 BODY[HEADER] {50}", bytearray(b"short"), b")"],
+            [b"2 FETCH (UID 2 FLAGS (\\Seen)"],
+            [b'2 FETCH (UID 2 INTERNALDATE "31-Feb-2026 00:00:00 +0000")'],
+            [b"2 FETCH (UID 2 FLAGS)"],
+        ],
+    )
+    def test_malformed_record_is_counted_and_skipped(self, broken: list[Line]) -> None:
+        """A broken record is counted; the records around it still parse."""
+        lines = [*CAPTURED_FETCH[:3], *broken, *CAPTURED_FETCH[6:]]
+        records, malformed = parse_fetch(lines)
+        assert malformed == 1
+        assert [r.uid for r in records] == [1, 3]
+
+
+class TestParseInternaldate:
+    """INTERNALDATE strings become aware UTC datetimes."""
+
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            ('"02-Nov-2026 09:30:00 +0000"', datetime(2026, 11, 2, 9, 30, tzinfo=UTC)),
+            (" 2-Nov-2026 10:30:00 +0100", datetime(2026, 11, 2, 9, 30, tzinfo=UTC)),
+            ("01-Jan-2027 19:00:00 -0500", datetime(2027, 1, 2, 0, 0, tzinfo=UTC)),
+        ],
+    )
+    def test_valid_dates(self, text: str, expected: datetime) -> None:
+        """Offsets are applied and the result is in UTC."""
+        parsed = parse_internaldate(text)
+        assert parsed == expected
+        assert parsed.tzinfo is UTC
+
+    @pytest.mark.parametrize(
+        "text", ["02-Foo-2026 09:30:00 +0000", "30-Feb-2026 00:00:00 +0000", ""]
+    )
+    def test_invalid_dates_raise(self, text: str) -> None:
+        """Unknown months, impossible days and empty text raise ImapParseError."""
+        with pytest.raises(ImapParseError):
+            parse_internaldate(text)
+
+
+class TestMailboxState:
+    """STATUS and EXAMINE answers: what the cheap "nothing changed" test compares."""
+
+    def test_status_and_examine_of_an_unchanged_mailbox_are_equal(self) -> None:
+        """Captured STATUS and EXAMINE of the same mailbox give equal states."""
+        expected = MailboxState(uidvalidity=1795954656, uidnext=4, messages=3, highestmodseq=2)
+        assert parse_status(CAPTURED_STATUS) == expected
+        assert parse_examine(CAPTURED_EXAMINE) == expected
+
+    def test_raw_status_with_quoted_mailbox(self) -> None:
+        """A raw STATUS line naming a quoted mailbox parses."""
+        lines = _frame(
+            b'* STATUS "Case Files" (MESSAGES 1 UIDNEXT 2 UIDVALIDITY 1795954658 '
+            b"HIGHESTMODSEQ 2)\r\n1 OK Status completed (0.001 + 0.000 secs).\r\n"
+        )
+        assert parse_status(lines) == MailboxState(1795954658, 2, 1, 2)
+
+    def test_examine_without_condstore_has_no_modseq(self) -> None:
+        """Without CONDSTORE there is no HIGHESTMODSEQ: it stays None."""
+        lines = [line for line in CAPTURED_EXAMINE if b"HIGHESTMODSEQ" not in line]
+        assert parse_examine(lines).highestmodseq is None
+
+    @pytest.mark.parametrize(
+        ("parser", "lines"),
+        [(parse_status, [b"Status completed."]), (parse_examine, [b"3 EXISTS", b"Done."])],
+    )
+    def test_missing_answers_raise(self, parser: object, lines: list[Line]) -> None:
+        """No STATUS line, or an EXAMINE without UIDVALIDITY, is an error, not a guess."""
+        assert callable(parser)
+        with pytest.raises(ImapParseError):
+            parser(lines)
+
+
+class TestParseSearch:
+    """SEARCH and ESEARCH answers give sorted, distinct UIDs."""
+
+    @pytest.mark.parametrize(
+        ("lines", "expected"),
+        [
+            ([b"1 2 3", b"Search completed (0.001 + 0.000 secs)."], [1, 2, 3]),
+            ([b"", b"Search completed."], []),
+            ([b'(TAG "BFPD4") UID ALL 1:3,7', b"Search completed."], [1, 2, 3, 7]),
+            ([b'(TAG "3") UID', b"Search completed."], []),
+            (_frame(b'* ESEARCH (TAG "e") UID ALL 5:6\r\ne OK Search completed.\r\n'), [5, 6]),
+            (_frame(b"* SEARCH 9 4\r\ne2 OK Search completed.\r\n"), [4, 9]),
+        ],
+    )
+    def test_search_forms(self, lines: list[Line], expected: list[int]) -> None:
+        """Both forms, as aioimaplib gives them and raw, with and without results."""
+        assert parse_search(lines) == expected
+
+    def test_garbage_raises(self) -> None:
+        """A SEARCH answer that is not numbers raises."""
+        with pytest.raises(ImapParseError):
+            parse_search([b"1 two 3", b"Search completed."])
+
+
+class TestCapabilities:
+    """Capabilities come from CAPABILITY lines or [CAPABILITY ...] response codes."""
+
+    def test_login_response(self) -> None:
+        """Dovecot's untagged CAPABILITY after LOGIN lists CONDSTORE and ESEARCH."""
+        found = parse_capabilities([LOGIN_CAPABILITIES, b"Logged in"])
+        assert {"CONDSTORE", "ESEARCH", "IMAP4REV1"} <= found
+
+    def test_response_code_in_greeting(self) -> None:
+        """The greeting's response code counts too (raw form)."""
+        greeting = b"* OK [CAPABILITY IMAP4rev1 STARTTLS AUTH=PLAIN] Dovecot (Debian) ready."
+        assert parse_capabilities([greeting]) == {"IMAP4REV1", "STARTTLS", "AUTH=PLAIN"}
+
+    def test_none(self) -> None:
+        """No capability data gives an empty set."""
+        assert parse_capabilities([b"Logged in"]) == frozenset()
+
+
+class TestSequenceSets:
+    """UID sets are sent compact and in batches no larger than aioimaplib can take."""
+
+    @pytest.mark.parametrize(
+        ("uids", "text"),
+        [([1], "1"), ([3, 1, 2], "1:3"), ([1, 2, 3, 7, 9, 10], "1:3,7,9:10"), ([5, 5], "5")],
+    )
+    def test_format(self, uids: list[int], text: str) -> None:
+        """Runs become ranges; order and duplicates do not matter."""
+        assert format_sequence_set(uids) == text
+
+    def test_format_empty_refused(self) -> None:
+        """An empty set cannot be sent."""
+        with pytest.raises(ValueError, match="empty"):
+            format_sequence_set([])
+
+    @pytest.mark.parametrize("text", ["1:*", "a", "1,,2", ""])
+    def test_parse_refuses_non_numbers(self, text: str) -> None:
+        """``*`` and non-numbers are refused."""
+        with pytest.raises(ImapParseError):
+            parse_sequence_set(text)
+
+    @given(st.sets(st.integers(min_value=1, max_value=5000), min_size=1, max_size=300))
+    def test_round_trip(self, uids: set[int]) -> None:
+        """Parsing a formatted set gives the sorted UIDs back."""
+        assert parse_sequence_set(format_sequence_set(uids)) == sorted(uids)
+
+    def test_batches_are_bounded_sorted_and_complete(self) -> None:
+        """1,000 UIDs split into sorted batches of at most 200, losing none."""
+        cut = list(batches(range(1000, 0, -1)))
+        assert max(len(batch) for batch in cut) == MAX_UIDS_PER_FETCH == 200
+        assert [uid for batch in cut for uid in batch] == list(range(1, 1001))
+
+    @pytest.mark.parametrize("size", [0, 201])
+    def test_batch_size_outside_the_safe_range_is_refused(self, size: int) -> None:
+        """Batches larger than 200 (or empty) are refused."""
+        with pytest.raises(ValueError, match="batch size"):
+            list(batches([1, 2], size))
+
+
+class TestEncodeMailbox:
+    """Mailbox names are sent quoted, in modified UTF-7."""
+
+    @pytest.mark.parametrize(
+        ("name", "wire"),
+        [
+            ("INBOX", '"INBOX"'),
+            ("Case Files", '"Case Files"'),
+            ("Präsidium & Co", '"Pr&AOQ-sidium &- Co"'),
+            ("~peter/mail/台北/日本語", '"~peter/mail/&U,BTFw-/&ZeVnLIqe-"'),  # RFC 3501 §5.1.3
+            ('say "hi"\\', '"say \\"hi\\"\\\\"'),
+        ],
+    )
+    def test_encoding(self, name: str, wire: str) -> None:
+        """ASCII stays, '&' is escaped, other text is base64'd UTF-16, quotes are escaped."""
+        assert encode_mailbox(name) == wire
+
+    def test_line_breaks_cannot_reach_the_wire(self) -> None:
+        """CR and LF in a name are encoded, never sent raw (no command injection)."""
+        encoded = encode_mailbox("a\r\nb")
+        assert "\r" not in encoded
+        assert "\n" not in encoded
