@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable, MutableMapping
+import os
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +30,10 @@ from mailwatch.parsing.queuefile import QueueFileError, header_block
 
 log = structlog.get_logger(__name__)
 
-HEADER_PREFIX_BYTES = 64 * 1024  # enough for almost every header block; more is read if not
+HEADER_READ_STEPS = (8 * 1024, 64 * 1024)
+"""Prefix sizes tried in turn before the whole file. ``header_block`` walks every record it is
+given, so a small first read keeps messages with large bodies (attachments) as cheap as small
+ones; 8 KiB holds almost every header block, 64 KiB nearly all the rest."""
 QUEUE_NAMES = ("incoming", "active", "deferred", "hold", "maildrop", "corrupt")
 STDERR_LIMIT = 4096  # bounds memory if a broken command floods stderr
 
@@ -47,14 +51,14 @@ def message_key(source: str, queue_id: str, arrival: datetime) -> str:
     return f"{source}/{queue_id}/{int(arrival.timestamp())}"
 
 
-def _queue_file_candidates(queue_dir: Path, queue_name: str, queue_id: str) -> Iterable[Path]:
-    base = queue_dir / queue_name
-    yield base / queue_id[:1] / queue_id  # hashed queues (deferred, defer), depth 1
-    yield base / queue_id
-    for other in QUEUE_NAMES:  # moved between listing and reading (deferred → active…)
-        if other != queue_name:
-            yield queue_dir / other / queue_id[:1] / queue_id
-            yield queue_dir / other / queue_id
+def _queue_file_candidates(queue_dir: Path, queue_name: str, queue_id: str) -> Iterator[str]:
+    # Plain strings: building Path objects cost more than opening the file does.
+    root = os.fspath(queue_dir)
+    # The listed queue first, then the others (moved between listing and reading: deferred →
+    # active…); hashed queues (deferred, defer) have depth 1.
+    for name in (queue_name, *(q for q in QUEUE_NAMES if q != queue_name)):
+        yield f"{root}/{name}/{queue_id[:1]}/{queue_id}"
+        yield f"{root}/{name}/{queue_id}"
 
 
 def read_queue_headers(queue_dir: Path, queue_name: str, queue_id: str) -> bytes | None:
@@ -64,12 +68,16 @@ def read_queue_headers(queue_dir: Path, queue_name: str, queue_id: str) -> bytes
     """
     for path in _queue_file_candidates(queue_dir, queue_name, queue_id):
         try:
-            with path.open("rb") as handle:
-                data = handle.read(HEADER_PREFIX_BYTES)
-                try:
-                    return header_block(data)
-                except QueueFileError:
-                    return header_block(data + handle.read())
+            with open(path, "rb") as handle:
+                data = b""
+                for size in HEADER_READ_STEPS:
+                    data += handle.read(size - len(data))
+                    try:
+                        return header_block(data)
+                    except QueueFileError:
+                        if len(data) < size:  # the whole file is read: more cannot help
+                            raise
+                return header_block(data + handle.read())
         except FileNotFoundError:
             continue
         except QueueFileError:
@@ -102,6 +110,9 @@ class PostfixSource:
         self.header_cache: MutableMapping[str, CachedHeaders] = (
             header_cache if header_cache is not None else {}
         )
+        # The last listing's lines and what they parsed to: a message that did not change
+        # prints the same line again, and a dict lookup costs far less than parsing JSON.
+        self._parsed_lines: dict[bytes, QueueEntry] = {}
 
     @property
     def name(self) -> str:
@@ -173,15 +184,18 @@ class PostfixSource:
         """
         entries: list[QueueEntry] = []
         problems: list[Malformed] = []
+        previous, parsed_lines = self._parsed_lines, {}
 
         def on_line(line: bytes) -> None:
-            parsed = parse_line(line, len(entries) + len(problems) + 1)
+            parsed = previous.get(line) or parse_line(line, len(entries) + len(problems) + 1)
             if isinstance(parsed, QueueEntry):
+                parsed_lines[line] = parsed
                 entries.append(parsed)
             elif isinstance(parsed, Malformed):
                 problems.append(parsed)
 
         _, stderr = await self._run([self.postqueue, *self._config_args(), "-j"], on_line)
+        self._parsed_lines = parsed_lines
         for problem in problems[:10]:
             log.warning(
                 "postqueue_line_malformed",

@@ -1,0 +1,817 @@
+"""Benchmark: mailwatch's Postfix scan against the standard tools, on a large deferred queue.
+
+Builds a private Postfix instance (:class:`mailwatch.sandbox.postfix.PrivatePostfix`) whose
+relay host is a closed loopback port, fills its deferred queue with N varied probation-style
+messages, and then times, on that same queue and in the same run:
+
+* baseline A: ``postqueue -c ETC -j > /dev/null``;
+* baseline B: one batched header read, ``postcat -c ETC -h`` over every deferred queue file;
+* mailwatch's first scan (fresh store, fresh source: lists, reads all headers, classifies,
+  stores);
+* mailwatch's rescan of the unchanged queue (must read no headers and write no message rows);
+* mailwatch's rescan after K new messages arrive (must read exactly K headers).
+
+Targets: ``first_scan / (A + B) <= 2.0`` and ``rescan / A <= 1.5``; the exit status is 1 when a
+target fails, 2 when the benchmark itself could not run or an invariant did not hold. Run as
+root (Postfix is started privately): ``.venv/bin/python bench/postfix_scan.py --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import email.charset
+import email.header
+import email.policy
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+from mailwatch.config import load
+from mailwatch.sandbox.postfix import PostfixCommandError, PrivatePostfix
+from mailwatch.scanner import Scanner, ScanOutcome
+from mailwatch.sources.postfix import PostfixSource
+from mailwatch.store import Store
+
+FIRST_SCAN_TARGET = 2.0  # first_scan / (postqueue -j + batched postcat -h)
+RESCAN_TARGET = 1.5  # rescan / postqueue -j
+SOURCE_NAME = "bench"
+SETTLE_PAUSE = 1.0  # s: let Postfix's delivery agents and logger go idle before timing
+INJECT_BATCH = 250  # messages per SMTP connection (progress granularity, smtpd process reuse)
+# Keep the queue still while we measure: no deferred-queue runs or retries for an hour.
+QUIET_QUEUE = {
+    "queue_run_delay": "3600s",
+    "minimal_backoff_time": "3600s",
+    "maximal_backoff_time": "7200s",
+}
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not run, or an invariant it checks did not hold."""
+
+
+def check(condition: bool, message: str) -> None:
+    """Raise :class:`BenchError` unless ``condition`` (unlike ``assert``, survives ``-O``)."""
+    if not condition:
+        raise BenchError(message)
+
+
+# --------------------------------------------------------------------------------------------
+# Message generation: varied, realistic subjects so that classification does real work.
+# --------------------------------------------------------------------------------------------
+
+FORENAMES = (
+    "John", "Sarah", "Mohammed", "Emma", "David", "Aisha", "Michael", "Chloe", "Daniel", "Priya",
+    "James", "Olivia", "Kwame", "Hannah", "Thomas", "Fatima", "Liam", "Grace", "Ryan", "Megan",
+    "Zoë", "Siân", "Seán", "Łukasz", "Renée", "François", "Jürgen", "Zoltán", "Bożena", "Ciarán",
+)  # fmt: skip
+SURNAMES = (
+    "Smith", "Jones", "Khan", "Williams", "Taylor", "Brown", "Patel", "Evans", "Wilson", "Ahmed",
+    "Thomas", "Roberts", "Walker", "Wright", "Robinson", "Hughes", "Okafor", "Nowak", "Kowalski",
+    "Müller", "O\u2019Brien", "Ní Bhriain", "Gómez", "Brontë", "Østergaard",
+)  # fmt: skip
+COURTS = (
+    "Westminster MC", "Highbury Corner MC", "Snaresbrook CC", "Manchester Crown Court",
+    "Leeds MC", "Cardiff Crown Court", "Birmingham MC", "Bristol Crown Court", "Luton CC",
+)  # fmt: skip
+PRISONS = (
+    "Pentonville", "Wandsworth", "Belmarsh", "Strangeways", "Durham", "Winchester", "Leeds",
+    "Bristol", "Cardiff", "Styal", "Holloway",
+)  # fmt: skip
+TEAMS = ("Camden", "Islington", "Hackney", "Salford", "Leeds North", "Cardiff", "Luton")
+
+# (weight, template). Placeholders: name, crn, pnc, date, court, prison, team, level, sep.
+SUBJECTS: tuple[tuple[int, str], ...] = (
+    # P1 emergency recall
+    (5, "Emergency recall {sep} {name} {sep} CRN {crn}"),
+    (2, "URGENT: recall of {name} ({crn}) {sep} immediate action required"),
+    (1, "Indeterminate sentence recall {sep} {name} {sep} PNC {pnc}"),
+    # P1 standard recall (Part A)
+    (5, "Part A recall report {sep} {name} {sep} {crn}"),
+    (3, "Request for recall {sep} {name} DOB {date}"),
+    (1, "Recall dossier {crn} for PPCS {sep} {name}"),
+    (1, "Standard recall {sep} {name} released from HMP {prison}"),
+    # P1 recall notification
+    (2, "Notice of Return to Custody {sep} {name} {sep} {pnc}"),
+    (1, "Licence revoked: {name} ({pnc})"),
+    # Outlook's message-recall feature: a lookalike that must not be a recall
+    (2, "Recall: Part A recall report {sep} {name}"),
+    (1, "Recall: team meeting moved to Thursday"),
+    # P1 risk escalation and safeguarding
+    (4, "Risk escalation {sep} {name} {sep} CRC to NPS {sep} {crn}"),
+    (2, "RoSH increased to high {sep} {name} {crn}"),
+    (2, "Child protection referral {sep} {name} {sep} {team}"),
+    (1, "MASH referral {crn} {sep} safeguarding concern"),
+    # MAPPA (level 3 is P1)
+    (2, "MAPPA level 3 meeting minutes {sep} {name}"),
+    (3, "MAPPA referral {sep} {name} ({crn})"),
+    (1, "MAPPA meeting agenda for {date}"),
+    # P2
+    (4, "Breach of licence conditions {sep} {name} {sep} {crn}"),
+    (3, "Case allocation: {name} sentenced at {court}"),
+    (2, "Transfer of case {crn} from CRC to NPS"),
+    (3, "Release notification {sep} {name} {sep} HMP {prison} {sep} {date}"),
+    (1, "First appointment booked for {name}"),
+    (6, "Court results {court} {date}"),
+    (2, "Sentencing outcome {sep} {name} {sep} {court}"),
+    # P3
+    (3, "PSR request {sep} {name} {sep} {court}"),
+    (1, "Pre-sentence report due {date} {sep} {name}"),
+    (2, "Victim liaison update {sep} {name}"),
+    # P4 general chatter, including lookalikes
+    (6, "Team meeting Thursday {sep} agenda attached"),
+    (3, "Training: managing risk and safeguarding awareness ({date})"),
+    (3, "Annual leave cover {sep} {team} office"),
+    (2, "Data breach awareness week"),
+    (2, "Timesheets due Friday"),
+    (2, "Printer on 3rd floor out of toner"),
+    (2, "Staff survey results {sep} {team}"),
+    (2, "Office move on {date}: what to pack"),
+    (1, "Press release from custody reform programme"),
+    (2, "Lunch?"),
+    (2, "Supervision notes for {name} ({crn}) {sep} please review before {date}"),
+)
+MARKINGS: tuple[tuple[int, str], ...] = (
+    (40, ""),
+    (20, "OFFICIAL-SENSITIVE: "),
+    (6, "OFFICIAL-SENSITIVE PERSONAL - "),
+    (6, "[OFFICIAL-SENSITIVE] "),
+    (3, "Official Sensitive - "),
+    (12, "OFFICIAL: "),
+    (4, "[OFFICIAL] "),
+    (3, "(RESTRICTED) "),
+    (3, "PROTECT - "),
+    (3, "NOT PROTECTIVELY MARKED: "),
+)
+PREFIXES: tuple[tuple[int, str], ...] = (
+    (70, ""),
+    (12, "RE: "),
+    (8, "FW: "),
+    (3, "Re: Fwd: "),
+    (2, "RE[2]: "),
+    (5, "[CJSM] "),
+)
+SENDER_DOMAINS = ("probation.cjsm.net", "nps.cjsm.net", "crc-london.cjsm.net", "justice.gov.uk")
+RECIPIENT_DOMAINS = (
+    "ppcs.cjsm.net", "nps-london.probation.cjsm.net", "met.police.cjsm.net", "hmcts.cjsm.net",
+    "mash.camden.gov.uk", "mappa.cjsm.net", "vlu.probation.cjsm.net",
+)  # fmt: skip
+BODY_LINES = (
+    "Please find attached the documents for the above case.",
+    "Could you confirm receipt and let me know if anything further is needed?",
+    "The offender manager is available on the duty line until 17:00.",
+    "This e-mail and any attachments are intended only for the addressee.",
+    "Contact with the person on probation was made by telephone this morning.",
+    "Licence conditions 3 and 7 have not been complied with since the last review.",
+    "I have copied in the senior probation officer for information.",
+    "Kind regards,",
+)
+ATTACHMENT_SHARE = 0.08  # messages that carry a document
+ATTACHMENT_BYTES = (16 * 1024, 160 * 1024)
+QP_UTF8 = email.charset.Charset("utf-8")
+QP_UTF8.header_encoding = email.charset.QP
+MESSAGE_PARSER = BytesParser(EmailMessage, policy=email.policy.compat32)
+
+
+def _weighted(rng: random.Random, table: Sequence[tuple[int, str]]) -> str:
+    return rng.choices([t for _, t in table], weights=[w for w, _ in table])[0]
+
+
+def _subject_text(rng: random.Random) -> str:
+    fills = {
+        "name": f"{rng.choice(FORENAMES)} {rng.choice(SURNAMES)}",
+        "crn": f"{rng.choice('ABCDEFGHJKLMNPRSTVWX')}{rng.randint(100000, 999999)}",
+        "pnc": f"{rng.randint(1990, 2025)}/{rng.randint(1000000, 9999999)}{rng.choice('ABCDEFGH')}",
+        "date": f"{rng.randint(1, 28):02d}/{rng.randint(1, 12):02d}/{rng.randint(2024, 2026)}",
+        "court": rng.choice(COURTS),
+        "prison": rng.choice(PRISONS),
+        "team": rng.choice(TEAMS),
+        "sep": rng.choice(("-", "-", "-", "\u2013", "|", "/")),
+    }
+    core = _weighted(rng, SUBJECTS).format(**fills)
+    return _weighted(rng, PREFIXES) + _weighted(rng, MARKINGS) + core
+
+
+def _fold_ascii(name: str, value: str) -> str:
+    """Fold an ASCII header at spaces so that lines stay under 78 characters."""
+    words = value.split(" ")
+    lines: list[str] = []
+    current = f"{name}:"
+    for word in words:
+        if len(current) + 1 + len(word) > 76 and current != f"{name}:":
+            lines.append(current)
+            current = f" {word}"
+        else:
+            current = f"{current} {word}"
+    lines.append(current)
+    return "\r\n".join(lines)
+
+
+def _subject_header(rng: random.Random, text: str) -> str:
+    """The Subject line as sent: plain, folded, or RFC 2047 encoded words (B or Q, any charset)."""
+    ascii_only = text.isascii()
+    if ascii_only and rng.random() >= 0.06:
+        return _fold_ascii("Subject", text)
+    charset: str | email.charset.Charset = "utf-8"  # B encoding
+    roll = rng.random()
+    if roll < 0.35:
+        charset = QP_UTF8
+    elif roll < 0.55:
+        try:
+            text.encode("iso-8859-1")
+            charset = "iso-8859-1"  # Q encoding
+        except UnicodeEncodeError:
+            pass
+    encoded = email.header.Header(text, charset, header_name="Subject").encode(linesep="\r\n")
+    return f"Subject: {encoded}"
+
+
+def make_message(rng: random.Random, index: int, sent: datetime) -> EmailMessage:
+    """One probation-style message, built as raw bytes so the wire form is exactly as chosen."""
+    sender = f"om{rng.randint(1, 400)}@{rng.choice(SENDER_DOMAINS)}"
+    recipients = [
+        f"{rng.choice(('recalls', 'duty', 'spo', 'admin', 'team'))}{rng.randint(1, 50)}"
+        f"@{rng.choice(RECIPIENT_DOMAINS)}"
+        for _ in range(rng.choices((1, 2, 3), weights=(80, 15, 5))[0])
+    ]
+    headers = [
+        f"From: Offender Manager <{sender}>",
+        f"To: {', '.join(recipients)}",
+        _subject_header(rng, _subject_text(rng)),
+        f"Date: {format_datetime(sent)}",
+        f"Message-ID: <{rng.getrandbits(64):016x}.{index}@{sender.partition('@')[2]}>",
+        "MIME-Version: 1.0",
+    ]
+    if rng.random() < 0.15:
+        headers.append("Importance: High")
+    if rng.random() < 0.1:
+        headers.append("X-Priority: 1 (Highest)")
+    if rng.random() < 0.3:
+        headers.append(f"X-Case-Reference: {rng.randint(100000, 999999)}")
+    text = "\r\n".join(rng.choice(BODY_LINES) for _ in range(rng.randint(3, 40)))
+    plain = "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit"
+    if rng.random() < ATTACHMENT_SHARE:  # a Part A / court document: base64 after the headers
+        boundary = f"=_mw{rng.getrandbits(48):012x}"
+        blob = base64.encodebytes(rng.randbytes(rng.randint(*ATTACHMENT_BYTES)))
+        headers.append(f'Content-Type: multipart/mixed; boundary="{boundary}"')
+        body = (
+            f"--{boundary}\r\n{plain}\r\n\r\n{text}\r\n--{boundary}\r\n"
+            f'Content-Type: application/pdf; name="case-{index}.pdf"\r\n'
+            "Content-Transfer-Encoding: base64\r\n\r\n"
+            + blob.decode("ascii").replace("\n", "\r\n")
+            + f"--{boundary}--"
+        )
+    else:
+        headers.append(plain)
+        body = text
+    raw = "\r\n".join(headers) + "\r\n\r\n" + body + "\r\n"
+    message = MESSAGE_PARSER.parsebytes(raw.encode("utf-8"))
+    if not isinstance(message, EmailMessage):  # the parser builds the class it was given
+        raise BenchError(f"parser built a {type(message).__name__}")
+    return message
+
+
+def make_messages(rng: random.Random, count: int, start: int = 0) -> list[EmailMessage]:
+    """``count`` messages, sent over the last few hours (Date headers only; arrival is now)."""
+    now = datetime.now(UTC)
+    return [
+        make_message(rng, start + i, now - timedelta(seconds=rng.randint(0, 6 * 3600)))
+        for i in range(count)
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# The queue: build, settle, trim.
+# --------------------------------------------------------------------------------------------
+
+
+def wait_settled(instance: PrivatePostfix, expected: int | None, timeout: float) -> int:
+    """Wait until every message (``expected`` of them, if given) sits in the deferred queue.
+
+    Unlike ``PrivatePostfix.wait_for_queue`` this accepts an unknown count (a reused queue)
+    and polls gently: one ``postqueue -j`` of a large queue costs a few hundred ms.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        listing = instance.queue()
+        queues = Counter(str(entry["queue_name"]) for entry in listing)
+        settled = set(queues) <= {"deferred"} and (expected is None or len(listing) == expected)
+        if settled:
+            return len(listing)
+        if time.monotonic() > deadline:
+            raise BenchError(
+                f"queue did not settle in {timeout:.0f}s: {dict(queues)} (want {expected} "
+                f"deferred)\n{instance.log_tail()}"
+            )
+        time.sleep(0.5)
+
+
+def inject_parallel(
+    instance: PrivatePostfix, messages: list[EmailMessage], connections: int, quiet: bool = False
+) -> float:
+    """Submit ``messages`` over ``connections`` parallel SMTP clients; returns msg/s."""
+    batches = [messages[i : i + INJECT_BATCH] for i in range(0, len(messages), INJECT_BATCH)]
+    done = 0
+    lock = threading.Lock()
+    t0 = time.perf_counter()
+
+    def send(batch: list[EmailMessage]) -> None:
+        nonlocal done
+        instance.inject(batch)
+        with lock:
+            done += len(batch)
+            if not quiet and (done % 2000 < len(batch) or done == len(messages)):
+                rate = done / (time.perf_counter() - t0)
+                print(f"  injected {done}/{len(messages)} ({rate:.0f} msg/s)", flush=True)
+
+    with ThreadPoolExecutor(max_workers=max(1, connections)) as pool:
+        for future in [pool.submit(send, batch) for batch in batches]:
+            future.result()
+    return len(messages) / max(time.perf_counter() - t0, 1e-9)
+
+
+def delete_messages(instance: PrivatePostfix, queue_ids: Sequence[str]) -> None:
+    """``postsuper -d -`` with the ids on stdin (one process for any number of ids)."""
+    if not queue_ids:
+        return
+    subprocess.run(
+        ["postsuper", "-c", str(instance.config_dir), "-d", "-"],
+        input="\n".join(queue_ids) + "\n",
+        text=True,
+        capture_output=True,
+        check=True,
+        timeout=300,
+    )
+
+
+def quieten(instance: PrivatePostfix) -> None:
+    """Stop Postfix from retrying deferred mail while we measure (config backdated, see notes)."""
+    settings = [f"{name}={value}" for name, value in QUIET_QUEUE.items()]
+    subprocess.run(
+        ["postconf", "-c", str(instance.config_dir), "-e", *settings],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    past = time.time() - 60
+    os.utime(instance.config_dir / "main.cf", (past, past))
+
+
+def prepare_queue(
+    instance: PrivatePostfix, rng: random.Random, count: int, connections: int
+) -> tuple[int, float | None]:
+    """Bring the (possibly reused) queue to exactly ``count`` deferred messages.
+
+    Returns how many messages were injected and at what rate (``None`` if none were).
+    """
+    settle_timeout = 120 + count / 50
+    present = wait_settled(instance, None, settle_timeout)
+    if present > count:
+        print(f"  queue holds {present} messages; deleting {present - count}", flush=True)
+        delete_messages(instance, [str(e["queue_id"]) for e in instance.queue()[count:]])
+        present = wait_settled(instance, count, settle_timeout)
+    missing = count - present
+    rate = None
+    if missing > 0:
+        print(f"  generating {missing} messages", flush=True)
+        messages = make_messages(rng, missing, start=present)
+        rate = inject_parallel(instance, messages, connections)
+        print("  waiting for every message to reach the deferred queue", flush=True)
+        wait_settled(instance, count, settle_timeout)
+    return max(missing, 0), rate
+
+
+def deferred_files(instance: PrivatePostfix) -> list[str]:
+    """Paths of every deferred queue file (``deferred/<hash>/<queue id>``)."""
+    return sorted(str(p) for p in instance.queue_dir.glob("deferred/*/*") if p.is_file())
+
+
+def argv_chunks(prefix: list[str], args: list[str]) -> list[list[str]]:
+    """Split ``prefix + args`` into as few command lines as fit within the kernel's limit."""
+    budget = os.sysconf("SC_ARG_MAX") // 2 - sum(len(k) + len(v) + 2 for k, v in os.environ.items())
+    chunks: list[list[str]] = []
+    current: list[str] = []
+    used = sum(len(a) + 9 for a in prefix)
+    for arg in args:
+        cost = len(arg) + 9  # the string, its NUL and its argv pointer
+        if current and used + cost > budget:
+            chunks.append(prefix + current)
+            current, used = [], sum(len(a) + 9 for a in prefix)
+        current.append(arg)
+        used += cost
+    if current:
+        chunks.append(prefix + current)
+    return chunks
+
+
+# --------------------------------------------------------------------------------------------
+# Measurements.
+# --------------------------------------------------------------------------------------------
+
+
+class CountingStore(Store):
+    """A :class:`Store` that remembers how many message rows its last scan wrote."""
+
+    def __init__(self, path: Path | str) -> None:
+        super().__init__(path)
+        self.last_writes = -1
+
+    def record_scan(self, *args: Any, **kwargs: Any) -> int:
+        """Record the scan (unchanged behaviour) and keep its message-row write count."""
+        self.last_writes = super().record_scan(*args, **kwargs)
+        return self.last_writes
+
+
+async def time_command(argvs: list[list[str]]) -> float:
+    """Wall time of running each command line in turn, stdout to /dev/null."""
+    t0 = time.perf_counter()
+    for argv in argvs:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, stderr = await proc.communicate()
+        check(proc.returncode == 0, f"{argv[0]} exited {proc.returncode}: {stderr[:500]!r}")
+    return time.perf_counter() - t0
+
+
+@dataclass
+class Scan:
+    """A scanner with its own store and source (a first scan of it starts from nothing)."""
+
+    instance: PrivatePostfix
+    store_path: Path
+    store: CountingStore = field(init=False)
+    source: PostfixSource = field(init=False)
+    scanner: Scanner = field(init=False)
+
+    last_cpu: float = field(init=False, default=0.0)
+    """CPU seconds of this process (every thread; not postqueue's) in the last scan."""
+
+    def __post_init__(self) -> None:
+        self.store = CountingStore(self.store_path)
+        self.source = PostfixSource(SOURCE_NAME, config_dir=self.instance.config_dir)
+        self.scanner = Scanner(load(None).classifier(), self.store)
+
+    async def run(self, seen: int, read: int, writes: int) -> tuple[float, ScanOutcome]:
+        """Time one scan and check what it did: messages seen, headers read, rows written."""
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        outcome = await self.scanner.scan(self.source)
+        elapsed, self.last_cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        check(outcome.ok, f"scan failed: {outcome.error_kind}: {outcome.error}")
+        observation = outcome.observation
+        if observation is None:
+            raise BenchError("successful scan without an observation")
+        got = (len(observation.messages), observation.headers_read, self.store.last_writes)
+        check(
+            got == (seen, read, writes),
+            f"scan saw/read/wrote {got}, expected {(seen, read, writes)}",
+        )
+        return elapsed, outcome
+
+    def close(self) -> None:
+        """Close the store."""
+        self.store.close()
+
+
+async def check_postcat(argvs: list[list[str]], files: int) -> None:
+    """Untimed: the batched ``postcat -h`` really prints one header block per queue file."""
+    subjects = 0
+    for argv in argvs:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+        )
+        out, _ = await proc.communicate()
+        subjects += sum(1 for line in out.splitlines() if line.startswith(b"Subject:"))
+    check(subjects == files, f"postcat -h printed {subjects} Subject lines for {files} files")
+
+
+@dataclass
+class Results:
+    """Every sample, by measurement name."""
+
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    classes: dict[str, int] = field(default_factory=dict)
+    markings: dict[str, int] = field(default_factory=dict)
+
+    def add(self, name: str, seconds: float) -> None:
+        """Record one sample."""
+        self.samples.setdefault(name, []).append(seconds)
+
+    def median(self, name: str) -> float:
+        """Median of a measurement's samples."""
+        return statistics.median(self.samples[name])
+
+
+async def measure(
+    instance: PrivatePostfix,
+    workdir: Path,
+    messages: int,
+    runs: int,
+    added: int,
+    rng: random.Random,
+    connections: int,
+) -> Results:
+    """Run every measurement ``runs`` times on the queue of ``messages`` deferred messages."""
+    results = Results()
+    etc = str(instance.config_dir)
+    files = deferred_files(instance)
+    check(len(files) == messages, f"{len(files)} deferred queue files, expected {messages}")
+    postqueue_argv = [["postqueue", "-c", etc, "-j"]]
+    postcat_argvs = argv_chunks(["postcat", "-c", etc, "-h"], files)
+    print(f"  postcat -h over {len(files)} files in {len(postcat_argvs)} process(es)")
+
+    await check_postcat(postcat_argvs, len(files))
+
+    scan: Scan | None = None
+    for run in range(1, runs + 1):
+        results.add("postqueue_j", await time_command(postqueue_argv))
+        results.add("batched_postcat", await time_command(postcat_argvs))
+        if scan is not None:
+            scan.close()
+        scan = Scan(instance, workdir / f"first-scan-{run}.sqlite")  # brand-new store and source
+        seconds, outcome = await scan.run(seen=messages, read=messages, writes=messages)
+        results.add("first_scan", seconds)
+        results.add("first_scan_cpu", scan.last_cpu)
+        print(
+            f"  run {run}/{runs}: postqueue -j {results.samples['postqueue_j'][-1]:.3f}s, "
+            f"postcat -h {results.samples['batched_postcat'][-1]:.3f}s, "
+            f"first scan {seconds:.3f}s",
+            flush=True,
+        )
+        results.classes = dict(Counter(v.classification.name for v in outcome.verdicts))
+        results.markings = dict(Counter(v.message.marking or "(none)" for v in outcome.verdicts))
+    if scan is None:
+        raise BenchError("no runs")
+
+    try:
+        for _ in range(runs):  # unchanged queue: no header reads, no message rows written
+            seconds, _outcome = await scan.run(seen=messages, read=0, writes=0)
+            results.add("rescan", seconds)
+            results.add("rescan_cpu", scan.last_cpu)
+        print(f"  rescans: {', '.join(f'{s:.3f}s' for s in results.samples['rescan'])}")
+
+        total = messages
+        for round_ in range(runs if added > 0 else 0):
+            new = make_messages(rng, added, start=10_000_000 + round_ * added)
+            await asyncio.to_thread(inject_parallel, instance, new, connections, True)
+            total += added
+            await asyncio.to_thread(wait_settled, instance, total, 120 + added / 20)
+            await asyncio.sleep(SETTLE_PAUSE)
+            with_new, _outcome = await scan.run(seen=total, read=added, writes=added)
+            with_new_cpu = scan.last_cpu
+            same_queue, _outcome = await scan.run(seen=total, read=0, writes=0)
+            results.add("rescan_added", with_new)
+            results.add("rescan_added_cpu", with_new_cpu)
+            results.add("added_cost", with_new - same_queue)
+            results.add("added_cost_cpu", with_new_cpu - scan.last_cpu)
+        if added > 0:
+            print(
+                f"  rescans after +{added}: "
+                f"{', '.join(f'{s:.3f}s' for s in results.samples['rescan_added'])}"
+            )
+    finally:
+        scan.close()
+    return results
+
+
+# --------------------------------------------------------------------------------------------
+# Report.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """One ratio with its limit."""
+
+    name: str
+    value: float
+    limit: float
+
+    @property
+    def passed(self) -> bool:
+        """Whether the ratio is within its limit."""
+        return self.value <= self.limit
+
+
+ROWS = (
+    ("postqueue_j", "A  postqueue -c ETC -j > /dev/null"),
+    ("batched_postcat", "B  postcat -c ETC -h <all deferred files>"),
+    ("first_scan", "mailwatch first scan (fresh store+source)"),
+    ("rescan", "mailwatch rescan, unchanged queue"),
+    ("rescan_added", "mailwatch rescan after +K new messages"),
+    ("added_cost", "  of which the K new (minus same-queue rescan)"),
+)
+
+
+def report(args: argparse.Namespace, results: Results, environment: dict[str, Any]) -> bool:
+    """Print the table and the targets; write ``--json``; returns whether every target passed."""
+    med = results.median
+    targets = [
+        Target(
+            "first_scan / (postqueue_j + batched_postcat)",
+            med("first_scan") / (med("postqueue_j") + med("batched_postcat")),
+            FIRST_SCAN_TARGET,
+        ),
+        Target("rescan / postqueue_j", med("rescan") / med("postqueue_j"), RESCAN_TARGET),
+    ]
+    print()
+    print(
+        f"mailwatch Postfix scan benchmark: N={args.messages} deferred messages, "
+        f"runs={args.runs}, K={args.added}"
+    )
+    print(
+        f"Postfix {environment['postfix']}, Python {environment['python']}, "
+        f"{environment['cpus']} CPUs, load average at start {environment['loadavg_at_start']}, "
+        f"at end {[round(x, 2) for x in os.getloadavg()]}"
+    )
+    print()
+    print(f"{'measurement':<46} {'median s':>9} {'min s':>8} {'max s':>8} {'cpu s':>7}")
+    print("-" * 82)
+    for key, label in ROWS:
+        samples = results.samples.get(key)
+        if not samples:
+            continue
+        shown = label.replace("+K", f"+{args.added}")
+        cpu = f"{med(key + '_cpu'):7.3f}" if key + "_cpu" in results.samples else f"{'-':>7}"
+        print(f"{shown:<46} {med(key):>9.3f} {min(samples):>8.3f} {max(samples):>8.3f} {cpu}")
+    print("(cpu s: median CPU time of the mailwatch process itself, children such as")
+    print(" postqueue excluded; steadier than wall time when the machine is busy)")
+    print()
+    per_message_ms = med("first_scan") / args.messages * 1000
+    print(f"first scan per message: {per_message_ms:.3f} ms")
+    if results.samples.get("added_cost"):
+        expected = args.added * med("first_scan") / args.messages
+        print(
+            f"+{args.added} new messages cost {med('added_cost') * 1000:.1f} ms on a rescan "
+            f"(at first-scan cost per message: {expected * 1000:.1f} ms); "
+            f"headers_read == {args.added} every time"
+        )
+    print(f"classes (last first scan): {dict(sorted(results.classes.items()))}")
+    print(f"markings (last first scan): {dict(sorted(results.markings.items()))}")
+    print()
+    for target in targets:
+        verdict = "PASS" if target.passed else "FAIL"
+        print(f"{target.name:<46} = {target.value:5.2f}   target <= {target.limit:.1f}   {verdict}")
+    if args.json:
+        document = {
+            "messages": args.messages,
+            "runs": args.runs,
+            "added": args.added,
+            "environment": environment,
+            "samples_seconds": results.samples,
+            "medians_seconds": {k: med(k) for k in results.samples},
+            "classes": results.classes,
+            "markings": results.markings,
+            "targets": [
+                {"name": t.name, "value": t.value, "limit": t.limit, "passed": t.passed}
+                for t in targets
+            ],
+            "passed": all(t.passed for t in targets),
+        }
+        Path(args.json).write_text(json.dumps(document, indent=2) + "\n")
+        print(f"\nresults written to {args.json}")
+    return all(t.passed for t in targets)
+
+
+def environment_facts() -> dict[str, Any]:
+    """What the numbers depend on."""
+    version = subprocess.run(
+        ["postconf", "-d", "-h", "mail_version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return {
+        "postfix": version or "unknown",
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "platform": platform.platform(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Main.
+# --------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def instance_root(keep: str | None) -> Iterator[Path]:
+    """``--keep DIR`` (created if missing, never removed) or a temporary directory."""
+    if keep is not None:
+        yield Path(keep)
+        return
+    with tempfile.TemporaryDirectory(prefix="mailwatch-bench-") as tmp:
+        yield Path(tmp)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(
+        description="Benchmark mailwatch's Postfix scan against postqueue -j and postcat -h."
+    )
+    parser.add_argument("--messages", type=int, default=10_000, help="queue size N (10000)")
+    parser.add_argument("--runs", type=int, default=5, help="samples per measurement (5)")
+    parser.add_argument(
+        "--added", type=int, default=100, help="K new messages for the incremental rescan (100)"
+    )
+    parser.add_argument(
+        "--connections", type=int, default=4, help="parallel SMTP clients for injection (4)"
+    )
+    parser.add_argument("--seed", type=int, default=20140611, help="message generator seed")
+    parser.add_argument(
+        "--keep",
+        metavar="DIR",
+        help="build the Postfix instance in DIR and keep it, reusing its queue next time",
+    )
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    args = parser.parse_args(argv)
+    if args.messages < 1 or args.runs < 1 or args.added < 0 or args.connections < 1:
+        parser.error("--messages, --runs and --connections must be >= 1, --added >= 0")
+    return args
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the queue, measure, report; the exit status."""
+    for tool in ("postfix", "postqueue", "postcat", "postsuper", "postconf"):
+        check(shutil.which(tool) is not None, f"{tool} not found (is Postfix installed?)")
+    check(os.geteuid() == 0, "run as root: the private Postfix instance needs it")
+    rng = random.Random(args.seed)
+    environment = environment_facts()
+    with (
+        instance_root(args.keep) as root,
+        tempfile.TemporaryDirectory(prefix="mailwatch-bench-store-") as store_dir,
+    ):
+        instance = PrivatePostfix.create(root)
+        quieten(instance)
+        started = False
+        try:
+            print(f"starting Postfix in {root}", flush=True)
+            t0 = time.perf_counter()
+            instance.start()
+            started = True
+            injected, rate = prepare_queue(instance, rng, args.messages, args.connections)
+            built = time.perf_counter() - t0
+            environment["queue_build_seconds"] = round(built, 1)
+            environment["injected"] = injected
+            if rate is not None:
+                environment["inject_rate_msg_per_s"] = round(rate, 1)
+            print(
+                f"queue ready: {args.messages} deferred messages ({injected} injected"
+                + (f" at {rate:.0f} msg/s" if rate else "")
+                + f", {built:.1f}s)",
+                flush=True,
+            )
+            print("measuring", flush=True)
+            results = asyncio.run(
+                measure(
+                    instance,
+                    Path(store_dir),
+                    args.messages,
+                    args.runs,
+                    args.added,
+                    rng,
+                    args.connections,
+                )
+            )
+            if args.keep is not None and args.added > 0:  # leave exactly N for the next run
+                prepare_queue(instance, rng, args.messages, args.connections)
+        finally:
+            if started or instance.is_running():
+                instance.stop()
+    return 0 if report(args, results, environment) else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: 0 all targets met, 1 a target failed, 2 the benchmark could not run."""
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except (BenchError, PostfixCommandError, subprocess.CalledProcessError) as exc:
+        print(f"benchmark error: {exc}", flush=True)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
