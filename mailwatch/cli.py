@@ -8,30 +8,27 @@ and exit code 2; a failure while working gets exit code 1; never a traceback.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import quote
 
 import click
 
 from mailwatch import config as config_module
+from mailwatch import queries
+from mailwatch.client import ApiClient
 from mailwatch.durations import parse_duration
 from mailwatch.errors import ConfigError, MailwatchError
 from mailwatch.logs import configure as configure_logging
 from mailwatch.model import Priority
-from mailwatch.render import (
-    counts_table,
-    judge_stored,
-    message_detail,
-    scans_lines,
-    stuck_json,
-    stuck_table,
-    table,
-)
+from mailwatch.render import counts_table, scans_lines, stuck_table, table
 from mailwatch.scanner import Scanner
 from mailwatch.sources.factory import build_sources
 from mailwatch.store import Store
@@ -163,6 +160,31 @@ def scan(ctx: Context, as_json: bool) -> None:
         sys.exit(1)
 
 
+def remote_options(func: Callable[..., None]) -> Callable[..., None]:
+    """``--server URL`` and ``--token-file``: run the command against a mailwatch API."""
+    func = click.option(
+        "--token-file", type=click.Path(path_type=Path),
+        help="File holding the API token (default: $MAILWATCH_TOKEN).",
+    )(func)  # fmt: skip
+    return click.option(
+        "--server", envvar="MAILWATCH_SERVER",
+        help="Query this mailwatch instead of the local store (env MAILWATCH_SERVER).",
+    )(func)  # fmt: skip
+
+
+def api_client(server: str | None, token_file: Path | None) -> ApiClient | None:
+    """The API client for ``--server``, or ``None`` to use the local store."""
+    if not server:
+        return None
+    token = os.environ.get("MAILWATCH_TOKEN")
+    if token_file is not None:
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            _fail(f"--token-file: cannot read {token_file}: {exc.strerror}", 2)
+    return ApiClient(server, token)
+
+
 @cli.command()
 @click.option("--class", "class_name", help="Only this class.")
 @click.option("--priority", callback=_priority_option, help="Only this priority (P1…P4).")
@@ -175,6 +197,7 @@ def scan(ctx: Context, as_json: bool) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--show-subject", is_flag=True, help="Show subjects (personal data: use with care).")
+@remote_options
 @pass_ctx
 @_guard
 def stuck(
@@ -186,33 +209,45 @@ def stuck(
     include_all: bool,
     as_json: bool,
     show_subject: bool,
+    server: str | None,
+    token_file: Path | None,
 ) -> None:
-    """List stuck messages from the store, most urgent first."""
-    settings = ctx.settings
-    if class_name is not None and class_name not in settings.all_classes():
-        _fail(f"--class: unknown class {class_name!r}", 2)
+    """List stuck messages, most urgent first (local store, or --server)."""
+    client = api_client(server, token_file)
     now = _now()
-    with ctx.store() as store:
-        since = now - timedelta(seconds=settings.undeliverable_for.seconds)
-        undeliverable = [m for m in store.undeliverable(since) if source in (None, m.source)]
-        rows = judge_stored([*store.queued(source), *undeliverable], now)
-        scans = store.last_scans()
-    rows = [
-        r for r in rows
-        if (include_all or r.stuck)
-        and (class_name is None or r.message.class_name == class_name)
-        and (priority is None or r.message.priority == priority)
-        and (older_than is None or r.age_seconds > older_than)
-    ]  # fmt: skip
+    if client is not None:
+        if show_subject:
+            _fail("--show-subject: use `mailwatch show ID` against the server (it is audited)", 2)
+        params = {
+            "stuck": "false" if include_all else "true",
+            "class": class_name or "",
+            "priority": str(priority) if priority else "",
+            "source": source or "",
+            "older_than": f"{older_than}s" if older_than is not None else "",
+            "limit": "1000",
+        }
+        items = client.request("GET", "/api/v1/messages", params=params)["items"]
+        scans = client.request("GET", "/api/v1/summary")["scans"]
+    else:
+        settings = ctx.settings
+        if class_name is not None and class_name not in settings.all_classes():
+            _fail(f"--class: unknown class {class_name!r}", 2)
+        wanted = queries.MessageFilter(not include_all, class_name, priority, older_than, source)
+        with ctx.store() as store:
+            items, _ = queries.messages(
+                store, now, wanted, show_subject=show_subject,
+                undeliverable_for=settings.undeliverable_for.seconds,
+            )  # fmt: skip
+            scans = queries.scans(store, now)
     if as_json:
-        click.echo(json.dumps([stuck_json(r, show_subject=show_subject) for r in rows], indent=2))
+        click.echo(json.dumps(items, indent=2))
         return
-    for line in scans_lines(scans, now):
+    for line in scans_lines(scans):
         click.echo(line)
     if not scans:
         click.echo("no scan recorded yet: run `mailwatch scan` first")
-    if rows:
-        click.echo(stuck_table(rows, show_subject=show_subject))
+    if items:
+        click.echo(stuck_table(items, show_subject=show_subject))
     else:
         click.echo("nothing stuck" if not include_all else "nothing queued")
 
@@ -220,13 +255,24 @@ def stuck(
 @cli.command()
 @click.argument("ident")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@remote_options
 @pass_ctx
 @_guard
-def show(ctx: Context, ident: str, as_json: bool) -> None:
-    """Show everything known about one message (by id or queue id)."""
-    with ctx.store() as store:
-        message = store.get(ident)
-    fields = message_detail(message, _now())
+def show(
+    ctx: Context, ident: str, as_json: bool, server: str | None, token_file: Path | None
+) -> None:
+    """Show everything known about one message (by id or queue id). Audited: personal data."""
+    client = api_client(server, token_file)
+    if client is not None:
+        fields = [
+            tuple(f)
+            for f in client.request("GET", f"/api/v1/messages/{quote(ident, safe='')}")["fields"]
+        ]
+    else:
+        now = _now()
+        with ctx.store() as store:
+            fields = queries.message(store, ident, now)
+            store.audit(now, getpass.getuser(), "view", f"message {fields[0][1]}", "cli")
     if as_json:
         click.echo(json.dumps(fields, indent=2))
     else:

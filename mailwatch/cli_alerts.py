@@ -7,12 +7,23 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import click
 
+from mailwatch import queries
 from mailwatch.alerting.engine import AlertEngine
-from mailwatch.alerting.lifecycle import AlertStatus, NotAcknowledgeable, Silence
-from mailwatch.cli import Context, _duration_option, _fail, _guard, cli, pass_ctx
+from mailwatch.alerting.lifecycle import NotAcknowledgeable, Silence
+from mailwatch.cli import (
+    Context,
+    _duration_option,
+    _fail,
+    _guard,
+    api_client,
+    cli,
+    pass_ctx,
+    remote_options,
+)
 from mailwatch.durations import format_seconds
 from mailwatch.render import table
 from mailwatch.store import Store
@@ -31,63 +42,57 @@ def _engine(ctx: Context, store: Store) -> AlertEngine:
 @cli.command()
 @click.option("--all", "show_all", is_flag=True, help="Include inactive and resolved alerts.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@remote_options
 @pass_ctx
 @_guard
-def alerts(ctx: Context, show_all: bool, as_json: bool) -> None:
+def alerts(
+    ctx: Context, show_all: bool, as_json: bool, server: str | None, token_file: Path | None
+) -> None:
     """Show alerts: firing, acknowledged and pending (most urgent first), and silences."""
-    now = datetime.now(UTC)
-    with ctx.store() as store:
-        states = list(store.alert_states().values())
-        silences = store.silences(now)
-        pending = store.outbox_pending()
-    order = {AlertStatus.FIRING: 0, AlertStatus.ACKNOWLEDGED: 1, AlertStatus.PENDING: 2,
-             AlertStatus.RESOLVED: 3, AlertStatus.INACTIVE: 4}  # fmt: skip
-    shown = [s for s in states if show_all or s.status in (AlertStatus.FIRING,
-             AlertStatus.ACKNOWLEDGED, AlertStatus.PENDING)]  # fmt: skip
-    shown.sort(key=lambda s: (order[s.status], -(s.details.oldest_age_seconds)))
+    client = api_client(server, token_file)
+    if client is not None:
+        view = client.request("GET", "/api/v1/alerts", params={"all": str(show_all).lower()})
+    else:
+        with ctx.store() as store:
+            view = queries.alerts(store, datetime.now(UTC), show_all=show_all)
     if as_json:
-        click.echo(json.dumps({
-            "alerts": [{
-                "id": str(s.key), "rule": s.key.rule, "class": s.key.class_name,
-                "source": s.key.source, "status": s.status.value,
-                "since": s.since.isoformat() if s.since else None,
-                "fired_at": s.fired_at.isoformat() if s.fired_at else None,
-                "acked_by": s.acked_by, "count": s.details.count,
-                "oldest_age_seconds": s.details.oldest_age_seconds, "ids": list(s.details.ids),
-                "silenced": any(x.matches(s.key, now) for x in silences),
-            } for s in shown],
-            "silences": [{"id": x.id, "class": x.class_name, "source": x.source,
-                          "ends": x.ends.isoformat(), "reason": x.reason, "by": x.by}
-                         for x in silences],
-            "outbox_pending": pending,
-        }, indent=2))  # fmt: skip
+        click.echo(json.dumps(view, indent=2))
         return
+    shown = view["alerts"]
     if not shown:
         click.echo("no alerts firing")
     else:
         rows = [
-            [str(s.key), s.status.value + (" (silenced)" if any(x.matches(s.key, now)
-             for x in silences) else ""), str(s.details.count),
-             format_seconds(s.details.oldest_age_seconds), s.acked_by or "-",
-             ",".join(s.details.ids[:5]) or "-"]
-            for s in shown
+            [a["id"], a["status"] + (" (silenced)" if a["silenced"] else ""), str(a["count"]),
+             format_seconds(a["oldest_age_seconds"]), a["acked_by"] or "-",
+             ",".join(a["ids"][:5]) or "-"]
+            for a in shown
         ]  # fmt: skip
         click.echo(table(["ALERT", "STATUS", "COUNT", "OLDEST", "ACKED BY", "IDS"], rows))
-    for x in silences:
-        click.echo(f"silence {x.id}: class={x.class_name or '*'} source={x.source or '*'} "
-                   f"until {x.ends.isoformat()} by {x.by}: {x.reason}")  # fmt: skip
-    if pending:
-        click.echo(f"{pending} notification(s) waiting in the outbox")
+    for x in view["silences"]:
+        click.echo(f"silence {x['id']}: class={x['class'] or '*'} source={x['source'] or '*'} "
+                   f"until {x['ends']} by {x['by']}: {x['reason']}")  # fmt: skip
+    if view["outbox_pending"]:
+        click.echo(f"{view['outbox_pending']} notification(s) waiting in the outbox")
 
 
 @cli.command()
 @click.argument("alert_id")
 @click.option("--by", "by", required=True, help="Who is acknowledging (recorded).")
 @click.option("--note", help="Why, or what is being done (recorded).")
+@remote_options
 @pass_ctx
 @_guard
-def ack(ctx: Context, alert_id: str, by: str, note: str | None) -> None:
+def ack(
+    ctx: Context, alert_id: str, by: str, note: str | None, server: str | None,
+    token_file: Path | None,
+) -> None:  # fmt: skip
     """Acknowledge a firing alert: stops reminders and escalation for this episode."""
+    client = api_client(server, token_file)
+    if client is not None:
+        client.request("POST", f"/api/v1/alerts/{alert_id}/ack", {"by": by, "note": note})
+        click.echo(f"acknowledged {alert_id} by {by}")
+        return
     with ctx.store() as store:
         try:
             state = _engine(ctx, store).acknowledge(alert_id, by, note, datetime.now(UTC))
@@ -103,14 +108,23 @@ def ack(ctx: Context, alert_id: str, by: str, note: str | None) -> None:
               help="How long, e.g. 2h.")  # fmt: skip
 @click.option("--reason", required=True, help="Why (recorded).")
 @click.option("--by", "by", required=True, help="Who (recorded).")
+@remote_options
 @pass_ctx
 @_guard
 def silence(
-    ctx: Context, class_name: str | None, source: str | None, duration: float, reason: str, by: str
-) -> None:
+    ctx: Context, class_name: str | None, source: str | None, duration: float, reason: str,
+    by: str, server: str | None, token_file: Path | None,
+) -> None:  # fmt: skip
     """Suppress alert notifications for a class (and source) for a while."""
     if class_name is None and source is None:
         _fail("give --class or --source (silencing everything is not allowed)", 2)
+    client = api_client(server, token_file)
+    if client is not None:
+        body = {"class": class_name, "source": source, "for": f"{duration}s", "reason": reason,
+                "by": by}  # fmt: skip
+        reply = client.request("POST", "/api/v1/silences", body)
+        click.echo(f"silence {reply['id']} for {format_seconds(duration)}")
+        return
     if class_name is not None and class_name not in ctx.settings.all_classes():
         _fail(f"--class: unknown class {class_name!r}", 2)
     now = datetime.now(UTC)

@@ -32,7 +32,7 @@ from mailwatch.alerting.config import (
     default_rules,
 )
 from mailwatch.classify import Classifier, HeaderCondition, MatchRule, MessageClass
-from mailwatch.config_fields import DurationField, PriorityField, RegexField
+from mailwatch.config_fields import DurationField, PriorityField, RegexField, SecretRef
 from mailwatch.durations import Duration
 from mailwatch.errors import ConfigError
 from mailwatch.source_config import (
@@ -106,8 +106,16 @@ class StoreConfig(_Section):
     path: Path = Path("mailwatch.db")
 
 
+class ApiToken(_Section):
+    """A bearer token for the API: its name is what the audit trail records as "who"."""
+
+    name: str
+    scope: Literal["read", "write"] = "read"
+    secret: SecretRef
+
+
 class HttpConfig(_Section):
-    """The HTTP server (``/metrics``, health): loopback by default."""
+    """The HTTP server (metrics, health, API, status page): loopback by default."""
 
     listen: str = "127.0.0.1:9745"
     """``HOST:PORT`` (``[::1]:9745`` for IPv6)."""
@@ -115,6 +123,10 @@ class HttpConfig(_Section):
     tls_key_file: Path | None = None
     client_ca_file: Path | None = None
     """When set, clients (Prometheus) must present a certificate signed by this CA."""
+    tokens: list[ApiToken] = Field(default_factory=list)
+    """API bearer tokens (read: look; write: ack, silence, hold/release/retry/flush)."""
+    open_paths: list[str] = Field(default_factory=lambda: ["/metrics", "/healthz", "/readyz", "/"])
+    """Paths served without a token (the status page shows no personal data)."""
 
     @field_validator("listen")
     @classmethod

@@ -17,7 +17,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from mailwatch.config import Settings
-from mailwatch.render import counts_table, judge_stored, stuck_table
+from mailwatch.render import counts_table, judge_stored, stuck_json, stuck_table
 from mailwatch.sandbox.postfix import PrivatePostfix
 from mailwatch.scanner import Scanner
 from mailwatch.source_config import PostfixSourceConfig
@@ -104,7 +104,7 @@ def run_demo(
         for outcome in outcomes:
             if not outcome.ok:
                 echo(f"source {outcome.source}: PROBE FAILED: {outcome.error}")
-        rows = [r for r in judge_stored(store.queued(), now()) if r.stuck]
+        rows = [stuck_json(r) for r in judge_stored(store.queued(), now()) if r.stuck]
     echo("")
     echo(f"Stuck now ({len(rows)}), store {settings.store.path}:")
     echo(

@@ -8,10 +8,11 @@ scraper's ``Accept`` header, as Prometheus does.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
@@ -41,17 +42,26 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 def build_app(
-    snapshot: Callable[[], MetricsSnapshot | None], ready: Callable[[], bool]
+    snapshot: Callable[[], MetricsSnapshot | None],
+    ready: Callable[[], bool],
+    *,
+    extend: Callable[[web.Application], None] | None = None,
+    middlewares: Sequence[Middleware] = (),
 ) -> web.Application:
-    """The application with its own registry (no global state shared with other code)."""
+    """The application with its own registry (no global state shared with other code).
+
+    ``extend`` adds further routes (the API and status page); ``middlewares`` wrap them all.
+    """
     registry = CollectorRegistry(auto_describe=False)
     registry.register(MailwatchCollector(snapshot))
-    app = web.Application()
+    app = web.Application(middlewares=list(middlewares))
     app[REGISTRY_KEY] = registry
     app[READY_KEY] = ready
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    if extend is not None:
+        extend(app)
     return app
 
 

@@ -16,7 +16,7 @@ from mailwatch.durations import format_seconds
 from mailwatch.logs import mask_addresses
 from mailwatch.model import DeliveryStatus, Priority, Status
 from mailwatch.sla import stuck_reason
-from mailwatch.store import ScanRecord, StoredMessage
+from mailwatch.store import StoredMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,21 +75,19 @@ def _clip(text: str, width: int = 70) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def stuck_table(rows: Sequence[StuckRow], *, show_subject: bool = False) -> str:
-    """The ``mailwatch stuck`` table."""
+def stuck_table(items: Sequence[dict[str, Any]], *, show_subject: bool = False) -> str:
+    """The ``mailwatch stuck`` table, from :func:`stuck_json` items (local or from the API)."""
     headers = ["QUEUE ID", "CLASS", "PRI", "AGE", "QUEUE", "RECIPIENT DOMAINS", "REASON"]
     if show_subject:
         headers.append("SUBJECT")
     body = []
-    for row in rows:
-        m = row.message
+    for item in items:
         cells = [
-            m.queue_id, m.class_name, str(m.priority), format_seconds(row.age_seconds), m.queue,
-            ",".join(m.recipient_domains) or "-",
-            _clip((row.reason if show_subject else mask_addresses(row.reason or "")) or "-"),
+            item["queue_id"], item["class"], item["priority"], item["age"], item["queue"],
+            ",".join(item["recipient_domains"]) or "-", _clip(item["reason"] or "-"),
         ]  # fmt: skip
         if show_subject:
-            cells.append(_clip(m.subject, 50))
+            cells.append(_clip(item.get("subject", ""), 50))
         body.append(cells)
     return table(headers, body)
 
@@ -130,15 +128,15 @@ def counts_table(counts: Sequence[ClassCount]) -> str:
     return table(["SOURCE", "CLASS", "PRI", "TOTAL", "STUCK", "OLDEST"], rows)
 
 
-def scans_lines(scans: dict[str, ScanRecord], now: datetime) -> list[str]:
+def scans_lines(scans: Sequence[dict[str, Any]]) -> list[str]:
     """One line per source: when it was last scanned and whether that worked."""
     lines = []
-    for name, scan in sorted(scans.items()):
-        ago = format_seconds((now - scan.finished_at).total_seconds())
-        state = "ok" if scan.ok else f"FAILED: {scan.error}"
-        if scan.warnings:
-            state += "; WARNING: " + "; ".join(scan.warnings)
-        lines.append(f"source {name}: last scan {ago} ago, {state}")
+    for scan in scans:
+        state = "ok" if scan["ok"] else f"FAILED: {scan['error']}"
+        if scan["warnings"]:
+            state += "; WARNING: " + "; ".join(scan["warnings"])
+        ago = format_seconds(scan["age_seconds"])
+        lines.append(f"source {scan['source']}: last scan {ago} ago, {state}")
     return lines
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import structlog
 
-from mailwatch import http
+from mailwatch import api, http
 from mailwatch.config import Settings
 from mailwatch.service import Service
 from mailwatch.sources.factory import build_sources
@@ -38,7 +38,7 @@ async def run_service(
                 str(settings.http.tls_key_file),
                 str(settings.http.client_ca_file) if settings.http.client_ca_file else None,
             )
-        app = http.build_app(lambda: service.snapshot, service.probed_all)
+        app = api.build(service, settings)
         runner = await http.start(app, settings.http.host, settings.http.port, tls)
         scheme = "https" if tls else "http"
         echo(f"mailwatch: serving {scheme}://{settings.http.listen}/metrics;"
