@@ -47,7 +47,6 @@ NOT_YET_EXPORTED = frozenset({
     "mailwatch_canary_roundtrip_seconds_sum",
     "mailwatch_canary_roundtrip_seconds_count",
     "mailwatch_canary_lost_total",
-    "mailwatch_alerts_firing",
 })  # fmt: skip
 """Series planned but not exported yet: allowed only in clearly marked groups."""
 NOT_YET_ROW = "Not yet exported"
