@@ -356,7 +356,7 @@ def run(ctx: Context) -> None:
     settings = ctx.settings
     if not settings.sources:
         _fail("no sources configured (add a [sources.NAME] table)", 2)
-    asyncio.run(run_service(settings, echo=click.echo))
+    asyncio.run(run_service(settings, echo=click.echo, config_path=ctx.path))
 
 
 @cli.command("classes")

@@ -36,6 +36,7 @@ from mailwatch.config_fields import DurationField, PriorityField, RegexField, Se
 from mailwatch.durations import Duration
 from mailwatch.errors import ConfigError
 from mailwatch.source_config import (
+    SOURCE_TYPES,
     EximSourceConfig,
     MailLogSourceConfig,
     PostfixSourceConfig,
@@ -287,9 +288,7 @@ def shipped_classes() -> dict[str, ClassConfig]:
 
 
 def _describe(error: Any) -> str:
-    loc = ".".join(
-        str(part) for part in error["loc"] if part not in ("postfix", "maillog", "exim", "imap")
-    )
+    loc = ".".join(str(part) for part in error["loc"] if part not in SOURCE_TYPES)
     message = str(error["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)

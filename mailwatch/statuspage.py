@@ -1,8 +1,8 @@
 """The duty managers' status page: server-rendered HTML, no JavaScript, refreshes itself.
 
-P1 classes come first, each a green / amber / red tile with the count stuck, the oldest age
-against its SLA and the time to clear; then the other classes; then each source's last good
-probe. A banner says when any source is blind. Readable on a phone. No subjects, ever: the
+P1 classes come first, each a green / amber / red tile (red first) with the count stuck, the
+oldest age against its SLA and the time to clear; then the other classes; then each source's
+last good probe. A banner says when any source is blind. Readable on a phone. No subjects, ever: the
 page is built from :func:`mailwatch.api.status_summary`, which carries none.
 """
 
@@ -71,7 +71,8 @@ def _source_row(source: dict[str, Any]) -> str:
 
 def render(summary: dict[str, Any]) -> str:
     """The whole page for one summary."""
-    classes = summary["classes"]
+    order = {"red": 0, "amber": 1, "green": 2}
+    classes = sorted(summary["classes"], key=lambda c: order[tile_state(c)])  # stable: red first
     p1 = [c for c in classes if c["priority"] == "P1"]
     others = [c for c in classes if c["priority"] != "P1"]
     banner = ""

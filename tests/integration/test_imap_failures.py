@@ -29,7 +29,7 @@ class TestFailures:
 
     async def test_wrong_password_is_a_clear_error(self, mailbox: Mailbox) -> None:
         """A refused LOGIN is a SourceError naming the user and the server's reason."""
-        source = mailbox.source(password="not-the-password")  # noqa: S106 - a wrong one
+        source = mailbox.source(password="not-the-password")
         with pytest.raises(SourceError, match="Authentication failed") as raised:
             await source.probe()
         assert type(raised.value) is SourceError
@@ -44,7 +44,7 @@ class TestFailures:
         good = mailbox.source(password=None, token=mailbox.password)
         assert len((await good.probe()).messages) == 1
 
-        bad = mailbox.source(port=proxy.port, security="plain", password=None, token="bad")  # noqa: S106
+        bad = mailbox.source(port=proxy.port, security="plain", password=None, token="bad")
         started = time.monotonic()
         with pytest.raises(SourceError, match=r"XOAUTH2.*failed"):
             await bad.probe()
