@@ -1,0 +1,63 @@
+"""The redaction processor: no subjects at info and above, addresses masked everywhere."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from mailwatch.logs import configure, mask_addresses, redact
+
+
+@pytest.fixture(name="captured")
+def fixture_captured(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """The real production chain (JSON, redaction) writing to a buffer instead of stderr."""
+    buffer = io.StringIO()
+    monkeypatch.setattr("sys.stderr", buffer)
+    configure("debug", "json", cache=False)
+    yield buffer
+    configure("debug", "json", cache=False)
+
+
+class TestRedaction:
+    """What reaches the log line."""
+
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            ("to=<j.smith@justice.example>", "to=<***@justice.example>"),
+            ("a@b.example, c.d+e@x.y.example", "***@b.example, ***@x.y.example"),
+            ("no address here", "no address here"),
+        ],
+    )
+    def test_mask_addresses(self, text: str, expected: str) -> None:
+        """Local parts go; domains stay (they help diagnose routing)."""
+        assert mask_addresses(text) == expected
+
+    def test_subject_dropped_at_info(self, captured: io.StringIO) -> None:
+        """At info a subject is replaced, a nested address masked, other fields kept."""
+        structlog.get_logger("t").info(
+            "stuck", subject="Emergency recall J Smith", queue_id="ABC123",
+            reason="host said: 550 <j.smith@justice.example> unknown",
+        )  # fmt: skip
+        line = json.loads(captured.getvalue().splitlines()[-1])
+        assert line["subject"] == "[redacted]"
+        assert line["queue_id"] == "ABC123"
+        assert "j.smith" not in captured.getvalue()
+        assert "***@justice.example" in line["reason"]
+
+    def test_subject_kept_at_debug_but_addresses_masked(self, captured: io.StringIO) -> None:
+        """Debug keeps the subject for troubleshooting, still without addresses."""
+        structlog.get_logger("t").debug("classified", subject="MAPPA level 3", sender="a@b.example")
+        line = json.loads(captured.getvalue().splitlines()[-1])
+        assert line["subject"] == "MAPPA level 3"
+        assert line["sender"] == "[redacted]"
+
+    @pytest.mark.parametrize("key", ["headers", "body", "recipients", "recipient", "sender"])
+    def test_sensitive_keys_always_dropped(self, key: str) -> None:
+        """Keys that hold message content are dropped whatever the level."""
+        event = redact(None, "warning", {key: "x@y.example", "event": "e"})
+        assert event[key] == "[redacted]"
