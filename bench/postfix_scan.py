@@ -471,9 +471,14 @@ class Scan:
     """CPU seconds of this process (every thread; not postqueue's) in the last scan."""
 
     def __post_init__(self) -> None:
+        settings = load(None)
         self.store = CountingStore(self.store_path)
-        self.source = PostfixSource(SOURCE_NAME, config_dir=self.instance.config_dir)
-        self.scanner = Scanner(load(None).classifier(), self.store)
+        # As mailwatch.sources.factory.build_sources configures it: keep (and decode) only
+        # the headers mailwatch uses and the configured class rules name.
+        self.source = PostfixSource(
+            SOURCE_NAME, config_dir=self.instance.config_dir, keep_headers=settings.header_names()
+        )
+        self.scanner = Scanner(settings.classifier(), self.store)
 
     async def run(self, seen: int, read: int, writes: int) -> tuple[float, ScanOutcome]:
         """Time one scan and check what it did: messages seen, headers read, rows written."""

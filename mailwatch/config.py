@@ -299,18 +299,25 @@ def _describe(error: Any) -> str:
     return f"{loc or '(top level)'}: {message}"
 
 
-def _resolve_paths(data: dict[str, Any], base: Path) -> None:
-    """Make the file's relative paths relative to the file, not to the working directory."""
-    tables = [data.get("store"), data.get("http")]
-    sources = data.get("sources")
-    if isinstance(sources, dict):
-        tables += list(sources.values())
-    for table in tables:
-        if isinstance(table, dict):
-            for key in ("path", "config_dir", "config", "tls_cert_file", "tls_key_file",
-                        "client_ca_file", "ca_file"):  # fmt: skip
-                if isinstance(table.get(key), str):
-                    table[key] = str(base / table[key])
+_PATH_KEYS = ("path", "config_dir", "config", "tls_cert_file", "tls_key_file", "client_ca_file",
+              "ca_file", "file")  # fmt: skip
+
+
+def _resolve_paths(data: Any, base: Path) -> None:
+    """Make every relative path in the file relative to the file, not the working directory.
+
+    Walks the whole document: store, http, sources, receivers and secret references
+    (``{ file = "..." }``) alike.
+    """
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key in _PATH_KEYS and isinstance(value, str):
+                data[key] = str(base / value)
+            else:
+                _resolve_paths(value, base)
+    elif isinstance(data, list):
+        for item in data:
+            _resolve_paths(item, base)
 
 
 def load(path: Path | None) -> Settings:

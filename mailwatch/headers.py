@@ -12,11 +12,11 @@ classifier must see *something* for every message, however broken its headers.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import codecs
-import quopri
+import functools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mailwatch.model import Headers
@@ -49,9 +49,9 @@ _MARKING = re.compile(
     r"\s*[:\-\u2013\u2014|/,.;]*\s*",  # \u2013 \u2014: dashes as Outlook autocorrects them
     re.I,
 )
-_SPACES = re.compile(r"\s+")
 
 
+@functools.lru_cache(maxsize=128)
 def _lookup_codec(charset: str) -> str:
     name = charset.split("*", 1)[0].strip().lower()  # RFC 2231 language suffix: utf-8*en
     try:
@@ -63,13 +63,11 @@ def _lookup_codec(charset: str) -> str:
 def _decode_word(match: re.Match[str]) -> str:
     charset, encoding, payload = match.group(1), match.group(2).lower(), match.group(3)
     try:
-        if encoding == "b":
+        if encoding == "b":  # what base64.b64decode(validate=False) runs
             padded = payload + "=" * (-len(payload) % 4)
-            raw = base64.b64decode(padded.encode("ascii", "replace"), validate=False)
-        else:
-            raw = quopri.decodestring(
-                payload.replace("_", " ").encode("ascii", "replace"), header=True
-            )
+            raw = binascii.a2b_base64(padded.encode("ascii", "replace"))
+        else:  # what quopri.decodestring(header=True) runs
+            raw = binascii.a2b_qp(payload.replace("_", " ").encode("ascii", "replace"), header=True)
     except (binascii.Error, ValueError):
         return match.group(0)
     try:
@@ -86,8 +84,12 @@ def decode_header_value(value: str) -> str:
 
 
 def unfold(value: str) -> str:
-    """Join a folded header value onto one line (RFC 5322 §2.2.3) and trim it."""
-    return _SPACES.sub(" ", value.replace("\r", "").replace("\n", " ")).strip()
+    """Join a folded header value onto one line (RFC 5322 §2.2.3) and trim it.
+
+    Carriage returns are dropped; every other run of whitespace (``str.isspace``, the same set
+    a ``str`` regex's whitespace class matches) becomes one space.
+    """
+    return " ".join(value.replace("\r", "").split())
 
 
 TRACE_HEADERS = frozenset(
@@ -96,23 +98,80 @@ TRACE_HEADERS = frozenset(
 )  # fmt: skip
 """Bulky transport headers no classification rule needs: not kept by default."""
 
+ESSENTIAL_HEADERS = frozenset(
+    {"subject", "from", "to", "cc", "date", "message-id", "importance", "x-priority",
+     "priority", "x-msmail-priority"}
+)  # fmt: skip
+"""What mailwatch itself reads or shows of a message (lower-cased names)."""
 
-def parse_header_block(raw: bytes | str, skip: frozenset[str] = frozenset()) -> Headers:
+
+def keep_set(extra: Iterable[str] = ()) -> frozenset[str]:
+    """Lower-cased names to keep: :data:`ESSENTIAL_HEADERS` and ``extra`` (e.g. rule headers)."""
+    return ESSENTIAL_HEADERS | {name.lower() for name in extra}
+
+
+# A block is "plain" when every line is a header start (a printable-ASCII name without spaces,
+# optional blanks, a colon) or a continuation (starts with a space or tab). For a plain block
+# one regex finds each header with its continuation lines, with the same result as the line by
+# line parse below; anything else (stray lines, odd whitespace, 8-bit names) takes that parse.
+_NAME = r"[!-9;-~]+"
+_PLAIN = re.compile(rf"{_NAME}[ \t]*:.*(?:\n(?:{_NAME}[ \t]*:|[ \t]).*)*\n?")
+_ANY_HEADER = re.compile(rf"\n({_NAME})[ \t]*:(.*(?:\n[ \t].*)*)")
+
+
+@functools.lru_cache(maxsize=64)
+def _kept_headers(keep: frozenset[str], skip: frozenset[str]) -> re.Pattern[str]:
+    """A regex finding (in LF + a plain block) the headers named in ``keep``, not ``skip``."""
+    # In sorted order the regex parser shares common prefixes (x-…), which matches faster.
+    alternatives = "|".join(re.escape(n) for n in sorted(keep - skip))
+    return re.compile(rf"\n({alternatives or '(?!)'})[ \t]*:(.*(?:\n[ \t].*)*)", re.I | re.A)
+
+
+def parse_header_block(
+    raw: bytes | str, skip: frozenset[str] = frozenset(), keep: frozenset[str] | None = None
+) -> Headers:
     """Parse a header block (up to the first empty line) into decoded, unfolded headers.
 
     Lines without a colon that are not continuations are skipped (they cannot be headers);
-    headers whose lower-cased name is in ``skip`` are dropped.
+    headers whose lower-cased name is in ``skip`` are dropped, and so, when ``keep`` is given
+    (lower-cased names, see :func:`keep_set`), are all headers not named in it: those are
+    neither unfolded nor decoded.
     """
-    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    carriage_returns = "\r" in text
+    if carriage_returns:
+        text = text.replace("\r\n", "\n")
+        carriage_returns = "\r" in text
+    block = text.split("\n\n", 1)[0]
+    if _PLAIN.fullmatch(block):
+        if keep is not None:
+            found = _kept_headers(keep, skip).findall("\n" + block)
+        else:
+            found = [(n, v) for n, v in _ANY_HEADER.findall("\n" + block) if n.lower() not in skip]
+        items = []
+        for name, raw_value in found:  # unfold() inlined: this runs for every header kept
+            value = " ".join(
+                (raw_value.replace("\r", "") if carriage_returns else raw_value).split()
+            )
+            items.append((name, decode_header_value(value) if "=?" in value else value))
+        return Headers(tuple(items))
+    return _parse_lines(text, skip, keep)
+
+
+def _parse_lines(text: str, skip: frozenset[str], keep: frozenset[str] | None) -> Headers:
+    """:func:`parse_header_block` line by line: any block, however irregular."""
     items: list[tuple[str, str]] = []
     name: str | None = None
     parts: list[str] = []
 
     def flush() -> None:
-        if name is not None and name.lower() not in skip:
+        if name is None:
+            return
+        lower = name.lower()
+        if lower not in skip and (keep is None or lower in keep):
             items.append((name, decode_header_value(unfold(" ".join(parts)))))
 
-    for line in text.replace("\r\n", "\n").split("\n"):
+    for line in text.split("\n"):
         if not line.strip():
             if line == "" or name is None:
                 break
@@ -138,6 +197,7 @@ class NormalisedSubject:
     marking: str | None
 
 
+@functools.lru_cache(maxsize=256)
 def _canonical_marking(found: str) -> str:
     words = re.sub(r"[\s_:\-]+", " ", found.strip().upper()).split()
     if words[:2] == ["OFFICIAL", "SENSITIVE"]:
@@ -154,7 +214,6 @@ def normalise_subject(subject: str) -> NormalisedSubject:
     text = unfold(decode_header_value(subject))
     marking: str | None = None
     while True:
-        before = text
         found = _MARKING.match(text)
         if found:
             if marking is None:
@@ -165,11 +224,9 @@ def normalise_subject(subject: str) -> NormalisedSubject:
                     or found.group("sep")
                     or found.group("bare")
                 )
-            text = text[found.end() :]
-        else:
-            text = _REPLY_PREFIX.sub("", text, count=1)
-            if text == before:
-                text = _LIST_TAG.sub("", text, count=1)
-        if text == before:
+        else:  # each pattern is anchored at the start and never matches empty
+            found = _REPLY_PREFIX.match(text) or _LIST_TAG.match(text)
+        if found is None or not found.end():
             break
+        text = text[found.end() :]
     return NormalisedSubject(text=text.strip(), marking=marking)

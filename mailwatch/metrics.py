@@ -3,8 +3,8 @@
 No global gauges, no stale label sets: each scrape calls :meth:`MailwatchCollector.collect`,
 which reads the one immutable :class:`~mailwatch.snapshot.MetricsSnapshot` the service swapped
 in after its last scan and turns it into metric families. It never does I/O. Labels carry only
-source, queue, class, priority, severity, DSN class and error kind: never a subject, address,
-name or case reference.
+source, queue, class, priority, severity, DSN class, error kind and canary path: never a
+subject, address, name or case reference.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ class MailwatchCollector:
         yield from self._backlog(snap)
         yield from self._outcomes(snap)
         yield from self._probes(snap)
+        yield from self._canaries(snap)
         firing = GaugeMetricFamily(
             "mailwatch_alerts_firing", "mailwatch's own alerts firing or acknowledged.",
             labels=["class", "severity"],
@@ -133,6 +134,23 @@ class MailwatchCollector:
         for name, hist in sorted(totals.delivery_delay.items()):
             delay.add_metric([name], _buckets(hist), hist.total)
         yield delay
+
+    def _canaries(self, snap: MetricsSnapshot) -> Iterator[Metric]:
+        roundtrip = HistogramMetricFamily(
+            "mailwatch_canary_roundtrip_seconds",
+            "Time from a canary's submission to its arrival in the mailbox, per path.",
+            labels=["path"],
+        )
+        for path, hist in sorted(snap.canaries.roundtrip.items()):
+            roundtrip.add_metric([path], _buckets(hist), hist.total)
+        yield roundtrip
+        lost = CounterMetricFamily(
+            "mailwatch_canary_lost", "Canaries not delivered within their timeout, per path.",
+            labels=["path"],
+        )  # fmt: skip
+        for path, count in sorted(snap.canaries.lost.items()):
+            lost.add_metric([path], count)
+        yield lost
 
     def _probes(self, snap: MetricsSnapshot) -> Iterator[Metric]:
         up = GaugeMetricFamily(

@@ -152,6 +152,27 @@ LogEvent = Delivery | Removed
 
 
 @dataclass(frozen=True, slots=True)
+class CanaryResult:
+    """What became of one canary on one path, as of one probe.
+
+    Sent and still travelling: ``found_at is None and not lost``. Round trip completed within
+    the timeout: ``found_at`` and ``roundtrip_seconds`` set, ``lost`` false. Lost: ``lost``
+    true (a late arrival also carries ``found_at`` and ``roundtrip_seconds``).
+    """
+
+    path: str
+    token: str
+    sent_at: datetime
+    queue_id: str | None
+    """The submission server's queue id ("queued as X"), if its reply to DATA gave one."""
+    found_at: datetime | None = None
+    """When a probe found the canary in the destination mailbox."""
+    roundtrip_seconds: float | None = None
+    """From submission to arrival in the mailbox (see :mod:`mailwatch.sources.canary`)."""
+    lost: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class LogCursor:
     """Where a log reader stopped.
 
@@ -183,6 +204,9 @@ class Observation:
     """The queue source whose queue ids ``outcomes`` refer to."""
     cursor: LogCursor | None = None
     """Where a log source stopped reading; stored with the outcomes in one transaction."""
+    canaries: tuple[CanaryResult, ...] = ()
+    """Canary events since the source's last observation: canaries sent, round trips
+    completed, canaries newly lost (empty for every source but the canary source)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,13 +4,26 @@ The scanner owns what must outlive a single scan: the store, and per source a ca
 classifications by message key (headers do not change while a message is queued, so neither
 does its class). A failing probe is recorded as a failed scan and returned, never raised: one
 broken source must not stop the others.
+
+Automatic garbage collection is paused while a scan runs (:func:`collection_paused`). A first
+scan of a large queue allocates some twenty container objects per message that nearly all
+survive it (entries, headers, messages, classifications, verdicts, the store's index): the
+collector, triggered every 700 allocations, traversed them again and again, and twice per scan
+a full collection walked the whole heap: 0.1-0.18 s of a ~1 s first scan of 10,000 messages.
+When the last running scan ends, what it left is moved straight to the oldest generation
+(``gc.freeze()`` then ``gc.unfreeze()``: two list splices, nothing traversed) instead of being
+traversed once more as young objects (another 40-100 ms): scan results are long-lived by
+nature. Nothing is lost: the next full collection examines those objects like any others, so
+cyclic garbage made during a scan is collected then. Rescans allocate little either way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -47,6 +60,35 @@ class ScanOutcome:
         return self.error is None
 
 
+_pauses = 0  # scans running (scan_all runs several at once)
+_was_enabled = True
+
+
+@contextlib.contextmanager
+def collection_paused() -> Iterator[None]:
+    """Pause automatic garbage collection until the last overlapping scan ends (see above).
+
+    Then promote every tracked object to the oldest generation, unless something else froze
+    objects (``gc.get_freeze_count()``), which must stay frozen; a collector disabled by
+    someone else stays disabled.
+    """
+    global _pauses, _was_enabled  # noqa: PLW0603 - one process-wide collector
+    if _pauses == 0:
+        _was_enabled = gc.isenabled()
+        gc.disable()
+    _pauses += 1
+    try:
+        yield
+    finally:
+        _pauses -= 1
+        if _pauses == 0:
+            if gc.get_freeze_count() == 0:
+                gc.freeze()
+                gc.unfreeze()
+            if _was_enabled:
+                gc.enable()
+
+
 def judge(
     observation: Observation,
     classifier: Classifier,
@@ -60,8 +102,9 @@ def judge(
     classes = {c.name: c for c in classifier.all_classes}
     verdicts: list[Verdict] = []
     present: dict[str, Classification] = {}
+    classify, cached = classifier.classify, cache.get
     for message in observation.messages:
-        classification = cache.get(message.key) or classifier.classify(message)
+        classification = cached(message.key) or classify(message)
         present[message.key] = classification
         verdicts.append(evaluate(message, classification, classes[classification.name], now))
     cache.clear()
@@ -80,6 +123,10 @@ class Scanner:
 
     async def scan(self, source: Source) -> ScanOutcome:
         """Probe ``source`` once, judge what it saw and record it."""
+        with collection_paused():
+            return await self._scan(source)
+
+    async def _scan(self, source: Source) -> ScanOutcome:
         started_at, t0 = self.clock(), time.perf_counter()
         try:
             observation = await source.probe()
@@ -100,6 +147,8 @@ class Scanner:
             self.store.record_outcomes(
                 source.name, observation.outcomes_for, observation.outcomes, observation.cursor
             )
+        if observation.canaries:
+            self.store.record_canaries(source.name, observation.canaries, observation.observed_at)
         cache = self._classifications.setdefault(source.name, {})
         verdicts = judge(observation, self.classifier, cache, observation.observed_at)
         counts = (

@@ -146,4 +146,33 @@ MIGRATIONS: tuple[str, ...] = (
         detail TEXT
     );
     """,
+    # 5: canary round trips: one row per canary sent (outstanding ones survive a restart), and
+    #    running totals per path (round-trip histogram buckets, losses) for the metrics.
+    """
+    CREATE TABLE canaries (
+        path TEXT NOT NULL,
+        token TEXT NOT NULL,
+        sent_at REAL NOT NULL,
+        queue_id TEXT,
+        state TEXT NOT NULL,
+        found_at REAL,
+        roundtrip REAL,
+        lost_at REAL,
+        PRIMARY KEY (path, token)
+    );
+    CREATE INDEX canaries_by_state ON canaries (path, state, sent_at);
+    CREATE TABLE canary_totals (
+        path TEXT PRIMARY KEY,
+        roundtrips INTEGER NOT NULL DEFAULT 0,
+        roundtrip_sum REAL NOT NULL DEFAULT 0,
+        lost INTEGER NOT NULL DEFAULT 0,
+        last_success_sent_at REAL
+    );
+    CREATE TABLE canary_buckets (
+        path TEXT NOT NULL,
+        bucket INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (path, bucket)
+    );
+    """,
 )

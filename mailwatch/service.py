@@ -22,9 +22,17 @@ from mailwatch.alerting.rules import ClassView, Item, Situation
 from mailwatch.config import Settings
 from mailwatch.errors import StoreError
 from mailwatch.model import Verdict
+from mailwatch.notify.alertmanager import AlertmanagerResender
+from mailwatch.notify.delivery import DeliveryLoop
+from mailwatch.notify.factory import build_receivers
 from mailwatch.scanner import Scanner, ScanOutcome
 from mailwatch.snapshot import POSTFIX_QUEUES, MetricsSnapshot, SourceHealth, build_snapshot
-from mailwatch.source_config import EximSourceConfig, ImapSourceConfig, PostfixSourceConfig
+from mailwatch.source_config import (
+    CanarySourceConfig,
+    EximSourceConfig,
+    ImapSourceConfig,
+    PostfixSourceConfig,
+)
 from mailwatch.sources import Source
 from mailwatch.store import Store
 
@@ -85,16 +93,24 @@ class Service:
         self.scanner = Scanner(settings.classifier(), store, clock=clock)
         self.snapshot: MetricsSnapshot | None = None
         classes = self.scanner.classifier.all_classes
+        rules = [rule.to_rule() for rule in settings.alert_rules()]
+        priorities = {c.name: c.priority for c in classes}
         self.alerts = AlertEngine(
-            [rule.to_rule() for rule in settings.alert_rules()],
+            rules,
             {name: r.include_subjects for name, r in settings.receivers.items()},
-            {c.name: c.priority for c in classes},
+            priorities,
             store,
+        )
+        receivers = build_receivers(settings.receivers, clock)
+        self.delivery = DeliveryLoop(store, receivers, clock)
+        self.resender = AlertmanagerResender(
+            store, receivers, rules, priorities, clock, ready=self.probed_all
         )
         self._state: dict[str, _SourceState] = {}
         for source in self.sources:
             config = settings.sources[source.name]
             queues = (tuple(config.folders) if isinstance(config, ImapSourceConfig)
+                      else (f"canary:{source.name}",) if isinstance(config, CanarySourceConfig)
                       else BACKLOG_QUEUES.get(type(config)))  # fmt: skip
             self._state[source.name] = _SourceState(
                 interval=config.interval.seconds, queues=queues or (), backlog=queues is not None
@@ -121,6 +137,10 @@ class Service:
             histories=self.store.class_history(now - HISTORY_WINDOW),
             health=self.health(),
             alerts_firing=self._alerts_firing(),
+            canaries=self.store.canary_totals(),
+            canary_paths=[
+                n for n, c in self.settings.sources.items() if isinstance(c, CanarySourceConfig)
+            ],
         )
 
     def _alerts_firing(self) -> dict[tuple[str, str], int]:
@@ -167,7 +187,8 @@ class Service:
         self._record(source, outcome)
         t0 = time.perf_counter()
         try:
-            self.alerts.evaluate(self.situation())
+            if self.alerts.evaluate(self.situation()):
+                self.delivery.wake()
         except StoreError as exc:
             log.exception("alert_state_write_failed", error=str(exc))
         self.rebuild_snapshot()
@@ -207,6 +228,7 @@ class Service:
             now=now,
             classes=tuple(views),
             failing_since={n: s.health.first_failure for n, s in self._state.items() if s.probed},
+            canaries_lost=self.store.canaries_lost(now),
         )
 
     async def _worker(self, source: Source, stop: asyncio.Event) -> None:
@@ -220,7 +242,13 @@ class Service:
                 continue
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Probe every source until ``stop`` is set, then return once in-flight probes end."""
+        """Probe every source until ``stop`` is set, then return once in-flight probes end.
+
+        Alongside the sources: the outbox delivery loop (a final flush attempt on stop) and
+        the Alertmanager re-send loop.
+        """
         async with asyncio.TaskGroup() as group:
             for source in self.sources:
                 group.create_task(self._worker(source, stop), name=f"source:{source.name}")
+            group.create_task(self.delivery.run(stop), name="notify:outbox")
+            group.create_task(self.resender.run(stop), name="notify:alertmanager-resend")

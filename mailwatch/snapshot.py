@@ -33,6 +33,9 @@ AGE_BUCKETS: tuple[float, ...] = (
 """Upper bounds (seconds) for message-age histograms: 1m … 7d, around the SLAs in use."""
 DELAY_BUCKETS: tuple[float, ...] = (1, 5, 15, 60, 300, 900, 1800, 3600, 14400, 86400)
 """Upper bounds (seconds) for delivery-delay histograms."""
+CANARY_BUCKETS: tuple[float, ...] = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)
+"""Upper bounds (seconds) for canary round-trip histograms: seconds on a healthy path, up to
+the usual 10-minute loss timeout (a canary later than its timeout is counted as lost)."""
 POSTFIX_QUEUES = ("incoming", "active", "deferred", "hold")
 UNCLASSIFIED = "unclassified"
 """Class label of outcomes for mail mailwatch never saw queued (delivered at once)."""
@@ -91,6 +94,16 @@ class OutcomeTotals:
 
 
 @dataclass(frozen=True, slots=True)
+class CanaryTotals:
+    """Canary round trips and losses per path (monotonic: they survive restarts)."""
+
+    roundtrip: Mapping[str, Histogram] = field(default_factory=dict)
+    """Round trips completed within the path's timeout."""
+    lost: Mapping[str, int] = field(default_factory=dict)
+    """Canaries not delivered within the timeout (late arrivals included)."""
+
+
+@dataclass(frozen=True, slots=True)
 class MetricsSnapshot:
     """Everything ``/metrics`` shows, computed once per scan."""
 
@@ -105,6 +118,8 @@ class MetricsSnapshot:
     health: Mapping[str, SourceHealth]
     alerts_firing: Mapping[tuple[str, str], int] = field(default_factory=dict)
     """Open (firing or acknowledged) mailwatch alerts by (class, severity)."""
+    canaries: CanaryTotals = field(default_factory=CanaryTotals)
+    """Canary round trips and losses, with every configured canary path present."""
 
 
 def build_snapshot(
@@ -116,11 +131,14 @@ def build_snapshot(
     histories: Mapping[tuple[str, str], Sequence[tuple[datetime, int]]],
     health: Mapping[str, SourceHealth],
     alerts_firing: Mapping[tuple[str, str], int] | None = None,
+    canaries: CanaryTotals | None = None,
+    canary_paths: Iterable[str] = (),
 ) -> MetricsSnapshot:
     """Aggregate the latest verdicts of each backlog source (zeros for every class and source).
 
     ``verdicts`` maps each backlog source to its latest verdicts (an empty list before its
-    first good probe); ``queues`` names the queues to pre-initialise per source.
+    first good probe); ``queues`` names the queues to pre-initialise per source. Every path
+    in ``canary_paths`` gets a zero loss count and an empty round-trip histogram.
     """
     messages: dict[tuple[str, str, str, Priority], int] = {}
     stuck: dict[tuple[str, str, Priority], int] = {}
@@ -155,4 +173,14 @@ def build_snapshot(
         outcomes=outcomes,
         health=dict(health),
         alerts_firing=dict(alerts_firing or {}),
+        canaries=_canaries_with_zeros(canaries or CanaryTotals(), canary_paths),
     )
+
+
+def _canaries_with_zeros(totals: CanaryTotals, paths: Iterable[str]) -> CanaryTotals:
+    empty = Histogram(CANARY_BUCKETS, (0,) * (len(CANARY_BUCKETS) + 1), 0.0)
+    roundtrip, lost = dict(totals.roundtrip), dict(totals.lost)
+    for path in paths:
+        roundtrip.setdefault(path, empty)
+        lost.setdefault(path, 0)
+    return CanaryTotals(roundtrip=roundtrip, lost=lost)

@@ -93,10 +93,76 @@ class ImapSourceConfig(_Section):
         return self
 
 
+class CanarySourceConfig(_Section):
+    """A canary path: mail submitted here must arrive in that mailbox within ``timeout``.
+
+    Each probe sends one canary through the submission server and looks for the canaries sent
+    before in the mailbox (deleting them unless ``keep``); one not there ``timeout`` after it
+    was sent is lost.
+    """
+
+    type: Literal["canary"]
+    submission_host: str
+    submission_port: int | None = None
+    """Default: 465 for ``tls``, 587 for ``starttls``, 25 for ``none``."""
+    submission_security: Literal["starttls", "tls", "none"] = "starttls"
+    """``none`` is refused except on loopback; certificates are verified unless told not to."""
+    submission_username: str | None = None
+    submission_password: SecretRef | None = None
+    sender: str
+    recipient: str
+    imap_host: str
+    imap_port: int | None = None
+    """Default: 993 for ``tls``, 143 otherwise."""
+    imap_security: Literal["starttls", "tls", "plain"] = "starttls"
+    imap_user: str
+    imap_password: SecretRef | None = None
+    imap_token: SecretRef | None = None
+    """An XOAUTH2 bearer token instead of a password."""
+    folder: str = "INBOX"
+    ca_file: Path | None = None
+    """CA certificates for both servers (default: the system's)."""
+    verify: bool = True
+    interval: DurationField = Duration(seconds=300)
+    timeout: DurationField = Duration(seconds=600)
+    """A canary not in the mailbox this long after it was sent is lost."""
+    io_timeout: DurationField = Duration(seconds=30)
+    """Deadline of each server conversation (the submission, the mailbox)."""
+    keep: bool = False
+    """Leave found canaries in the mailbox (read-only access) instead of deleting them."""
+
+    @model_validator(mode="after")
+    def _checks(self) -> CanarySourceConfig:
+        if (self.submission_username is None) != (self.submission_password is None):
+            raise ValueError("submission_username and submission_password go together")
+        if (self.imap_password is None) == (self.imap_token is None):
+            raise ValueError("give exactly one of imap_password or imap_token")
+        if self.submission_security == "none" and self.submission_host not in _LOOPBACK:
+            host = self.submission_host
+            raise ValueError(
+                f"submission_security = none is only allowed on loopback, not {host!r}"
+            )
+        if self.imap_security == "plain" and self.imap_host not in _LOOPBACK:
+            raise ValueError(
+                f"imap_security = plain is only allowed on loopback, not {self.imap_host!r}"
+            )
+        for key in ("sender", "recipient"):
+            address = getattr(self, key)
+            if "@" not in address or any(c.isspace() or c in "<>," for c in address):
+                raise ValueError(f"{key}: {address!r} is not a plain address (user@domain)")
+        if self.timeout.business_days or self.timeout.seconds <= 0:
+            raise ValueError("timeout must be a positive clock time (e.g. 10m)")
+        return self
+
+
 SourceConfig = Annotated[
-    PostfixSourceConfig | MailLogSourceConfig | EximSourceConfig | ImapSourceConfig,
+    PostfixSourceConfig
+    | MailLogSourceConfig
+    | EximSourceConfig
+    | ImapSourceConfig
+    | CanarySourceConfig,
     Field(discriminator="type"),
 ]
 
-SOURCE_TYPES = ("postfix", "maillog", "exim", "imap")
+SOURCE_TYPES = ("postfix", "maillog", "exim", "imap", "canary")
 """The ``type`` tags (pydantic puts them in error locations; they are dropped from key paths)."""

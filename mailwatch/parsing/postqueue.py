@@ -48,9 +48,19 @@ def _recipient(item: object) -> Recipient:
     if not isinstance(item, dict) or not isinstance(item.get("address"), str):
         raise ValueError("recipient without an address")
     reason = item.get("delay_reason")
-    return Recipient(
-        address=item["address"], delay_reason=reason if isinstance(reason, str) else None
-    )
+    return Recipient(item["address"], reason if isinstance(reason, str) else None)
+
+
+_DECODER = json.JSONDecoder()
+_NUMBER = (int, float)
+
+
+def _loads(line: str | bytes) -> object:
+    """``json.loads(line)``, minus its overhead for the usual line (``{``, then not NUL)."""
+    if isinstance(line, bytes) and line[:1] == b"{" and line[1:2] != b"\x00":
+        # json.loads would detect UTF-8 here, decode like this and use this decoder
+        return _DECODER.decode(line.decode("utf-8", "surrogatepass"))
+    return json.loads(line)
 
 
 def parse_line(line: str | bytes, line_number: int = 0) -> QueueEntry | Malformed | None:
@@ -58,7 +68,7 @@ def parse_line(line: str | bytes, line_number: int = 0) -> QueueEntry | Malforme
     if not line.strip():
         return None
     try:
-        obj = json.loads(line)
+        obj = _loads(line)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
         return Malformed(line_number, f"not JSON ({exc.__class__.__name__})")
     if not isinstance(obj, dict):
@@ -68,18 +78,18 @@ def parse_line(line: str | bytes, line_number: int = 0) -> QueueEntry | Malforme
         arrival, size = obj["arrival_time"], obj.get("message_size", 0)
         if not isinstance(queue_name, str) or not isinstance(queue_id, str) or not queue_id:
             raise ValueError("queue_name/queue_id must be non-empty strings")
-        if isinstance(arrival, bool) or not isinstance(arrival, int | float):
+        if isinstance(arrival, bool) or not isinstance(arrival, _NUMBER):
             raise ValueError("arrival_time must be a number")
         sender = obj.get("sender", "")
-        recipients = tuple(_recipient(r) for r in obj.get("recipients") or ())
+        recipients = tuple([_recipient(r) for r in obj.get("recipients") or ()])
         return QueueEntry(
-            queue_name=queue_name,
-            queue_id=queue_id,
-            arrival=datetime.fromtimestamp(arrival, UTC),
-            size=int(size) if isinstance(size, int | float) and not isinstance(size, bool) else 0,
-            sender=sender if isinstance(sender, str) else "",
-            recipients=recipients,
-            forced_expire=obj.get("forced_expire") is True,
+            queue_name,
+            queue_id,
+            datetime.fromtimestamp(arrival, UTC),
+            int(size) if isinstance(size, _NUMBER) and not isinstance(size, bool) else 0,
+            sender if isinstance(sender, str) else "",
+            recipients,
+            obj.get("forced_expire") is True,
         )
     except KeyError as exc:
         return Malformed(line_number, f"missing member {exc.args[0]!r}")

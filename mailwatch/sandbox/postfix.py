@@ -2,9 +2,11 @@
 
 Everything defers by design: ``relayhost`` points at a loopback port where nothing listens,
 so injected mail waits in the deferred queue until a sink is opened on that port and the
-queue is flushed. Facts about running Postfix this way (as root, without systemd) are in the
-project's notes: chroot off, ``maillog_file`` with a ``postlog`` service, config files
-backdated so Postfix does not wait for them to "settle".
+queue is flushed. Optional ``transports`` route chosen domains elsewhere (an inline
+``transport_maps``), e.g. a canary domain to Dovecot's LMTP port. Facts about running Postfix
+this way (as root, without systemd) are in the project's notes: chroot off, ``maillog_file``
+with a ``postlog`` service, config files backdated so Postfix does not wait for them to
+"settle".
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import smtplib
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -86,6 +90,10 @@ def _make_traversable(root: Path) -> None:
             directory.chmod(mode | 0o001)
 
 
+_MAP_WORD = re.compile(r"[A-Za-z0-9._:\[\]-]+")
+"""What an inline map key or value may hold here (no space, comma or brace)."""
+
+
 class PostfixCommandError(RuntimeError):
     """A Postfix administration command failed; carries the tail of its log."""
 
@@ -98,6 +106,8 @@ class PrivatePostfix:
     smtp_port: int
     relay_port: int
     hostname: str = "mailwatch-sandbox.invalid"
+    transports: Mapping[str, str] = field(default_factory=dict)
+    """Domain → Postfix transport (``lmtp:inet:127.0.0.1:PORT``); other mail goes to the relay."""
 
     @property
     def config_dir(self) -> Path:
@@ -115,12 +125,28 @@ class PrivatePostfix:
         return self.root / "log" / "maillog"
 
     @classmethod
-    def create(cls, root: Path, *, smtp_port: int = 0, relay_port: int = 0) -> PrivatePostfix:
-        """Write a fresh configuration under ``root`` (ports 0 mean "pick a free one")."""
+    def create(
+        cls,
+        root: Path,
+        *,
+        smtp_port: int = 0,
+        relay_port: int = 0,
+        transports: Mapping[str, str] | None = None,
+    ) -> PrivatePostfix:
+        """Write a fresh configuration under ``root`` (ports 0 mean "pick a free one").
+
+        ``transports`` maps recipient domains to Postfix transports, e.g.
+        ``{"canary.example": "lmtp:inet:127.0.0.1:24"}``: mail to those domains is delivered
+        there instead of deferring at the relay.
+        """
+        for domain, transport in (transports or {}).items():
+            if not (_MAP_WORD.fullmatch(domain) and _MAP_WORD.fullmatch(transport)):
+                raise ValueError(f"unusable transport {domain!r} -> {transport!r}")
         instance = cls(
             root=root.resolve(),
             smtp_port=smtp_port or free_port(),
             relay_port=relay_port or free_port(),
+            transports=dict(transports or {}),
         )
         instance._write_config()
         return instance
@@ -161,6 +187,9 @@ maximal_backoff_time = 4000s
 queue_run_delay = 300s
 smtp_connect_timeout = 2s
 """
+        if self.transports:  # Postfix >= 3.0 inline map: inline:{ key=value, ... }
+            pairs = ", ".join(f"{key}={value}" for key, value in self.transports.items())
+            main_cf += f"transport_maps = inline:{{ {pairs} }}\nlmtp_connect_timeout = 2s\n"
         (self.config_dir / "main.cf").write_text(main_cf)
         (self.config_dir / "master.cf").write_text(
             _MASTER_CF.format(smtp_addr=f"127.0.0.1:{self.smtp_port}")

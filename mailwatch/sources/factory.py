@@ -9,12 +9,14 @@ from mailwatch.config import Settings
 from mailwatch.errors import ConfigError
 from mailwatch.headers import NormalisedSubject
 from mailwatch.source_config import (
+    CanarySourceConfig,
     EximSourceConfig,
     ImapSourceConfig,
     MailLogSourceConfig,
     PostfixSourceConfig,
 )
 from mailwatch.sources import Source
+from mailwatch.sources.canary import REMEMBER_LOST, CanarySource, Destination, Submission
 from mailwatch.sources.exim import EximSource, cached_from_message
 from mailwatch.sources.imap import ImapSource
 from mailwatch.sources.maillog import MailLogSource
@@ -30,7 +32,8 @@ def build_sources(
     """One adapter per configured source, resumed from what the store remembers.
 
     Postfix header caches are primed from the store (a restart does not re-read every queued
-    message's headers); log sources resume from their stored cursor.
+    message's headers); log sources resume from their stored cursor; canary sources resume
+    with the canaries still in flight.
     """
     sources: list[Source] = []
     for name, config in settings.sources.items():
@@ -48,6 +51,7 @@ def build_sources(
                     timeout=config.timeout.seconds,
                     clock=clock,
                     header_cache=cache,
+                    keep_headers=settings.header_names(),
                 )
             )
         elif isinstance(config, EximSourceConfig):
@@ -79,6 +83,8 @@ def build_sources(
                     extra_headers=settings.header_names(), fetch_batch=config.fetch_batch,
                 )
             )  # fmt: skip
+        elif isinstance(config, CanarySourceConfig):
+            sources.append(_canary(name, config, store, clock))
         elif isinstance(config, MailLogSourceConfig):
             sources.append(
                 MailLogSource(
@@ -90,3 +96,32 @@ def build_sources(
                 )
             )
     return sources
+
+
+def _canary(
+    name: str, config: CanarySourceConfig, store: Store, clock: Callable[[], datetime]
+) -> CanarySource:
+    try:
+        submission_password = (
+            config.submission_password.read() if config.submission_password else None
+        )
+        imap_password = config.imap_password.read() if config.imap_password else None
+        imap_token = config.imap_token.read() if config.imap_token else None
+    except LookupError as exc:
+        raise ConfigError([f"sources.{name}: {exc}"]) from None
+    return CanarySource(
+        name,
+        submission=Submission(
+            host=config.submission_host, port=config.submission_port,
+            security=config.submission_security, username=config.submission_username,
+            password=submission_password, ca_file=config.ca_file, verify=config.verify,
+        ),
+        destination=Destination(
+            host=config.imap_host, user=config.imap_user, password=imap_password,
+            token=imap_token, port=config.imap_port, security=config.imap_security,
+            folder=config.folder, ca_file=config.ca_file, verify=config.verify,
+        ),
+        sender=config.sender, recipient=config.recipient, timeout=config.timeout.seconds,
+        io_timeout=config.io_timeout.seconds, keep=config.keep, clock=clock,
+        in_flight=store.canaries_in_flight(name, lost_since=clock() - REMEMBER_LOST),
+    )  # fmt: skip

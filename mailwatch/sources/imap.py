@@ -90,8 +90,11 @@ class FolderState:
     """What the last completed sync of one folder saw."""
 
     mailbox: MailboxState
-    messages: dict[int, CachedMessage] = field(default_factory=dict)
-    """The unactioned messages by UID."""
+    messages: dict[int, Message] = field(default_factory=dict)
+    """The unactioned messages by UID, as reported (built once per UID, then reused)."""
+    reported: tuple[Message, ...] | None = None
+    """``messages`` in UID order, built at the first probe that reports them: an unchanged
+    poll reuses it instead of rebuilding one tuple entry per unactioned message."""
 
 
 def _addresses(headers: Headers, *names: str) -> list[str]:
@@ -220,12 +223,12 @@ class ImapSource:
             if status == old.mailbox:
                 return 0, 0  # nothing arrived, left or changed a flag
         mailbox = await client.examine(folder, condstore=condstore)
-        known: dict[int, CachedMessage] = {}
+        known: dict[int, Message] = {}
         if old is not None and old.mailbox.uidvalidity == mailbox.uidvalidity:
             known = old.messages
         elif old is not None:  # every cached UID is void: sync the folder as if new
             log.info("imap_uidvalidity_changed", source=self.name, folder=folder)
-        flag, criteria, _ = _ACTIONED[self.actioned]
+        flag, criteria, reason = _ACTIONED[self.actioned]
         unactioned = await client.uid_search(criteria)
         wanted = [uid for uid in unactioned if uid not in known]
         records, malformed = await client.fetch(wanted, self.fetch_items) if wanted else ([], 0)
@@ -234,34 +237,38 @@ class ImapSource:
         for record in records:
             if record.uid is None or done & (record.flags or frozenset()):
                 continue  # actioned between the SEARCH and the FETCH
-            messages[record.uid] = cached_message(record, now)
+            cached = cached_message(record, now)
+            messages[record.uid] = self._message(folder, mailbox, record.uid, cached, reason)
         if set(wanted) - {r.uid for r in records}:  # malformed, or expunged meanwhile
             mailbox = replace(mailbox, highestmodseq=None)  # so the next poll retries them
         self.state[folder] = FolderState(mailbox, messages)
         return len(records), malformed
 
+    def _message(
+        self, folder: str, mailbox: MailboxState, uid: int, cached: CachedMessage, reason: str
+    ) -> Message:
+        return Message(
+            key=f"{self.name}/{folder}/{mailbox.uidvalidity}/{uid}",
+            source=self.name,
+            queue_id=str(uid),
+            queue=folder,
+            arrival=cached.arrival,
+            size=cached.size,
+            sender=cached.sender,
+            recipients=cached.recipients,
+            headers=cached.headers,
+            subject=cached.subject,
+            marking=cached.marking,
+            wait_reason=f"{reason} {folder}",
+        )
+
     def _messages(self) -> tuple[Message, ...]:
-        _, _, reason = _ACTIONED[self.actioned]
         out: list[Message] = []
         for folder in self.folders:
             state = self.state.get(folder)
             if state is None:
                 continue
-            for uid, cached in sorted(state.messages.items()):
-                out.append(
-                    Message(
-                        key=f"{self.name}/{folder}/{state.mailbox.uidvalidity}/{uid}",
-                        source=self.name,
-                        queue_id=str(uid),
-                        queue=folder,
-                        arrival=cached.arrival,
-                        size=cached.size,
-                        sender=cached.sender,
-                        recipients=cached.recipients,
-                        headers=cached.headers,
-                        subject=cached.subject,
-                        marking=cached.marking,
-                        wait_reason=f"{reason} {folder}",
-                    )
-                )
+            if state.reported is None:  # messages are immutable: one tuple per completed sync
+                state.reported = tuple(state.messages[uid] for uid in sorted(state.messages))
+            out.extend(state.reported)
         return tuple(out)

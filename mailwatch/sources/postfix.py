@@ -3,86 +3,56 @@
 Cost grows with what changed, not with the backlog: headers are read only for messages this
 source has not seen before (cache keyed by source + queue id + arrival time, because Postfix
 reuses queue ids), and entries of messages that left the queue are dropped from the cache.
+The listing is consumed as it streams by a worker thread that also reads and decodes new
+messages' headers (:mod:`mailwatch.sources.postfix_listing`), overlapping postqueue's work.
+Only the headers mailwatch uses are kept when ``keep_headers`` is given (see
+:func:`mailwatch.headers.keep_set`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
-from collections.abc import Callable, Iterator, MutableMapping
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Iterable, MutableMapping
 from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
 
 from mailwatch.errors import SourceCommandFailed, SourceError, SourceTimeout, SourceUnavailable
-from mailwatch.headers import (
-    TRACE_HEADERS,
-    NormalisedSubject,
-    normalise_subject,
-    parse_header_block,
+from mailwatch.headers import keep_set
+from mailwatch.model import Message, Observation
+from mailwatch.sources.postfix_listing import (
+    HEADER_READ_STEPS,
+    QUEUE_NAMES,
+    CachedHeaders,
+    Listed,
+    ListingWorker,
+    message_key,
+    read_queue_headers,
 )
-from mailwatch.model import Headers, Message, Observation
-from mailwatch.parsing.postqueue import Malformed, QueueEntry, parse_line
-from mailwatch.parsing.queuefile import QueueFileError, header_block
+
+__all__ = [
+    "HEADER_READ_STEPS",
+    "QUEUE_NAMES",
+    "CachedHeaders",
+    "PostfixSource",
+    "message_key",
+    "read_queue_headers",
+]
 
 log = structlog.get_logger(__name__)
 
-HEADER_READ_STEPS = (8 * 1024, 64 * 1024)
-"""Prefix sizes tried in turn before the whole file. ``header_block`` walks every record it is
-given, so a small first read keeps messages with large bodies (attachments) as cheap as small
-ones; 8 KiB holds almost every header block, 64 KiB nearly all the rest."""
-QUEUE_NAMES = ("incoming", "active", "deferred", "hold", "maildrop", "corrupt")
 STDERR_LIMIT = 4096  # bounds memory if a broken command floods stderr
+PIPE_SIZE = 1 << 20  # lets postqueue run ahead of the worker (best effort, Linux)
 
 
-@dataclass(frozen=True, slots=True)
-class CachedHeaders:
-    """What a message's headers yield once decoded: kept so rescans need no reads."""
-
-    headers: Headers
-    subject: NormalisedSubject
-
-
-def message_key(source: str, queue_id: str, arrival: datetime) -> str:
-    """Stable, unique key: ``source/queue_id/arrival-epoch`` (Postfix reuses queue ids)."""
-    return f"{source}/{queue_id}/{int(arrival.timestamp())}"
-
-
-def _queue_file_candidates(queue_dir: Path, queue_name: str, queue_id: str) -> Iterator[str]:
-    # Plain strings: building Path objects cost more than opening the file does.
-    root = os.fspath(queue_dir)
-    # The listed queue first, then the others (moved between listing and reading: deferred →
-    # active…); hashed queues (deferred, defer) have depth 1.
-    for name in (queue_name, *(q for q in QUEUE_NAMES if q != queue_name)):
-        yield f"{root}/{name}/{queue_id[:1]}/{queue_id}"
-        yield f"{root}/{name}/{queue_id}"
-
-
-def read_queue_headers(queue_dir: Path, queue_name: str, queue_id: str) -> bytes | None:
-    """The header block of a queued message, or ``None`` if it is no longer in any queue.
-
-    Raises :class:`PermissionError` when the queue cannot be read (mailwatch not root/postfix).
-    """
-    for path in _queue_file_candidates(queue_dir, queue_name, queue_id):
-        try:
-            with open(path, "rb") as handle:
-                data = b""
-                for size in HEADER_READ_STEPS:
-                    data += handle.read(size - len(data))
-                    try:
-                        return header_block(data)
-                    except QueueFileError:
-                        if len(data) < size:  # the whole file is read: more cannot help
-                            raise
-                return header_block(data + handle.read())
-        except FileNotFoundError:
-            continue
-        except QueueFileError:
-            return b""  # unreadable queue file: classify on the envelope alone
-    return None
+def _grow_pipe(fd: int) -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
 
 
 class PostfixSource:
@@ -99,7 +69,14 @@ class PostfixSource:
         timeout: float = 60.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         header_cache: MutableMapping[str, CachedHeaders] | None = None,
+        keep_headers: Iterable[str] | None = None,
     ) -> None:
+        """A source named ``name``; see the class docstring for the commands it runs.
+
+        ``keep_headers`` names the headers class rules use: with it, only those and the
+        essential ones (:data:`mailwatch.headers.ESSENTIAL_HEADERS`) are kept and decoded;
+        without it, every header but the trace headers.
+        """
         self._name = name
         self.config_dir = config_dir
         self._queue_dir = queue_dir
@@ -110,9 +87,10 @@ class PostfixSource:
         self.header_cache: MutableMapping[str, CachedHeaders] = (
             header_cache if header_cache is not None else {}
         )
-        # The last listing's lines and what they parsed to: a message that did not change
-        # prints the same line again, and a dict lookup costs far less than parsing JSON.
-        self._parsed_lines: dict[bytes, QueueEntry] = {}
+        self.keep = None if keep_headers is None else keep_set(keep_headers)
+        # The last listing's lines and what they gave: a message that did not change prints
+        # the same line again, and a dict lookup costs far less than parsing JSON.
+        self._lines: dict[bytes, Listed] = {}
 
     @property
     def name(self) -> str:
@@ -122,156 +100,183 @@ class PostfixSource:
     def _config_args(self) -> list[str]:
         return ["-c", str(self.config_dir)] if self.config_dir else []
 
-    async def _run(
-        self, argv: list[str], on_line: Callable[[bytes], None] | None = None
-    ) -> tuple[bytes, str]:
-        """Run ``argv`` under the timeout; stream stdout lines to ``on_line`` or return them.
+    def _failed(self, argv: list[str], returncode: int, stderr: bytes) -> SourceCommandFailed:
+        text = stderr.decode("utf-8", "replace").strip()
+        return SourceCommandFailed(
+            self.name, f"{argv[0]} exited {returncode}: {text}", returncode, text
+        )
 
-        Returns the collected stdout (empty when streamed) and stderr text.
-        """
+    async def _spawn(self, argv: list[str], stdout: int) -> asyncio.subprocess.Process:
         try:
-            proc = await asyncio.create_subprocess_exec(
+            return await asyncio.create_subprocess_exec(
                 *argv,
                 stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
+                stdout=stdout,
                 stderr=asyncio.subprocess.PIPE,
             )
         except OSError as exc:
             raise SourceUnavailable(self.name, f"cannot run {argv[0]}: {exc.strerror}") from exc
-        if proc.stdout is None or proc.stderr is None:  # pragma: no cover - PIPE was asked for
-            raise SourceUnavailable(self.name, f"{argv[0]}: no output pipes")
-        collected = bytearray()
+
+    def _timed_out(self, argv: list[str]) -> SourceTimeout:
+        return SourceTimeout(self.name, f"{argv[0]} took longer than {self.timeout:g}s")
+
+    async def _run(self, argv: list[str]) -> bytes:
+        """Run ``argv`` under the timeout; its stdout."""
+        proc = await self._spawn(argv, asyncio.subprocess.PIPE)
         try:
             async with asyncio.timeout(self.timeout):
-                stderr_task = asyncio.ensure_future(proc.stderr.read())
-                pending = b""
-                while chunk := await proc.stdout.read(1 << 16):
-                    if on_line is None:
-                        collected += chunk
-                        continue
-                    lines = (pending + chunk).split(b"\n")
-                    pending = lines.pop()
-                    for line in lines:
-                        on_line(line)
-                if pending and on_line is not None:
-                    on_line(pending)
-                stderr = (await stderr_task)[:STDERR_LIMIT]
-                returncode = await proc.wait()
+                out, stderr = await proc.communicate()
         except TimeoutError as exc:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
-            raise SourceTimeout(self.name, f"{argv[0]} took longer than {self.timeout:g}s") from exc
-        if returncode != 0:
-            text = stderr.decode("utf-8", "replace").strip()
-            raise SourceCommandFailed(
-                self.name, f"{argv[0]} exited {returncode}: {text}", returncode, text
-            )
-        return bytes(collected), stderr.decode("utf-8", "replace")
+            raise self._timed_out(argv) from exc
+        if proc.returncode != 0:
+            raise self._failed(argv, proc.returncode or 0, stderr[:STDERR_LIMIT])
+        return out
 
     async def queue_dir(self) -> Path:
         """The instance's ``queue_directory`` (asked of ``postconf`` once, then remembered)."""
         if self._queue_dir is None:
-            out, _ = await self._run([self.postconf, *self._config_args(), "-h", "queue_directory"])
+            out = await self._run([self.postconf, *self._config_args(), "-h", "queue_directory"])
             self._queue_dir = Path(out.decode().strip())
         return self._queue_dir
 
-    async def list_queue(self) -> tuple[list[QueueEntry], int, tuple[str, ...]]:
-        """Run ``postqueue -j``, parsing as it streams: entries, malformed count, warnings.
+    async def _listing(
+        self, worker_of: Callable[[int], ListingWorker]
+    ) -> tuple[ListingWorker, str]:
+        """Run ``postqueue -j`` into a pipe that a :class:`ListingWorker` thread consumes.
+
+        Returns the finished worker and postqueue's stderr text.
+        """
+        argv = [self.postqueue, *self._config_args(), "-j"]
+        try:
+            read_fd, write_fd = os.pipe()
+        except OSError as exc:  # out of descriptors: as if the command could not be started
+            raise SourceUnavailable(self.name, f"cannot run {argv[0]}: {exc.strerror}") from exc
+        try:
+            _grow_pipe(read_fd)
+            proc = await self._spawn(argv, write_fd)
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)  # the child has its copy: EOF comes when it exits
+        worker = worker_of(read_fd)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def work() -> None:
+            failure: BaseException | None = None
+            try:
+                worker.run()
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+                failure = exc
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(_settle, done, failure)
+
+        threading.Thread(target=work, name=f"postqueue-{self.name}", daemon=True).start()
+        if proc.stderr is None:  # pragma: no cover - PIPE was asked for
+            raise SourceUnavailable(self.name, f"{argv[0]}: no output pipes")
+        try:
+            async with asyncio.timeout(self.timeout):
+                stderr = (await proc.stderr.read())[:STDERR_LIMIT]
+                returncode = await proc.wait()
+                await asyncio.shield(done)
+        except BaseException as exc:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            worker.stop()
+            await proc.wait()
+            with contextlib.suppress(Exception):
+                await done
+            if isinstance(exc, TimeoutError):
+                raise self._timed_out(argv) from exc
+            raise
+        if returncode != 0:
+            raise self._failed(argv, returncode, stderr)
+        return worker, stderr.decode("utf-8", "replace")
+
+    async def probe(self) -> Observation:
+        """List the queue, read headers of new messages only, and return what was seen.
 
         As root, postqueue reads the queue directly when the mail system is down and says so
         on stderr; that warning is kept: the queue is visible but nothing is moving.
         """
-        entries: list[QueueEntry] = []
-        problems: list[Malformed] = []
-        previous, parsed_lines = self._parsed_lines, {}
+        loop = asyncio.get_running_loop()
+        finding: list[asyncio.Task[Path]] = []  # postconf, run once a new message needs it
+        probing = True
 
-        def on_line(line: bytes) -> None:
-            parsed = previous.get(line) or parse_line(line, len(entries) + len(problems) + 1)
-            if isinstance(parsed, QueueEntry):
-                parsed_lines[line] = parsed
-                entries.append(parsed)
-            elif isinstance(parsed, Malformed):
-                problems.append(parsed)
+        def find_queue_dir() -> None:
+            if probing and not finding:
+                finding.append(loop.create_task(self.queue_dir()))
 
-        _, stderr = await self._run([self.postqueue, *self._config_args(), "-j"], on_line)
-        self._parsed_lines = parsed_lines
-        for problem in problems[:10]:
+        try:
+            worker, stderr = await self._listing(
+                lambda fd: ListingWorker(
+                    self.name, fd, self._lines, self.header_cache, lambda: self._queue_dir,
+                    lambda: _call_soon(loop, find_queue_dir), self.keep,
+                )
+            )  # fmt: skip
+            observed_at = self._clock()
+            if worker.deferred:  # listed before postconf answered: read them now
+                find_queue_dir()
+                await finding[0]
+                await asyncio.to_thread(worker.read_deferred)
+        finally:
+            probing = False
+            for task in finding:  # never left running; its error matters only if awaited above
+                with contextlib.suppress(Exception):
+                    await task
+        if isinstance(worker.error, PermissionError):
+            raise SourceUnavailable(
+                self.name,
+                f"cannot read queue files under {self._queue_dir} ({worker.error.strerror}); "
+                "run mailwatch as root or give it read access to the queue",
+            ) from worker.error
+        if worker.error is not None:
+            raise SourceError(self.name, f"reading queue files: {worker.error}") from worker.error
+        for problem in worker.problems[:10]:
             log.warning(
                 "postqueue_line_malformed",
                 source=self.name,
                 line=problem.line_number,
                 reason=problem.reason,
             )
-        warnings = tuple(
-            dict.fromkeys(
-                line.split("warning:", 1)[1].strip()
-                for line in stderr.splitlines()
-                if "warning:" in line
-            )
-        )
-        return entries, len(problems), warnings
-
-    def _read_new_headers(self, queue_dir: Path, wanted: list[tuple[str, QueueEntry]]) -> int:
-        read = 0
-        for key, entry in wanted:
-            try:
-                raw = read_queue_headers(queue_dir, entry.queue_name, entry.queue_id)
-            except PermissionError as exc:
-                raise SourceUnavailable(
-                    self.name,
-                    f"cannot read queue files under {queue_dir} ({exc.strerror}); "
-                    "run mailwatch as root or give it read access to the queue",
-                ) from exc
-            if raw is None:
-                continue  # left the queue since the listing: nothing to cache
-            headers = parse_header_block(raw, skip=TRACE_HEADERS)
-            subject = normalise_subject(headers.get("Subject") or "")
-            self.header_cache[key] = CachedHeaders(headers, subject)
-            read += 1
-        return read
-
-    async def probe(self) -> Observation:
-        """List the queue, read headers of new messages only, and return what was seen."""
-        entries, malformed, warnings = await self.list_queue()
-        observed_at = self._clock()
-        keyed = [(message_key(self.name, e.queue_id, e.arrival), e) for e in entries]
-        new = [(key, e) for key, e in keyed if key not in self.header_cache]
-        headers_read = 0
-        if new:
-            queue_dir = await self.queue_dir()
-            try:
-                headers_read = await asyncio.to_thread(self._read_new_headers, queue_dir, new)
-            except OSError as exc:
-                raise SourceError(self.name, f"reading queue files: {exc}") from exc
-        present = {key for key, _ in keyed}
+        self._lines = worker.lines
+        present = {listed.key for listed in worker.lines.values()}
         for stale in [k for k in self.header_cache if k not in present]:
             del self.header_cache[stale]
-        empty = CachedHeaders(Headers(), NormalisedSubject("", None))
-        messages = []
-        for key, entry in keyed:
-            cached = self.header_cache.get(key, empty)
-            messages.append(
-                Message(
-                    key=key,
-                    source=self.name,
-                    queue_id=entry.queue_id,
-                    queue=entry.queue_name,
-                    arrival=entry.arrival,
-                    size=entry.size,
-                    sender=entry.sender,
-                    recipients=entry.recipients,
-                    headers=cached.headers,
-                    subject=cached.subject.text,
-                    marking=cached.subject.marking,
-                    forced_expire=entry.forced_expire,
-                )
-            )
+        messages: list[Message] = [m for m in worker.messages if m is not None]
         return Observation(
             source=self.name,
             observed_at=observed_at,
             messages=tuple(messages),
-            malformed=malformed,
-            headers_read=headers_read,
-            warnings=warnings,
+            malformed=len(worker.problems),
+            headers_read=worker.headers_read,
+            warnings=_warnings(stderr),
         )
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+        loop.call_soon_threadsafe(callback)
+
+
+def _settle(done: asyncio.Future[None], failure: BaseException | None) -> None:
+    if done.done():
+        return
+    if failure is None:
+        done.set_result(None)
+    else:
+        done.set_exception(failure)
+
+
+def _warnings(stderr: str) -> tuple[str, ...]:
+    return tuple(
+        dict.fromkeys(
+            line.split("warning:", 1)[1].strip()
+            for line in stderr.splitlines()
+            if "warning:" in line
+        )
+    )

@@ -1,7 +1,8 @@
 """The SQLite store: what mailwatch has seen, and what became of it.
 
 ``db`` holds the connection, migrations, scans and messages; ``outcomes`` joins mail-log
-outcomes to messages and keeps their totals; ``rows`` defines the row shapes.
+outcomes to messages and keeps their totals; ``canaries`` keeps canary round trips and their
+totals; ``rows`` defines the row shapes.
 """
 
 from mailwatch.store.db import Store

@@ -95,6 +95,24 @@ class AlertsMixin:
             OutboxItem(i, a, r, k, json.loads(p), at(c), n, e) for i, a, r, k, p, c, n, e in rows
         ]
 
+    def outbox_due_in_order(self, now: datetime, limit: int = 100) -> list[OutboxItem]:
+        """Due rows, in order, except those held up by an older, not yet due row.
+
+        Held up: an older row of the same alert and receiver is waiting for its retry. Per
+        alert and receiver, notifications go out in the order they were queued.
+        """
+        rows = self._db.execute(
+            "SELECT id, alert, receiver, kind, payload, created_at, attempts, last_error"
+            " FROM outbox AS o WHERE next_attempt_at <= ? AND NOT EXISTS ("
+            "  SELECT 1 FROM outbox AS p WHERE p.alert = o.alert AND p.receiver = o.receiver"
+            "  AND p.id < o.id AND p.next_attempt_at > ?)"
+            " ORDER BY id LIMIT ?",
+            (ts(now), ts(now), limit),
+        )
+        return [
+            OutboxItem(i, a, r, k, json.loads(p), at(c), n, e) for i, a, r, k, p, c, n, e in rows
+        ]
+
     def outbox_pending(self) -> int:
         """How many notifications are waiting."""
         return int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])

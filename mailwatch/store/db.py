@@ -5,11 +5,15 @@ written: the store keeps, per source, the last written state of every queued mes
 rescan of an unchanged 30,000-message queue writes one scan row and its class counts, nothing
 per message. A message missing from a scan is marked ``left`` (its final outcome comes later
 from the mail log). Schema changes are numbered migrations tracked in ``PRAGMA user_version``.
+
+A new store is created with 8 KiB pages (SQLite's default is 4 KiB): the first scan of a large
+queue writes one row per message, and with bigger pages that insert and its commit cost about
+30% less (10,000 rows: 84 → 60 ms). An existing store keeps the page size it was created with.
+Durability is unchanged: WAL, ``synchronous=NORMAL``, default checkpoints.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -20,6 +24,7 @@ from mailwatch.errors import StoreError, UnknownMessage
 from mailwatch.model import Priority, Status, Verdict
 from mailwatch.schema import MIGRATIONS
 from mailwatch.store.alerts import AlertsMixin
+from mailwatch.store.canaries import CanariesMixin
 from mailwatch.store.outcomes import OutcomesMixin
 from mailwatch.store.rows import (
     INSERT_COLUMNS,
@@ -29,13 +34,16 @@ from mailwatch.store.rows import (
     StoredMessage,
     at,
     decode_message,
+    headers_json,
     recipients_json,
     recipients_of,
     ts,
 )
 
+PAGE_SIZE = 8192
 
-class Store(OutcomesMixin, AlertsMixin):
+
+class Store(OutcomesMixin, AlertsMixin, CanariesMixin):
     """mailwatch's SQLite store. Not thread-safe: one owner, one connection."""
 
     def __init__(self, path: Path | str) -> None:
@@ -44,6 +52,7 @@ class Store(OutcomesMixin, AlertsMixin):
             if str(path) != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(path), isolation_level=None)
+            self._db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # only a new, empty file: see above
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
@@ -109,29 +118,24 @@ class Store(OutcomesMixin, AlertsMixin):
         inserts: list[tuple[object, ...]] = []
         updates: list[tuple[object, ...]] = []
         seen: dict[str, State] = {}
+        queued, first_seen = Status.QUEUED.value, ts(finished_at)
         for v in verdicts:
             m, c = v.message, v.classification
-            state: State = (
-                m.queue,
-                c.name,
-                int(c.priority),
-                c.rule,
-                ts(v.deadline),
-                m.recipients,
-            )
+            priority, deadline = int(c.priority), v.deadline.timestamp()
+            state: State = (m.queue, c.name, priority, c.rule, deadline, m.recipients)
             seen[m.key] = state
             previous = index.get(m.key)
             if previous is None:
                 inserts.append((
-                    m.key, source, m.queue_id, m.queue, ts(m.arrival), m.size, m.sender,
-                    recipients_json(m.recipients), json.dumps(m.headers.items), m.subject,
-                    m.marking, c.name, int(c.priority), c.rule, ts(v.deadline),
-                    m.delay_reason, Status.QUEUED.value, ts(finished_at), None,
+                    m.key, source, m.queue_id, m.queue, m.arrival.timestamp(), m.size, m.sender,
+                    recipients_json(m.recipients), headers_json(m.headers.items), m.subject,
+                    m.marking, c.name, priority, c.rule, deadline, m.delay_reason, queued,
+                    first_seen, None,
                 ))  # fmt: skip
             elif previous != state:
                 updates.append((
-                    m.queue, c.name, int(c.priority), c.rule, ts(v.deadline),
-                    recipients_json(m.recipients), m.delay_reason, m.key,
+                    m.queue, c.name, priority, c.rule, deadline, recipients_json(m.recipients),
+                    m.delay_reason, m.key,
                 ))  # fmt: skip
         gone = [(Status.LEFT.value, ts(finished_at), key) for key in index if key not in seen]
         try:

@@ -149,7 +149,7 @@ class TestBadInput:
         code, out, _ = run(None, "config", "check", str(config_file))
         assert code == 0
         assert out.count("\n") == 1
-        assert "OK: 13 classes (5 P1), 1 sources" in out
+        assert "OK: 14 classes (6 P1), 1 sources" in out
 
     def test_scan_without_sources(self, tmp_path: Path) -> None:
         """Scan with no configured source says what to do, exit 2."""

@@ -14,6 +14,7 @@ from mailwatch.headers import decode_header_value
 from mailwatch.model import Status
 from mailwatch.sandbox.postfix import PrivatePostfix, make_message
 from mailwatch.scanner import Scanner
+from mailwatch.sources.factory import build_sources
 from mailwatch.sources.postfix import PostfixSource
 from mailwatch.store import Store
 
@@ -165,3 +166,33 @@ class TestRescanAndDelivery:
                 assert message.status is Status.LEFT
                 assert message.left_at is not None
             assert store.queued("mta1") == []
+
+
+class TestKeptHeaders:
+    """A configured source keeps the headers mailwatch uses and those class rules name."""
+
+    async def test_only_essential_and_rule_headers_are_kept(
+        self, postfix: PrivatePostfix, tmp_path: Path
+    ) -> None:
+        """A header a rule names is kept (and matched); other extra headers are not stored."""
+        extra = {"X-Case-Reference": "A1234BC", "X-Unrelated": "dropped", "Importance": "high"}
+        postfix.inject([make_message("Team lunch", extra=extra)])
+        postfix.wait_for_queue(1)
+        config = tmp_path / "mailwatch.toml"
+        config.write_text(
+            f'[store]\npath = "db.sqlite"\n[sources.mta1]\ntype = "postfix"\n'
+            f'config_dir = "{postfix.config_dir}"\n'
+            '[classes.case_ref]\npriority = "P1"\nstuck_after = "1h"\n'
+            '[[classes.case_ref.match]]\nheaders = [{ name = "x-case-reference", regex = "^A" }]\n'
+        )
+        settings = load(config)
+        with Store(settings.store.path) as store:
+            (source,) = build_sources(settings, store)
+            outcome = await Scanner(settings.classifier(), store).scan(source)
+            (verdict,) = outcome.verdicts
+            stored = store.queued("mta1")[0]
+        assert verdict.classification.name == "case_ref"
+        names = {name for name, _ in verdict.message.headers.items}
+        assert {"From", "To", "Subject", "Importance", "X-Case-Reference"} <= names
+        assert not names & {"X-Unrelated", "Received", "MIME-Version", "Content-Type"}
+        assert stored.headers == verdict.message.headers

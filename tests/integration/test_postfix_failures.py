@@ -7,6 +7,7 @@ each is named ``fake_postqueue_*`` and says what it injects.
 
 from __future__ import annotations
 
+import os
 import stat
 from datetime import UTC, datetime
 from pathlib import Path
@@ -99,6 +100,28 @@ class TestProbeFailures:
             await source.probe()
         assert isinstance(raised.value, TimeoutError)
         assert (datetime.now(UTC) - started).total_seconds() < 5
+
+    async def test_unreadable_queue_is_unavailable(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A queue file mailwatch may not open makes the probe SourceUnavailable, says why."""
+        line = (
+            '{"queue_name": "deferred", "queue_id": "NOPERM1", "arrival_time": 1795953996,'
+            ' "message_size": 10, "sender": "a@b.example", "recipients": []}'
+        )
+        fake = _fake_postqueue(tmp_path, "fake_postqueue_one", f"echo '{line}'")
+        source = PostfixSource("mta1", postqueue=fake, queue_dir=tmp_path)
+        real_open = os.open
+
+        def refuse(path: str, flags: int, *args: int) -> int:
+            if "NOPERM1" in path:
+                raise PermissionError(13, "Permission denied", path)
+            return real_open(path, flags, *args)
+
+        monkeypatch.setattr(os, "open", refuse)
+        with pytest.raises(SourceUnavailable, match="cannot read queue files") as raised:
+            await source.probe()
+        assert "root" in str(raised.value)
 
 
 class TestBadOutput:

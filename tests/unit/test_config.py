@@ -19,6 +19,7 @@ from mailwatch.source_config import ImapSourceConfig, PostfixSourceConfig
 WriteConfig = Callable[[str], Path]
 
 SHIPPED = [
+    "canary",
     "recall_emergency",
     "recall_standard",
     "recall_notification",
@@ -170,6 +171,18 @@ class TestValidFile:
         sources = config.load(path).sources
         assert sources["mta1"].config_dir == path.parent / "etc/postfix"  # type: ignore[union-attr]
         assert sources["log"].path == path.parent / "log/maillog"  # type: ignore[union-attr]
+
+    def test_relative_secret_and_ca_files_resolve_against_file(
+        self, write_config: WriteConfig
+    ) -> None:
+        """Secret files and CA files of receivers and sources are relative to the file too."""
+        path = write_config(
+            '[receivers.hook]\ntype = "webhook"\nurl = "https://hooks.example/x"\n'
+            'ca_file = "pki/ca.pem"\nhmac_secret = { file = "secrets/hook" }\n'
+        )
+        hook = config.load(path).receivers["hook"]
+        assert hook.ca_file == path.parent / "pki/ca.pem"
+        assert hook.hmac_secret.file == path.parent / "secrets/hook"  # type: ignore[union-attr]
 
     def test_absolute_store_path_is_kept(self, write_config: WriteConfig, tmp_path: Path) -> None:
         """An absolute store path is used as written."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -188,3 +190,140 @@ class TestRoundTrip:
         """Whatever the bytes and record split, the lines come back joined with LF."""
         data = _queue_file(lines, body=BODY if with_body else None, chunk=chunk, end=end)
         assert header_block(data) == b"\n".join(lines)
+
+
+def _postfix_file(
+    headers: list[bytes], body: list[bytes] | None = BODY, *, chunk: int = 2048, end: str = "X"
+) -> bytes:
+    """Like :func:`_queue_file`, but with a ``C`` record that gives the true content offset."""
+    rest = _queue_file(headers, body, chunk=chunk, end=end)
+    rest = rest[rest.index(_record("T", b"1795953996 0")) :]  # drop the helper's size record
+    size_length = 2 + 6 * 15 + 5  # type, length, six fixed-width fields and their spaces
+    offset = size_length + rest.index(_record("M")) + 2
+    fields = (len(rest) - offset, offset, 1, 0, len(rest) - offset, 0)
+    data = _record("C", b" ".join(b"%15d" % f for f in fields)) + rest
+    assert data[offset - 2 : offset] == b"M\x00"
+    return data
+
+
+def _reference_records(data: bytes) -> list[tuple[int, bytes]]:
+    """The original record walk: every record of ``data``, up to the first cut-off one."""
+    records: list[tuple[int, bytes]] = []
+    pos, size = 0, len(data)
+    while pos < size:
+        rec_type = data[pos]
+        pos += 1
+        length = shift = 0
+        while True:
+            if pos >= size:
+                return records
+            byte = data[pos]
+            pos += 1
+            length |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                break
+            shift += 7
+            if shift > 35:
+                raise QueueFileError("record length overflows")
+        if pos + length > size:
+            return records
+        records.append((rec_type, data[pos : pos + length]))
+        pos += length
+    return records
+
+
+def _reference_header_block(data: bytes) -> bytes:
+    """The original implementation: parse every record of ``data``, then read the content."""
+    lines: list[bytes] = []
+    current: list[bytes] = []
+    in_content = False
+    for rec_type, payload in _reference_records(data):
+        if not in_content:
+            in_content = rec_type == ord("M")
+            continue
+        if rec_type == ord("L"):
+            current.append(payload)
+            continue
+        if rec_type == ord("N"):
+            current.append(payload)
+            line = b"".join(current)
+            current = []
+            if not line:
+                return b"\n".join(lines)
+            lines.append(line)
+            continue
+        if rec_type in (ord("X"), ord("E")):
+            return b"\n".join(lines)
+    if not in_content:
+        raise QueueFileError("no message content record")
+    raise QueueFileError("header block is cut off")
+
+
+def _outcome(data: bytes, parse: Callable[[bytes], bytes]) -> bytes | str:
+    try:
+        return parse(data)
+    except QueueFileError as exc:
+        return str(exc)
+
+
+class TestEarlyStop:
+    """Only the records up to the end of the headers are read; the envelope can be skipped."""
+
+    def test_postfix_file_helper_gives_the_true_offset(self) -> None:
+        """The helper's ``C`` record points just after the ``M`` record, as Postfix's does."""
+        data = _postfix_file(HEADERS)
+        offset = int(data[2 : 2 + data[1]].split()[1])
+        assert data[offset - 2 : offset] == b"M\x00"
+        assert header_block(data) == b"\n".join(HEADERS)
+
+    def test_body_is_never_walked(self) -> None:
+        """Records after the empty line are not parsed: a broken body cannot spoil the headers."""
+        data = _queue_file(HEADERS, body=[]) + b"N" + b"\xff" * 8
+        assert header_block(data) == b"\n".join(HEADERS)
+        with pytest.raises(QueueFileError, match="overflows"):
+            _reference_header_block(data)  # the old walk parsed every record first
+
+    def test_envelope_is_skipped_by_the_size_record(self) -> None:
+        """With a true content offset, even an unparseable envelope record is jumped over."""
+        data = _postfix_file(HEADERS)
+        broken = data.replace(
+            _record("T", b"1795953996 0"), b"T" + b"\xff" * 6 + b"\x01" + b"r" * 6
+        )
+        assert len(broken) == len(data)
+        assert header_block(broken) == b"\n".join(HEADERS)
+        with pytest.raises(QueueFileError, match="overflows"):
+            _reference_header_block(broken)
+
+    @pytest.mark.parametrize("offset", [0, 1, 10, 10**9])
+    def test_untrustworthy_offset_falls_back_to_the_walk(self, offset: int) -> None:
+        """A size record whose offset is not just after an empty ``M`` is ignored."""
+        data = _postfix_file(HEADERS)
+        fields = data[2 : 2 + data[1]].split()
+        fields[1] = b"%15d" % offset
+        forged = _record("C", b" ".join(fields)) + data[2 + data[1] :]
+        assert header_block(forged) == b"\n".join(HEADERS)
+
+    @settings(max_examples=300, deadline=None, database=None)
+    @given(
+        lines=st.lists(_LINE, max_size=12),
+        chunk=st.integers(min_value=1, max_value=200),
+        body=st.sampled_from([None, BODY, [b"N\xff"]]),
+        end=st.sampled_from(["X", "E"]),
+        true_offset=st.booleans(),
+        cuts=st.lists(st.integers(min_value=0, max_value=5000), max_size=6),
+    )
+    def test_same_as_the_full_walk(
+        self,
+        lines: list[bytes],
+        chunk: int,
+        body: list[bytes] | None,
+        end: str,
+        true_offset: bool,
+        cuts: list[int],
+    ) -> None:
+        """Whole files and prefixes give what walking every record gave (block or error)."""
+        build = _postfix_file if true_offset else _queue_file
+        data = build(lines, body, chunk=chunk, end=end)
+        for size in [len(data), *cuts]:
+            prefix = data[:size]
+            assert _outcome(prefix, header_block) == _outcome(prefix, _reference_header_block)

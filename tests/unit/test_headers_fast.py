@@ -1,0 +1,236 @@
+"""The fast paths of mailwatch.headers give what the original line-by-line code gave.
+
+``parse_header_block`` takes a regex fast path for "plain" blocks and can keep only named
+headers; ``unfold`` and ``normalise_subject`` were rewritten for speed. Each is checked here
+against a copy of the implementation it replaced (``_reference_*``), on the unit corpus and on
+generated input built to hit the corner cases (odd whitespace, stray lines, CR, 8-bit bytes).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from mailwatch.headers import (
+    _MARKING,
+    _REPLY_PREFIX,
+    ESSENTIAL_HEADERS,
+    TRACE_HEADERS,
+    NormalisedSubject,
+    _canonical_marking,
+    decode_header_value,
+    keep_set,
+    normalise_subject,
+    parse_header_block,
+    unfold,
+)
+from mailwatch.model import Headers
+
+_SPACES = re.compile(r"\s+")
+_LIST_TAG = re.compile(r"^\[[^\]\[]{1,40}\]\s*")
+
+
+def _reference_unfold(value: str) -> str:
+    return _SPACES.sub(" ", value.replace("\r", "").replace("\n", " ")).strip()
+
+
+def _reference_parse(raw: bytes | str, skip: frozenset[str] = frozenset()) -> Headers:
+    """parse_header_block as it was: line by line, every header decoded."""
+    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+    items: list[tuple[str, str]] = []
+    name: str | None = None
+    parts: list[str] = []
+
+    def flush() -> None:
+        if name is not None and name.lower() not in skip:
+            items.append((name, decode_header_value(_reference_unfold(" ".join(parts)))))
+
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if not line.strip():
+            if line == "" or name is None:
+                break
+            continue
+        if line[0] in " \t":
+            if name is not None:
+                parts.append(line.strip())
+            continue
+        head, colon, rest = line.partition(":")
+        if not colon or not head.strip() or " " in head.strip():
+            continue
+        flush()
+        name, parts = head.strip(), [rest.strip()]
+    flush()
+    return Headers(tuple(items))
+
+
+def _reference_normalise(subject: str) -> NormalisedSubject:
+    """normalise_subject as it was (substitutions, compared until nothing changes)."""
+    text = _reference_unfold(decode_header_value(subject))
+    marking: str | None = None
+    while True:
+        before = text
+        found = _MARKING.match(text)
+        if found:
+            if marking is None:
+                marking = _canonical_marking(
+                    found.group("b")
+                    or found.group("p")
+                    or found.group("upper")
+                    or found.group("sep")
+                    or found.group("bare")
+                )
+            text = text[found.end() :]
+        else:
+            text = _REPLY_PREFIX.sub("", text, count=1)
+            if text == before:
+                text = _LIST_TAG.sub("", text, count=1)
+        if text == before:
+            break
+    return NormalisedSubject(text=text.strip(), marking=marking)
+
+
+WHITESPACE = " \t\r\n\x0b\x0c\x1c\x1f\x85\xa0\u2003\u2028\u3000"
+NAMES = ["Subject", "SUBJECT", "subject", "From", "To", "Cc", "Date", "Message-ID", "Received",
+         "X-Case", "X-Mailwatch-Canary", "Importance", "X-Priority", "K\u212aey", "S\u00fcbject",
+         "Bad Name", "To-Do", "X\tTab", ""]  # fmt: skip
+VALUE_PIECES = [*"aZ09:;-=?_ ", *WHITESPACE, "=?utf-8?q?caf=C3=A9?=", "\u00e9", "\ufffd", "[x]"]
+VALUE = st.lists(st.sampled_from(VALUE_PIECES), max_size=12).map("".join)
+HEADER_LINE = st.builds(lambda n, sep, v: f"{n}{sep}{v}", st.sampled_from(NAMES),
+                        st.sampled_from([":", " :", "\t:", ": ", ""]), VALUE)  # fmt: skip
+CONTINUATION = st.builds(lambda lead, v: lead + v, st.sampled_from([" ", "\t", "  "]), VALUE)
+ODD_LINE = st.sampled_from(["", " ", "\t", "\x0b", "\x0bSubject: v", "no colon", "\r", ":x"])
+LINES = st.lists(st.one_of(HEADER_LINE, HEADER_LINE, CONTINUATION, ODD_LINE), max_size=12)
+PLAIN_HEADER = st.builds(lambda n, sep, v: f"{n}{sep}{v}", st.sampled_from(NAMES[:14]),
+                         st.sampled_from([":", " :", ": "]), VALUE)  # fmt: skip
+PLAIN_LINES = st.builds(lambda first, rest: [first, *rest], PLAIN_HEADER,
+                        st.lists(st.one_of(PLAIN_HEADER, CONTINUATION), max_size=10))  # fmt: skip
+KEEPS = st.sampled_from([None, frozenset(), ESSENTIAL_HEADERS, keep_set(["X-Case", "kkey"]),
+                         frozenset({"received", "x-mailwatch-canary"})])  # fmt: skip
+SKIPS = st.sampled_from([frozenset(), TRACE_HEADERS, frozenset({"subject"})])
+
+
+def _kept(headers: Headers, keep: frozenset[str] | None) -> Headers:
+    if keep is None:
+        return headers
+    return Headers(tuple((n, v) for n, v in headers.items if n.lower() in keep))
+
+
+class TestUnfoldIsUnchanged:
+    """``unfold`` (split/join) equals the regex it replaced."""
+
+    @settings(max_examples=300, deadline=None, database=None)
+    @given(st.text(alphabet=st.sampled_from([*"ab", *WHITESPACE]), max_size=40))
+    def test_same_as_regex(self, value: str) -> None:
+        """Every whitespace character a regex matches collapses the same way; CR is dropped."""
+        assert unfold(value) == _reference_unfold(value)
+
+
+class TestParseHeaderBlockIsUnchanged:
+    """Fast path or not, with ``keep`` or not: what the line-by-line parse gave."""
+
+    @settings(max_examples=600, deadline=None, database=None)
+    @given(
+        lines=LINES,
+        newline=st.sampled_from(["\n", "\r\n"]),
+        tail=st.sampled_from(["", "\n", "\n\nBody: x"]),
+        keep=KEEPS,
+        skip=SKIPS,
+        as_bytes=st.booleans(),
+    )
+    @example(["Subject: a", "stray", " b"], "\n", "", None, frozenset(), True)
+    @example(["Subject: a", " \t", "To: b"], "\r\n", "\n", ESSENTIAL_HEADERS, frozenset(), False)
+    @example([" x", "Subject: a"], "\n", "", None, frozenset(), False)
+    def test_same_as_reference(
+        self,
+        lines: list[str],
+        newline: str,
+        tail: str,
+        keep: frozenset[str] | None,
+        skip: frozenset[str],
+        as_bytes: bool,
+    ) -> None:
+        """Generated blocks (stray lines, odd whitespace, CR) parse as before."""
+        text = newline.join(lines) + tail
+        raw: bytes | str = text.encode("utf-8", "surrogatepass") if as_bytes else text
+        expected = _kept(_reference_parse(raw, skip), keep)
+        assert parse_header_block(raw, skip=skip, keep=keep) == expected
+
+    @settings(max_examples=400, deadline=None, database=None)
+    @given(lines=PLAIN_LINES, keep=KEEPS, skip=SKIPS)
+    def test_plain_blocks_same_as_reference(
+        self, lines: list[str], keep: frozenset[str] | None, skip: frozenset[str]
+    ) -> None:
+        """Blocks of header and continuation lines only (the fast path) parse as before."""
+        raw = "\n".join(lines).encode()
+        assert parse_header_block(raw, skip=skip, keep=keep) == _kept(
+            _reference_parse(raw, skip), keep
+        )
+
+    def test_8bit_and_invalid_bytes(self) -> None:
+        """Raw UTF-8 and invalid bytes decode as before, in the fast path and out of it."""
+        for raw in (b"Subject: caf\xc3\xa9\nTo: \xff\n", b"S\xc3\xbcbject: x\nTo: y"):
+            assert parse_header_block(raw) == _reference_parse(raw)
+            assert parse_header_block(raw, keep=ESSENTIAL_HEADERS) == _kept(
+                _reference_parse(raw), ESSENTIAL_HEADERS
+            )
+
+
+class TestKeep:
+    """``keep`` names the headers to keep (lower case); the rest are not decoded at all."""
+
+    BLOCK = (
+        b"Received: from x\n\tby y\nFrom: om@probation.example\nSUBJECT: =?utf-8?q?caf=C3=A9?=\n"
+        b"X-Case-Reference: 123\nMIME-Version: 1.0\nx-mailwatch-canary: abc\n"
+    )
+
+    def test_only_kept_headers_in_order(self) -> None:
+        """Kept names match in any case; order and names as sent are preserved."""
+        headers = parse_header_block(self.BLOCK, keep=keep_set(["X-Mailwatch-Canary"]))
+        assert headers.items == (
+            ("From", "om@probation.example"),
+            ("SUBJECT", "caf\u00e9"),
+            ("x-mailwatch-canary", "abc"),
+        )
+
+    def test_skip_wins_over_keep(self) -> None:
+        """A header named in both ``skip`` and ``keep`` is dropped."""
+        headers = parse_header_block(self.BLOCK, skip=TRACE_HEADERS, keep=frozenset({"received"}))
+        assert headers == Headers()
+
+    def test_empty_keep_keeps_nothing(self) -> None:
+        """``keep=frozenset()`` keeps no header (``None`` keeps them all)."""
+        assert parse_header_block(self.BLOCK, keep=frozenset()) == Headers()
+        assert len(parse_header_block(self.BLOCK).items) == 6
+
+    def test_keep_set(self) -> None:
+        """The essential headers plus the extra names, lower-cased."""
+        assert keep_set(["X-Case", "Importance"]) == ESSENTIAL_HEADERS | {"x-case"}
+        assert {"subject", "from", "to", "cc", "date", "message-id"} <= keep_set()
+
+
+class TestNormaliseSubjectIsUnchanged:
+    """``normalise_subject`` (anchored matches, no re-comparison) equals the loop it replaced."""
+
+    @pytest.mark.parametrize(
+        "subject",
+        ["RE: FW: [CJSM] OFFICIAL-SENSITIVE: RE: Part A", "[a][b][c] x", "RE:RE:RE:", "[]", ""],
+    )
+    def test_examples(self, subject: str) -> None:
+        """Chains of prefixes, tags and markings."""
+        assert normalise_subject(subject) == _reference_normalise(subject)
+
+    @settings(max_examples=500, deadline=None, database=None)
+    @given(
+        st.lists(
+            st.sampled_from(["RE:", "Fwd: ", "AW:", "[CJSM] ", "[", "]", "OFFICIAL", "-SENSITIVE",
+                             ": ", " ", "(RESTRICTED) ", "Protect", " | ", "Part A", "x", "\u2013",
+                             "=?utf-8?q?RE:_?=", "\t", "not protectively marked", "Re[2]: "]),
+            max_size=10,
+        ).map("".join)
+    )  # fmt: skip
+    def test_generated(self, subject: str) -> None:
+        """Generated subjects made of prefixes, tags, markings and text."""
+        assert normalise_subject(subject) == _reference_normalise(subject)
