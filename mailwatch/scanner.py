@@ -120,10 +120,18 @@ class Scanner:
     store: Store
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     _classifications: dict[str, dict[str, Classification]] = field(default_factory=dict)
+    _scans: int = 0
 
     async def scan(self, source: Source) -> ScanOutcome:
-        """Probe ``source`` once, judge what it saw and record it."""
-        with collection_paused():
+        """Probe ``source`` once, judge what it saw and record it.
+
+        Log lines emitted meanwhile carry ``source`` and a per-scan ``scan`` id (contextvars).
+        """
+        self._scans += 1
+        with (
+            structlog.contextvars.bound_contextvars(source=source.name, scan=self._scans),
+            collection_paused(),
+        ):
             return await self._scan(source)
 
     async def _scan(self, source: Source) -> ScanOutcome:

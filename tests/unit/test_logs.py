@@ -5,11 +5,17 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import structlog
 
+from mailwatch.config import load
+from mailwatch.errors import SourceUnavailable
 from mailwatch.logs import configure, mask_addresses, redact
+from mailwatch.model import Observation
+from mailwatch.scanner import Scanner
+from mailwatch.store import Store
 
 
 @pytest.fixture(name="captured")
@@ -61,3 +67,26 @@ class TestRedaction:
         """Keys that hold message content are dropped whatever the level."""
         event = redact(None, "warning", {key: "x@y.example", "event": "e"})
         assert event[key] == "[redacted]"
+
+
+class _FakeFailingSource:
+    """Fault injection: a source whose probe always fails."""
+
+    name = "mta9"
+
+    async def probe(self) -> Observation:
+        """Fail like an unreachable MTA would."""
+        raise SourceUnavailable(self.name, "cannot run postqueue: No such file or directory")
+
+
+async def test_scan_logs_carry_source_and_scan_id(captured: io.StringIO, tmp_path: Path) -> None:
+    """Log lines emitted during a scan carry the source and a per-scan id (contextvars)."""
+    with Store(tmp_path / "mw.db") as store:
+        scanner = Scanner(load(None).classifier(), store)
+        await scanner.scan(_FakeFailingSource())
+        await scanner.scan(_FakeFailingSource())
+    lines = [json.loads(line) for line in captured.getvalue().splitlines()]
+    failures = [line for line in lines if line["event"] == "probe_failed"]
+    assert [(f["source"], f["scan"]) for f in failures] == [("mta9", 1), ("mta9", 2)]
+    structlog.get_logger("t").info("after")
+    assert "scan" not in json.loads(captured.getvalue().splitlines()[-1])  # unbound again
