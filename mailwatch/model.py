@@ -8,6 +8,7 @@ sources (``source/queue_id/arrival``: Postfix reuses queue ids over time).
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -55,6 +56,11 @@ class Recipient:
         return domain.lower() if "@" in self.address else ""
 
 
+def domains_of(recipients: Iterable[Recipient]) -> tuple[str, ...]:
+    """Sorted distinct domains of ``recipients`` (what may be shown instead of addresses)."""
+    return tuple(sorted({r.domain for r in recipients if r.domain}))
+
+
 @dataclass(frozen=True, slots=True)
 class Headers:
     """The message headers mailwatch keeps: decoded, unfolded, in order, names as sent."""
@@ -95,7 +101,7 @@ class Message:
     @property
     def recipient_domains(self) -> tuple[str, ...]:
         """Sorted distinct recipient domains (safe to show: no local parts)."""
-        return tuple(sorted({r.domain for r in self.recipients if r.domain}))
+        return domains_of(self.recipients)
 
     @property
     def delay_reason(self) -> str | None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mailwatch.sandbox.postfix import free_port
+from mailwatch.sandbox.process import launch, wait_ready
 
 BINARY = "prometheus-alertmanager"
 """Debian's name for it (upstream: ``alertmanager``)."""
@@ -102,24 +102,17 @@ class PrivateAlertmanager:
         binary = shutil.which(BINARY) or shutil.which("alertmanager")
         if binary is None:
             raise AlertmanagerError(f"{BINARY} is not installed (scripts/bootstrap installs it)")
-        log = (self.root / "alertmanager.log").open("ab")
-        self._process = subprocess.Popen(
+        self._process = launch(
             [binary, f"--config.file={self.config_path}", f"--storage.path={self.root / 'data'}",
              f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address="],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            self.root / "alertmanager.log",
         )  # fmt: skip
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise AlertmanagerError(f"alertmanager exited: {self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise AlertmanagerError(f"alertmanager never became ready: {self.log_tail()}")
+        wait_ready(
+            self._process,
+            f"{self.url}/-/ready",
+            timeout,
+            lambda why: AlertmanagerError(f"alertmanager {why}: {self.log_tail()}"),
+        )
 
     def stop(self) -> None:
         """Stop Alertmanager and wait for it (it forgets its alerts)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mailwatch.sandbox.postfix import free_port
+from mailwatch.sandbox.process import launch, wait_ready
 
 
 class PrometheusError(RuntimeError):
@@ -58,24 +58,17 @@ class PrivatePrometheus:
         if binary is None:
             raise PrometheusError("prometheus is not installed (scripts/bootstrap installs it)")
         config = self.write_config()
-        log = (self.root / "prometheus.log").open("wb")
-        self._process = subprocess.Popen(
+        self._process = launch(
             [binary, f"--config.file={config}", f"--storage.tsdb.path={self.root / 'data'}",
              f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            self.root / "prometheus.log",
         )  # fmt: skip
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise PrometheusError(f"prometheus exited: {self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.1)
-        raise PrometheusError(f"prometheus never became ready: {self.log_tail()}")
+        wait_ready(
+            self._process,
+            f"{self.url}/-/ready",
+            timeout,
+            lambda why: PrometheusError(f"prometheus {why}: {self.log_tail()}"),
+        )
 
     def log_tail(self, lines: int = 15) -> str:
         """The end of Prometheus's own log."""

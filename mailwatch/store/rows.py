@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
-from mailwatch.model import DeliveryStatus, Headers, Priority, Recipient, Status
+from mailwatch.model import DeliveryStatus, Headers, Priority, Recipient, Status, domains_of
 
 INSERT_COLUMNS = (
     "key, source, queue_id, queue, arrival, size, sender, recipients, headers, subject, marking, "
@@ -93,7 +93,7 @@ class StoredMessage:
     @property
     def recipient_domains(self) -> tuple[str, ...]:
         """Sorted distinct recipient domains."""
-        return tuple(sorted({r.domain for r in self.recipients if r.domain}))
+        return domains_of(self.recipients)
 
 
 @dataclass(frozen=True, slots=True)
