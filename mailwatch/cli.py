@@ -347,16 +347,27 @@ def demo(ctx: Context, state_dir: Path) -> None:
 
 
 @cli.command()
+@click.option(
+    "--demo-dir", type=click.Path(path_type=Path), default=Path(".mailwatch-demo"),
+    show_default=True, help="With no sources configured: where the demo's private Postfix lives.",
+)  # fmt: skip
 @pass_ctx
 @_guard
-def run(ctx: Context) -> None:
-    """Run the service: probe every source on its interval and serve /metrics."""
+def run(ctx: Context, demo_dir: Path) -> None:
+    """Run the service: probe every source, alert, serve metrics, the API and the status page.
+
+    With no sources configured (the example file), it watches the demo's private Postfix.
+    """
+    from mailwatch.demo import with_private_postfix
     from mailwatch.runner import run_service
 
-    settings = ctx.settings
-    if not settings.sources:
-        _fail("no sources configured (add a [sources.NAME] table)", 2)
-    asyncio.run(run_service(settings, echo=click.echo, config_path=ctx.path))
+    def adjust(settings: config_module.Settings) -> config_module.Settings:
+        if settings.sources:
+            return settings
+        return with_private_postfix(settings, demo_dir, click.echo)
+
+    asyncio.run(run_service(adjust(ctx.settings), echo=click.echo, config_path=ctx.path,
+                            adjust=adjust))  # fmt: skip
 
 
 @cli.command("classes")

@@ -242,12 +242,17 @@ class Settings(BaseSettings):
                              "configured, so its alerts are not delivered")  # fmt: skip
         local = any(isinstance(c, PostfixSourceConfig | EximSourceConfig)
                     for c in self.sources.values())  # fmt: skip
+        watched_hosts = {getattr(c, attr) for c in self.sources.values()
+                         for attr in ("host", "submission_host") if hasattr(c, attr)}  # fmt: skip
         for name, receiver in self.receivers.items():
-            if (
-                isinstance(receiver, EmailReceiverConfig)
-                and local
-                and receiver.host in ("localhost", "127.0.0.1", "::1")
-            ):
+            if not isinstance(receiver, EmailReceiverConfig):
+                continue
+            if receiver.host in watched_hosts:
+                found.append(
+                    f"receivers.{name}: the alert relay {receiver.host} is also a watched"
+                    " source; alerts about it would go through the system that failed"
+                )
+            elif local and receiver.host in ("localhost", "127.0.0.1", "::1"):
                 found.append(
                     f"receivers.{name}: the alert relay {receiver.host} looks like the watched"
                     " local MTA; alerts about it would queue behind the problem"

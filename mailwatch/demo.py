@@ -17,6 +17,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from mailwatch.config import Settings
+from mailwatch.durations import Duration
 from mailwatch.render import counts_table, judge_stored, stuck_json, stuck_table
 from mailwatch.sandbox.postfix import PrivatePostfix
 from mailwatch.scanner import Scanner
@@ -83,19 +84,27 @@ def _hold_samples(instance: PrivatePostfix) -> None:
             instance.postsuper("-h", str(entry["queue_id"]))
 
 
+def with_private_postfix(
+    settings: Settings, state_dir: Path, echo: Callable[[str], None]
+) -> Settings:
+    """``settings`` watching the demo's private Postfix (started, and seeded, if need be)."""
+    instance = start_private_postfix(state_dir)
+    echo(
+        f"Started a private Postfix in {instance.root} (SMTP 127.0.0.1:{instance.smtp_port};"
+        f" stop it with: postfix -c {instance.config_dir} stop)"
+    )
+    source = PostfixSourceConfig(
+        type="postfix", config_dir=instance.config_dir, interval=Duration(10)
+    )
+    return settings.model_copy(update={"sources": {DEMO_SOURCE: source}})
+
+
 def run_demo(
     settings: Settings, state_dir: Path, *, echo: Callable[[str], None], now: Callable[[], datetime]
 ) -> None:
     """Scan the configured Postfix sources, or a private one, and print what is stuck."""
-    has_postfix = any(isinstance(s, PostfixSourceConfig) for s in settings.sources.values())
-    if not has_postfix:
-        instance = start_private_postfix(state_dir)
-        echo(
-            f"Started a private Postfix in {instance.root} (SMTP 127.0.0.1:{instance.smtp_port};"
-            f" stop it with: postfix -c {instance.config_dir} stop)"
-        )
-        source = PostfixSourceConfig(type="postfix", config_dir=instance.config_dir)
-        settings = settings.model_copy(update={"sources": {DEMO_SOURCE: source}})
+    if not any(isinstance(s, PostfixSourceConfig) for s in settings.sources.values()):
+        settings = with_private_postfix(settings, state_dir, echo)
     with Store(settings.store.path) as store:
         scanner = Scanner(settings.classifier(), store)
         outcomes = asyncio.run(scanner.scan_all(build_sources(settings, store)))

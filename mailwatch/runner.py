@@ -62,8 +62,13 @@ async def run_service(
     stop: asyncio.Event | None = None,
     config_path: Path | None = None,
     reload: asyncio.Event | None = None,
+    adjust: Callable[[Settings], Settings] = lambda settings: settings,
 ) -> None:
-    """Run until ``stop`` is set (default: SIGTERM or SIGINT); reload on ``reload`` (SIGHUP)."""
+    """Run until ``stop`` is set (default: SIGTERM or SIGINT); reload on ``reload`` (SIGHUP).
+
+    ``adjust`` is applied to every configuration loaded on reload (``mailwatch run`` uses it to
+    add the demo's private Postfix when the file configures no source).
+    """
     stop = stop or asyncio.Event()
     reload = reload or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -83,7 +88,7 @@ async def run_service(
             if stop.is_set() or new is None:
                 break
             log.info("config_reloaded", path=str(config_path))
-            settings = new
+            settings = adjust(new)
             reload.clear()
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

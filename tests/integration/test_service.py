@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
 import signal
@@ -194,3 +195,33 @@ class TestStatusPage:
             capture_output=True, timeout=60, check=True,
         )  # fmt: skip
         assert shot.stat().st_size > 5000
+
+
+class TestExampleConfig:
+    """`mailwatch run` with the shipped example file (no sources) watches the demo Postfix."""
+
+    def test_run_with_example_config(self, tmp_path: Path) -> None:
+        """It starts the private Postfix, becomes ready and serves the page; SIGTERM exits 0."""
+        repo = Path(__file__).resolve().parents[2]
+        port = free_port()
+        env = {**os.environ, "MAILWATCH_HTTP__LISTEN": f"127.0.0.1:{port}",
+               "MAILWATCH_STORE__PATH": str(tmp_path / "mw.db")}  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mailwatch", "-c", str(repo / "mailwatch.example.toml"), "run",
+             "--demo-dir", str(tmp_path / "demo")],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            _wait_for(f"http://127.0.0.1:{port}/readyz", r'"ready": true', within=40)
+            page = _get(f"http://127.0.0.1:{port}/")
+            assert 'data-class="recall_emergency"' in page
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=15) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            PrivatePostfix(tmp_path / "demo" / "postfix", 0, 0).stop()
+        assert proc.stdout is not None
+        with proc.stdout:
+            assert "Started a private Postfix" in proc.stdout.read().decode()

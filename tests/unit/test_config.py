@@ -458,3 +458,28 @@ class TestImapSource:
         assert message in text
         assert "sources.duty" in text
         assert "inline-secret" not in text  # a secret written inline is not echoed back
+
+
+class TestWarnings:
+    """config check warns about setups that are valid but defeat their purpose."""
+
+    def test_alert_relay_that_is_a_watched_host(self, write_config: WriteConfig) -> None:
+        """An email receiver whose relay is also a watched IMAP host is flagged."""
+        path = write_config(
+            '[sources.box]\ntype = "imap"\nhost = "mail.example"\nuser = "u"\n'
+            'password = { env = "P" }\n'
+            '[receivers.duty_managers]\ntype = "email"\nhost = "mail.example"\n'
+            'sender = "mw@x.example"\nto = ["dm@x.example"]\n'
+        )
+        warnings = config.load(path).warnings()
+        assert any("receivers.duty_managers: the alert relay mail.example is also a watched"
+                   in w for w in warnings)  # fmt: skip
+        assert any("no receiver ops is configured" in w for w in warnings)
+
+    def test_separate_relay_is_fine(self, write_config: WriteConfig) -> None:
+        """A relay that is not watched raises no relay warning."""
+        path = write_config(
+            '[receivers.duty_managers]\ntype = "email"\nhost = "relay.example"\n'
+            'sender = "mw@x.example"\nto = ["dm@x.example"]\n'
+        )
+        assert not [w for w in config.load(path).warnings() if "alert relay" in w]
