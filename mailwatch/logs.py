@@ -47,8 +47,17 @@ def redact(_logger: Any, method: str, event: MutableMapping[str, Any]) -> Mutabl
     return event
 
 
+_CACHING = {"allowed": True}
+"""Global state, on purpose: once a test suite has asked for uncached loggers, a later
+``configure()`` (a CLI command run in-process) must not switch caching back on, or loggers
+bound then would ignore every later configuration (structlog #408)."""
+
+
 def configure(level: str = "info", fmt: str = "auto", *, cache: bool = True) -> None:
-    """Configure structlog once for the process (``cache=False`` in tests, see structlog #408)."""
+    """Configure structlog for the process (``cache=False`` in tests, see structlog #408)."""
+    if not cache:
+        _CACHING["allowed"] = False
+    cache = cache and _CACHING["allowed"]
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
