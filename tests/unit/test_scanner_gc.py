@@ -83,11 +83,16 @@ class TestCollectionPaused:
     def test_frozen_objects_stay_frozen(self) -> None:
         """Objects frozen by someone else are not unfrozen by the promotion."""
         gc.freeze()
-        frozen = gc.get_freeze_count()
-        assert frozen > 0
-        with collection_paused():
-            pass
-        assert gc.get_freeze_count() == frozen
+        try:
+            frozen = gc.get_freeze_count()
+            assert frozen > 1000
+            with collection_paused():
+                pass
+            # Frozen objects can still be freed by reference counting meanwhile, so the count
+            # may shrink a little; an unfreeze would take it to (almost) nothing.
+            assert gc.get_freeze_count() >= frozen - 1000
+        finally:
+            gc.unfreeze()
 
 
 class _BrokenSource:
