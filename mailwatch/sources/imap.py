@@ -37,6 +37,7 @@ after its sync completes, so a failed probe leaves the previous state intact.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -48,9 +49,16 @@ from typing import Literal
 import structlog
 
 from mailwatch.errors import SourceError, SourceTimeout
-from mailwatch.headers import TRACE_HEADERS, normalise_subject, parse_header_block
+from mailwatch.headers import (
+    TRACE_HEADERS,
+    NormalisedSubject,
+    keep_set,
+    normalise_subject,
+    parse_header_block,
+)
 from mailwatch.model import Headers, Message, Observation, Recipient
 from mailwatch.parsing.imap import MAX_UIDS_PER_FETCH, FetchRecord, MailboxState
+from mailwatch.scanner import collection_paused
 from mailwatch.sources.imap_client import ImapClient, Security, make_ssl_context
 
 log = structlog.get_logger(__name__)
@@ -72,19 +80,6 @@ _ACTIONED: dict[str, tuple[str | None, str, str]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class CachedMessage:
-    """What one message's FETCH yields once decoded (headers never change in a mailbox)."""
-
-    arrival: datetime
-    size: int
-    sender: str
-    recipients: tuple[Recipient, ...]
-    headers: Headers
-    subject: str
-    marking: str | None
-
-
 @dataclass(slots=True)
 class FolderState:
     """What the last completed sync of one folder saw."""
@@ -97,25 +92,74 @@ class FolderState:
     poll reuses it instead of rebuilding one tuple entry per unactioned message."""
 
 
+# An ordinary address list: comma-separated ``local@domain``, ``<local@domain>`` or ``Name
+# <local@domain>``, with ASCII atoms only in the address and no character in the name that
+# getaddresses treats specially (quotes, parentheses, backslashes, brackets, @ , : ;).
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_ADDR = rf"{_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+_WORD = r'[^\s()<>@,:;"\[\]\\]+'  # a display-name atom getaddresses reads as one
+_ORDINARY = re.compile(
+    rf"[ \t]*(?:(?P<bare>{_ADDR})|(?P<name>{_WORD}(?:[ \t]+{_WORD})*)?[ \t]*<(?P<addr>{_ADDR})>)"
+    r"[ \t]*"
+)
+_FALLBACK = re.compile(r'["()\\]|=\?')
+
+
+@functools.lru_cache(maxsize=4096)
+def _ordinary(value: str) -> tuple[tuple[str, str], ...] | None:
+    """The pairs of one header value if every entry is ordinary, else ``None``."""
+    if not value or _FALLBACK.search(value):
+        return None
+    pairs: list[tuple[str, str]] = []
+    for entry in value.split(","):
+        found = _ORDINARY.fullmatch(entry)
+        if found is None:
+            return None
+        bare = found["bare"]
+        if bare is not None:
+            pairs.append(("", bare))
+        else:
+            name = found["name"]
+            pairs.append((" ".join(name.split()) if name else "", found["addr"]))
+    return tuple(pairs)
+
+
+def addresses(values: Sequence[str]) -> list[tuple[str, str]]:
+    """``email.utils.getaddresses(values)``, parsed directly when every entry is ordinary.
+
+    Quotes, parentheses, backslashes or encoded words anywhere, or any entry that is not
+    ``addr``, ``<addr>`` or ``Name <addr>`` (groups, bare words, empty entries or values,
+    odd spacing or characters) take getaddresses itself; the direct parse gives the same
+    pairs. getaddresses joins the values with ", ", so for ordinary values its answer is
+    the values' answers in turn: each value's is cached (senders and lists repeat).
+    """
+    pairs: list[tuple[str, str]] = []
+    for value in values:
+        found = _ordinary(value)
+        if found is None:
+            return getaddresses(values)
+        pairs.extend(found)
+    return pairs
+
+
 def _addresses(headers: Headers, *names: str) -> list[str]:
     values = [v for name in names for k, v in headers.items if k.lower() == name]
-    return [addr for _, addr in getaddresses(values) if addr]
+    return [addr for _, addr in addresses(values) if addr] if values else []
 
 
-def cached_message(record: FetchRecord, now: datetime) -> CachedMessage:
-    """Decode one FETCH record (headers parsed, trace headers skipped)."""
-    headers = parse_header_block(record.header or b"", skip=TRACE_HEADERS)
-    subject = normalise_subject(headers.get("Subject") or "")
+def decode_record(
+    record: FetchRecord, now: datetime, keep: frozenset[str] | None = None
+) -> tuple[datetime, int, str, tuple[Recipient, ...], Headers, NormalisedSubject]:
+    """One FETCH record decoded: arrival, size, sender, recipients, headers, subject.
+
+    Headers are parsed with trace headers skipped and, with ``keep``, only those named.
+    """
+    headers = parse_header_block(record.header or b"", skip=TRACE_HEADERS, keep=keep)
     senders = _addresses(headers, "from")
-    return CachedMessage(
-        arrival=record.internaldate or now,
-        size=record.size or 0,
-        sender=senders[0] if senders else "",
-        recipients=tuple(Recipient(a) for a in dict.fromkeys(_addresses(headers, "to", "cc"))),
-        headers=headers,
-        subject=subject.text,
-        marking=subject.marking,
-    )
+    recipients = tuple(Recipient(a) for a in dict.fromkeys(_addresses(headers, "to", "cc")))
+    subject = normalise_subject(headers.get("Subject") or "")
+    sender = senders[0] if senders else ""
+    return record.internaldate or now, record.size or 0, sender, recipients, headers, subject
 
 
 class ImapSource:
@@ -166,6 +210,7 @@ class ImapSource:
         self.timeout = timeout
         self._clock = clock
         fields = dict.fromkeys(f.upper() for f in (*DEFAULT_HEADER_FIELDS, *extra_headers))
+        self._keep = keep_set(fields)  # the server sends only these: parse nothing else
         self.fetch_items = (
             f"(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS ({' '.join(fields)})])"
         )
@@ -192,14 +237,8 @@ class ImapSource:
         fetched = malformed = 0
         try:
             async with asyncio.timeout(self.timeout), self._client() as client:
-                await client.connect()
-                if self._token is not None:
-                    await client.xoauth2(self.user, self._token)
-                else:
-                    await client.login(self.user, self._password or "")
-                for folder in self.folders:
-                    read, bad = await self._sync(client, folder, observed_at)
-                    fetched, malformed = fetched + read, malformed + bad
+                with collection_paused():  # see mailwatch.scanner: a sync's objects all survive
+                    fetched, malformed = await self._sync_all(client, observed_at)
         except SourceError:
             raise  # already typed (SourceTimeout is a TimeoutError too: keep its detail)
         except TimeoutError as exc:  # the whole probe's deadline (each call has its own too)
@@ -213,6 +252,19 @@ class ImapSource:
             malformed=malformed,
             headers_read=fetched,
         )
+
+    async def _sync_all(self, client: ImapClient, now: datetime) -> tuple[int, int]:
+        """Connect, authenticate and sync every folder; return (headers fetched, malformed)."""
+        fetched = malformed = 0
+        await client.connect()
+        if self._token is not None:
+            await client.xoauth2(self.user, self._token)
+        else:
+            await client.login(self.user, self._password or "")
+        for folder in self.folders:
+            read, bad = await self._sync(client, folder, now)
+            fetched, malformed = fetched + read, malformed + bad
+        return fetched, malformed
 
     async def _sync(self, client: ImapClient, folder: str, now: datetime) -> tuple[int, int]:
         """Bring one folder's state up to date; return (headers fetched, malformed)."""
@@ -234,33 +286,24 @@ class ImapSource:
         records, malformed = await client.fetch(wanted, self.fetch_items) if wanted else ([], 0)
         messages = {uid: known[uid] for uid in unactioned if uid in known}
         done = {"\\Deleted", flag} - {None}
+        prefix, wait_reason, keep = (
+            f"{self.name}/{folder}/{mailbox.uidvalidity}/",
+            f"{reason} {folder}",
+            self._keep,
+        )
         for record in records:
-            if record.uid is None or done & (record.flags or frozenset()):
+            uid = record.uid
+            if uid is None or done & (record.flags or frozenset()):
                 continue  # actioned between the SEARCH and the FETCH
-            cached = cached_message(record, now)
-            messages[record.uid] = self._message(folder, mailbox, record.uid, cached, reason)
+            arrival, size, sender, recipients, headers, subject = decode_record(record, now, keep)
+            messages[uid] = Message(
+                f"{prefix}{uid}", self.name, str(uid), folder, arrival, size, sender, recipients,
+                headers, subject.text, subject.marking, wait_reason=wait_reason,
+            )  # fmt: skip
         if set(wanted) - {r.uid for r in records}:  # malformed, or expunged meanwhile
             mailbox = replace(mailbox, highestmodseq=None)  # so the next poll retries them
         self.state[folder] = FolderState(mailbox, messages)
         return len(records), malformed
-
-    def _message(
-        self, folder: str, mailbox: MailboxState, uid: int, cached: CachedMessage, reason: str
-    ) -> Message:
-        return Message(
-            key=f"{self.name}/{folder}/{mailbox.uidvalidity}/{uid}",
-            source=self.name,
-            queue_id=str(uid),
-            queue=folder,
-            arrival=cached.arrival,
-            size=cached.size,
-            sender=cached.sender,
-            recipients=cached.recipients,
-            headers=cached.headers,
-            subject=cached.subject,
-            marking=cached.marking,
-            wait_reason=f"{reason} {folder}",
-        )
 
     def _messages(self) -> tuple[Message, ...]:
         out: list[Message] = []

@@ -3,10 +3,10 @@
 aioimaplib is used only for its connection and response framing; everything it gets wrong
 (see the project's library notes) is handled here, and each defence has a test:
 
-* **Large FETCH** recurses once per response line and parses quadratically: header fetches go
-  out in batches of at most :data:`~mailwatch.parsing.imap.MAX_UIDS_PER_FETCH` UIDs, and the
-  library's completeness check (a rescan of the whole answer per line) is replaced by a
-  running count (:class:`_FetchCommand`).
+* **Large FETCH** recurses once per response line and parses quadratically: header
+  fetches go out in batches of at most :data:`~mailwatch.parsing.imap.MAX_UIDS_PER_FETCH`
+  UIDs and are read off the wire by a literal-aware reader of the adapter's own
+  (:mod:`mailwatch.sources.imap_fetch`), never by the library.
 * **Framing by parenthesis counting** breaks on a "(" in a quoted string: only
   ``BODY.PEEK[HEADER.FIELDS (...)]`` (a literal), FLAGS, INTERNALDATE, RFC822.SIZE and UID are
   fetched, never ENVELOPE; responses are parsed by :mod:`mailwatch.parsing.imap`.
@@ -37,7 +37,7 @@ import base64
 import contextlib
 import logging
 import ssl
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -55,10 +55,10 @@ from mailwatch.parsing.imap import (
     format_sequence_set,
     parse_capabilities,
     parse_examine,
-    parse_fetch,
     parse_search,
     parse_status,
 )
+from mailwatch.sources.imap_fetch import FetchReader, SaslCommand, fetch_batches
 
 
 def quiet_library_logger() -> None:
@@ -88,50 +88,6 @@ def make_ssl_context(ca_file: Path | None = None, *, verify: bool = True) -> ssl
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
-
-
-class _SaslCommand(aioimaplib.Command):  # type: ignore[misc]
-    """AUTHENTICATE that answers a server's continuation with an empty line.
-
-    On a refused token, XOAUTH2 servers send a continuation carrying the error details and
-    wait for an empty line (RFC 7628) before their tagged NO: the library never answers it.
-    """
-
-    def __init__(self, tag: str, *args: str, answer: Callable[[], None]) -> None:
-        super().__init__("AUTHENTICATE", tag, *args)
-        self._answer = answer
-
-    def append_to_resp(self, line: bytes, result: str = "Pending") -> None:
-        super().append_to_resp(line, result=result)
-        if result == "Pending" and bytes(line).startswith(b"+"):
-            self._answer()
-
-
-class _FetchCommand(aioimaplib.FetchCommand):  # type: ignore[misc]
-    """FETCH that tells whether its answer is whole in O(1) per line received.
-
-    The library's ``wait_data``, called after every line, rescans every line received so far
-    for the start of the last FETCH response and then counts parentheses from there: the
-    cost of a batch grew with the square of its lines (~0.3 s of a 9,000-message header
-    sync in batches of 100, bench/imap_sync.py). The same count is kept here as lines arrive:
-    reset at each line that starts a FETCH response, summed over the text lines (literals
-    excluded), so the answer, framing defect included, is exactly the library's.
-    """
-
-    def __init__(self, tag: str, *args: str, **kw: Any) -> None:
-        self._opened = self._closed = 0  # parentheses since the last FETCH response began
-        super().__init__(tag, *args, **kw)
-
-    def append_to_resp(self, line: bytes | bytearray, result: str = "Pending") -> None:
-        super().append_to_resp(line, result=result)
-        if isinstance(line, bytes):  # literals arrive as bytearray: never counted
-            if self.FETCH_MESSAGE_DATA_RE.match(line):
-                self._opened = self._closed = 0
-            self._opened += line.count(b"(")
-            self._closed += line.count(b")")
-
-    def wait_data(self) -> bool:
-        return self._opened != self._closed
 
 
 class ImapClient:
@@ -183,7 +139,7 @@ class ImapClient:
         if self._lost is not None and not self._lost.done():
             self._lost.set_result(None)
 
-    async def _call(self, what: str, coro: Coroutine[Any, Any, T]) -> T:
+    async def _call(self, what: str, coro: Awaitable[T]) -> T:
         """Await ``coro`` under the timeout, failing at once if the connection drops."""
         task = asyncio.ensure_future(coro)
         lost = self._lost
@@ -246,10 +202,7 @@ class ImapClient:
     async def _command(self, name: str, *args: str, what: str | None = None, **kw: Any) -> Any:
         """Send one command; return its response, or raise SourceError on NO/BAD."""
         protocol = self._imap.protocol
-        if name == "FETCH":  # its own class: it knows when a multi-line FETCH answer is whole
-            command = _FetchCommand(protocol.new_tag(), *args, **kw)
-        else:
-            command = aioimaplib.Command(name, protocol.new_tag(), *args, **kw)
+        command = aioimaplib.Command(name, protocol.new_tag(), *args, **kw)
         label = what or f"{kw.get('prefix', '') or ''} {name}".strip()
         response = await self._call(label, protocol.execute(command))
         if response.result != "OK":
@@ -344,7 +297,7 @@ class ImapClient:
         def answer() -> None:
             protocol.transport.write(b"\r\n")
 
-        command = _SaslCommand(protocol.new_tag(), "XOAUTH2", sasl, answer=answer)
+        command = SaslCommand(protocol.new_tag(), "XOAUTH2", sasl, answer=answer)
         response = await self._call("AUTHENTICATE", protocol.execute(command, scrub=sasl))
         await self._authenticated(response, f"XOAUTH2 as {user!r}")
 
@@ -399,18 +352,31 @@ class ImapClient:
         return self._parse("UID SEARCH", parse_search, response.lines)
 
     async def fetch(self, uids: Iterable[int], items: str) -> tuple[list[FetchRecord], int]:
-        """``UID FETCH`` of ``items`` for ``uids``, batched; returns records and malformed count."""
-        records: list[FetchRecord] = []
-        malformed = 0
-        for batch in batches(uids, self.fetch_batch):
-            response = await self._command(
-                "FETCH", format_sequence_set(batch), items, prefix="UID", what="UID FETCH"
+        """``UID FETCH`` of ``items`` for ``uids``, batched; returns records and malformed count.
+
+        Read by a :class:`~mailwatch.sources.imap_fetch.FetchReader`, never by the library
+        (see :func:`~mailwatch.sources.imap_fetch.fetch_batches`).
+        """
+        protocol = self._imap.protocol
+        if not FetchReader.usable(protocol):  # as the library refuses it, with its reason
+            raise SourceError(
+                self.source, f"UID FETCH: command FETCH illegal in state {protocol.state}"
             )
-            found, bad = parse_fetch(response.lines)
-            wanted = set(batch)
-            records.extend(r for r in found if r.uid in wanted)
-            malformed += bad
+        records, malformed, refused = await fetch_batches(
+            protocol, batches(uids, self.fetch_batch), items, self._fetch_wait
+        )
+        if refused is not None:
+            raise SourceError(self.source, f"UID FETCH refused by {self.where}: {refused}")
         return records, malformed
+
+    async def _fetch_wait(self, done: asyncio.Future[tuple[str, str]]) -> tuple[str, str]:
+        """One FETCH's tagged line, under the timeout and the connection watch."""
+        try:
+            return await self._call("UID FETCH", done)
+        except ImapParseError as exc:
+            self._broken = True
+            detail = f"UID FETCH: unexpected answer from {self.where}: {exc}"
+            raise SourceError(self.source, detail) from exc
 
     async def close(self) -> None:
         """LOGOUT (briefly) and close the transport; never raises, never leaks the socket."""

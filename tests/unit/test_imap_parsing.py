@@ -7,13 +7,17 @@ raw wire bytes, framed here by :func:`_frame`.
 
 from __future__ import annotations
 
+import asyncio
+import re
 from datetime import UTC, datetime
+from email.utils import getaddresses
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from mailwatch.parsing.imap import (
+    FAST_FETCH_ITEMS,
     MAX_UIDS_PER_FETCH,
     FetchRecord,
     ImapParseError,
@@ -30,6 +34,8 @@ from mailwatch.parsing.imap import (
     parse_sequence_set,
     parse_status,
 )
+from mailwatch.sources.imap import addresses
+from mailwatch.sources.imap_fetch import FetchReader
 
 FIELDS = b"BODY[HEADER.FIELDS (SUBJECT FROM TO CC DATE IMPORTANCE X-PRIORITY)]"
 HEADER_1 = (
@@ -346,3 +352,196 @@ class TestEncodeMailbox:
         encoded = encode_mailbox("a\r\nb")
         assert "\r" not in encoded
         assert "\n" not in encoded
+
+
+# --- the fast paths: same answers as the general parsers ----------------------------------
+
+_FLAG = st.sampled_from(
+    ["\\Seen", "\\Recent", "\\Flagged", "$Label1", "NIL", "nil", "a[b]", "\\*", "caf\u00e9"]
+)
+_DATE = st.sampled_from(
+    [
+        "02-Nov-2026 09:30:00 +0000",
+        " 2-Nov-2026 09:30:00 -0130",
+        "29-Feb-2026 12:00:00 +0000",  # not a leap year
+        "02-Nov-2026 09:30:00 -0000",
+        "02-Nov-2026 25:30:00 +0000",
+        'x\\"y',
+    ]
+)
+_HEADER = st.lists(
+    st.sampled_from(
+        [b"Subject: (draft", b"From: a@b", b")", b"{12}", b"\r\n", b"* 9 FETCH (UID 9)", b"\xff"]
+    ),
+    max_size=6,
+).map(lambda parts: b"\r\n".join(parts) + b"\r\n\r\n")
+
+
+@st.composite
+def fetch_responses(draw: st.DrawFn) -> tuple[bytes, bytes, bytes]:
+    """One FETCH response (text before the literal, literal, text after), mostly typical."""
+    flags = " ".join(draw(st.lists(_FLAG, max_size=3)))
+    items = [
+        f"UID {draw(st.integers(1, 10**6))}",
+        f"FLAGS ({flags})",
+        f'INTERNALDATE "{draw(_DATE)}"',
+        f"RFC822.SIZE {draw(st.integers(0, 10**6))}",
+    ]
+    if draw(st.booleans()):  # anything but Dovecot's order and spelling
+        items = draw(st.permutations(items))
+        items.insert(draw(st.integers(0, 4)), draw(st.sampled_from(["MODSEQ (5)", "X-Y NIL"])))
+    sep = draw(st.sampled_from([" ", " ", "  "]))
+    header = draw(_HEADER)
+    name = draw(st.sampled_from(["BODY[HEADER.FIELDS (SUBJECT FROM)]", "body[header]"]))
+    size = len(header) + draw(st.sampled_from([0, 0, 0, 1]))
+    text = f"* {draw(st.integers(1, 10**6))} FETCH ({sep.join(items)} {name} {{{size}}}"
+    after = draw(st.sampled_from([b")", b")", b" UID 7)", b""]))
+    return text.encode(), header, after
+
+
+def _wire(responses: list[tuple[bytes, bytes, bytes]], tag: bytes = b"T1") -> bytes:
+    body = b"".join(t + b"\r\n" + h + a + b"\r\n" for t, h, a in responses)
+    return body + tag + b" OK Fetch completed (0.001 + 0.000 secs).\r\n"
+
+
+class TestFastFetch:
+    """The common response shape is decoded directly, with the general parser's answer."""
+
+    def test_captured_batch_takes_the_fast_path(self) -> None:
+        """Dovecot's responses match the fast shape and give the same records either way."""
+        fast = re.compile(rb"(?:\* )?" + FAST_FETCH_ITEMS)
+        assert all(fast.fullmatch(bytes(CAPTURED_FETCH[i])) for i in (0, 3, 6))
+        assert parse_fetch(CAPTURED_FETCH) == parse_fetch(CAPTURED_FETCH, fast=False)
+        raw = _frame(RAW_FETCH)
+        assert parse_fetch(raw) == parse_fetch(raw, fast=False)
+
+    @given(st.lists(fetch_responses(), max_size=4))
+    def test_fast_and_general_parse_agree(
+        self, responses: list[tuple[bytes, bytes, bytes]]
+    ) -> None:
+        """Whatever the shape (or breakage), both paths give the same records and count."""
+        lines = _frame(_wire(responses))
+        assert parse_fetch(lines) == parse_fetch(lines, fast=False)
+
+
+class _Library:
+    """What FetchReader needs of aioimaplib's protocol; data_received is "the library"."""
+
+    state = "SELECTED"
+
+    def __init__(self) -> None:
+        self.incomplete_line = b""
+        self.sent: list[str] = []
+        self.received = bytearray()
+        self.tags = 0
+
+    def new_tag(self) -> str:
+        self.tags += 1
+        return f"T{self.tags}"
+
+    def send(self, line: str) -> None:
+        self.sent.append(line)
+
+    def data_received(self, data: bytes) -> None:
+        self.received += data
+
+
+class TestFetchReader:
+    """The wire reader frames by literal length, in any chunking, like parse_fetch."""
+
+    @given(st.lists(fetch_responses(), max_size=4), st.lists(st.integers(1, 400), max_size=8))
+    async def test_any_chunking_gives_the_parse_of_the_framed_wire(
+        self, responses: list[tuple[bytes, bytes, bytes]], cuts: list[int]
+    ) -> None:
+        """Records equal parse_fetch of the same bytes; bytes after the tag go back."""
+        wire = _wire([r for r in responses if len(r[1]) == int(r[0].rsplit(b"{")[1][:-1])])
+        library = _Library()
+        reader = FetchReader(library)
+        done = reader.send("1:5", "(UID)")
+        assert library.sent == ["T1 UID FETCH 1:5 (UID)"]
+        position = 0
+        for cut in [*cuts, len(wire) + 20]:
+            reader.feed(wire[position : position + cut] + (b"* 3 EXISTS\r\n" if cut > 999 else b""))
+            position += cut
+        reader.feed(b"* 9 EXISTS\r\n")
+        assert done.result() == ("OK", "Fetch completed (0.001 + 0.000 secs).")
+        reader.release()
+        assert library.received == b"* 9 EXISTS\r\n"
+        assert "data_received" not in vars(library)
+        assert (reader.records, reader.malformed) == parse_fetch(_frame(wire), fast=False)
+
+    async def test_pipelined_commands_complete_in_any_order(self) -> None:
+        """Tags end their own command; a NO is reported; unknown tags fail every command."""
+        library = _Library()
+        reader = FetchReader(library)
+        first, second = reader.send("1", "(UID)"), reader.send("2", "(UID)")
+        reader.feed(
+            b"* 1 FETCH (UID 1)\r\nT2 NO [LIMIT] too many\r\n* 2 FETCH (UID 2)\r\nT1 OK done\r\n"
+        )
+        assert second.result() == ("NO", "[LIMIT] too many")
+        assert first.result() == ("OK", "done")
+        assert [r.uid for r in reader.records] == [1, 2]
+
+        other = FetchReader(library)
+        third = other.send("3", "(UID)")
+        other.feed(b"X9 OK what\r\n")
+        with pytest.raises(ImapParseError, match="unexpected tagged"):
+            third.result()
+        other.release()
+        assert vars(library)["data_received"] is not other.feed  # a sink: the session is over
+        await asyncio.sleep(0)
+
+
+_ADDRESS_VALUES = [
+    "om1@probation.cjsm.net",
+    "Offender Manager <om69@justice.gov.uk>",
+    "recalls17@ppcs.cjsm.net, admin49@mappa.cjsm.net",
+    "Senior Probation Officer <spo18@nps.cjsm.net>",
+    "<a@b.example>",
+    "Zoë Brontë <z@b.example>",
+    "Ciarán O\u2019Brien<c@b.example>",
+    "J. Smith <j.smith+case@x-y.example>",
+    '"Smith, J" <j@c.example>',
+    "a@b.example (Jo)",
+    "undisclosed-recipients:;",
+    "Smith, J <j@c.example>",
+    "a@b,,c@d",
+    "a@b, ",
+    "",
+    "=?utf-8?q?x?= <a@b>",
+    "a @ b",
+    "x\\y <a@b>",
+    "Name\u00a0Two <a@b>",
+    "a@b@c",
+    "<a@b> trailing",
+]
+
+
+_ADDRESS_PIECES = (
+    "a", "b.c", "X0", ".", "-", "'", "+", "=", "?", " ", "\t", ",", "<", ">", "@", '"', "(",
+    ")", "\\", ":", ";", "[", "]", "é", "\u00a0", "\r\n", "x@y.z", "<a@b.c>",
+    "Jo Ann <j@a.example>", ", ", "om1@nps.cjsm.net",
+)  # fmt: skip
+
+
+class TestAddresses:
+    """Ordinary address lists are parsed directly, with getaddresses' answer."""
+
+    @pytest.mark.parametrize("value", _ADDRESS_VALUES)
+    def test_corpus(self, value: str) -> None:
+        """Each value, and it next to an ordinary one, as getaddresses reads them."""
+        assert addresses([value]) == getaddresses([value])
+        assert addresses([value, "a@b.example"]) == getaddresses([value, "a@b.example"])
+
+    @given(
+        st.lists(
+            st.lists(
+                st.sampled_from(_ADDRESS_PIECES),
+                max_size=10,
+            ).map("".join),
+            max_size=3,
+        )
+    )
+    def test_same_as_getaddresses(self, values: list[str]) -> None:
+        """Any mix of ordinary and odd pieces gives getaddresses' pairs."""
+        assert addresses(values) == getaddresses(values)
