@@ -9,6 +9,7 @@ queries the store or a source.
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -67,6 +68,24 @@ class Histogram:
             running += c
             cumulative.append(running)
         return cls(bounds, tuple(cumulative), total)
+
+
+def histograms(
+    bucket_rows: Iterable[tuple[str, int, int]],
+    bounds: tuple[float, ...],
+    sums: Mapping[str, float],
+) -> dict[str, Histogram]:
+    """Histograms per key from stored ``(key, bucket index, count)`` rows and per-key sums.
+
+    Keys that have a sum but no bucket row get an empty histogram.
+    """
+    counts: dict[str, list[int]] = {key: [0] * (len(bounds) + 1) for key in sums}
+    for key, bucket, count in bucket_rows:
+        counts.setdefault(key, [0] * (len(bounds) + 1))[bucket] = count
+    return {
+        key: Histogram(bounds, tuple(itertools.accumulate(c)), sums.get(key, 0.0))
+        for key, c in counts.items()
+    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mailwatch.sandbox.postfix import free_port
-from mailwatch.sandbox.process import launch, wait_ready
+from mailwatch.sandbox.process import launch, log_tail, stop, wait_ready
 
 BINARY = "prometheus-alertmanager"
 """Debian's name for it (upstream: ``alertmanager``)."""
@@ -116,21 +116,12 @@ class PrivateAlertmanager:
 
     def stop(self) -> None:
         """Stop Alertmanager and wait for it (it forgets its alerts)."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        stop(self._process)
         self._process = None
 
     def log_tail(self, lines: int = 15) -> str:
         """The end of Alertmanager's own log."""
-        path = self.root / "alertmanager.log"
-        if not path.exists():
-            return ""
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        return log_tail(self.root / "alertmanager.log", lines)
 
     def alerts(self, *matchers: str, **flags: bool) -> list[dict[str, Any]]:
         """``GET /api/v2/alerts``: unresolved alerts only (see the module docstring).

@@ -33,6 +33,7 @@ from itertools import count
 from pathlib import Path
 
 from mailwatch.sandbox.postfix import _make_traversable, free_port
+from mailwatch.sandbox.process import log_tail
 
 MAIL_USER = "mailwatch-mail"
 _SOCKET_PATH_BUDGET = 60  # unix sockets live under base_dir; sun_path holds only 108 bytes
@@ -272,10 +273,7 @@ class PrivateDovecot:
 
     def log_tail(self, lines: int = 20) -> str:
         """The last lines of the instance's log."""
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no log yet)"
+        return log_tail(self.log_path, lines)
 
     def _master_pid(self) -> int | None:
         try:

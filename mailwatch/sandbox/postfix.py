@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 
+from mailwatch.sandbox.process import log_tail
+
 _MASTER_CF = """\
 {smtp_addr} inet n - n - - smtpd
 pickup    unix  n       -       n       60      1       pickup
@@ -210,10 +212,7 @@ smtp_connect_timeout = 2s
 
     def log_tail(self, lines: int = 20) -> str:
         """The last lines of the instance's log (Postfix reports errors only there)."""
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no log yet)"
+        return log_tail(self.log_path, lines)
 
     def _master_pid(self) -> int | None:
         pid_file = self.queue_dir / "pid" / "master.pid"

@@ -1,7 +1,8 @@
-"""Start a server process for a sandbox and wait until its ``/-/ready`` URL answers.
+"""Process helpers shared by the sandboxes: start, wait until ready, stop, read the log.
 
-Shared by the private Prometheus and Alertmanager: both log to a file (never to a pipe the
-caller might wait on) and are ready when ``GET /-/ready`` returns 200.
+The private Prometheus and Alertmanager log to a file (never to a pipe the caller might wait
+on) and are ready when ``GET /-/ready`` returns 200; every sandbox reports its log's tail when
+something fails.
 """
 
 from __future__ import annotations
@@ -39,3 +40,23 @@ def wait_ready(
         except OSError:
             time.sleep(0.05)
     raise fail("never became ready")
+
+
+def stop(process: subprocess.Popen[bytes] | None, grace: float = 10) -> None:
+    """Terminate ``process`` and wait for it; kill it if it has not gone after ``grace``."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    """The last ``lines`` lines of a log file (``"(no log yet)"`` if there is none)."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log yet)"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mailwatch.sandbox.postfix import free_port
-from mailwatch.sandbox.process import launch, wait_ready
+from mailwatch.sandbox.process import launch, log_tail, stop, wait_ready
 
 
 class PrometheusError(RuntimeError):
@@ -72,12 +72,7 @@ class PrivatePrometheus:
 
     def log_tail(self, lines: int = 15) -> str:
         """The end of Prometheus's own log."""
-        path = self.root / "prometheus.log"
-        return (
-            "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-            if path.exists()
-            else ""
-        )
+        return log_tail(self.root / "prometheus.log", lines)
 
     def api(self, path: str, **params: str) -> Any:
         """GET ``/api/v1/PATH`` and return its ``data`` (raises on an API error)."""
@@ -101,11 +96,5 @@ class PrivatePrometheus:
 
     def stop(self) -> None:
         """Stop Prometheus and wait for it."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        stop(self._process)
         self._process = None

@@ -20,7 +20,6 @@ write) counts once. Round trips + losses therefore equal the canaries sent, once
 from __future__ import annotations
 
 import bisect
-import itertools
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
@@ -28,7 +27,7 @@ from datetime import datetime
 from mailwatch.alerting.rules import Item
 from mailwatch.errors import StoreError
 from mailwatch.model import CanaryResult
-from mailwatch.snapshot import CANARY_BUCKETS, CanaryTotals, Histogram
+from mailwatch.snapshot import CANARY_BUCKETS, CanaryTotals, histograms
 from mailwatch.store.rows import at, dt, ts
 
 OUTSTANDING, FOUND, LOST = "outstanding", "found", "lost"
@@ -156,13 +155,7 @@ class CanariesMixin:
             "SELECT path, roundtrip_sum, lost FROM canary_totals"
         ):
             sums[path], lost[path] = roundtrip_sum, lost_count
-        counts = {path: [0] * (len(CANARY_BUCKETS) + 1) for path in sums}
-        for path, bucket, count in self._db.execute(
-            "SELECT path, bucket, count FROM canary_buckets"
-        ):
-            counts.setdefault(path, [0] * (len(CANARY_BUCKETS) + 1))[bucket] = count
-        roundtrip = {
-            path: Histogram(CANARY_BUCKETS, tuple(itertools.accumulate(c)), sums.get(path, 0.0))
-            for path, c in counts.items()
-        }
+        roundtrip = histograms(
+            self._db.execute("SELECT path, bucket, count FROM canary_buckets"), CANARY_BUCKETS, sums
+        )
         return CanaryTotals(roundtrip=roundtrip, lost=lost)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import bisect
-import itertools
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
 from mailwatch.errors import StoreError
 from mailwatch.model import Delivery, DeliveryStatus, LogCursor, LogEvent, Priority, Status
-from mailwatch.snapshot import DELAY_BUCKETS, UNCLASSIFIED, Histogram, OutcomeTotals
+from mailwatch.snapshot import DELAY_BUCKETS, UNCLASSIFIED, OutcomeTotals, histograms
 from mailwatch.store.rows import (
     MESSAGE_COLUMNS,
     State,
@@ -153,14 +152,8 @@ class OutcomesMixin:
                 expired[cls] = expired.get(cls, 0) + count
             elif status == DeliveryStatus.BOUNCED.value:
                 bounced[(cls, dsn_class or "5")] = count
-        buckets: dict[str, list[int]] = {}
-        for cls, bucket, count in self._db.execute(
-            "SELECT class, bucket, count FROM delay_buckets"
-        ):
-            buckets.setdefault(cls, [0] * (len(DELAY_BUCKETS) + 1))[bucket] = count
-        delay = {
-            cls: Histogram(DELAY_BUCKETS, tuple(itertools.accumulate(counts)), sums.get(cls, 0.0))
-            for cls, counts in buckets.items()
-        }
+        delay = histograms(
+            self._db.execute("SELECT class, bucket, count FROM delay_buckets"), DELAY_BUCKETS, sums
+        )
         return OutcomeTotals(delivered=delivered, bounced=bounced, expired=expired,
                              delivery_delay=delay)  # fmt: skip

@@ -20,6 +20,7 @@ from mailwatch.snapshot import (
     OutcomeTotals,
     SourceHealth,
     build_snapshot,
+    histograms,
 )
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
@@ -209,3 +210,14 @@ class TestCollector:
         text = generate_latest(registry).decode()
         assert "mailwatch_build_info" in text
         assert "mailwatch_stuck_messages" not in text
+
+
+def test_histograms_from_stored_bucket_rows() -> None:
+    """Stored (key, bucket, count) rows become cumulative histograms; a bare sum is empty."""
+    rows = [("court_result", 0, 2), ("court_result", 2, 1), ("general", 3, 4)]
+    found = histograms(rows, (1, 5, 15), {"court_result": 12.0, "breach": 0.0})
+    assert found["court_result"].cumulative == (2, 2, 3, 3)
+    assert found["court_result"].total == 12.0
+    assert found["general"].cumulative == (0, 0, 0, 4)
+    assert found["general"].total == 0.0
+    assert found["breach"].count == 0
