@@ -13,7 +13,7 @@ def message_from_bytes(raw: bytes, *, source: str = "cli", queue: str = "deferre
     """Build a :class:`Message` from the header block of ``raw``; broken input never raises."""
     head = raw.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0]
     headers = parse_header_block(head, skip=TRACE_HEADERS)
-    subject = normalise_subject(headers.get("Subject") or "")
+    subject = normalise_subject(headers.get("Subject") or "", decoded=True)
     addresses = [
         a for _, a in getaddresses([v for k, v in headers.items if k.lower() in ("to", "cc")])
     ]

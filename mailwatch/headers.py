@@ -17,7 +17,7 @@ import codecs
 import functools
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from mailwatch.model import Headers
 
@@ -61,9 +61,9 @@ def _lookup_codec(charset: str) -> str:
 
 
 def _decode_word(match: re.Match[str]) -> str:
-    charset, encoding, payload = match.group(1), match.group(2).lower(), match.group(3)
+    charset, encoding, payload = match.groups()
     try:
-        if encoding == "b":  # what base64.b64decode(validate=False) runs
+        if encoding in "bB":  # what base64.b64decode(validate=False) runs
             padded = payload + "=" * (-len(payload) % 4)
             raw = binascii.a2b_base64(padded.encode("ascii", "replace"))
         else:  # what quopri.decodestring(header=True) runs
@@ -116,15 +116,15 @@ def keep_set(extra: Iterable[str] = ()) -> frozenset[str]:
 # line parse below; anything else (stray lines, odd whitespace, 8-bit names) takes that parse.
 _NAME = r"[!-9;-~]+"
 _PLAIN = re.compile(rf"{_NAME}[ \t]*:.*(?:\n(?:{_NAME}[ \t]*:|[ \t]).*)*\n?")
-_ANY_HEADER = re.compile(rf"\n({_NAME})[ \t]*:(.*(?:\n[ \t].*)*)")
+_ANY_HEADER = re.compile(rf"^({_NAME})[ \t]*:(.*(?:\n[ \t].*)*)", re.M)
 
 
 @functools.lru_cache(maxsize=64)
 def _kept_headers(keep: frozenset[str], skip: frozenset[str]) -> re.Pattern[str]:
-    """A regex finding (in LF + a plain block) the headers named in ``keep``, not ``skip``."""
+    """A regex finding (in a plain block) the headers named in ``keep``, not ``skip``."""
     # In sorted order the regex parser shares common prefixes (x-…), which matches faster.
     alternatives = "|".join(re.escape(n) for n in sorted(keep - skip))
-    return re.compile(rf"\n({alternatives or '(?!)'})[ \t]*:(.*(?:\n[ \t].*)*)", re.I | re.A)
+    return re.compile(rf"^({alternatives or '(?!)'})[ \t]*:(.*(?:\n[ \t].*)*)", re.I | re.A | re.M)
 
 
 def parse_header_block(
@@ -138,24 +138,28 @@ def parse_header_block(
     neither unfolded nor decoded.
     """
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-    carriage_returns = "\r" in text
-    if carriage_returns:
+    if "\r" in text:
         text = text.replace("\r\n", "\n")
-        carriage_returns = "\r" in text
-    block = text.split("\n\n", 1)[0]
-    if _PLAIN.fullmatch(block):
-        if keep is not None:
-            found = _kept_headers(keep, skip).findall("\n" + block)
-        else:
-            found = [(n, v) for n, v in _ANY_HEADER.findall("\n" + block) if n.lower() not in skip]
-        items = []
-        for name, raw_value in found:  # unfold() inlined: this runs for every header kept
-            value = " ".join(
-                (raw_value.replace("\r", "") if carriage_returns else raw_value).split()
-            )
-            items.append((name, decode_header_value(value) if "=?" in value else value))
-        return Headers(tuple(items))
-    return _parse_lines(text, skip, keep)
+        if "\r" in text:  # a lone CR: unfold() drops it (the plain path below would not)
+            return _parse_lines(text, skip, keep)
+    end = text.find("\n\n")
+    block = text if end < 0 else text[:end]
+    if not _PLAIN.fullmatch(block):
+        return _parse_lines(text, skip, keep)
+    if keep is not None:
+        found = _kept_headers(keep, skip).findall(block)
+    else:
+        found = [(n, v) for n, v in _ANY_HEADER.findall(block) if n.lower() not in skip]
+    # unfold() and decode_header_value() inlined: this runs for every header kept
+    return Headers(
+        tuple(
+            [
+                (name, value if "=?" not in (value := " ".join(raw_value.split()))
+                 else decode_header_value(value))
+                for name, raw_value in found
+            ]
+        )
+    )  # fmt: skip
 
 
 def _parse_lines(text: str, skip: frozenset[str], keep: frozenset[str] | None) -> Headers:
@@ -189,9 +193,11 @@ def _parse_lines(text: str, skip: frozenset[str], keep: frozenset[str] | None) -
     return Headers(tuple(items))
 
 
-@dataclass(frozen=True, slots=True)
-class NormalisedSubject:
-    """A subject reduced to what it is about, and the protective marking it carried."""
+class NormalisedSubject(NamedTuple):
+    """A subject reduced to what it is about, and the protective marking it carried.
+
+    A named tuple (one is built per message read: a third of a frozen dataclass's cost).
+    """
 
     text: str
     marking: str | None
@@ -205,13 +211,22 @@ def _canonical_marking(found: str) -> str:
     return " ".join(words)
 
 
-def normalise_subject(subject: str) -> NormalisedSubject:
+# What each pattern above can start with (case-insensitively, with the regex engine's own
+# case rules): a subject that starts otherwise has no prefix, list tag or marking to strip.
+_MAY_STRIP = re.compile(r"[\[(noprfawsvt]", re.I)
+
+
+def normalise_subject(subject: str, *, decoded: bool = False) -> NormalisedSubject:
     """Decode, unfold and strip ``RE:``/``FW:`` chains, list tags and a protective marking.
 
     Markings are recognised at the start of the subject, or after reply prefixes and list
-    tags, with or without brackets, in any case; the first one found is kept.
+    tags, with or without brackets, in any case; the first one found is kept. With
+    ``decoded``, ``subject`` is already decoded and unfolded (a value of
+    :func:`parse_header_block`) and is not decoded again.
     """
-    text = unfold(decode_header_value(subject))
+    text = subject if decoded else unfold(decode_header_value(subject))
+    if not _MAY_STRIP.match(text):
+        return NormalisedSubject(text=text.strip(), marking=None)
     marking: str | None = None
     while True:
         found = _MARKING.match(text)

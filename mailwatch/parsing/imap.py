@@ -14,11 +14,13 @@ malformed and skipped; it never makes the rest of the batch unreadable.
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from typing import NamedTuple
 
 Line = bytes | bytearray
 
@@ -38,6 +40,10 @@ _MONTHS = {name: number for number, name in enumerate(_MONTH_NAMES, 1)}
 _INTERNALDATE = re.compile(
     r"^\s*(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2})$"
 )
+# The shape servers send (two-digit day, ASCII digits): rewritten as ISO 8601 for
+# datetime.fromisoformat, which does in C what parse_internaldate's general path does.
+_COMMON_DATE = re.compile(r"(\d\d)-([A-Za-z]{3})-(\d{4}) (\d\d:\d\d:\d\d) ([+-]\d\d)(\d\d)", re.A)
+_ISO_MONTHS = {name: f"{number:02d}" for name, number in _MONTHS.items()}
 MAX_UIDS_PER_FETCH = 200
 """aioimaplib recurses once per response line and parses quadratically: never ask for more."""
 
@@ -49,9 +55,12 @@ class ImapParseError(ValueError):
     """An IMAP response did not have the expected shape."""
 
 
-@dataclass(frozen=True, slots=True)
-class FetchRecord:
-    """One ``* n FETCH (...)`` response: the items mailwatch asks for, ``None`` when absent."""
+class FetchRecord(NamedTuple):
+    """One ``* n FETCH (...)`` response: the items mailwatch asks for, ``None`` when absent.
+
+    A named tuple rather than a frozen dataclass: one is built per message fetched, and a
+    tuple is built in a third of the time.
+    """
 
     sequence: int
     uid: int | None = None
@@ -192,6 +201,8 @@ FAST_FETCH_ITEMS = (
     rb'INTERNALDATE "([^"\\\r\n]*)" RFC822\.SIZE (\d+) BODY\[HEADER[^\]\r\n]*\] \{(\d+)\}'
 )
 _FAST_LINE = re.compile(rb"(?:\* )?" + FAST_FETCH_ITEMS)
+_FLAG_SETS: dict[bytes | None, frozenset[str]] = {None: frozenset()}
+_FLAG_SETS_CACHED = 256
 
 
 def fast_record(found: re.Match[bytes], header: bytes) -> FetchRecord | None:
@@ -200,12 +211,13 @@ def fast_record(found: re.Match[bytes], header: bytes) -> FetchRecord | None:
     ``None`` when the general parser must decide (a NIL flag, an impossible date).
     """
     sequence, uid, flags, date, size = found.group(1, 2, 3, 4, 5)
-    if flags is None:
-        flag_set: frozenset[str] = frozenset()
-    elif b"NIL" in flags.upper():
-        return None
-    else:
+    flag_set = _FLAG_SETS.get(flags)
+    if flag_set is None:
+        if b"NIL" in flags.upper():
+            return None
         flag_set = frozenset(flags.decode("ascii", "replace").split(" "))
+        if len(_FLAG_SETS) < _FLAG_SETS_CACHED:  # a mailbox uses a handful of combinations
+            _FLAG_SETS[flags] = flag_set
     try:
         internaldate = parse_internaldate(date.decode("ascii", "replace"))
     except ImapParseError:
@@ -258,6 +270,21 @@ def parse_fetch(lines: Sequence[Line], *, fast: bool = True) -> tuple[list[Fetch
 
 def parse_internaldate(text: str) -> datetime:
     """``"02-Nov-2026 09:30:00 +0100"`` (quotes optional) as an aware datetime in UTC."""
+    common = _COMMON_DATE.fullmatch(text)
+    if common is not None:
+        day, month, year, clock, zone_hours, zone_minutes = common.groups()
+        iso_month = _ISO_MONTHS.get(month.lower())
+        if iso_month is not None:
+            with contextlib.suppress(ValueError):  # out of range: the general path says why
+                moment = datetime.fromisoformat(
+                    f"{year}-{iso_month}-{day}T{clock}{zone_hours}:{zone_minutes}"
+                )
+                return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+    return parse_internaldate_general(text)
+
+
+def parse_internaldate_general(text: str) -> datetime:
+    """:func:`parse_internaldate` for any shape RFC 3501 allows (the tests compare the two)."""
     found = _INTERNALDATE.match(text.strip('"'))
     if found is None or found.group(2).lower() not in _MONTHS:
         raise ImapParseError(f"{text!r} is not an IMAP date-time")

@@ -283,7 +283,7 @@ class EximSource:
         message_log = await self._read_log(entry.queue_id) if self.read_logs else MessageLog()
         return CachedSpool(
             headers=headers,
-            subject=normalise_subject(headers.get("Subject") or ""),
+            subject=normalise_subject(headers.get("Subject") or "", decoded=True),
             arrival=spool.arrival,
             reasons=tuple(message_log.reasons.items()),
             last_error=message_log.last_error,

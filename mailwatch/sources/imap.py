@@ -142,24 +142,59 @@ def addresses(values: Sequence[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def _addresses(headers: Headers, *names: str) -> list[str]:
-    values = [v for name in names for k, v in headers.items if k.lower() == name]
-    return [addr for _, addr in addresses(values) if addr] if values else []
-
-
 def decode_record(
     record: FetchRecord, now: datetime, keep: frozenset[str] | None = None
 ) -> tuple[datetime, int, str, tuple[Recipient, ...], Headers, NormalisedSubject]:
     """One FETCH record decoded: arrival, size, sender, recipients, headers, subject.
 
     Headers are parsed with trace headers skipped and, with ``keep``, only those named.
+    The sender is the first address of ``From``; the recipients are the distinct addresses
+    of every ``To``, then every ``Cc``, in order; the subject is the first ``Subject``.
     """
     headers = parse_header_block(record.header or b"", skip=TRACE_HEADERS, keep=keep)
-    senders = _addresses(headers, "from")
-    recipients = tuple(Recipient(a) for a in dict.fromkeys(_addresses(headers, "to", "cc")))
-    subject = normalise_subject(headers.get("Subject") or "")
-    sender = senders[0] if senders else ""
-    return record.internaldate or now, record.size or 0, sender, recipients, headers, subject
+    senders: list[str] = []
+    to: list[str] = []
+    cc: list[str] = []
+    subject: str | None = None
+    for key, value in headers.items:  # one pass, not one per header looked up
+        lower = key.lower()
+        if lower == "from":
+            senders.append(value)
+        elif lower == "to":
+            to.append(value)
+        elif lower == "cc":
+            cc.append(value)
+        elif lower == "subject" and subject is None:
+            subject = value
+    if len(senders) == 1:
+        sender = _sender_of(senders[0])
+    else:
+        sender = next((a for _, a in addresses(senders) if a), "") if senders else ""
+    listed = to + cc if cc else to
+    if len(listed) == 1:
+        recipients = _recipients_of(listed[0])
+    else:
+        recipients = _recipients(listed) if listed else ()
+    normalised = normalise_subject(subject or "", decoded=True)
+    return record.internaldate or now, record.size or 0, sender, recipients, headers, normalised
+
+
+def _recipients(values: Sequence[str]) -> tuple[Recipient, ...]:
+    """The distinct addresses of ``values`` in order, as recipients without delay reasons."""
+    return tuple(Recipient(a) for a in dict.fromkeys(a for _, a in addresses(values) if a))
+
+
+# Senders and recipient lists repeat across a mailbox: each distinct value is parsed once.
+@functools.lru_cache(maxsize=4096)
+def _sender_of(value: str) -> str:
+    """The first address of one ``From`` value (``""`` if it has none)."""
+    return next((a for _, a in addresses((value,)) if a), "")
+
+
+@functools.lru_cache(maxsize=4096)
+def _recipients_of(value: str) -> tuple[Recipient, ...]:
+    """:func:`_recipients` of one value (the usual single ``To``)."""
+    return _recipients((value,))
 
 
 class ImapSource:
@@ -283,7 +318,6 @@ class ImapSource:
         flag, criteria, reason = _ACTIONED[self.actioned]
         unactioned = await client.uid_search(criteria)
         wanted = [uid for uid in unactioned if uid not in known]
-        records, malformed = await client.fetch(wanted, self.fetch_items) if wanted else ([], 0)
         messages = {uid: known[uid] for uid in unactioned if uid in known}
         done = {"\\Deleted", flag} - {None}
         prefix, wait_reason, keep = (
@@ -291,15 +325,23 @@ class ImapSource:
             f"{reason} {folder}",
             self._keep,
         )
-        for record in records:
-            uid = record.uid
-            if uid is None or done & (record.flags or frozenset()):
-                continue  # actioned between the SEARCH and the FETCH
-            arrival, size, sender, recipients, headers, subject = decode_record(record, now, keep)
-            messages[uid] = Message(
-                f"{prefix}{uid}", self.name, str(uid), folder, arrival, size, sender, recipients,
-                headers, subject.text, subject.marking, wait_reason=wait_reason,
-            )  # fmt: skip
+
+        def decode(batch: list[FetchRecord]) -> None:  # while the next batches are in flight
+            for record in batch:
+                uid = record.uid
+                if uid is None or done & (record.flags or frozenset()):
+                    continue  # actioned between the SEARCH and the FETCH
+                arrival, size, sender, recipients, headers, subject = decode_record(
+                    record, now, keep
+                )
+                messages[uid] = Message(
+                    f"{prefix}{uid}", self.name, str(uid), folder, arrival, size, sender,
+                    recipients, headers, subject.text, subject.marking, wait_reason=wait_reason,
+                )  # fmt: skip
+
+        records, malformed = (
+            await client.fetch(wanted, self.fetch_items, decode) if wanted else ([], 0)
+        )
         if set(wanted) - {r.uid for r in records}:  # malformed, or expunged meanwhile
             mailbox = replace(mailbox, highestmodseq=None)  # so the next poll retries them
         self.state[folder] = FolderState(mailbox, messages)

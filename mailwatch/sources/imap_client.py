@@ -351,11 +351,17 @@ class ImapClient:
             response = await self._command("SEARCH", criteria, prefix="UID")
         return self._parse("UID SEARCH", parse_search, response.lines)
 
-    async def fetch(self, uids: Iterable[int], items: str) -> tuple[list[FetchRecord], int]:
+    async def fetch(
+        self,
+        uids: Iterable[int],
+        items: str,
+        each: Callable[[list[FetchRecord]], None] | None = None,
+    ) -> tuple[list[FetchRecord], int]:
         """``UID FETCH`` of ``items`` for ``uids``, batched; returns records and malformed count.
 
         Read by a :class:`~mailwatch.sources.imap_fetch.FetchReader`, never by the library
-        (see :func:`~mailwatch.sources.imap_fetch.fetch_batches`).
+        (see :func:`~mailwatch.sources.imap_fetch.fetch_batches`). ``each`` is handed the
+        records as each batch completes, while later batches are still in flight.
         """
         protocol = self._imap.protocol
         if not FetchReader.usable(protocol):  # as the library refuses it, with its reason
@@ -363,7 +369,7 @@ class ImapClient:
                 self.source, f"UID FETCH: command FETCH illegal in state {protocol.state}"
             )
         records, malformed, refused = await fetch_batches(
-            protocol, batches(uids, self.fetch_batch), items, self._fetch_wait
+            protocol, batches(uids, self.fetch_batch), items, self._fetch_wait, each
         )
         if refused is not None:
             raise SourceError(self.source, f"UID FETCH refused by {self.where}: {refused}")

@@ -219,6 +219,7 @@ async def fetch_batches(
     uid_sets: Iterable[Sequence[int]],
     items: str,
     wait: Callable[[asyncio.Future[tuple[str, str]]], Awaitable[tuple[str, str]]],
+    each: Callable[[list[FetchRecord]], None] | None = None,
 ) -> tuple[list[FetchRecord], int, str | None]:
     """``UID FETCH items`` of each UID batch, with up to :data:`FETCH_WINDOW` in flight.
 
@@ -227,11 +228,24 @@ async def fetch_batches(
     Returns the records of the UIDs asked for, the malformed count, and the text of the
     first refused batch (``None`` if all were OK): after a refusal nothing more is sent, and
     the batches already in flight are awaited before returning.
+
+    With ``each``, the records read so far are also handed to it after every tagged line
+    (each record once, before the function returns), so the caller decodes one batch while
+    the server is still sending the next ones instead of after the last.
     """
     reader = FetchReader(protocol)
     sent: collections.deque[asyncio.Future[tuple[str, str]]] = collections.deque()
     wanted: set[int] = set()
     refused: str | None = None
+    kept: list[FetchRecord] = []
+
+    def take() -> None:
+        fresh, reader.records = reader.records, []
+        fresh = [r for r in fresh if r.uid in wanted]
+        kept.extend(fresh)
+        if each is not None and fresh:
+            each(fresh)
+
     try:
         for uids in itertools.chain(uid_sets, [None]):
             if uids is not None and refused is None:
@@ -241,6 +255,7 @@ async def fetch_batches(
                 status, text = await wait(sent.popleft())
                 if status != "OK" and refused is None:
                     refused = text
+                take()
     finally:
         reader.release()
-    return [r for r in reader.records if r.uid in wanted], reader.malformed, refused
+    return kept, reader.malformed, refused

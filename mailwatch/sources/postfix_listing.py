@@ -259,7 +259,8 @@ class ListingWorker:
         if raw is None:
             return None  # left the queue since the listing: nothing to cache
         headers = parse_header_block(raw, skip=TRACE_HEADERS, keep=self.keep)
-        cached = CachedHeaders(headers, normalise_subject(headers.get("Subject") or ""))
+        subject = normalise_subject(headers.get("Subject") or "", decoded=True)
+        cached = CachedHeaders(headers, subject)
         self.header_cache[listed.key] = cached
         self.headers_read += 1
         return cached

@@ -227,10 +227,13 @@ class TestNormaliseSubjectIsUnchanged:
         st.lists(
             st.sampled_from(["RE:", "Fwd: ", "AW:", "[CJSM] ", "[", "]", "OFFICIAL", "-SENSITIVE",
                              ": ", " ", "(RESTRICTED) ", "Protect", " | ", "Part A", "x", "\u2013",
-                             "=?utf-8?q?RE:_?=", "\t", "not protectively marked", "Re[2]: "]),
+                             "=?utf-8?q?RE:_?=", "\t", "not protectively marked", "Re[2]: ",
+                             "\u017fv: ", "sV: ", "Tr: ", "\u212a", "Nothing ", "official "]),
             max_size=10,
         ).map("".join)
     )  # fmt: skip
     def test_generated(self, subject: str) -> None:
         """Generated subjects made of prefixes, tags, markings and text."""
         assert normalise_subject(subject) == _reference_normalise(subject)
+        decoded = unfold(decode_header_value(subject))
+        assert normalise_subject(decoded, decoded=True) == _reference_normalise(subject)

@@ -30,12 +30,13 @@ from mailwatch.parsing.imap import (
     parse_examine,
     parse_fetch,
     parse_internaldate,
+    parse_internaldate_general,
     parse_search,
     parse_sequence_set,
     parse_status,
 )
 from mailwatch.sources.imap import addresses
-from mailwatch.sources.imap_fetch import FetchReader
+from mailwatch.sources.imap_fetch import FetchReader, fetch_batches
 
 FIELDS = b"BODY[HEADER.FIELDS (SUBJECT FROM TO CC DATE IMPORTANCE X-PRIORITY)]"
 HEADER_1 = (
@@ -213,6 +214,44 @@ class TestParseInternaldate:
         """Unknown months, impossible days and empty text raise ImapParseError."""
         with pytest.raises(ImapParseError):
             parse_internaldate(text)
+
+    @given(
+        year=st.integers(1000, 9999),
+        month=st.sampled_from(["Jan", "feb", "MAR", "Apr", "May", "Jun", "Jul", "Aug", "Sep",
+                               "Oct", "Nov", "Dec", "Foo"]),
+        day=st.integers(0, 32),
+        clock=st.tuples(st.integers(0, 25), st.integers(0, 61), st.integers(0, 61)),
+        sign=st.sampled_from("+-"),
+        zone=st.tuples(st.integers(0, 25), st.integers(0, 61)),
+        width=st.sampled_from(["02d", "2d"]),
+    )  # fmt: skip
+    def test_fast_path_equals_the_general_parse(
+        self,
+        year: int,
+        month: str,
+        day: int,
+        clock: tuple[int, int, int],
+        sign: str,
+        zone: tuple[int, int],
+        width: str,
+    ) -> None:
+        """The ISO rewrite gives the general parser's answer, or its error, for any fields."""
+        hour, minute, second = clock
+        text = (
+            f"{day:{width}}-{month}-{year} {hour:02d}:{minute:02d}:{second:02d} "
+            f"{sign}{zone[0]:02d}{zone[1]:02d}"
+        )
+        try:
+            expected: datetime | str = parse_internaldate_general(text)
+        except ImapParseError as exc:
+            expected = str(exc)
+        try:
+            got: datetime | str = parse_internaldate(text)
+        except ImapParseError as exc:
+            got = str(exc)
+        assert got == expected
+        if isinstance(got, datetime):
+            assert got.tzinfo is UTC
 
 
 class TestMailboxState:
@@ -490,6 +529,37 @@ class TestFetchReader:
         other.release()
         assert vars(library)["data_received"] is not other.feed  # a sink: the session is over
         await asyncio.sleep(0)
+
+    async def test_each_batch_is_handed_on_once_as_soon_as_it_completes(self) -> None:
+        """``each`` sees every asked-for record once, batch by batch, before the next waits."""
+        library = _Library()
+        answered: set[str] = set()
+        handed: list[list[int]] = []
+        seen_at_wait: list[int] = []
+
+        async def wait(done: asyncio.Future[tuple[str, str]]) -> tuple[str, str]:
+            seen_at_wait.append(sum(map(len, handed)))
+            for line in library.sent:  # the server answers what it has been sent so far
+                tag, _, _, uid_set, _ = line.split(" ", 4)
+                if tag not in answered:
+                    answered.add(tag)
+                    low, _, high = uid_set.partition(":")
+                    uids = [*range(int(low), int(high or low) + 1), 99]  # 99: never asked for
+                    wire = b"".join(b"* %d FETCH (UID %d)\r\n" % (u, u) for u in uids)
+                    library.data_received(wire + f"{tag} OK done\r\n".encode())
+            return await done
+
+        records, malformed, refused = await fetch_batches(
+            library, [[1, 2], [3, 4], [5, 6], [7]], "(UID)", wait,
+            lambda batch: handed.append([r.uid or 0 for r in batch]),
+        )  # fmt: skip
+
+        assert (malformed, refused) == (0, None)
+        assert [r.uid for r in records] == [1, 2, 3, 4, 5, 6, 7]
+        assert [uid for batch in handed for uid in batch] == [1, 2, 3, 4, 5, 6, 7]
+        assert len(handed) >= 2  # handed on while later batches were still outstanding
+        assert seen_at_wait[-1] > 0  # the last wait came after earlier batches were handed on
+        assert "data_received" not in vars(library)
 
 
 _ADDRESS_VALUES = [
