@@ -693,8 +693,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--fetch-batch",
         type=int,
-        default=100,
-        help=f"mailwatch's fetch_batch (ImapSource default 100; 1..{MAX_UIDS_PER_FETCH})",
+        default=200,
+        help=f"mailwatch's fetch_batch (ImapSource default 200; 1..{MAX_UIDS_PER_FETCH})",
     )
     parser.add_argument("--seed", type=int, default=20140611, help="message generator seed")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")

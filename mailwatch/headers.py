@@ -22,7 +22,7 @@ from typing import NamedTuple
 from mailwatch.model import Headers
 
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
-_BETWEEN_WORDS = re.compile(r"(?<=\?=)[ \t\r\n]+(?==\?)")
+_BETWEEN_WORDS = re.compile(r"\?=[ \t\r\n]+(?==\?)")  # replaced by "?=": no lookbehind
 _REPLY_PREFIX = re.compile(
     r"^(?:re|fw|fwd|aw|wg|sv|vs|tr|antw)\s*(?:\[\d+\]|\(\d+\))?\s*:\s*", re.I
 )
@@ -66,8 +66,10 @@ def _decode_word(match: re.Match[str]) -> str:
         if encoding in "bB":  # what base64.b64decode(validate=False) runs
             padded = payload + "=" * (-len(payload) % 4)
             raw = binascii.a2b_base64(padded.encode("ascii", "replace"))
-        else:  # what quopri.decodestring(header=True) runs
-            raw = binascii.a2b_qp(payload.replace("_", " ").encode("ascii", "replace"), header=True)
+        elif payload.isascii():  # what quopri.decodestring(header=True) runs ("_" is a space)
+            raw = binascii.a2b_qp(payload, header=True)
+        else:
+            raw = binascii.a2b_qp(payload.encode("ascii", "replace"), header=True)
     except (binascii.Error, ValueError):
         return match.group(0)
     try:
@@ -80,7 +82,7 @@ def decode_header_value(value: str) -> str:
     """Decode RFC 2047 encoded words; whitespace between adjacent encoded words is dropped."""
     if "=?" not in value:
         return value
-    return _ENCODED_WORD.sub(_decode_word, _BETWEEN_WORDS.sub("", value))
+    return _ENCODED_WORD.sub(_decode_word, _BETWEEN_WORDS.sub("?=", value))
 
 
 def unfold(value: str) -> str:
@@ -211,9 +213,15 @@ def _canonical_marking(found: str) -> str:
     return " ".join(words)
 
 
-# What each pattern above can start with (case-insensitively, with the regex engine's own
-# case rules): a subject that starts otherwise has no prefix, list tag or marking to strip.
-_MAY_STRIP = re.compile(r"[\[(noprfawsvt]", re.I)
+# One match per step instead of up to three, in the same order of preference: a marking,
+# else a reply prefix, else a list tag (the regex engine tries alternatives left to right).
+_STRIPPED = re.compile(
+    rf"{_MARKING.pattern.removeprefix('^')}"
+    rf"|(?P<reply>{_REPLY_PREFIX.pattern.removeprefix('^')})"
+    rf"|(?P<tag>{_LIST_TAG.pattern.removeprefix('^')})",
+    re.I,
+)
+_NOT_MARKINGS = frozenset({"reply", "tag", None})
 
 
 def normalise_subject(subject: str, *, decoded: bool = False) -> NormalisedSubject:
@@ -225,23 +233,13 @@ def normalise_subject(subject: str, *, decoded: bool = False) -> NormalisedSubje
     :func:`parse_header_block`) and is not decoded again.
     """
     text = subject if decoded else unfold(decode_header_value(subject))
-    if not _MAY_STRIP.match(text):
-        return NormalisedSubject(text=text.strip(), marking=None)
     marking: str | None = None
     while True:
-        found = _MARKING.match(text)
-        if found:
-            if marking is None:
-                marking = _canonical_marking(
-                    found.group("b")
-                    or found.group("p")
-                    or found.group("upper")
-                    or found.group("sep")
-                    or found.group("bare")
-                )
-        else:  # each pattern is anchored at the start and never matches empty
-            found = _REPLY_PREFIX.match(text) or _LIST_TAG.match(text)
+        found = _STRIPPED.match(text)  # each alternative is anchored and never matches empty
         if found is None or not found.end():
             break
+        kind = found.lastgroup  # reply, tag, or the marking group that matched
+        if marking is None and kind not in _NOT_MARKINGS:
+            marking = _canonical_marking(found[kind or ""])
         text = text[found.end() :]
-    return NormalisedSubject(text=text.strip(), marking=marking)
+    return NormalisedSubject(text.strip(), marking)

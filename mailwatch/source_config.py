@@ -79,7 +79,7 @@ class ImapSourceConfig(_Section):
     verify: bool = True
     interval: DurationField = Duration(seconds=60)
     timeout: DurationField = Duration(seconds=30)
-    fetch_batch: int = Field(default=100, ge=1, le=200)
+    fetch_batch: int = Field(default=200, ge=1, le=200)
 
     @model_validator(mode="after")
     def _checks(self) -> ImapSourceConfig:

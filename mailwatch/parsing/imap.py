@@ -14,7 +14,6 @@ malformed and skipped; it never makes the rest of the batch unreadable.
 from __future__ import annotations
 
 import base64
-import contextlib
 import itertools
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -42,8 +41,12 @@ _INTERNALDATE = re.compile(
 )
 # The shape servers send (two-digit day, ASCII digits): rewritten as ISO 8601 for
 # datetime.fromisoformat, which does in C what parse_internaldate's general path does.
-_COMMON_DATE = re.compile(r"(\d\d)-([A-Za-z]{3})-(\d{4}) (\d\d:\d\d:\d\d) ([+-]\d\d)(\d\d)", re.A)
-_ISO_MONTHS = {name: f"{number:02d}" for name, number in _MONTHS.items()}
+_COMMON_DATE = re.compile(rb"(\d\d)-([A-Za-z]{3})-(\d{4}) (\d\d:\d\d:\d\d) ([+-]\d\d)(\d\d)")
+_ISO_MONTHS = {
+    bytes(spelling): b"%02d" % number
+    for name, number in _MONTHS.items()
+    for spelling in itertools.product(*((ord(c), ord(c.upper())) for c in name))
+}  # every spelling of each month (nov, Nov, NOV, nOv…): IMAP month names are case-blind
 MAX_UIDS_PER_FETCH = 200
 """aioimaplib recurses once per response line and parses quadratically: never ask for more."""
 
@@ -219,7 +222,7 @@ def fast_record(found: re.Match[bytes], header: bytes) -> FetchRecord | None:
         if len(_FLAG_SETS) < _FLAG_SETS_CACHED:  # a mailbox uses a handful of combinations
             _FLAG_SETS[flags] = flag_set
     try:
-        internaldate = parse_internaldate(date.decode("ascii", "replace"))
+        internaldate = parse_internaldate(date)
     except ImapParseError:
         return None
     return FetchRecord(int(sequence), int(uid), flag_set, internaldate, int(size), header)
@@ -268,18 +271,24 @@ def parse_fetch(lines: Sequence[Line], *, fast: bool = True) -> tuple[list[Fetch
     return records, malformed
 
 
-def parse_internaldate(text: str) -> datetime:
+def parse_internaldate(text: str | bytes) -> datetime:
     """``"02-Nov-2026 09:30:00 +0100"`` (quotes optional) as an aware datetime in UTC."""
-    common = _COMMON_DATE.fullmatch(text)
+    raw = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
+    common = _COMMON_DATE.fullmatch(raw)
     if common is not None:
         day, month, year, clock, zone_hours, zone_minutes = common.groups()
-        iso_month = _ISO_MONTHS.get(month.lower())
+        iso_month = _ISO_MONTHS.get(month)
         if iso_month is not None:
-            with contextlib.suppress(ValueError):  # out of range: the general path says why
-                moment = datetime.fromisoformat(
-                    f"{year}-{iso_month}-{day}T{clock}{zone_hours}:{zone_minutes}"
-                )
+            iso = b"".join((year, b"-", iso_month, b"-", day, b"T", clock, zone_hours, b":",
+                            zone_minutes))  # fmt: skip
+            try:
+                moment = datetime.fromisoformat(iso.decode("ascii"))
+            except ValueError:  # out of range: the general path says why
+                pass
+            else:
                 return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+    if isinstance(text, bytes):
+        text = text.decode("ascii", "replace")
     return parse_internaldate_general(text)
 
 

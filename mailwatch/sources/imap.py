@@ -217,7 +217,7 @@ class ImapSource:
         timeout: float = 30.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         extra_headers: Sequence[str] = (),
-        fetch_batch: int = 100,
+        fetch_batch: int = 200,
     ) -> None:
         if (password is None) == (token is None):
             raise ValueError("give exactly one of password or token")
@@ -320,22 +320,20 @@ class ImapSource:
         wanted = [uid for uid in unactioned if uid not in known]
         messages = {uid: known[uid] for uid in unactioned if uid in known}
         done = {"\\Deleted", flag} - {None}
-        prefix, wait_reason, keep = (
-            f"{self.name}/{folder}/{mailbox.uidvalidity}/",
-            f"{reason} {folder}",
-            self._keep,
-        )
+        name, keep = self.name, self._keep
+        prefix, wait_reason = f"{name}/{folder}/{mailbox.uidvalidity}/", f"{reason} {folder}"
 
         def decode(batch: list[FetchRecord]) -> None:  # while the next batches are in flight
             for record in batch:
                 uid = record.uid
-                if uid is None or done & (record.flags or frozenset()):
+                if uid is None or not done.isdisjoint(record.flags or ()):
                     continue  # actioned between the SEARCH and the FETCH
                 arrival, size, sender, recipients, headers, subject = decode_record(
                     record, now, keep
                 )
+                queue_id = str(uid)
                 messages[uid] = Message(
-                    f"{prefix}{uid}", self.name, str(uid), folder, arrival, size, sender,
+                    prefix + queue_id, name, queue_id, folder, arrival, size, sender,
                     recipients, headers, subject.text, subject.marking, wait_reason=wait_reason,
                 )  # fmt: skip
 

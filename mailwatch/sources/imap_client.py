@@ -106,7 +106,7 @@ class ImapClient:
         security: Security = "starttls",
         ssl_context: ssl.SSLContext | None = None,
         timeout: float = 30.0,
-        fetch_batch: int = 100,
+        fetch_batch: int = 200,
     ) -> None:
         if security not in ("starttls", "tls", "plain"):
             raise ValueError(f"security must be starttls, tls or plain, not {security!r}")

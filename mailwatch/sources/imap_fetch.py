@@ -157,7 +157,7 @@ class FetchReader:
                 literal_end = literal_start + int(found.group(6))
                 if literal_end + 3 > end:
                     return position  # incomplete: wait for more
-                if buffer[literal_end : literal_end + 3] == b")\r\n":
+                if buffer.startswith(b")\r\n", literal_end):
                     record = fast_record(found, buffer[literal_start:literal_end])
                     if record is not None:
                         records.append(record)
