@@ -54,7 +54,7 @@ from mailwatch.headers import (
     NormalisedSubject,
     keep_set,
     normalise_subject,
-    parse_header_block,
+    parse_header_blocks,
 )
 from mailwatch.model import Headers, Message, Observation, Recipient
 from mailwatch.parsing.imap import MAX_UIDS_PER_FETCH, FetchRecord, MailboxState
@@ -142,16 +142,12 @@ def addresses(values: Sequence[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def decode_record(
-    record: FetchRecord, now: datetime, keep: frozenset[str] | None = None
-) -> tuple[datetime, int, str, tuple[Recipient, ...], Headers, NormalisedSubject]:
-    """One FETCH record decoded: arrival, size, sender, recipients, headers, subject.
+def describe(headers: Headers) -> tuple[str, tuple[Recipient, ...], NormalisedSubject]:
+    """A message's sender, recipients and normalised subject, from its headers.
 
-    Headers are parsed with trace headers skipped and, with ``keep``, only those named.
     The sender is the first address of ``From``; the recipients are the distinct addresses
     of every ``To``, then every ``Cc``, in order; the subject is the first ``Subject``.
     """
-    headers = parse_header_block(record.header or b"", skip=TRACE_HEADERS, keep=keep)
     senders: list[str] = []
     to: list[str] = []
     cc: list[str] = []
@@ -175,8 +171,7 @@ def decode_record(
         recipients = _recipients_of(listed[0])
     else:
         recipients = _recipients(listed) if listed else ()
-    normalised = normalise_subject(subject or "", decoded=True)
-    return record.internaldate or now, record.size or 0, sender, recipients, headers, normalised
+    return sender, recipients, normalise_subject(subject or "", decoded=True)
 
 
 def _recipients(values: Sequence[str]) -> tuple[Recipient, ...]:
@@ -324,13 +319,14 @@ class ImapSource:
         prefix, wait_reason = f"{name}/{folder}/{mailbox.uidvalidity}/", f"{reason} {folder}"
 
         def decode(batch: list[FetchRecord]) -> None:  # while the next batches are in flight
-            for record in batch:
-                uid = record.uid
-                if uid is None or not done.isdisjoint(record.flags or ()):
-                    continue  # actioned between the SEARCH and the FETCH
-                arrival, size, sender, recipients, headers, subject = decode_record(
-                    record, now, keep
-                )
+            live = [  # not those actioned between the SEARCH and the FETCH
+                r for r in batch if r.uid is not None and done.isdisjoint(r.flags or ())
+            ]
+            blocks = parse_header_blocks([r.header or b"" for r in live], TRACE_HEADERS, keep)
+            for record, headers in zip(live, blocks, strict=True):
+                uid = record.uid or 0  # not None: filtered above (actioned ones too)
+                arrival, size = record.internaldate or now, record.size or 0
+                sender, recipients, subject = describe(headers)
                 queue_id = str(uid)
                 messages[uid] = Message(
                     prefix + queue_id, name, queue_id, folder, arrival, size, sender,

@@ -11,11 +11,14 @@ from __future__ import annotations
 import binascii
 import codecs
 import re
+import sys
+from unittest.mock import patch
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from mailwatch import headers as headers_module
 from mailwatch.headers import (
     _BETWEEN_WORDS,
     _MARKING,
@@ -28,6 +31,7 @@ from mailwatch.headers import (
     keep_set,
     normalise_subject,
     parse_header_block,
+    parse_header_blocks,
     unfold,
 )
 from mailwatch.model import Headers
@@ -181,6 +185,63 @@ class TestParseHeaderBlockIsUnchanged:
             )
 
 
+# Batches of fetched header blocks: mostly what IMAP servers send (plain, CRLF, blank-line
+# ended), sometimes not (LF only, no blank line, text after it, stray lines, lone CR).
+FETCHED_BLOCK = st.one_of(
+    PLAIN_LINES.map(lambda lines: ("\r\n".join(lines) + "\r\n\r\n").encode()),
+    PLAIN_LINES.map(lambda lines: ("\r\n".join(lines) + "\r\n\r\n").encode()),
+    PLAIN_LINES.map(lambda lines: ("\n".join(lines) + "\n\n").encode()),
+    PLAIN_LINES.map(lambda lines: "\r\n".join(lines).encode()),
+    st.builds(lambda a, b: ("\r\n".join(a) + "\r\n\r\n" + "\r\n".join(b)).encode()
+              + b"\r\n\r\n", PLAIN_LINES, PLAIN_LINES),
+    LINES.map(lambda lines: ("\r\n".join(lines) + "\r\n\r\n").encode()),
+    st.sampled_from([b"\r\n", b"\r\n\r\n", b"", b"Subject: caf\xc3\r\n\r\n", b"To: \xff\r\n\r\n",
+                     b"Subject: a\rb\r\n\r\n", b"Subject: x\r\n\r\n\r\n"]),
+)  # fmt: skip
+
+
+class TestBatchesParseLikeBlocks:
+    """``parse_header_blocks`` gives exactly ``parse_header_block`` of each block."""
+
+    @settings(max_examples=400, deadline=None, database=None)
+    @given(raws=st.lists(FETCHED_BLOCK, max_size=6), keep=KEEPS, skip=SKIPS)
+    def test_same_as_one_by_one(
+        self, raws: list[bytes], keep: frozenset[str] | None, skip: frozenset[str]
+    ) -> None:
+        """Any batch, whether it takes the joined path or the one-by-one path."""
+        expected = [parse_header_block(raw, skip=skip, keep=keep) for raw in raws]
+        assert parse_header_blocks(raws, skip=skip, keep=keep) == expected
+
+    @settings(max_examples=300, deadline=None, database=None)
+    @given(
+        raws=st.lists(
+            PLAIN_LINES.map(lambda lines: ("\r\n".join(lines) + "\r\n\r\n").encode()),
+            min_size=1, max_size=8,
+        ),
+        keep=KEEPS, skip=SKIPS,
+    )  # fmt: skip
+    def test_fetched_batches_same_as_one_by_one(
+        self, raws: list[bytes], keep: frozenset[str] | None, skip: frozenset[str]
+    ) -> None:
+        """Batches of server-shaped blocks only (the joined path, when ``keep`` is given)."""
+        expected = [parse_header_block(raw, skip=skip, keep=keep) for raw in raws]
+        assert parse_header_blocks(raws, skip=skip, keep=keep) == expected
+
+    def test_fetched_blocks_take_the_joined_path(self) -> None:
+        """Blocks as IMAP servers send them are parsed together (one search for the batch)."""
+        raws = [
+            b"From: a@b.example\r\nSubject: =?utf-8?q?caf=C3=A9?=\r\n folded\r\n\r\n",
+            b"To: c@d.example\r\nX-Other: x\r\n\r\n",
+        ]
+        keep = keep_set()
+        with patch.object(headers_module, "parse_header_block", side_effect=AssertionError):
+            parsed = parse_header_blocks(raws, skip=TRACE_HEADERS, keep=keep)
+        assert [h.items for h in parsed] == [
+            (("From", "a@b.example"), ("Subject", "caf\u00e9 folded")),
+            (("To", "c@d.example"),),
+        ]
+
+
 class TestKeep:
     """``keep`` names the headers to keep (lower case); the rest are not decoded at all."""
 
@@ -256,6 +317,22 @@ class TestEncodedWordsAreUnchanged:
         word = f"=?{charset}?{encoding}?{payload}?="
         expected = _reference_decode_word(charset, encoding, payload)
         assert decode_header_value(word) == (word if expected is None else expected)
+
+
+class TestPrintableValuesNeedNoUnfolding:
+    """The shortcut for printable values rests on a property of Python's Unicode tables."""
+
+    def test_space_is_the_only_printable_whitespace(self) -> None:
+        """No code point but U+0020 is both ``isspace()`` and ``isprintable()``."""
+        both = [c for c in range(sys.maxunicode + 1) if chr(c).isspace() and chr(c).isprintable()]
+        assert both == [0x20]
+
+    @settings(max_examples=300, deadline=None, database=None)
+    @given(st.text(alphabet=st.sampled_from(["a", " ", "\t", "\xa0", "\u2003", "\x1c", "="])))
+    def test_printable_without_double_spaces_unfolds_to_its_strip(self, value: str) -> None:
+        """Where the shortcut applies, it gives what unfold gives."""
+        if value.isprintable() and "  " not in value:
+            assert value.strip() == unfold(value)
 
 
 class TestNormaliseSubjectIsUnchanged:
