@@ -169,6 +169,14 @@ def describe(headers: Headers) -> tuple[str, tuple[Recipient, ...], NormalisedSu
     listed = to + cc if cc else to
     if len(listed) == 1:
         recipients = _recipients_of(listed[0])
+    elif listed and all(_ordinary(value) is not None for value in listed):
+        # each ordinary value's addresses are its own (see addresses()): merge the cached
+        # per-value recipients, first occurrences in order, as one parse of them all would
+        merged: dict[str, Recipient] = {}
+        for value in listed:
+            for recipient in _recipients_of(value):
+                merged.setdefault(recipient.address, recipient)
+        recipients = tuple(merged.values())
     else:
         recipients = _recipients(listed) if listed else ()
     return sender, recipients, normalise_subject(subject or "", decoded=True)

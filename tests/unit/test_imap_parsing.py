@@ -16,6 +16,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mailwatch.headers import normalise_subject
+from mailwatch.model import Headers, Recipient
 from mailwatch.parsing.imap import (
     FAST_FETCH_ITEMS,
     MAX_UIDS_PER_FETCH,
@@ -35,7 +37,7 @@ from mailwatch.parsing.imap import (
     parse_sequence_set,
     parse_status,
 )
-from mailwatch.sources.imap import addresses
+from mailwatch.sources.imap import addresses, describe
 from mailwatch.sources.imap_fetch import FetchReader, fetch_batches
 
 FIELDS = b"BODY[HEADER.FIELDS (SUBJECT FROM TO CC DATE IMPORTANCE X-PRIORITY)]"
@@ -620,3 +622,36 @@ class TestAddresses:
     def test_same_as_getaddresses(self, values: list[str]) -> None:
         """Any mix of ordinary and odd pieces gives getaddresses' pairs."""
         assert addresses(values) == getaddresses(values)
+
+
+_ADDRESS_VALUE = st.one_of(
+    st.sampled_from(_ADDRESS_VALUES),
+    st.lists(st.sampled_from(_ADDRESS_PIECES), max_size=10).map("".join),
+)
+
+
+class TestDescribe:
+    """Sender, recipients and subject as getaddresses and normalise_subject give them."""
+
+    @given(
+        senders=st.lists(_ADDRESS_VALUE, max_size=2),
+        to=st.lists(_ADDRESS_VALUE, max_size=3),
+        cc=st.lists(_ADDRESS_VALUE, max_size=2),
+        names=st.sampled_from([("From", "To", "Cc"), ("FROM", "to", "CC")]),
+    )
+    def test_same_as_getaddresses_of_all_values(
+        self, senders: list[str], to: list[str], cc: list[str], names: tuple[str, str, str]
+    ) -> None:
+        """Cached, merged and direct paths alike: first sender; distinct To then Cc addresses."""
+        items = [
+            *((names[1], v) for v in to),
+            ("Subject", "RE: [CJSM] OFFICIAL: Part A"),
+            *((names[0], v) for v in senders),
+            *((names[2], v) for v in cc),
+        ]
+        sender, recipients, subject = describe(Headers(tuple(items)))
+        expected_sender = next((a for _, a in getaddresses(senders) if a), "")
+        expected = dict.fromkeys(a for _, a in getaddresses([*to, *cc]) if a)
+        assert sender == (expected_sender if senders else "")
+        assert recipients == tuple(Recipient(a) for a in expected)
+        assert subject == normalise_subject("RE: [CJSM] OFFICIAL: Part A")
