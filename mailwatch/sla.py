@@ -13,8 +13,9 @@ from datetime import datetime
 from mailwatch.classify import MessageClass
 from mailwatch.model import Classification, Message, Verdict
 
-STUCK_AT_ONCE = {"hold": "held", "frozen": "frozen"}
-"""Queues whose messages are stuck whatever their age (Postfix hold, Exim frozen), and why."""
+STUCK_AT_ONCE = {"hold": "held", "frozen": "frozen", "lost": "canary lost"}
+"""Queues whose messages are stuck whatever their age (Postfix hold, Exim frozen, a canary
+lost on its path), and why."""
 
 
 def stuck_reason(

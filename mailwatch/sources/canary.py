@@ -79,6 +79,9 @@ LOOPBACK = ("localhost", "127.0.0.1", "::1")
 REMEMBER_LOST = timedelta(days=7)
 """How long a lost canary is still recognised if it arrives late (Postfix keeps mail 5 days)."""
 WAIT_REASON = "canary not delivered"
+LOST_QUEUE = "lost"
+"""The queue of a lost canary: stuck at once (see :data:`mailwatch.sla.STUCK_AT_ONCE`) until
+a canary sent after it makes its round trip in time, which shows the path works again."""
 _FETCH_ITEMS = f"(UID INTERNALDATE BODY.PEEK[HEADER.FIELDS ({CANARY_HEADER.upper()})])"
 _BODY = (
     "This message was sent by mailwatch to check that mail reaches this mailbox in time.\n"
@@ -172,6 +175,7 @@ class CanarySource:
         keep: bool = False,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         in_flight: Iterable[CanaryResult] = (),
+        healthy_since: datetime | None = None,
     ) -> None:
         if not valid_path(name):
             raise ValueError(f"{name!r} cannot name a canary path (letters, digits, _ and -)")
@@ -209,6 +213,9 @@ class CanarySource:
         )  # fmt: skip
         self._in_flight = {c.token: _Canary(c.token, c.sent_at, c.queue_id, c.lost)
                            for c in in_flight if c.found_at is None}  # fmt: skip
+        self._healthy_since = healthy_since
+        """When the newest canary that made its round trip in time was sent (``None``: none
+        yet). Canaries lost before it no longer say the path is broken."""
         self._pending: dict[str, CanaryResult] = {}
         """Events not yet handed out in an observation (kept when a probe fails)."""
         self._mailbox: MailboxState | None = None
@@ -223,6 +230,11 @@ class CanarySource:
     def queue(self) -> str:
         """The queue name of this path's canaries in observations and metrics."""
         return f"canary:{self._name}"
+
+    @property
+    def _lost_reason(self) -> str:
+        dest = self.destination
+        return f"canary lost: not in {dest.folder} {self.timeout:g}s after it was sent"
 
     def __repr__(self) -> str:  # never shows a password or token
         dest = self.destination
@@ -247,10 +259,16 @@ class CanarySource:
         self._in_flight = {t: c for t, c in self._in_flight.items()
                            if not c.lost or c.sent_at >= horizon}  # fmt: skip
         events, self._pending = tuple(self._pending.values()), {}
+        healthy = self._healthy_since
+        reported = [  # travelling, or lost since the path last worked
+            c
+            for c in self._in_flight.values()
+            if not c.lost or healthy is None or c.sent_at > healthy
+        ]
         return Observation(
             source=self.name,
             observed_at=observed_at,
-            messages=tuple(self._message(c) for c in self._in_flight.values() if not c.lost),
+            messages=tuple(self._message(c) for c in reported),
             malformed=malformed,
             headers_read=0,
             warnings=() if warning is None else (warning,),
@@ -261,18 +279,19 @@ class CanarySource:
         return CanaryResult(self.name, canary.token, canary.sent_at, canary.queue_id, **found)
 
     def _message(self, canary: _Canary) -> Message:
+        """A canary travelling (queue ``canary:PATH``) or lost on a broken path (``lost``)."""
         return Message(
             key=f"{self.name}/{canary.token}",
             source=self.name,
             queue_id=canary.queue_id or canary.token,
-            queue=self.queue,
+            queue=LOST_QUEUE if canary.lost else self.queue,
             arrival=canary.sent_at,
             size=0,
             sender=self.sender,
             recipients=(Recipient(self.recipient),),
             headers=Headers(((CANARY_HEADER, canary.token),)),
             subject=canary_subject(canary.token),
-            wait_reason=WAIT_REASON,
+            wait_reason=self._lost_reason if canary.lost else WAIT_REASON,
         )
 
     def _tls_flags(self) -> dict[str, Any]:
@@ -387,6 +406,8 @@ class CanarySource:
             arrival = estimate_arrival(record.internaldate, canary.sent_at, found_at)
             roundtrip = max((arrival - canary.sent_at).total_seconds(), 0.0)
             late = canary.lost or roundtrip > self.timeout
+            if not late and (self._healthy_since is None or canary.sent_at > self._healthy_since):
+                self._healthy_since = canary.sent_at  # the path works: older losses are over
             self._pending[token] = self._result(
                 canary, found_at=found_at, roundtrip_seconds=roundtrip, lost=late
             )

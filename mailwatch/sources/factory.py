@@ -124,4 +124,5 @@ def _canary(
         sender=config.sender, recipient=config.recipient, timeout=config.timeout.seconds,
         io_timeout=config.io_timeout.seconds, keep=config.keep, clock=clock,
         in_flight=store.canaries_in_flight(name, lost_since=clock() - REMEMBER_LOST),
+        healthy_since=store.canary_healthy_since(name),
     )  # fmt: skip

@@ -115,6 +115,13 @@ class CanariesMixin:
             for token, sent, queue_id, state in rows
         ]
 
+    def canary_healthy_since(self, path: str) -> datetime | None:
+        """When the newest canary of ``path`` that made its round trip in time was sent."""
+        row = self._db.execute(
+            "SELECT last_success_sent_at FROM canary_totals WHERE path = ?", (path,)
+        ).fetchone()
+        return None if row is None or row[0] is None else at(row[0])
+
     def canary(self, path: str, token: str) -> CanaryResult | None:
         """One canary as the store knows it."""
         row = self._db.execute(

@@ -22,11 +22,11 @@ import pytest
 from integration.conftest import Mailbox
 from mailwatch.config import load
 from mailwatch.errors import SourceError
-from mailwatch.model import CanaryResult, Observation
+from mailwatch.model import CanaryResult, Observation, Priority, Verdict
 from mailwatch.parsing.canary import CANARY_HEADER
 from mailwatch.sandbox.dovecot import PrivateDovecot
 from mailwatch.sandbox.postfix import PrivatePostfix, free_port
-from mailwatch.scanner import Scanner
+from mailwatch.scanner import Scanner, judge
 from mailwatch.sources.canary import REMEMBER_LOST, CanarySource, Destination, Submission
 from mailwatch.store import Store
 
@@ -137,9 +137,14 @@ class Lab:
             "in_flight": self.store.canaries_in_flight(
                 PATH, lost_since=datetime.now(UTC) - REMEMBER_LOST
             ),
+            "healthy_since": self.store.canary_healthy_since(PATH),
         }  # fmt: skip
         settings.update(overrides)
         return CanarySource(PATH, **settings)
+
+    def judge(self, observation: Observation) -> list[Verdict]:
+        """The scanner's verdicts on ``observation``'s messages now (class and SLA)."""
+        return judge(observation, load(None).classifier(), {}, datetime.now(UTC))
 
     async def scan(self, source: CanarySource) -> Observation:
         """Probe through the scanner (which records the canaries); return the observation."""
@@ -275,7 +280,18 @@ class TestLoss:
         lost = lab.store.canaries_lost(datetime.now(UTC))[PATH]
         assert [item.id for item in lost] == [first.queue_id]
         assert lab.store.canary_totals().lost[PATH] == 1
-        assert [m.queue_id for m in second.messages] == [_one(second, lost=False).queue_id]
+        by_queue = {m.queue: m for m in second.messages}  # lost, and the one just sent
+        assert set(by_queue) == {"lost", f"canary:{PATH}"}
+        assert by_queue["lost"].queue_id == first.queue_id
+        assert by_queue[f"canary:{PATH}"].queue_id == _one(second, lost=False).queue_id
+        verdicts = {v.message.queue: v for v in lab.judge(second)}
+        assert (verdicts["lost"].stuck, verdicts["lost"].reason) == (True, "canary lost")
+        assert (verdicts["lost"].classification.name, verdicts["lost"].classification.priority) == (
+            "canary",
+            Priority.P1,
+        )
+        assert by_queue["lost"].wait_reason == "canary lost: not in INBOX 2s after it was sent"
+        assert not verdicts[f"canary:{PATH}"].stuck  # travelling, within its class's SLA
         await asyncio.sleep(3.1)  # the second's time runs out too (INTERNALDATE: whole seconds)
 
         await lab.gate.open()
@@ -290,6 +306,8 @@ class TestLoss:
 
         assert not _one(fourth, token=latest.token).lost
         assert lab.store.canaries_lost(datetime.now(UTC)) == {PATH: ()}
+        assert {m.queue for m in fourth.messages} == {f"canary:{PATH}"}  # healed: none lost
+        assert lab.store.canary_healthy_since(PATH) == latest.sent_at
         totals = lab.store.canary_totals()
         assert (totals.roundtrip[PATH].count, totals.lost[PATH]) == (1, 2)
         late = lab.store.canary(PATH, first.token)

@@ -74,6 +74,7 @@ class TestStuckReason:
             (HOLD_QUEUE, DEADLINE + SECOND, REFUSED, "held"),
             ("frozen", ARRIVAL, None, "frozen"),
             ("frozen", DEADLINE + SECOND, REFUSED, "frozen"),
+            ("lost", ARRIVAL, "canary lost: not in INBOX 2s after it was sent", "canary lost"),
         ],
     )
     def test_stuck_reason(
