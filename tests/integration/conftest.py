@@ -118,6 +118,23 @@ class Mailbox:
         return ImapSource("duty", **settings)
 
 
+class RejectingSink:
+    """A relay that accepts every recipient except those at ``reject.example`` (550)."""
+
+    async def handle_RCPT(
+        self, _server: Any, _session: Any, envelope: Any, address: str, _options: Any
+    ) -> str:
+        """Reject one domain permanently."""
+        if address.endswith("@reject.example"):
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, _server: Any, _session: Any, _envelope: Any) -> str:
+        """Accept the data."""
+        return "250 2.0.0 Ok: queued"
+
+
 @pytest.fixture(name="dovecot_instance", scope="session")
 def fixture_dovecot_instance() -> Iterator[PrivateDovecot]:
     """A real Dovecot on loopback (IMAP, IMAPS, LMTP) for the whole session.

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
 from click.testing import CliRunner
 
+from integration.conftest import RejectingSink
 from mailwatch.cli import cli
 from mailwatch.config import load
 from mailwatch.model import DeliveryStatus, Status
@@ -22,27 +22,10 @@ from mailwatch.store import Store
 pytestmark = pytest.mark.postfix
 
 
-class _RejectingSink:
-    """A relay that accepts every recipient except those at ``reject.example`` (550)."""
-
-    async def handle_RCPT(
-        self, _server: Any, _session: Any, envelope: Any, address: str, _options: Any
-    ) -> str:
-        """Reject one domain permanently."""
-        if address.endswith("@reject.example"):
-            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, _server: Any, _session: Any, _envelope: Any) -> str:
-        """Accept the data."""
-        return "250 2.0.0 Ok: queued"
-
-
 @pytest.fixture(name="sink")
 def fixture_sink(postfix: PrivatePostfix) -> Iterator[None]:
     """The relay port answered by a sink that bounces one domain."""
-    controller = Controller(_RejectingSink(), hostname="127.0.0.1", port=postfix.relay_port)
+    controller = Controller(RejectingSink(), hostname="127.0.0.1", port=postfix.relay_port)
     controller.start()
     yield
     controller.stop()
