@@ -29,6 +29,7 @@ import pytest
 
 from mailwatch.parsing.imap import parse_sequence_set
 from mailwatch.sandbox.dovecot import PrivateDovecot
+from mailwatch.sandbox.exim import PrivateExim, default_prefix, unavailable_reason
 from mailwatch.sandbox.postfix import make_message
 from mailwatch.sources.imap import ImapSource
 
@@ -133,6 +134,20 @@ class RejectingSink:
     async def handle_DATA(self, _server: Any, _session: Any, _envelope: Any) -> str:
         """Accept the data."""
         return "250 2.0.0 Ok: queued"
+
+
+@pytest.fixture(name="exim")
+def fixture_exim(tmp_path: Path) -> Iterator[PrivateExim]:
+    """A fresh private Exim (empty queue); skips only when the unpacked Exim is not there."""
+    prefix = default_prefix()
+    if not (prefix / "usr/sbin/exim4").is_file():
+        pytest.skip(f"no unpacked Exim at {prefix} (see tests/data/exim/README.md)")
+    reason = unavailable_reason(prefix)
+    if reason is not None:
+        pytest.fail(f"the unpacked Exim at {prefix} cannot run: {reason}")
+    instance = PrivateExim.create(tmp_path / "exim")
+    yield instance
+    instance.delete_all()
 
 
 @pytest.fixture(name="dovecot_instance", scope="session")

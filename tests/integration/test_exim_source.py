@@ -10,7 +10,6 @@ named ``fake_exim_*`` after what it injects; the golden replay serves tests/data
 from __future__ import annotations
 
 import stat
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import pytest
 from mailwatch.config import load
 from mailwatch.errors import SourceCommandFailed, SourceTimeout, SourceUnavailable
 from mailwatch.parsing.exim import arrival_from_id
-from mailwatch.sandbox.exim import PrivateExim, default_prefix, unavailable_reason
+from mailwatch.sandbox.exim import PrivateExim
 from mailwatch.sandbox.postfix import make_message
 from mailwatch.scanner import Scanner
 from mailwatch.sources.exim import CachedSpool, EximSource, cached_from_message
@@ -65,20 +64,6 @@ def golden_ids() -> dict[str, str]:
 def calls(path: Path) -> list[str]:
     """The argument lists a fake exim was called with (one per line)."""
     return path.read_text().splitlines() if path.exists() else []
-
-
-@pytest.fixture(name="exim")
-def fixture_exim(tmp_path: Path) -> Iterator[PrivateExim]:
-    """A fresh private Exim (empty queue); skips only when the unpacked Exim is not there."""
-    prefix = default_prefix()
-    if not (prefix / "usr/sbin/exim4").is_file():
-        pytest.skip(f"no unpacked Exim at {prefix} (see tests/data/exim/README.md)")
-    reason = unavailable_reason(prefix)
-    if reason is not None:
-        pytest.fail(f"the unpacked Exim at {prefix} cannot run: {reason}")
-    instance = PrivateExim.create(tmp_path / "exim")
-    yield instance
-    instance.delete_all()
 
 
 def real_source(exim: PrivateExim, cache: dict[str, CachedSpool] | None = None) -> EximSource:

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from integration.conftest import Mailbox, RejectingSink
 from mailwatch.cli import cli
 from mailwatch.sandbox.dovecot import PrivateDovecot
-from mailwatch.sandbox.exim import PrivateExim, default_prefix, unavailable_reason
+from mailwatch.sandbox.exim import PrivateExim
 from mailwatch.sandbox.postfix import PrivatePostfix, free_port, make_message
 
 pytestmark = [pytest.mark.postfix, pytest.mark.imap, pytest.mark.exim]
@@ -41,20 +41,6 @@ def fixture_mta(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivatePos
         yield instance
     finally:
         instance.stop()
-
-
-@pytest.fixture(name="exim")
-def fixture_exim(tmp_path: Path) -> Iterator[PrivateExim]:
-    """A private Exim; skips only when the unpacked Exim is not there (as test_exim_source)."""
-    prefix = default_prefix()
-    if not (prefix / "usr/sbin/exim4").is_file():
-        pytest.skip(f"no unpacked Exim at {prefix} (see tests/data/exim/README.md)")
-    reason = unavailable_reason(prefix)
-    if reason is not None:
-        pytest.fail(f"the unpacked Exim at {prefix} cannot run: {reason}")
-    instance = PrivateExim.create(tmp_path / "exim")
-    yield instance
-    instance.delete_all()
 
 
 def _config(
