@@ -1,4 +1,4 @@
-"""Operations commands: ``check`` (Nagios/Icinga), ``backlog``, and per-message actions.
+"""Operations commands: ``check`` (Nagios/Icinga), ``backlog``, ``prune``, per-message actions.
 
 ``retry``, ``hold``, ``release`` and ``flush`` ask for confirmation on a terminal (``--yes``
 skips it), refuse a message mailwatch does not know, and are audited with who, when, what
@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import json
 import sys
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
 import click
@@ -74,6 +76,29 @@ def check(
         )
     code = 2 if total >= crit else 1 if total >= warn else 0
     _nagios_exit(code, f"{total} stuck ({detail})", perf)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+@_guard
+def prune(ctx: Context, as_json: bool) -> None:
+    """Delete history older than store.retention (audit: store.audit_retention) now.
+
+    ``mailwatch run`` does this every hour by itself; run this after scans from cron.
+    """
+    config = ctx.settings.store
+    with ctx.store() as store:
+        counts = store.prune(
+            datetime.now(UTC),
+            timedelta(seconds=config.retention.seconds),
+            timedelta(seconds=config.audit_retention.seconds),
+        )
+    deleted = asdict(counts)
+    if as_json:
+        click.echo(json.dumps(deleted))
+    else:
+        click.echo(table(["TABLE", "ROWS DELETED"], [[k, str(v)] for k, v in deleted.items()]))
 
 
 @cli.command()

@@ -102,9 +102,21 @@ class ClassConfig(_Section):
 
 
 class StoreConfig(_Section):
-    """Where mailwatch keeps what it has seen."""
+    """Where mailwatch keeps what it has seen, and for how long (see mailwatch.store.retention)."""
 
     path: Path = Path("mailwatch.db")
+    retention: DurationField = Duration(seconds=30 * 86400)
+    """History (scans, class counts, deliveries, messages that left, canaries) kept this long."""
+    audit_retention: DurationField = Duration(seconds=400 * 86400)
+    """Audit records (acks, silences, personal-data views, actions) kept this long."""
+
+    @model_validator(mode="after")
+    def _positive_windows(self) -> StoreConfig:
+        for key in ("retention", "audit_retention"):
+            window: Duration = getattr(self, key)
+            if window.business_days or window.seconds < 86400:
+                raise ValueError(f"{key}: keep at least one day (a clock duration such as 30d)")
+        return self
 
 
 class ApiToken(_Section):
@@ -226,6 +238,11 @@ class Settings(BaseSettings):
         names = [rule.name for rule in self.alerts or ()]
         if len(names) != len(set(names)):
             raise ValueError("alerts: rule names must be unique")
+        if self.store.retention.seconds < self.undeliverable_for.seconds:
+            raise ValueError(
+                "store.retention: shorter than undeliverable_for, so bounced mail would be "
+                "deleted while it is still listed as stuck"
+            )
         return self
 
     def alert_rules(self) -> list[AlertRuleConfig]:

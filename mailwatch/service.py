@@ -12,7 +12,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -34,12 +34,15 @@ from mailwatch.source_config import (
     PostfixSourceConfig,
 )
 from mailwatch.sources import Source
+from mailwatch.sources.canary import LOST_QUEUE
 from mailwatch.store import Store
 
 log = structlog.get_logger(__name__)
 
 MAX_BACKOFF_SECONDS = 300.0
 HISTORY_WINDOW = timedelta(hours=1)
+PRUNE_EVERY = timedelta(hours=1)
+"""How often the service deletes history past the store's retention (and once at start)."""
 BACKLOG_QUEUES: dict[type, tuple[str, ...]] = {
     PostfixSourceConfig: POSTFIX_QUEUES,
     EximSourceConfig: ("queue", "frozen"),
@@ -110,11 +113,13 @@ class Service:
         for source in self.sources:
             config = settings.sources[source.name]
             queues = (tuple(config.folders) if isinstance(config, ImapSourceConfig)
-                      else (f"canary:{source.name}",) if isinstance(config, CanarySourceConfig)
+                      else (f"canary:{source.name}", LOST_QUEUE)
+                      if isinstance(config, CanarySourceConfig)
                       else BACKLOG_QUEUES.get(type(config)))  # fmt: skip
             self._state[source.name] = _SourceState(
                 interval=config.interval.seconds, queues=queues or (), backlog=queues is not None
             )
+        self._pruned_at: datetime | None = None
         self.rebuild_snapshot()
 
     def probed_all(self) -> bool:
@@ -185,6 +190,7 @@ class Service:
             log.exception("store_write_failed", source=source.name, error=str(exc))
             return None
         self._record(source, outcome)
+        self.prune_if_due()
         t0 = time.perf_counter()
         try:
             if self.alerts.evaluate(self.situation()):
@@ -194,6 +200,25 @@ class Service:
         self.rebuild_snapshot()
         log.debug("evaluated", seconds=round(time.perf_counter() - t0, 4))
         return outcome
+
+    def prune_if_due(self) -> None:
+        """Delete history past the store's retention, at most every :data:`PRUNE_EVERY`."""
+        now = self.clock()
+        if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
+            return
+        self._pruned_at = now
+        config = self.settings.store
+        try:
+            counts = self.store.prune(
+                now,
+                timedelta(seconds=config.retention.seconds),
+                timedelta(seconds=config.audit_retention.seconds),
+            )
+        except StoreError as exc:
+            log.exception("store_prune_failed", error=str(exc))
+            return
+        if counts.total:
+            log.info("store_pruned", **asdict(counts))
 
     def situation(self) -> Situation:
         """What the alert rules look at now: stuck and undeliverable mail, blind sources."""

@@ -2,7 +2,7 @@
 
 ``db`` holds the connection, migrations, scans and messages; ``outcomes`` joins mail-log
 outcomes to messages and keeps their totals; ``canaries`` keeps canary round trips and their
-totals; ``rows`` defines the row shapes.
+totals; ``retention`` deletes history past its window; ``rows`` defines the row shapes.
 """
 
 from mailwatch.store.db import Store

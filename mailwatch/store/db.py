@@ -26,6 +26,7 @@ from mailwatch.schema import MIGRATIONS
 from mailwatch.store.alerts import AlertsMixin
 from mailwatch.store.canaries import CanariesMixin
 from mailwatch.store.outcomes import OutcomesMixin
+from mailwatch.store.retention import RetentionMixin
 from mailwatch.store.rows import (
     INSERT_COLUMNS,
     MESSAGE_COLUMNS,
@@ -43,7 +44,7 @@ from mailwatch.store.rows import (
 PAGE_SIZE = 8192
 
 
-class Store(OutcomesMixin, AlertsMixin, CanariesMixin):
+class Store(OutcomesMixin, AlertsMixin, CanariesMixin, RetentionMixin):
     """mailwatch's SQLite store. Not thread-safe: one owner, one connection."""
 
     def __init__(self, path: Path | str) -> None:
