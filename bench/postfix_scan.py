@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -520,6 +521,8 @@ class Results:
     samples: dict[str, list[float]] = field(default_factory=dict)
     classes: dict[str, int] = field(default_factory=dict)
     markings: dict[str, int] = field(default_factory=dict)
+    footprint: dict[str, float] = field(default_factory=dict)
+    """``mailwatch scan`` in a process of its own: seconds, peak RSS and store size."""
 
     def add(self, name: str, seconds: float) -> None:
         """Record one sample."""
@@ -528,6 +531,33 @@ class Results:
     def median(self, name: str) -> float:
         """Median of a measurement's samples."""
         return statistics.median(self.samples[name])
+
+
+def footprint(instance: PrivatePostfix, workdir: Path) -> dict[str, float]:
+    """A first ``mailwatch scan`` in a new process, as cron or a restart would run it.
+
+    Returns its wall seconds, its peak resident set size (``ru_maxrss`` of the waited-for
+    child: the largest of it and its own children, such as ``postqueue``) in MiB, and the
+    store's size on disk afterwards (database and WAL) in MiB.
+    """
+    store = workdir / "footprint.sqlite"
+    config = workdir / "footprint.toml"
+    config.write_text(
+        f'[store]\npath = "{store}"\n'
+        f'[sources.{SOURCE_NAME}]\ntype = "postfix"\nconfig_dir = "{instance.config_dir}"\n'
+    )
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    done = subprocess.run(  # our own interpreter and CLI, fixed arguments
+        [sys.executable, "-m", "mailwatch", "-c", str(config), "scan", "--json"],
+        capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    seconds = time.perf_counter() - t0
+    check(done.returncode == 0, f"mailwatch scan failed: {done.stderr[-2000:]}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    check(peak > before, "the scan's peak RSS is hidden by a larger earlier child")
+    size = sum(p.stat().st_size for p in workdir.glob("footprint.sqlite*"))
+    return {"seconds": seconds, "peak_rss_mib": peak / 1024, "store_mib": size / 2**20}
 
 
 async def measure(
@@ -599,6 +629,8 @@ async def measure(
             )
     finally:
         scan.close()
+    results.footprint = await asyncio.to_thread(footprint, instance, workdir)
+    print(f"  mailwatch scan in its own process: {results.footprint['seconds']:.2f}s", flush=True)
     return results
 
 
@@ -674,6 +706,13 @@ def report(args: argparse.Namespace, results: Results, environment: dict[str, An
             f"(at first-scan cost per message: {expected * 1000:.1f} ms); "
             f"headers_read == {args.added} every time"
         )
+    if results.footprint:
+        fp, queued = results.footprint, args.messages + args.added * args.runs
+        print(
+            f"`mailwatch scan` in its own process (first scan of {queued} messages): "
+            f"{fp['seconds']:.2f} s, peak RSS {fp['peak_rss_mib']:.0f} MiB, "
+            f"store {fp['store_mib']:.1f} MiB"
+        )
     print(f"classes (last first scan): {dict(sorted(results.classes.items()))}")
     print(f"markings (last first scan): {dict(sorted(results.markings.items()))}")
     print()
@@ -690,6 +729,7 @@ def report(args: argparse.Namespace, results: Results, environment: dict[str, An
             "medians_seconds": {k: med(k) for k in results.samples},
             "classes": results.classes,
             "markings": results.markings,
+            "footprint": results.footprint,
             "targets": [
                 {"name": t.name, "value": t.value, "limit": t.limit, "passed": t.passed}
                 for t in targets
