@@ -28,7 +28,6 @@ import json
 import os
 import platform
 import random
-import resource
 import shutil
 import statistics
 import subprocess
@@ -536,7 +535,7 @@ class Results:
 def footprint(instance: PrivatePostfix, workdir: Path) -> dict[str, float]:
     """A first ``mailwatch scan`` in a new process, as cron or a restart would run it.
 
-    Returns its wall seconds, its peak resident set size (``ru_maxrss`` of the waited-for
+    Returns its wall seconds, its peak resident set size (``ru_maxrss`` from ``wait4`` of that
     child: the largest of it and its own children, such as ``postqueue``) in MiB, and the
     store's size on disk afterwards (database and WAL) in MiB.
     """
@@ -546,16 +545,18 @@ def footprint(instance: PrivatePostfix, workdir: Path) -> dict[str, float]:
         f'[store]\npath = "{store}"\n'
         f'[sources.{SOURCE_NAME}]\ntype = "postfix"\nconfig_dir = "{instance.config_dir}"\n'
     )
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    errors = workdir / "footprint.stderr"
     t0 = time.perf_counter()
-    done = subprocess.run(  # our own interpreter and CLI, fixed arguments
-        [sys.executable, "-m", "mailwatch", "-c", str(config), "scan", "--json"],
-        capture_output=True, text=True, check=False, timeout=600,
-    )  # fmt: skip
+    with errors.open("wb") as stderr:
+        child = subprocess.Popen(  # our own interpreter and CLI, fixed arguments
+            [sys.executable, "-m", "mailwatch", "-c", str(config), "scan", "--json"],
+            stdout=subprocess.DEVNULL, stderr=stderr,
+        )  # fmt: skip
+        _, status, usage = os.wait4(child.pid, 0)  # this child's usage (and its children's)
     seconds = time.perf_counter() - t0
-    check(done.returncode == 0, f"mailwatch scan failed: {done.stderr[-2000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    check(peak > before, "the scan's peak RSS is hidden by a larger earlier child")
+    child.returncode = os.waitstatus_to_exitcode(status)
+    check(child.returncode == 0, f"mailwatch scan failed: {errors.read_text()[-2000:]}")
+    peak = usage.ru_maxrss  # KiB on Linux
     size = sum(p.stat().st_size for p in workdir.glob("footprint.sqlite*"))
     return {"seconds": seconds, "peak_rss_mib": peak / 1024, "store_mib": size / 2**20}
 
