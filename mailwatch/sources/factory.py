@@ -31,9 +31,10 @@ def build_sources(
 ) -> list[Source]:
     """One adapter per configured source, resumed from what the store remembers.
 
-    Postfix header caches are primed from the store (a restart does not re-read every queued
-    message's headers); log sources resume from their stored cursor; canary sources resume
-    with the canaries still in flight.
+    Postfix and Exim header caches are primed from the store, and IMAP sources start from
+    the unactioned messages it holds (a restart does not re-read every queued message's
+    headers); log sources resume from their stored cursor; canary sources resume with the
+    canaries still in flight and the time of their path's latest round trip.
     """
     sources: list[Source] = []
     for name, config in settings.sources.items():
@@ -81,6 +82,7 @@ def build_sources(
                     actioned=config.actioned, ca_file=config.ca_file, verify=config.verify,
                     timeout=config.timeout.seconds, clock=clock,
                     extra_headers=settings.header_names(), fetch_batch=config.fetch_batch,
+                    known=[m.as_message() for m in store.queued(name)],
                 )
             )  # fmt: skip
         elif isinstance(config, CanarySourceConfig):

@@ -39,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import getaddresses
@@ -221,6 +221,7 @@ class ImapSource:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         extra_headers: Sequence[str] = (),
         fetch_batch: int = 200,
+        known: Iterable[Message] = (),
     ) -> None:
         if (password is None) == (token is None):
             raise ValueError("give exactly one of password or token")
@@ -254,6 +255,32 @@ class ImapSource:
         )
         self.fetch_batch = fetch_batch
         self.state: dict[str, FolderState] = {}
+        self._resume(known)
+
+    def _resume(self, known: Iterable[Message]) -> None:
+        """Start from messages a previous run reported (the store's), not from nothing.
+
+        A restart then fetches only the headers of mail that arrived meanwhile: the first
+        sync still EXAMINEs and SEARCHes each folder (the state has no HIGHESTMODSEQ), and a
+        UIDVALIDITY other than the one in the keys voids them as usual. Messages whose key
+        does not name one of the watched folders are ignored.
+        """
+        reason = _ACTIONED[self.actioned][2]
+        by_folder: dict[tuple[str, int], dict[int, Message]] = {}
+        for message in known:
+            key_source, _, rest = message.key.partition("/")
+            folder, _, tail = rest.rpartition("/")
+            folder, _, validity = folder.rpartition("/")
+            if (key_source != self._name or folder != message.queue or folder not in self.folders
+                    or not validity.isdigit() or not tail.isdigit()):  # fmt: skip
+                continue
+            by_folder.setdefault((folder, int(validity)), {})[int(tail)] = message._replace(
+                wait_reason=f"{reason} {folder}"  # as configured now, not as stored
+            )
+        for (folder, uidvalidity), messages in by_folder.items():
+            current = self.state.get(folder)  # keys of two UIDVALIDITYs: the newer one counts
+            if current is None or (current.mailbox.uidvalidity or 0) < uidvalidity:
+                self.state[folder] = FolderState(MailboxState(uidvalidity=uidvalidity), messages)
 
     @property
     def name(self) -> str:

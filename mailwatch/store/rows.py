@@ -9,7 +9,15 @@ from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
-from mailwatch.model import DeliveryStatus, Headers, Priority, Recipient, Status, domains_of
+from mailwatch.model import (
+    DeliveryStatus,
+    Headers,
+    Message,
+    Priority,
+    Recipient,
+    Status,
+    domains_of,
+)
 
 INSERT_COLUMNS = (
     "key, source, queue_id, queue, arrival, size, sender, recipients, headers, subject, marking, "
@@ -94,6 +102,14 @@ class StoredMessage:
     def recipient_domains(self) -> tuple[str, ...]:
         """Sorted distinct recipient domains."""
         return domains_of(self.recipients)
+
+    def as_message(self) -> Message:
+        """The message as its source reported it (its delay reason as the wait reason)."""
+        return Message(
+            self.key, self.source, self.queue_id, self.queue, self.arrival, self.size,
+            self.sender, self.recipients, self.headers, self.subject, self.marking,
+            wait_reason=self.delay_reason,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,14 +13,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from integration.conftest import T0, CuttingProxy, Mailbox
 from mailwatch.config import load
 from mailwatch.errors import SourceError
-from mailwatch.scanner import judge
+from mailwatch.scanner import Scanner, judge
+from mailwatch.sources.factory import build_sources
 from mailwatch.sources.imap import ImapSource
+from mailwatch.store import Store
 
 pytestmark = pytest.mark.imap
 
@@ -274,6 +277,41 @@ class TestIncremental:
         assert len(observation.messages) == observation.headers_read == 1000
         assert observation.malformed == 0
         assert elapsed < 5
+
+
+class TestRestart:
+    """A source built from the store (as build_sources does) fetches only what is new."""
+
+    async def test_restarted_source_reads_only_new_mail(
+        self, mailbox: Mailbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Resumed from the store: no header read twice, the same messages, new mail read."""
+        mailbox.deliver_many(5)
+        config = tmp_path / "mailwatch.toml"
+        config.write_text(
+            f'[store]\npath = "{tmp_path / "db.sqlite"}"\n'
+            f'[sources.duty]\ntype = "imap"\nhost = "127.0.0.1"\n'
+            f"port = {mailbox.dovecot.imap_port}\n"
+            f'ca_file = "{mailbox.dovecot.ca_file}"\nuser = "{mailbox.user}"\n'
+            'password = { env = "RESTART_TEST_PASSWORD" }\n'
+        )
+        monkeypatch.setenv("RESTART_TEST_PASSWORD", mailbox.password)
+        settings = load(config)
+        with Store(settings.store.path) as store:
+            scanner = Scanner(settings.classifier(), store)
+            (first_source,) = build_sources(settings, store)
+            first = await scanner.scan(first_source)
+            mailbox.deliver("Emergency recall after the restart")
+            (restarted,) = build_sources(settings, store)  # a new process would do this
+            second = await scanner.scan(restarted)
+
+        assert first.observation is not None, first.error
+        assert second.observation is not None, second.error
+        assert (first.observation.headers_read, second.observation.headers_read) == (5, 1)
+        before = {m.key: m for m in first.observation.messages}
+        after = {m.key: m for m in second.observation.messages}
+        assert len(after) == 6
+        assert {k: after[k] for k in before} == before  # the stored values, as fetched
 
 
 class TestTransportSecurity:
