@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 
@@ -160,6 +160,11 @@ class Removed:
 
 
 LogEvent = Delivery | Removed
+
+
+REMEMBER_LOST = timedelta(days=7)
+"""How long a lost canary is still recognised if it arrives late (Postfix keeps mail 5 days),
+and so kept in the store."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,7 +60,14 @@ import structlog
 
 from mailwatch.errors import SourceError, SourceTimeout
 from mailwatch.headers import parse_header_block
-from mailwatch.model import CanaryResult, Headers, Message, Observation, Recipient
+from mailwatch.model import (
+    REMEMBER_LOST,
+    CanaryResult,
+    Headers,
+    Message,
+    Observation,
+    Recipient,
+)
 from mailwatch.parsing.canary import (
     CANARY_HEADER,
     canary_subject,
@@ -76,8 +83,6 @@ log = structlog.get_logger(__name__)
 
 SubmissionSecurity = Literal["starttls", "tls", "none"]
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
-REMEMBER_LOST = timedelta(days=7)
-"""How long a lost canary is still recognised if it arrives late (Postfix keeps mail 5 days)."""
 WAIT_REASON = "canary not delivered"
 LOST_QUEUE = "lost"
 """The queue of a lost canary: stuck at once (see :data:`mailwatch.sla.STUCK_AT_ONCE`) until

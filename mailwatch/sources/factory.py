@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from mailwatch.config import Settings
 from mailwatch.errors import ConfigError
 from mailwatch.headers import NormalisedSubject
+from mailwatch.model import REMEMBER_LOST
 from mailwatch.source_config import (
     CanarySourceConfig,
     EximSourceConfig,
@@ -16,7 +17,7 @@ from mailwatch.source_config import (
     PostfixSourceConfig,
 )
 from mailwatch.sources import Source
-from mailwatch.sources.canary import REMEMBER_LOST, CanarySource, Destination, Submission
+from mailwatch.sources.canary import CanarySource, Destination, Submission
 from mailwatch.sources.exim import EximSource, cached_from_message
 from mailwatch.sources.imap import ImapSource
 from mailwatch.sources.maillog import MailLogSource

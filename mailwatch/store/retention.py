@@ -10,7 +10,7 @@ message it ever saw. :meth:`RetentionMixin.prune` deletes, in one transaction:
 * messages that left their queue before the cutoff and whose outcome, if any, is older too
   (queued messages are never deleted, however old: they are the backlog);
 * settled canaries (found or lost) sent before the cutoff or before the late-arrival window
-  (:data:`~mailwatch.sources.canary.REMEMBER_LOST`), whichever is earlier; outstanding ones
+  (:data:`~mailwatch.model.REMEMBER_LOST`), whichever is earlier; outstanding ones
   stay, since a restarted source resumes from them;
 * silences that ended or were removed before the cutoff;
 * audit records older than their own, longer window (who acked, silenced, looked at
@@ -27,12 +27,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from mailwatch.errors import StoreError
-from mailwatch.model import Status
+from mailwatch.model import REMEMBER_LOST, Status
 from mailwatch.store.canaries import OUTSTANDING
 from mailwatch.store.rows import ts
-
-REMEMBER_CANARIES = timedelta(days=7)
-"""Settled canaries are kept at least this long (a lost one may still arrive late)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +60,7 @@ class RetentionMixin:
         if keep <= timedelta(0) or keep_audit <= timedelta(0):
             raise ValueError("retention windows must be positive")
         cutoff = ts(now - keep)
-        canary_cutoff = ts(now - max(keep, REMEMBER_CANARIES))
+        canary_cutoff = ts(now - max(keep, REMEMBER_LOST))
         try:
             self._db.execute("BEGIN")
             counts = PruneCounts(
