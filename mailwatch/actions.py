@@ -86,8 +86,13 @@ async def perform(
     actor: str,
     now: datetime,
     command_timeout: float = 30.0,
+    on_behalf_of: str | None = None,
 ) -> ActionResult:
-    """Do ``action`` to the tracked message ``ident`` (or flush ``source``), audited."""
+    """Do ``action`` to the tracked message ``ident`` (or flush ``source``), audited.
+
+    ``actor`` is who proved who they are (token or login name), ``on_behalf_of`` a name they
+    gave: the audit trail keeps both, apart.
+    """
     if action is Action.FLUSH:
         names = [source] if source else [n for n, c in settings.sources.items()
                                          if isinstance(c, PostfixSourceConfig)]  # fmt: skip
@@ -106,7 +111,8 @@ async def perform(
         ok = ok and code == 0
         outputs.append(output or ("done" if code == 0 else f"exit {code}"))
     result = ActionResult(action, target, ok, "; ".join(outputs))
-    store.audit(now, actor, action.value, target, ("ok: " if ok else "FAILED: ") + result.output)
+    store.audit(now, actor, action.value, target, ("ok: " if ok else "FAILED: ") + result.output,
+                on_behalf_of=on_behalf_of)  # fmt: skip
     if not ok:
         raise ActionFailed(f"{action.value} {target} failed: {result.output}")
     return result

@@ -1,6 +1,7 @@
 """The JSON API (``/api/v1``), documented in ``docs/openapi.yaml`` (a test keeps them in step).
 
-Bearer tokens with ``read`` or ``write`` scope (``[[http.tokens]]``), compared in constant time.
+Bearer tokens with ``read`` or ``write`` scope (``[[http.tokens]]``), read once into a token
+table when the server starts and compared exactly, in constant time (:mod:`mailwatch.auth`).
 Reading a message's detail (subject, addresses) is consultation of personal data: it writes an
 audit record with the token's name. Actions (ack, silence, hold/release/retry/flush) need a
 write token and are audited like their CLI equivalents. Bad query parameters get a 400 with a
@@ -9,11 +10,9 @@ message naming the parameter.
 
 from __future__ import annotations
 
-import hmac
 import json
 import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,26 +21,19 @@ from aiohttp import web
 from mailwatch import queries, statuspage
 from mailwatch.actions import Action, ActionFailed, perform
 from mailwatch.alerting.lifecycle import NotAcknowledgeable, Silence
+from mailwatch.auth import Caller, TokenTable, build_table
 from mailwatch.config import Settings
 from mailwatch.durations import parse_duration
 from mailwatch.errors import UnknownMessage
 from mailwatch.model import Priority
 from mailwatch.service import Service
+from mailwatch.store.alerts import acting
 
 SERVICE_KEY: web.AppKey[Service] = web.AppKey("service")
 SETTINGS_KEY: web.AppKey[Settings] = web.AppKey("settings")
+TOKENS_KEY: web.AppKey[TokenTable] = web.AppKey("tokens", TokenTable)
 MAX_LIMIT = 1000
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who is calling: a token's name and scope."""
-
-    name: str
-    scope: str
-
-
 CALLER_KEY: web.RequestKey[Caller] = web.RequestKey("caller", Caller)
 
 
@@ -59,29 +51,13 @@ def _error(status: int, message: str) -> web.HTTPException:
     return _ERRORS[status](text=json.dumps({"error": message}), content_type="application/json")
 
 
-def authenticate(settings: Settings, header: str | None) -> Caller | None:
-    """The caller a ``Bearer`` header proves, comparing against every token in constant time."""
-    if not header or not header.startswith("Bearer "):
-        return None
-    offered = header.removeprefix("Bearer ").strip().encode()
-    found: Caller | None = None
-    for token in settings.http.tokens:
-        try:
-            secret = token.secret.read().encode()
-        except LookupError:
-            continue
-        if hmac.compare_digest(offered, secret) and found is None:
-            found = Caller(token.name, token.scope)
-    return found
-
-
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Open paths pass; everything else needs a token, and writes need a write token."""
     settings = request.app[SETTINGS_KEY]
     if request.path in settings.http.open_paths:
         return await handler(request)
-    caller = authenticate(settings, request.headers.get("Authorization"))
+    caller = request.app[TOKENS_KEY].authenticate(request.headers.get("Authorization"))
     if caller is None:
         raise _error(401, "a valid bearer token is required")
     if request.method not in ("GET", "HEAD") and caller.scope != "write":
@@ -223,14 +199,26 @@ async def ack_alert(request: web.Request) -> web.Response:
     """``POST /api/v1/alerts/{id}/ack`` ``{"note": ...}``: acknowledged by the token's name."""
     service, caller = request.app[SERVICE_KEY], request[CALLER_KEY]
     body = await _body(request)
-    by = str(body.get("by") or caller.name)
+    on_behalf_of = _on_behalf_of(body)
     try:
-        state = service.alerts.acknowledge(request.match_info["id"], by, body.get("note"), _now())
+        state = service.alerts.acknowledge(
+            request.match_info["id"], caller.name, body.get("note"), _now(),
+            on_behalf_of=on_behalf_of,
+        )  # fmt: skip
     except NotAcknowledgeable as exc:
         raise _error(409, str(exc)) from None
     except LookupError as exc:
         raise _error(404, str(exc)) from None
-    return web.json_response({"id": str(state.key), "status": state.status.value, "acked_by": by})
+    return web.json_response(
+        {"id": str(state.key), "status": state.status.value, "acked_by": state.acked_by,
+         "actor": caller.name, "on_behalf_of": on_behalf_of}
+    )  # fmt: skip
+
+
+def _on_behalf_of(body: dict[str, Any]) -> str | None:
+    """The body's ``by``: a name the caller acts for, audited apart from the token's name."""
+    by = body.get("by")
+    return str(by) if by else None
 
 
 async def add_silence(request: web.Request) -> web.Response:
@@ -261,8 +249,10 @@ async def add_silence(request: web.Request) -> web.Response:
             now,
             now + timedelta(seconds=seconds),
             str(body["reason"]),
-            str(body.get("by") or caller.name),
-        )
+            acting(caller.name, _on_behalf_of(body)),
+        ),
+        actor=caller.name,
+        on_behalf_of=_on_behalf_of(body),
     )
     return web.json_response({"id": silence_id}, status=201)
 
@@ -291,6 +281,7 @@ async def act(request: web.Request) -> web.Response:
         action = Action(name)
     except ValueError:
         raise _error(404, f"no action {name!r}") from None
+    body = await _body(request) if request.body_exists else {}
     try:
         result = await perform(
             settings,
@@ -300,6 +291,7 @@ async def act(request: web.Request) -> web.Response:
             source=request.query.get("source"),
             actor=caller.name,
             now=_now(),
+            on_behalf_of=_on_behalf_of(body),
         )
     except UnknownMessage as exc:
         raise _error(404, str(exc)) from None
@@ -339,6 +331,7 @@ def build(service: Service, settings: Settings) -> web.Application:
         service.probed_all,
         extend=lambda app: register(app, service, settings),
         middlewares=[auth_middleware],
+        content_security_policy=statuspage.CONTENT_SECURITY_POLICY,
     )
 
 
@@ -346,6 +339,7 @@ def register(app: web.Application, service: Service, settings: Settings) -> None
     """Add the API routes, the status page and their dependencies to ``app``."""
     app[SERVICE_KEY] = service
     app[SETTINGS_KEY] = settings
+    app[TOKENS_KEY] = build_table(settings.http.tokens)
     app.router.add_get("/", status_page)
     for method, path, handler in ROUTES:
         app.router.add_route(

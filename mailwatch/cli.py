@@ -32,6 +32,7 @@ from mailwatch.render import counts_table, scans_lines, stuck_table, table
 from mailwatch.scanner import Scanner
 from mailwatch.sources.factory import build_sources
 from mailwatch.store import Store
+from mailwatch.terminal import visible
 
 CONFIG_ENV = "MAILWATCH_CONFIG"
 
@@ -160,8 +161,21 @@ def scan(ctx: Context, as_json: bool) -> None:
         sys.exit(1)
 
 
+_CA_FILE = "mailwatch.ca_file"
+
+
+def _remember_ca_file(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    ctx.meta[_CA_FILE] = value
+
+
 def remote_options(func: Callable[..., None]) -> Callable[..., None]:
-    """``--server URL`` and ``--token-file``: run the command against a mailwatch API."""
+    """``--server URL``, ``--token-file`` and ``--ca-file``: run against a mailwatch API."""
+    func = click.option(
+        "--ca-file", type=click.Path(path_type=Path, dir_okay=False), envvar="MAILWATCH_CA_FILE",
+        expose_value=False, callback=_remember_ca_file, is_eager=True,
+        help="Trust this CA (PEM) for an https --server, e.g. a private CA; the server's"
+        " certificate is always verified (env MAILWATCH_CA_FILE; default: the system CAs).",
+    )(func)  # fmt: skip
     func = click.option(
         "--token-file", type=click.Path(path_type=Path),
         help="File holding the API token (default: $MAILWATCH_TOKEN).",
@@ -182,7 +196,11 @@ def api_client(server: str | None, token_file: Path | None) -> ApiClient | None:
             token = token_file.read_text(encoding="utf-8").strip()
         except OSError as exc:
             _fail(f"--token-file: cannot read {token_file}: {exc.strerror}", 2)
-    return ApiClient(server, token)
+    current = click.get_current_context(silent=True)
+    ca_file = current.meta.get(_CA_FILE) if current is not None else None
+    if ca_file is not None and not ca_file.is_file():
+        _fail(f"--ca-file: {ca_file} is not a readable file", 2)
+    return ApiClient(server, token, ca_file)
 
 
 @cli.command()
@@ -276,8 +294,9 @@ def show(
     if as_json:
         click.echo(json.dumps(fields, indent=2))
     else:
-        width = max(len(label) for label, _ in fields)
-        for label, value in fields:
+        lines = [(visible(str(label)), visible(str(value))) for label, value in fields]
+        width = max(len(label) for label, _ in lines)
+        for label, value in lines:
             click.echo(f"{label.ljust(width)}  {value}")
 
 
@@ -301,7 +320,7 @@ def classify(ctx: Context, eml: Any, source: str, queue: str) -> None:
         ("matched on", result.matched_on or "-"),
         ("subject", message.subject),
     ]:
-        click.echo(f"{label:<11} {value}")
+        click.echo(f"{label:<11} {visible(value)}")
 
 
 @cli.group("config")

@@ -1,10 +1,13 @@
 """``mailwatch alerts``, ``ack``, ``silence``, ``unsilence``: the alerting commands.
 
-Every acknowledgement and silence is written to the audit table with who, when and why.
+Every acknowledgement and silence is written to the audit table with who, when and why: the
+login name (or, with ``--server``, the API token's name) as the actor, and ``--by`` apart, as
+"on behalf of".
 """
 
 from __future__ import annotations
 
+import getpass
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,6 +30,8 @@ from mailwatch.cli import (
 from mailwatch.durations import format_seconds
 from mailwatch.render import table
 from mailwatch.store import Store
+from mailwatch.store.alerts import acting
+from mailwatch.terminal import visible
 
 
 def _engine(ctx: Context, store: Store) -> AlertEngine:
@@ -70,8 +75,9 @@ def alerts(
         ]  # fmt: skip
         click.echo(table(["ALERT", "STATUS", "COUNT", "OLDEST", "ACKED BY", "IDS"], rows))
     for x in view["silences"]:
-        click.echo(f"silence {x['id']}: class={x['class'] or '*'} source={x['source'] or '*'} "
-                   f"until {x['ends']} by {x['by']}: {x['reason']}")  # fmt: skip
+        click.echo(visible(f"silence {x['id']}: class={x['class'] or '*'} "
+                           f"source={x['source'] or '*'} until {x['ends']} by {x['by']}: "
+                           f"{x['reason']}"))  # fmt: skip
     if view["outbox_pending"]:
         click.echo(f"{view['outbox_pending']} notification(s) waiting in the outbox")
 
@@ -95,7 +101,9 @@ def ack(
         return
     with ctx.store() as store:
         try:
-            state = _engine(ctx, store).acknowledge(alert_id, by, note, datetime.now(UTC))
+            state = _engine(ctx, store).acknowledge(
+                alert_id, getpass.getuser(), note, datetime.now(UTC), on_behalf_of=by
+            )
         except NotAcknowledgeable as exc:
             _fail(str(exc))
     click.echo(f"acknowledged {state.key} by {by}")
@@ -130,8 +138,10 @@ def silence(
     now = datetime.now(UTC)
     with ctx.store() as store:
         silence_id = store.add_silence(
-            Silence(0, class_name, source, now, now + timedelta(seconds=duration), reason, by)
-        )
+            Silence(0, class_name, source, now, now + timedelta(seconds=duration), reason,
+                    acting(getpass.getuser(), by)),
+            actor=getpass.getuser(), on_behalf_of=by,
+        )  # fmt: skip
     click.echo(f"silence {silence_id} until {(now + timedelta(seconds=duration)).isoformat()}")
 
 
@@ -143,6 +153,7 @@ def silence(
 def unsilence(ctx: Context, silence_id: int, by: str) -> None:
     """End a silence early."""
     with ctx.store() as store:
-        if not store.remove_silence(silence_id, by, datetime.now(UTC)):
+        if not store.remove_silence(silence_id, getpass.getuser(), datetime.now(UTC),
+                                    on_behalf_of=by):  # fmt: skip
             _fail(f"no active silence {silence_id}")
     click.echo(f"silence {silence_id} removed")

@@ -1,8 +1,9 @@
 """Operations commands: ``check`` (Nagios/Icinga), ``backlog``, ``prune``, per-message actions.
 
 ``retry``, ``hold``, ``release`` and ``flush`` ask for confirmation on a terminal (``--yes``
-skips it), refuse a message mailwatch does not know, and are audited with who, when, what
-and the result.
+skips it), refuse a message mailwatch does not know, and are audited with who (the login name,
+or with ``--server`` the API token's name), on behalf of whom (``--by``), when, what and the
+result. ``audit`` shows the trail.
 """
 
 from __future__ import annotations
@@ -13,15 +14,27 @@ import json
 import sys
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import quote
 
 import click
 
 from mailwatch.actions import Action, ActionFailed, perform
 from mailwatch.backlog import drain_estimate
-from mailwatch.cli import Context, _duration_option, _fail, _guard, cli, pass_ctx
+from mailwatch.cli import (
+    Context,
+    _duration_option,
+    _fail,
+    _guard,
+    api_client,
+    cli,
+    pass_ctx,
+    remote_options,
+)
 from mailwatch.durations import format_seconds
 from mailwatch.model import Priority
 from mailwatch.render import bucketed, judge_stored, sparkline, table
+from mailwatch.terminal import visible
 
 NAGIOS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
 
@@ -131,65 +144,108 @@ def backlog(ctx: Context, class_name: str | None, source: str | None, hours: flo
 
 
 def _act(ctx: Context, action: Action, ident: str | None, source: str | None, yes: bool,
-         by: str | None) -> None:  # fmt: skip
-    actor = by or getpass.getuser()
+         by: str | None, remote: tuple[str | None, Path | None]) -> None:  # fmt: skip
+    """Confirm, then act locally (audited with the login name) or through ``--server``."""
     what = f"{action.value} {ident}" if ident else f"flush {source or 'every Postfix source'}"
+    client = api_client(*remote)
     if not yes:
         if not sys.stdin.isatty():
             _fail(f"refusing to {what} without confirmation: add --yes", 2)
         click.confirm(f"{what}?", abort=True)
+    if client is not None:  # the server audits its token's name, and ``by`` as on behalf of
+        path = (f"/api/v1/messages/{quote(ident, safe='')}/{action.value}" if ident
+                else "/api/v1/flush")  # fmt: skip
+        reply = client.request("POST", path, {"by": by} if by else {},
+                               params={"source": source} if source else None)  # fmt: skip
+        click.echo(visible(f"{action.value}: {reply['target']}: {reply['output']}"))
+        return
     with ctx.store() as store:
         try:
             result = asyncio.run(perform(ctx.settings, store, action, ident=ident, source=source,
-                                         actor=actor, now=datetime.now(UTC)))  # fmt: skip
+                                         actor=getpass.getuser(), now=datetime.now(UTC),
+                                         on_behalf_of=by))  # fmt: skip
         except ActionFailed as exc:
             _fail(str(exc))
-    click.echo(f"{action.value}: {result.target}: {result.output}")
+    click.echo(visible(f"{action.value}: {result.target}: {result.output}"))
 
 
 _yes = click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-_by = click.option("--by", "by", help="Who is doing this (default: the login name; audited).")
+_by = click.option("--by", "by", help="On behalf of whom (audited next to the login name, or"
+                   " next to the token's name with --server).")  # fmt: skip
 
 
 @cli.command()
 @click.argument("ident")
 @_yes
 @_by
+@remote_options
 @pass_ctx
 @_guard
-def retry(ctx: Context, ident: str, yes: bool, by: str | None) -> None:
+def retry(ctx: Context, ident: str, yes: bool, by: str | None, server: str | None,
+          token_file: Path | None) -> None:  # fmt: skip
     """Retry delivery of one message now (postqueue -i)."""
-    _act(ctx, Action.RETRY, ident, None, yes, by)
+    _act(ctx, Action.RETRY, ident, None, yes, by, (server, token_file))
 
 
 @cli.command()
 @click.argument("ident")
 @_yes
 @_by
+@remote_options
 @pass_ctx
 @_guard
-def hold(ctx: Context, ident: str, yes: bool, by: str | None) -> None:
+def hold(ctx: Context, ident: str, yes: bool, by: str | None, server: str | None,
+         token_file: Path | None) -> None:  # fmt: skip
     """Put one message on hold (postsuper -h)."""
-    _act(ctx, Action.HOLD, ident, None, yes, by)
+    _act(ctx, Action.HOLD, ident, None, yes, by, (server, token_file))
 
 
 @cli.command()
 @click.argument("ident")
 @_yes
 @_by
+@remote_options
 @pass_ctx
 @_guard
-def release(ctx: Context, ident: str, yes: bool, by: str | None) -> None:
+def release(ctx: Context, ident: str, yes: bool, by: str | None, server: str | None,
+            token_file: Path | None) -> None:  # fmt: skip
     """Release one held message (postsuper -H)."""
-    _act(ctx, Action.RELEASE, ident, None, yes, by)
+    _act(ctx, Action.RELEASE, ident, None, yes, by, (server, token_file))
 
 
 @cli.command()
 @click.option("--source", help="Only this Postfix source (default: all).")
 @_yes
 @_by
+@remote_options
 @pass_ctx
 @_guard
-def flush(ctx: Context, source: str | None, yes: bool, by: str | None) -> None:
+def flush(ctx: Context, source: str | None, yes: bool, by: str | None, server: str | None,
+          token_file: Path | None) -> None:  # fmt: skip
     """Ask Postfix to retry every deferred message now (postqueue -f)."""
-    _act(ctx, Action.FLUSH, None, source, yes, by)
+    _act(ctx, Action.FLUSH, None, source, yes, by, (server, token_file))
+
+
+@cli.command()
+@click.option("--limit", type=click.IntRange(1, 10000), default=50, show_default=True,
+              help="How many records, newest first.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+@_guard
+def audit(ctx: Context, limit: int, as_json: bool) -> None:
+    """Show the audit trail: who (token or login) acted, on behalf of whom, what, when."""
+    with ctx.store() as store:
+        records = store.audit_trail(limit)
+    items = [
+        {"at": r.at.isoformat(), "actor": r.actor, "on_behalf_of": r.on_behalf_of,
+         "action": r.action, "target": r.target, "detail": r.detail}
+        for r in records
+    ]  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(items, indent=2))
+        return
+    click.echo(table(
+        ["AT", "ACTOR", "ON BEHALF OF", "ACTION", "TARGET", "DETAIL"],
+        [[r.at.isoformat(), r.actor, r.on_behalf_of or "-", r.action, r.target, r.detail or "-"]
+         for r in records],
+    ))  # fmt: skip

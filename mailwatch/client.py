@@ -1,7 +1,9 @@
 """A small HTTP client for the mailwatch API, used by the CLI's ``--server`` option.
 
-The bearer token comes from ``$MAILWATCH_TOKEN`` or ``--token-file``; TLS is verified by default
-(``--ca-file`` for a private CA). Errors become :class:`ApiError` with the server's message.
+The bearer token comes from ``$MAILWATCH_TOKEN`` or ``--token-file``. TLS is always verified
+(certificate and host name): against the system CAs, or against ``--ca-file`` /
+``$MAILWATCH_CA_FILE`` for a private CA. Redirects are not followed (they would carry the token
+elsewhere). Errors become :class:`ApiError` with the server's message.
 """
 
 from __future__ import annotations
@@ -23,6 +25,13 @@ class ApiError(MailwatchError):
     """The API answered with an error, or could not be reached."""
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Refuse redirects: following one would send the bearer token to another URL."""
+
+    def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
+        return None  # the 3xx then surfaces as an HTTPError
+
+
 @dataclass(frozen=True, slots=True)
 class ApiClient:
     """Calls ``/api/v1/...`` on ``base_url`` with a bearer token."""
@@ -35,7 +44,10 @@ class ApiClient:
     def _context(self) -> ssl.SSLContext | None:
         if not self.base_url.startswith("https:"):
             return None
-        return ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        try:
+            return ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        except (OSError, ssl.SSLError) as exc:
+            raise ApiError(f"--ca-file: cannot load {self.ca_file}: {exc}") from None
 
     def request(
         self,
@@ -58,7 +70,9 @@ class ApiClient:
             headers["Content-Type"] = "application/json"
         # The scheme was checked above: only http(s) URLs are opened (S310).
         request = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310
-        opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=self._context()))
+        opener = urllib.request.build_opener(
+            urllib.request.HTTPSHandler(context=self._context()), _NoRedirects()
+        )
         try:
             with opener.open(request, timeout=self.timeout) as response:
                 return json.loads(response.read() or b"null")

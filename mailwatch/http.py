@@ -1,14 +1,19 @@
-"""The HTTP server (aiohttp): ``/metrics`` now; the API and status page join it later.
+"""The HTTP server (aiohttp): ``/metrics``, health; :mod:`mailwatch.api` adds the rest.
 
 Loopback by default. Optional TLS (``[http] tls_cert_file``/``tls_key_file``) and client
 certificate authentication (``client_ca_file``). ``/metrics`` negotiates OpenMetrics with the
 scraper's ``Accept`` header, as Prometheus does.
+
+Security headers go on every response as it is prepared (errors included): ``nosniff`` and
+``no-referrer`` everywhere; on HTML, a Content-Security-Policy (``default-src 'none'``, the
+page's own style by hash, ``frame-ancestors 'none'``) and ``X-Frame-Options: DENY``; on HTML
+and on ``/api/`` responses (personal data), ``Cache-Control: no-store``.
 """
 
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -20,6 +25,8 @@ from mailwatch.metrics import MailwatchCollector
 from mailwatch.snapshot import MetricsSnapshot
 
 REGISTRY_KEY = web.AppKey("registry", CollectorRegistry)
+DEFAULT_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+"""The Content-Security-Policy of an HTML page that needs nothing at all."""
 READY_KEY: web.AppKey[Callable[[], bool]] = web.AppKey("ready")
 
 
@@ -47,22 +54,44 @@ def build_app(
     *,
     extend: Callable[[web.Application], None] | None = None,
     middlewares: Sequence[Middleware] = (),
+    content_security_policy: str = DEFAULT_CSP,
 ) -> web.Application:
     """The application with its own registry (no global state shared with other code).
 
-    ``extend`` adds further routes (the API and status page); ``middlewares`` wrap them all.
+    ``extend`` adds further routes (the API and status page); ``middlewares`` wrap them all;
+    ``content_security_policy`` goes on every HTML response.
     """
     registry = CollectorRegistry(auto_describe=False)
     registry.register(MailwatchCollector(snapshot))
     app = web.Application(middlewares=list(middlewares))
     app[REGISTRY_KEY] = registry
     app[READY_KEY] = ready
+    app.on_response_prepare.append(security_headers(content_security_policy))
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     if extend is not None:
         extend(app)
     return app
+
+
+def security_headers(
+    content_security_policy: str,
+) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """An ``on_response_prepare`` hook adding the security headers (see the module doc)."""
+
+    async def add(request: web.Request, response: web.StreamResponse) -> None:
+        headers = response.headers
+        headers["X-Content-Type-Options"] = "nosniff"
+        headers["Referrer-Policy"] = "no-referrer"
+        html = response.content_type == "text/html"
+        if html:
+            headers["Content-Security-Policy"] = content_security_policy
+            headers["X-Frame-Options"] = "DENY"
+        if html or request.path.startswith("/api/"):
+            headers["Cache-Control"] = "no-store"
+
+    return add
 
 
 @dataclass(frozen=True, slots=True)

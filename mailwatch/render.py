@@ -17,6 +17,7 @@ from mailwatch.logs import mask_addresses
 from mailwatch.model import DeliveryStatus, Priority, Status
 from mailwatch.sla import stuck_reason
 from mailwatch.store import StoredMessage
+from mailwatch.terminal import visible
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +63,11 @@ def judge_stored(messages: Iterable[StoredMessage], now: datetime) -> list[Stuck
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A plain left-aligned text table (no colour: it is pasted into tickets)."""
+    """A plain left-aligned text table (no colour: it is pasted into tickets).
+
+    Cells are untrusted text: control and bidi characters are shown escaped (:func:`visible`).
+    """
+    rows = [[visible(cell) for cell in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
@@ -136,7 +141,7 @@ def scans_lines(scans: Sequence[dict[str, Any]]) -> list[str]:
         if scan["warnings"]:
             state += "; WARNING: " + "; ".join(scan["warnings"])
         ago = format_seconds(scan["age_seconds"])
-        lines.append(f"source {scan['source']}: last scan {ago} ago, {state}")
+        lines.append(visible(f"source {scan['source']}: last scan {ago} ago, {state}"))
     return lines
 
 

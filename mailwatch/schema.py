@@ -175,4 +175,9 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (path, bucket)
     );
     """,
+    # 6: the audit trail keeps who acted (the API token's name, or the login name) apart from a
+    #    name they gave as acting on behalf of (``by``), which nothing verifies.
+    """
+    ALTER TABLE audit ADD COLUMN on_behalf_of TEXT;
+    """,
 )

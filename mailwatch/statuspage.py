@@ -8,6 +8,8 @@ page is built from :func:`mailwatch.api.status_summary`, which carries none.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from html import escape
 from typing import Any
 
@@ -32,6 +34,13 @@ table{margin:0 1rem 1rem;border-collapse:collapse;font-size:.9rem}
 td,th{padding:.25rem .6rem;border-bottom:1px solid #ccc;text-align:left}
 footer{margin:1rem;font-size:.8rem;color:#555}
 """
+
+STYLE_HASH = base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode()
+CONTENT_SECURITY_POLICY = (
+    f"default-src 'none'; style-src 'sha256-{STYLE_HASH}'; frame-ancestors 'none';"
+    " base-uri 'none'; form-action 'none'"
+)
+"""The page's policy: nothing but its own inline style (by hash); never framed."""
 
 
 def tile_state(item: dict[str, Any]) -> str:

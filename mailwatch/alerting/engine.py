@@ -19,6 +19,7 @@ from mailwatch.alerting.rules import AlertRule, Situation, evaluate
 from mailwatch.errors import MailwatchError
 from mailwatch.model import Priority
 from mailwatch.store import Store
+from mailwatch.store.alerts import acting
 
 log = structlog.get_logger(__name__)
 
@@ -83,15 +84,22 @@ class AlertEngine:
             log.info("alert_notification_queued", alert=str(key), receiver=receiver, kind=kind)
         return len(queued)
 
-    def acknowledge(self, alert_id: str, by: str, note: str | None, now: datetime) -> AlertState:
-        """Acknowledge a firing alert, store it and audit who did it and why."""
+    def acknowledge(
+        self, alert_id: str, by: str, note: str | None, now: datetime, *,
+        on_behalf_of: str | None = None,
+    ) -> AlertState:  # fmt: skip
+        """Acknowledge a firing alert, store it and audit who did it and why.
+
+        ``by`` is who proved who they are (token or login name); ``on_behalf_of`` a name they
+        gave. Both go to the audit trail, separately; the alert shows ``alice (via on-call)``.
+        """
         key = parse_alert_id(alert_id)
         self.states = self.store.alert_states()
         state = self.states.get(key)
         if state is None:
             raise UnknownAlert(f"no alert {alert_id!r}")
-        acked = acknowledge(state, by, note, now)
+        acked = acknowledge(state, acting(by, on_behalf_of), note, now)
         self.states[key] = acked
         self.store.save_alerts([acked], [], now)
-        self.store.audit(now, by, "ack", f"alert {alert_id}", note)
+        self.store.audit(now, by, "ack", f"alert {alert_id}", note, on_behalf_of=on_behalf_of)
         return acked

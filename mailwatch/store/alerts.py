@@ -37,13 +37,23 @@ class OutboxItem:
 
 @dataclass(frozen=True, slots=True)
 class AuditRecord:
-    """Who did what, when, to what, and why."""
+    """Who did what, when, to what, and why.
+
+    ``actor`` is who proved who they are (an API token's name, or the login name on the host);
+    ``on_behalf_of`` is a name they gave (``by``), recorded as given and never verified.
+    """
 
     at: datetime
     actor: str
     action: str
     target: str
     detail: str | None
+    on_behalf_of: str | None = None
+
+
+def acting(actor: str, on_behalf_of: str | None) -> str:
+    """How an actor is shown where one name fits: ``alice (via on-call)`` or ``on-call``."""
+    return f"{on_behalf_of} (via {actor})" if on_behalf_of and on_behalf_of != actor else actor
 
 
 class AlertsMixin:
@@ -129,8 +139,13 @@ class AlertsMixin:
             (error[:500], ts(next_attempt), item_id),
         )
 
-    def add_silence(self, silence: Silence) -> int:
-        """Store a silence (its ``id`` is assigned here) and audit it."""
+    def add_silence(
+        self, silence: Silence, *, actor: str | None = None, on_behalf_of: str | None = None
+    ) -> int:
+        """Store a silence (its ``id`` is assigned here) and audit it.
+
+        The audit's actor is ``actor`` (default: the silence's ``by``).
+        """
         cursor = self._db.execute(
             "INSERT INTO silences (class, source, starts, ends, reason, created_by)"
             " VALUES (?, ?, ?, ?, ?, ?)",
@@ -138,19 +153,23 @@ class AlertsMixin:
              silence.reason, silence.by),
         )  # fmt: skip
         silence_id = int(cursor.lastrowid or 0)
-        self.audit(silence.starts, silence.by, "silence", f"silence {silence_id}",
+        self.audit(silence.starts, actor or silence.by, "silence", f"silence {silence_id}",
                    f"class={silence.class_name or '*'} source={silence.source or '*'} "
-                   f"until={silence.ends.isoformat()} reason={silence.reason}")  # fmt: skip
+                   f"until={silence.ends.isoformat()} reason={silence.reason}",
+                   on_behalf_of=on_behalf_of)  # fmt: skip
         return silence_id
 
-    def remove_silence(self, silence_id: int, by: str, now: datetime) -> bool:
+    def remove_silence(
+        self, silence_id: int, by: str, now: datetime, *, on_behalf_of: str | None = None
+    ) -> bool:
         """End a silence early; ``False`` if there is no such active silence."""
         cursor = self._db.execute(
             "UPDATE silences SET removed_at = ? WHERE id = ? AND removed_at IS NULL AND ends > ?",
             (ts(now), silence_id, ts(now)),
         )
         if cursor.rowcount:
-            self.audit(now, by, "unsilence", f"silence {silence_id}", None)
+            self.audit(now, by, "unsilence", f"silence {silence_id}", None,
+                       on_behalf_of=on_behalf_of)  # fmt: skip
         return bool(cursor.rowcount)
 
     def silences(self, now: datetime) -> list[Silence]:
@@ -163,17 +182,31 @@ class AlertsMixin:
         return [Silence(i, c, s, at(a), at(b), r, by) for i, c, s, a, b, r, by in rows]
 
     def audit(
-        self, when: datetime, actor: str, action: str, target: str, detail: str | None
+        self,
+        when: datetime,
+        actor: str,
+        action: str,
+        target: str,
+        detail: str | None,
+        *,
+        on_behalf_of: str | None = None,
     ) -> None:
-        """Append to the audit trail (acks, silences, personal-data views, actions)."""
+        """Append to the audit trail (acks, silences, personal-data views, actions).
+
+        ``on_behalf_of`` equal to ``actor`` says nothing more and is not stored.
+        """
         self._db.execute(
-            "INSERT INTO audit (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
-            (ts(when), actor, action, target, detail),
-        )
+            "INSERT INTO audit (at, actor, action, target, detail, on_behalf_of)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (ts(when), actor, action, target, detail,
+             on_behalf_of if on_behalf_of and on_behalf_of != actor else None),
+        )  # fmt: skip
 
     def audit_trail(self, limit: int = 100) -> list[AuditRecord]:
         """The latest audit records, newest first."""
         rows = self._db.execute(
-            "SELECT at, actor, action, target, detail FROM audit ORDER BY id DESC LIMIT ?", (limit,)
+            "SELECT at, actor, action, target, detail, on_behalf_of FROM audit"
+            " ORDER BY id DESC LIMIT ?",
+            (limit,),
         )
-        return [AuditRecord(at(w), a, act, t, d) for w, a, act, t, d in rows]
+        return [AuditRecord(at(w), a, act, t, d, o) for w, a, act, t, d, o in rows]
