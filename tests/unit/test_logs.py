@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,3 +91,66 @@ async def test_scan_logs_carry_source_and_scan_id(captured: io.StringIO, tmp_pat
     assert [(f["source"], f["scan"]) for f in failures] == [("mta9", 1), ("mta9", 2)]
     structlog.get_logger("t").info("after")
     assert "scan" not in json.loads(captured.getvalue().splitlines()[-1])  # unbound again
+
+
+SUBJECT = "Emergency recall - Jane Doe, 4 Elm Road"
+ADDRESS = "jane.doe@justice.example"
+
+
+def _fail_with_personal_data() -> None:
+    subject, recipient = SUBJECT, ADDRESS  # locals a traceback with locals would print
+    raise ValueError(f"cannot classify {subject!r} for {recipient}")
+
+
+class TestExceptions:
+    """Error-level logs with a traceback, on the real production chain."""
+
+    @pytest.mark.parametrize("fmt", ["json", "console"])
+    def test_no_locals_no_message_text(self, fmt: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Neither the subject nor the address (in locals and in the message) reaches the log."""
+        buffer = io.StringIO()
+        monkeypatch.setattr("sys.stderr", buffer)
+        configure("info", fmt, cache=False)
+        try:
+            _fail_with_personal_data()
+        except ValueError:
+            structlog.get_logger("t").exception("classify_failed")
+        text = buffer.getvalue()
+        assert "classify_failed" in text and "ValueError" in text
+        assert "_fail_with_personal_data" in text  # the frames are still there
+        for secret in ("Jane Doe", "jane.doe", "Elm Road"):
+            assert secret not in text
+
+    def test_own_errors_keep_their_message_masked(self, captured: io.StringIO) -> None:
+        """mailwatch's own errors keep their message (they say what failed), addresses masked."""
+        try:
+            raise SourceUnavailable("mta1", f"relay refused {ADDRESS}")
+        except SourceUnavailable:
+            structlog.get_logger("t").error("probe_failed", exc_info=True)
+        line = json.loads(captured.getvalue().splitlines()[-1])
+        (stack,) = line["exception"]
+        assert "relay refused ***@justice.example" in stack["exc_value"]
+        assert all("locals" not in frame for frame in stack["frames"])
+
+    def test_chained_cause_redacted(self, captured: io.StringIO) -> None:
+        """An unexpected cause under one of mailwatch's errors is redacted too."""
+        try:
+            try:
+                _fail_with_personal_data()
+            except ValueError as exc:
+                raise SourceUnavailable("mta1", "classification failed") from exc
+        except SourceUnavailable:
+            structlog.get_logger("t").exception("probe_failed")
+        assert "Jane Doe" not in captured.getvalue()
+        assert "classification failed" in captured.getvalue()
+
+    def test_stdlib_logging_goes_through_redaction(self, captured: io.StringIO) -> None:
+        """aiohttp/asyncio records (stdlib logging) get the same treatment."""
+        try:
+            _fail_with_personal_data()
+        except ValueError:
+            logging.getLogger("aiohttp.server").exception("Error handling %s", ADDRESS)
+        line = json.loads(captured.getvalue().splitlines()[-1])
+        assert line["logger"] == "aiohttp.server"
+        assert line["event"] == "Error handling ***@justice.example"
+        assert "Jane Doe" not in captured.getvalue() and "jane.doe" not in captured.getvalue()
