@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 from pathlib import Path
 from typing import Any
@@ -125,10 +126,13 @@ class TestActions:
         finally:
             controller.stop()
         with Store(config.parent / "mw.db") as store:
-            trail = [(a.actor, a.action, a.detail or "") for a in store.audit_trail()]
+            trail = [
+                (a.on_behalf_of, a.action, a.detail or "", a.actor) for a in store.audit_trail()
+            ]
         assert trail[-1][:2] == ("on-call A", "hold")
         assert [t[:2] for t in trail[:2]] == [("on-call B", "retry"), ("on-call B", "release")]
         assert all(t[2].startswith("ok: ") for t in trail)
+        assert {t[3] for t in trail} == {getpass.getuser()}  # the login name is the actor
 
     def test_unknown_message_is_refused(self, config: Path) -> None:
         """An id mailwatch does not know is refused: nothing runs, exit 1."""
@@ -148,4 +152,6 @@ class TestActions:
         assert code == 0, out
         with Store(config.parent / "mw.db") as store:
             (record,) = store.audit_trail(1)
-        assert (record.actor, record.action, record.target) == ("on-call C", "flush", "source mta1")
+        assert (record.actor, record.on_behalf_of, record.action, record.target) == (
+            getpass.getuser(), "on-call C", "flush", "source mta1",
+        )  # fmt: skip
