@@ -125,7 +125,8 @@ class TestHeaders:
         status, headers, html = await _in_thread(call, base, "GET", "/")
         assert status == 200
         csp = headers["Content-Security-Policy"]
-        assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
+        assert "default-src 'none'" in csp
+        assert "frame-ancestors 'none'" in csp
         style = re.search(r"<style>(.*?)</style>", html, re.S)
         assert style is not None
         digest = base64.b64encode(hashlib.sha256(style.group(1).encode()).digest()).decode()
@@ -174,7 +175,8 @@ class TestAudit:
             "detail": json.loads(shown.stdout)[0]["detail"],
         }  # fmt: skip
         table = CliRunner().invoke(cli, ["-c", str(config), "audit"])
-        assert "ON BEHALF OF" in table.stdout and "duty manager" in table.stdout
+        assert "ON BEHALF OF" in table.stdout
+        assert "duty manager" in table.stdout
 
     async def test_no_by_means_no_on_behalf_of(self, base: str, store: Store) -> None:
         """Without ``by`` the token's name alone is recorded."""

@@ -97,7 +97,8 @@ class TestRemoteTls:
             mailwatch, "stuck", "--json", "--server", server, env=env
         )
         assert code == 1
-        assert "CERTIFICATE_VERIFY_FAILED" in err and len(err.strip().splitlines()) == 1
+        assert "CERTIFICATE_VERIFY_FAILED" in err
+        assert len(err.strip().splitlines()) == 1
         ca = str(tmp_path / "pki" / "ca.pem")
         code, out, err = await asyncio.to_thread(
             mailwatch, "stuck", "--json", "--server", server, "--ca-file", ca, env=env
@@ -112,7 +113,8 @@ class TestRemoteTls:
             mailwatch, "stuck", "--server", server, "--ca-file", str(tmp_path / "nope.pem"),
             env=env,
         )  # fmt: skip
-        assert code == 2 and "--ca-file" in err
+        assert code == 2
+        assert "--ca-file" in err
 
     async def test_hold_release_flush_over_the_api(
         self, server: str, tmp_path: Path, postfix: PrivatePostfix, settings: Settings
@@ -144,4 +146,5 @@ class TestRemoteTls:
             mailwatch, "retry", queue_id, "--yes", "--server", server, "--ca-file", ca,
             env={"MAILWATCH_TOKEN": READ},
         )  # fmt: skip
-        assert code == 1 and "read-only" in err
+        assert code == 1
+        assert "read-only" in err

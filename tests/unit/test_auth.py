@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from mailwatch.auth import Caller, bearer_token, build_table
-from mailwatch.config import ApiToken, SecretRef
+from mailwatch.config import ApiToken
+from mailwatch.config_fields import SecretRef
 
 
 def _token(name: str, scope: str, path: Path, secret: str) -> ApiToken:
