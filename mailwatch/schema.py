@@ -175,4 +175,10 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (path, bucket)
     );
     """,
+    # 6: stuck candidates selected in SQL (mailwatch.judgement.WAITING_SQL): queued messages
+    #    by deadline and by queue (hold, frozen); undeliverable ones use messages_by_outcome.
+    """
+    CREATE INDEX messages_by_status_deadline ON messages (status, deadline);
+    CREATE INDEX messages_by_status_queue ON messages (status, queue);
+    """,
 )
