@@ -38,8 +38,9 @@ class MessageFilter:
     offset: int = 0
 
 
-ORDER_SQL = f"ORDER BY {STUCK_SQL} DESC, priority, arrival, key"
-"""The order of :func:`mailwatch.judgement.urgency`, in SQL."""
+ORDER_SQL = f"ORDER BY ifnull({STUCK_SQL}, 0) DESC, priority, arrival, key"
+"""The order of :func:`mailwatch.judgement.urgency`, in SQL (a NULL outcome makes the
+predicate NULL, not 0: ``ifnull`` keeps those rows with the other non-stuck ones)."""
 
 
 def _where(now: datetime, since: datetime, wanted: MessageFilter) -> tuple[str, dict[str, Any]]:

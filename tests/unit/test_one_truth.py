@@ -27,7 +27,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
 from prometheus_client import CollectorRegistry
 
-from mailwatch import api
+from mailwatch import api, statuspage
 from mailwatch.alerting.lifecycle import AlertKey, AlertStatus
 from mailwatch.cli import cli
 from mailwatch.config import Settings, load
@@ -208,7 +208,7 @@ class TestEveryInterfaceAgrees:
         summary = api.status_summary(service, NOW)
         counts = {(c["class"], c["priority"]): c["stuck"] for c in summary["classes"] if c["stuck"]}
         assert counts == _by_class_priority(STUCK)
-        page = api.statuspage.render(summary)
+        page = statuspage.render(summary)
         p1_section = page[page.index('id="p1"') : page.index('id="others"')]
         assert 'data-class="mappa"' in p1_section  # the level-3 mail is on the P1 tiles
 
