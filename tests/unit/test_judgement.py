@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -54,12 +55,30 @@ def _insert(store: Store, rows: list[StoredMessage]) -> None:
         db.execute(
             f"INSERT INTO messages ({INSERT_COLUMNS}, outcome, outcome_at)"
             f" VALUES ({', '.join('?' * 21)})",
-            (m.key, m.source, m.queue_id, m.queue, ts(m.arrival), m.size, m.sender, "[]", "[]",
-             m.subject, m.marking, m.class_name, int(m.priority), m.rule, ts(m.deadline),
-             m.delay_reason, m.status.value, ts(m.first_seen), None,
-             m.outcome.value if m.outcome else None,
-             ts(m.outcome_at) if m.outcome_at else None),
-        )  # fmt: skip
+            (
+                m.key,
+                m.source,
+                m.queue_id,
+                m.queue,
+                ts(m.arrival),
+                m.size,
+                m.sender,
+                "[]",
+                "[]",
+                m.subject,
+                m.marking,
+                m.class_name,
+                int(m.priority),
+                m.rule,
+                ts(m.deadline),
+                m.delay_reason,
+                m.status.value,
+                ts(m.first_seen),
+                None,
+                m.outcome.value if m.outcome else None,
+                ts(m.outcome_at) if m.outcome_at else None,
+            ),
+        )
 
 
 @given(st.lists(st.integers(0, 0), max_size=20).flatmap(
@@ -95,3 +114,45 @@ def test_sql_selects_and_orders_what_the_pure_function_judges(
         )
         p1 = [k for k in stuck if rows[int(k.split("/")[1])].priority is Priority.P1]
         assert [m.key for m in page] == p1[2:5]
+
+
+def test_a_page_judges_only_its_own_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A listing request judges the page in Python, not every stuck row (item 4)."""
+    from mailwatch import queries
+
+    rows = [
+        StoredMessage(
+            key=f"mta/{i:04d}",
+            source="mta1",
+            queue_id=f"Q{i}",
+            queue="hold",
+            arrival=NOW - timedelta(minutes=i),
+            size=1,
+            sender="",
+            recipients=(),
+            headers=Headers(),
+            subject="",
+            marking=None,
+            class_name="general",
+            priority=Priority.P4,
+            rule="default",
+            deadline=NOW,
+            delay_reason=None,
+            status=Status.QUEUED,
+            first_seen=NOW,
+            left_at=None,
+            last_seen=None,
+        )
+        for i in range(500)
+    ]
+    calls = []
+    real = queries.judge
+    monkeypatch.setattr(queries, "judge", lambda *a: calls.append(1) or real(*a))
+    with Store(":memory:") as store:
+        _insert(store, rows)
+        page, total = queries.judged(
+            store, NOW, MessageFilter(limit=10, offset=20), undeliverable_for=86400
+        )
+    assert total == 500
+    assert [j.message.key for j in page] == [f"mta/{i:04d}" for i in range(479, 469, -1)]
+    assert len(calls) == 10
