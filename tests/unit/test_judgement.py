@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailwatch.judgement import judge, urgency
+from mailwatch.judgement import Judgement, judge, urgency
 from mailwatch.model import DeliveryStatus, Headers, Priority, Recipient, Status
 from mailwatch.store import Store, StoredMessage
 from mailwatch.store.listing import MessageFilter, count_stuck, select_messages
@@ -145,9 +145,13 @@ def test_a_page_judges_only_its_own_rows(monkeypatch: pytest.MonkeyPatch) -> Non
         )
         for i in range(500)
     ]
-    calls = []
-    real = queries.judge
-    monkeypatch.setattr(queries, "judge", lambda *a: calls.append(1) or real(*a))
+    calls: list[str] = []
+
+    def counting(message: StoredMessage, now: datetime, since: datetime) -> Judgement:
+        calls.append(message.key)
+        return judge(message, now, since)
+
+    monkeypatch.setattr(queries, "judge", counting)
     with Store(":memory:") as store:
         _insert(store, rows)
         page, total = queries.judged(
