@@ -10,6 +10,7 @@ message naming the parameter.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from collections.abc import Awaitable, Callable
@@ -27,11 +28,14 @@ from mailwatch.durations import parse_duration
 from mailwatch.errors import UnknownMessage
 from mailwatch.model import Priority
 from mailwatch.service import Service
+from mailwatch.snapshot import MetricsSnapshot
 from mailwatch.store.alerts import acting
+from mailwatch.store.listing import MessageReader
 
 SERVICE_KEY: web.AppKey[Service] = web.AppKey("service")
 SETTINGS_KEY: web.AppKey[Settings] = web.AppKey("settings")
 TOKENS_KEY: web.AppKey[TokenTable] = web.AppKey("tokens", TokenTable)
+READER_KEY: web.AppKey[MessageReader | None] = web.AppKey("reader")
 MAX_LIMIT = 1000
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CALLER_KEY: web.RequestKey[Caller] = web.RequestKey("caller", Caller)
@@ -100,12 +104,21 @@ def _filter(request: web.Request, settings: Settings) -> queries.MessageFilter:
 
 
 async def list_messages(request: web.Request) -> web.Response:
-    """``GET /api/v1/messages``: stuck (or all queued) messages, most urgent first, paged."""
+    """``GET /api/v1/messages``: stuck (or all queued) messages, most urgent first, paged.
+
+    Selected and paged in SQL by the judgement's SQL form, on a read-only connection in a
+    worker thread: a request never judges every row, nor blocks the event loop (the scans).
+    """
     settings, service = request.app[SETTINGS_KEY], request.app[SERVICE_KEY]
     wanted = _filter(request, settings)
-    items, total = queries.messages(
-        service.store, _now(), wanted, undeliverable_for=settings.undeliverable_for.seconds
-    )
+    reader = request.app[READER_KEY]
+    window = settings.undeliverable_for.seconds
+    if reader is None:  # an in-memory store has no file to open again: judge on the loop
+        items, total = queries.messages(service.store, _now(), wanted, undeliverable_for=window)
+    else:
+        items, total = await asyncio.to_thread(
+            queries.messages, reader, _now(), wanted, undeliverable_for=window
+        )
     return web.json_response(
         {"items": items, "total": total, "limit": wanted.limit, "offset": wanted.offset}
     )
@@ -116,8 +129,9 @@ async def get_message(request: web.Request) -> web.Response:
     service, caller = request.app[SERVICE_KEY], request[CALLER_KEY]
     ident = request.match_info["id"]
     now = _now()
+    window = request.app[SETTINGS_KEY].undeliverable_for.seconds
     try:
-        fields = queries.message(service.store, ident, now)
+        fields = queries.message(service.store, ident, now, undeliverable_for=window)
     except UnknownMessage as exc:
         raise _error(404, str(exc)) from None
     service.store.audit(now, caller.name, "view", f"message {fields[0][1]}", "api")
@@ -131,33 +145,45 @@ async def summary(request: web.Request) -> web.Response:
     return web.json_response(status_summary(service, now))
 
 
+def _class_figures(snap: MetricsSnapshot, name: str, priority: Priority) -> dict[str, Any]:
+    """One class's figures for the messages of one priority (theirs, not the class's).
+
+    ``stuck`` is what ``mailwatch stuck`` lists: waiting too long, or not sent (bounced or
+    expired within the window), judged by :mod:`mailwatch.judgement`.
+    """
+    waiting = sum(v for (_, c, p), v in snap.stuck.items() if (c, p) == (name, priority))
+    gone = sum(v for (_, c, p), v in snap.undeliverable.items() if (c, p) == (name, priority))
+    return {
+        "total": sum(v for (_, _, c, p), v in snap.messages.items() if (c, p) == (name, priority)),
+        "stuck": waiting + gone,
+        "undeliverable": gone,
+        "oldest_age_seconds": max(
+            (v for (_, c, p), v in snap.oldest_age.items() if (c, p) == (name, priority)),
+            default=0.0,
+        ),
+    }
+
+
 def status_summary(service: Service, now: datetime) -> dict[str, Any]:
     """What the status page and ``/api/v1/summary`` show (no personal data)."""
     snap = service.snapshot
     classes = []
     if snap is not None:
-        for name, priority in snap.classes:
-            stuck = sum(v for (_, c, _), v in snap.stuck.items() if c == name)
-            total = sum(v for (_, _, c, _), v in snap.messages.items() if c == name)
-            oldest = max((v for (_, c), v in snap.oldest_age.items() if c == name), default=0.0)
-            etas = [e.eta_seconds for (_, c), e in snap.drain.items() if c == name]
+        for name, class_priority in snap.classes:
             sla = service.scanner.classifier.get(name)
-            classes.append(
-                {
-                    "class": name,
-                    "priority": str(priority),
-                    "total": total,
-                    "stuck": stuck,
-                    "oldest_age_seconds": oldest,
+            in_use = {p for (_, c, p) in [*snap.stuck, *snap.undeliverable] if c == name}
+            for priority in sorted({class_priority, *in_use}):
+                mine = _class_figures(snap, name, priority)
+                if priority != class_priority and not any(mine.values()):
+                    continue  # a raised priority (MAPPA level 3) gets a tile only when in use
+                etas = [e.eta_seconds for (_, c), e in snap.drain.items() if c == name]
+                eta = max(etas, default=0.0)
+                classes.append({
+                    "class": name, "priority": str(priority), **mine,
                     "sla_seconds": sla.stuck_after.seconds
-                    or sla.stuck_after.business_days * 86400.0
-                    if sla
-                    else None,
-                    "eta_seconds": None
-                    if math.isinf(max(etas, default=0.0))
-                    else max(etas, default=0.0),
-                }
-            )
+                    or sla.stuck_after.business_days * 86400.0 if sla else None,
+                    "eta_seconds": None if math.isinf(eta) else eta,
+                })  # fmt: skip
     sources = [
         {
             "source": name,
@@ -340,6 +366,15 @@ def register(app: web.Application, service: Service, settings: Settings) -> None
     app[SERVICE_KEY] = service
     app[SETTINGS_KEY] = settings
     app[TOKENS_KEY] = build_table(settings.http.tokens)
+    path = str(service.store.path)
+    reader = None if path == ":memory:" or path.startswith("file:") else MessageReader(path)
+    app[READER_KEY] = reader
+
+    async def close_reader(_app: web.Application) -> None:
+        if reader is not None:
+            reader.close()
+
+    app.on_cleanup.append(close_reader)
     app.router.add_get("/", status_page)
     for method, path, handler in ROUTES:
         app.router.add_route(

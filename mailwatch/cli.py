@@ -289,7 +289,9 @@ def show(
     else:
         now = _now()
         with ctx.store() as store:
-            fields = queries.message(store, ident, now)
+            fields = queries.message(
+                store, ident, now, undeliverable_for=ctx.settings.undeliverable_for.seconds
+            )
             store.audit(now, getpass.getuser(), "view", f"message {fields[0][1]}", "cli")
     if as_json:
         click.echo(json.dumps(fields, indent=2))

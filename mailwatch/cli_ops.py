@@ -33,7 +33,7 @@ from mailwatch.cli import (
 )
 from mailwatch.durations import format_seconds
 from mailwatch.model import Priority
-from mailwatch.render import bucketed, judge_stored, sparkline, table
+from mailwatch.render import bucketed, sparkline, table
 from mailwatch.terminal import visible
 
 NAGIOS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
@@ -66,22 +66,22 @@ def check(
     try:
         wanted = {Priority.parse(p) for p in priorities}
         now = datetime.now(UTC)
+        since = now - timedelta(seconds=ctx.settings.undeliverable_for.seconds)
         with ctx.store() as store:
             scans = store.last_scans()
-            rows = [r for r in judge_stored(store.queued(), now) if r.stuck]
+            stuck = store.count_stuck(now, since)  # the judgement's SQL form: counted in SQL
     except Exception as exc:  # noqa: BLE001 - a monitoring check must answer UNKNOWN, not crash
         _nagios_exit(3, f"cannot read mailwatch state: {exc}", [])
     if not scans:
         _nagios_exit(3, "no scan recorded yet", [])
     old = [n for n, s in scans.items() if not s.ok or (now - s.finished_at).total_seconds() > stale]
-    rows = [r for r in rows if (not classes or r.message.class_name in classes)
-            and (not wanted or r.message.priority in wanted)]  # fmt: skip
     counts: dict[str, int] = {}
-    for row in rows:
-        counts[row.message.class_name] = counts.get(row.message.class_name, 0) + 1
+    for (name, priority), count in stuck.items():
+        if (not classes or name in classes) and (not wanted or priority in wanted):
+            counts[name] = counts.get(name, 0) + count
     names = list(classes) or sorted(counts)
     perf = [f"{n}_stuck={counts.get(n, 0)};{warn};{crit};0" for n in names]
-    total = len(rows)
+    total = sum(counts.values())
     detail = ", ".join(f"{n}={c}" for n, c in sorted(counts.items())) or "none"
     if old:
         _nagios_exit(

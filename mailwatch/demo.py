@@ -16,9 +16,10 @@ from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
 
+from mailwatch import queries
 from mailwatch.config import Settings
 from mailwatch.durations import Duration
-from mailwatch.render import counts_table, judge_stored, stuck_json, stuck_table
+from mailwatch.render import counts_table, stuck_table
 from mailwatch.sandbox.postfix import PrivatePostfix
 from mailwatch.scanner import Scanner
 from mailwatch.source_config import PostfixSourceConfig
@@ -113,7 +114,10 @@ def run_demo(
         for outcome in outcomes:
             if not outcome.ok:
                 echo(f"source {outcome.source}: PROBE FAILED: {outcome.error}")
-        rows = [stuck_json(r) for r in judge_stored(store.queued(), now()) if r.stuck]
+        rows, _ = queries.messages(
+            store, now(), queries.MessageFilter(),
+            undeliverable_for=settings.undeliverable_for.seconds,
+        )  # fmt: skip
     echo("")
     echo(f"Stuck now ({len(rows)}), store {settings.store.path}:")
     echo(

@@ -66,18 +66,29 @@ class MailwatchCollector:
             messages.add_metric([source, queue, name, str(prio)], count)
         yield messages
         stuck = GaugeMetricFamily(
-            "mailwatch_stuck_messages", "Messages past their class's SLA, held or frozen.",
+            "mailwatch_stuck_messages",
+            "Queued messages past their class's SLA, held or frozen, by message priority.",
             labels=["source", "class", "priority"],
-        )  # fmt: skip
+        )
         for (source, name, prio), count in sorted(snap.stuck.items()):
             stuck.add_metric([source, name, str(prio)], count)
         yield stuck
+        gone = GaugeMetricFamily(
+            "mailwatch_undeliverable_messages",
+            "Messages that bounced or expired within undeliverable_for (stuck: not sent),"
+            " by message priority.",
+            labels=["source", "class", "priority"],
+        )
+        for (source, name, prio), count in sorted(snap.undeliverable.items()):
+            gone.add_metric([source, name, str(prio)], count)
+        yield gone
         oldest = GaugeMetricFamily(
-            "mailwatch_oldest_message_age_seconds", "Age of the oldest waiting message (0: none).",
-            labels=["source", "class"],
-        )  # fmt: skip
-        for (source, name), age in sorted(snap.oldest_age.items()):
-            oldest.add_metric([source, name], age)
+            "mailwatch_oldest_message_age_seconds",
+            "Age of the oldest waiting message, by message priority (0: none).",
+            labels=["source", "class", "priority"],
+        )
+        for (source, name, prio), age in sorted(snap.oldest_age.items()):
+            oldest.add_metric([source, name, str(prio)], age)
         yield oldest
         ages = HistogramMetricFamily(
             "mailwatch_message_age_seconds", "Ages of waiting messages at the latest scans.",

@@ -7,53 +7,56 @@ and print them with the same renderer. Subjects are included only when asked for
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from mailwatch.alerting.lifecycle import AlertStatus
-from mailwatch.model import Priority
-from mailwatch.render import judge_stored, message_detail, stuck_json
-from mailwatch.store import Store
+from mailwatch.judgement import Judgement, judge, urgency
+from mailwatch.render import message_detail, stuck_json
+from mailwatch.store import Store, StoredMessage
+from mailwatch.store.listing import MessageFilter
+
+__all__ = ["MessageFilter", "alerts", "judged", "message", "messages", "scans"]
 
 ALERT_ORDER = {AlertStatus.FIRING: 0, AlertStatus.ACKNOWLEDGED: 1, AlertStatus.PENDING: 2,
                AlertStatus.RESOLVED: 3, AlertStatus.INACTIVE: 4}  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class MessageFilter:
-    """What ``stuck`` / ``GET /api/v1/messages`` select."""
+class MessageLister(Protocol):
+    """A store, or a read-only reader of one (:class:`mailwatch.store.listing.MessageReader`)."""
 
-    stuck_only: bool = True
-    class_name: str | None = None
-    priority: Priority | None = None
-    older_than: float | None = None
-    source: str | None = None
-    limit: int | None = None
-    offset: int = 0
+    def list_messages(
+        self, now: datetime, since: datetime, wanted: MessageFilter
+    ) -> tuple[list[StoredMessage], int]: ...
+
+
+def judged(
+    store: MessageLister, now: datetime, wanted: MessageFilter, *, undeliverable_for: float
+) -> tuple[list[Judgement], int]:
+    """Matching messages judged at ``now``, most urgent first, and how many matched in all.
+
+    The store selects and pages in SQL (the judgement's SQL form); the page is judged by the
+    pure function. ``stuck``, ``check`` and the API all come through here.
+    """
+    since = now - timedelta(seconds=undeliverable_for)
+    page, total = store.list_messages(now, since, wanted)
+    rows = sorted((judge(m, now, since) for m in page), key=urgency)
+    if wanted.stuck_only:
+        rows = [r for r in rows if r.stuck]  # the SQL form agrees (tested): a guard, not a filter
+    return rows, total
 
 
 def messages(
-    store: Store,
+    store: MessageLister,
     now: datetime,
     wanted: MessageFilter,
     *,
     undeliverable_for: float,
     show_subject: bool = False,
 ) -> tuple[list[dict[str, Any]], int]:
-    """Matching messages, most urgent first, and how many matched before paging."""
-    since = now - timedelta(seconds=undeliverable_for)
-    gone = [m for m in store.undeliverable(since) if wanted.source in (None, m.source)]
-    rows = [
-        r for r in judge_stored([*store.queued(wanted.source), *gone], now)
-        if (r.stuck or not wanted.stuck_only)
-        and (wanted.class_name is None or r.message.class_name == wanted.class_name)
-        and (wanted.priority is None or r.message.priority == wanted.priority)
-        and (wanted.older_than is None or r.age_seconds > wanted.older_than)
-    ]  # fmt: skip
-    end = None if wanted.limit is None else wanted.offset + wanted.limit
-    page = rows[wanted.offset : end]
-    return [stuck_json(r, show_subject=show_subject) for r in page], len(rows)
+    """Matching messages as JSON items, most urgent first, and how many matched before paging."""
+    rows, total = judged(store, now, wanted, undeliverable_for=undeliverable_for)
+    return [stuck_json(r, show_subject=show_subject) for r in rows], total
 
 
 def scans(store: Store, now: datetime) -> list[dict[str, Any]]:
@@ -66,9 +69,12 @@ def scans(store: Store, now: datetime) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def message(store: Store, ident: str, now: datetime) -> list[tuple[str, str]]:
+def message(
+    store: Store, ident: str, now: datetime, *, undeliverable_for: float
+) -> list[tuple[str, str]]:
     """Every field of one message (personal data: callers audit the consultation)."""
-    return message_detail(store.get(ident), now)
+    since = now - timedelta(seconds=undeliverable_for)
+    return message_detail(judge(store.get(ident), now, since), now)
 
 
 def alerts(store: Store, now: datetime, *, show_all: bool = False) -> dict[str, Any]:

@@ -1,65 +1,22 @@
 """Turn stored and computed values into what people and scripts read (text tables, JSON).
 
-Pure functions of their inputs and an explicit ``now``; subjects and addresses appear only
-when the caller asks for them (``show_subject``), recipient *domains* otherwise.
+Pure functions of their inputs; subjects and addresses appear only when the caller asks for
+them (``show_subject``), recipient *domains* otherwise. Whether a message is stuck, and why, is
+never decided here: that is :mod:`mailwatch.judgement`, and this module only renders it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from mailwatch.backlog import ClassCount
 from mailwatch.durations import format_seconds
+from mailwatch.judgement import Judgement
 from mailwatch.logs import mask_addresses
-from mailwatch.model import DeliveryStatus, Priority, Status
-from mailwatch.sla import stuck_reason
-from mailwatch.store import StoredMessage
+from mailwatch.model import Priority
 from mailwatch.terminal import visible
-
-
-@dataclass(frozen=True, slots=True)
-class StuckRow:
-    """A queued message judged at ``now``, as listed by ``mailwatch stuck``."""
-
-    message: StoredMessage
-    age_seconds: float
-    reason: str | None
-
-    @property
-    def stuck(self) -> bool:
-        """Whether it is stuck at the time it was judged."""
-        return self.reason is not None
-
-
-def _reason(message: StoredMessage, now: datetime) -> str | None:
-    if message.status is Status.LEFT:  # listed only when it bounced or expired
-        if message.outcome is None or message.outcome is DeliveryStatus.SENT:
-            return None
-        return (
-            f"{message.outcome.value}: {message.outcome_text or message.dsn or 'no reason given'}"
-        )
-    return stuck_reason(message.queue, message.deadline, message.delay_reason, now)
-
-
-def judge_stored(messages: Iterable[StoredMessage], now: datetime) -> list[StuckRow]:
-    """Re-evaluate stored messages at ``now`` (ages move on between scans), most urgent first.
-
-    Queued messages are judged against their SLA; messages that left the queue count as stuck
-    only when they bounced or expired ("not sent" must never be silent).
-    """
-    rows = [
-        StuckRow(
-            message=m,
-            age_seconds=max((now - m.arrival).total_seconds(), 0.0),
-            reason=_reason(m, now),
-        )
-        for m in messages
-    ]
-    rows.sort(key=lambda r: (not r.stuck, int(r.message.priority), -r.age_seconds))
-    return rows
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -97,8 +54,8 @@ def stuck_table(items: Sequence[dict[str, Any]], *, show_subject: bool = False) 
     return table(headers, body)
 
 
-def stuck_json(row: StuckRow, *, show_subject: bool = False) -> dict[str, Any]:
-    """One ``mailwatch stuck --json`` item."""
+def stuck_json(row: Judgement, *, show_subject: bool = False) -> dict[str, Any]:
+    """One ``mailwatch stuck --json`` item (``queue``: where it is, or its outcome if it left)."""
     m = row.message
     item: dict[str, Any] = {
         "id": m.key,
@@ -106,7 +63,7 @@ def stuck_json(row: StuckRow, *, show_subject: bool = False) -> dict[str, Any]:
         "source": m.source,
         "class": m.class_name,
         "priority": str(m.priority),
-        "queue": m.queue,
+        "queue": row.state,
         "age_seconds": round(row.age_seconds, 3),
         "age": format_seconds(row.age_seconds),
         "arrival": m.arrival.isoformat(),
@@ -145,21 +102,23 @@ def scans_lines(scans: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def message_detail(m: StoredMessage, now: datetime) -> list[tuple[str, str]]:
+def message_detail(judgement: Judgement, now: datetime) -> list[tuple[str, str]]:
     """Every field of one message, labelled, for ``mailwatch show``."""
-    reason = stuck_reason(m.queue, m.deadline, m.delay_reason, now)
+    m = judgement.message
     age = format_seconds((now - m.arrival).total_seconds())
+    reason = judgement.reason
     fields = [
         ("id", m.key),
         ("queue id", m.queue_id),
         ("source", m.source),
         ("status", m.status.value),
-        ("queue", m.queue),
+        ("queue", judgement.state if judgement.state == m.queue
+         else f"{judgement.state} (last queue: {m.queue})"),
         ("class", f"{m.class_name} ({m.priority}) by {m.rule}"),
         ("marking", m.marking or "-"),
         ("arrival", f"{m.arrival.isoformat()} ({age} ago)"),
         ("deadline", m.deadline.isoformat()),
-        ("stuck", f"yes: {reason}" if reason and m.status is Status.QUEUED else "no"),
+        ("stuck", f"yes: {reason}" if reason is not None else "no"),
         ("first seen", m.first_seen.isoformat()),
         ("last seen", m.last_seen.isoformat() if m.last_seen else "-"),
         ("left queue", m.left_at.isoformat() if m.left_at else "-"),

@@ -180,4 +180,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE audit ADD COLUMN on_behalf_of TEXT;
     """,
+    # 7: stuck candidates selected in SQL (mailwatch.judgement.WAITING_SQL): queued messages
+    #    by deadline and by queue (hold, frozen); undeliverable ones use messages_by_outcome.
+    """
+    CREATE INDEX messages_by_status_deadline ON messages (status, deadline);
+    CREATE INDEX messages_by_status_queue ON messages (status, queue);
+    """,
 )

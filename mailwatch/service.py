@@ -18,9 +18,11 @@ from datetime import UTC, datetime, timedelta
 import structlog
 
 from mailwatch.alerting.engine import AlertEngine
-from mailwatch.alerting.rules import ClassView, Item, Situation
+from mailwatch.alerting.rules import Situation
+from mailwatch.alerting.situation import class_views
 from mailwatch.config import Settings
 from mailwatch.errors import StoreError
+from mailwatch.judgement import Judgement, judge
 from mailwatch.model import Verdict
 from mailwatch.notify.alertmanager import AlertmanagerResender
 from mailwatch.notify.delivery import DeliveryLoop
@@ -146,6 +148,7 @@ class Service:
             canary_paths=[
                 n for n, c in self.settings.sources.items() if isinstance(c, CanarySourceConfig)
             ],
+            undeliverable=self.undeliverable(now),
         )
 
     def _alerts_firing(self) -> dict[tuple[str, str], int]:
@@ -220,38 +223,22 @@ class Service:
         if counts.total:
             log.info("store_pruned", **asdict(counts))
 
+    def undeliverable(self, now: datetime) -> list[Judgement]:
+        """Messages that bounced or expired within ``undeliverable_for``, judged at ``now``."""
+        since = now - timedelta(seconds=self.settings.undeliverable_for.seconds)
+        return [judge(m, now, since) for m in self.store.undeliverable_since(since)]
+
     def situation(self) -> Situation:
         """What the alert rules look at now: stuck and undeliverable mail, blind sources."""
         now = self.clock()
-        since = now - timedelta(seconds=self.settings.undeliverable_for.seconds)
-        undeliverable: dict[tuple[str, str], list[Item]] = {}
-        for m in self.store.undeliverable(since):
-            undeliverable.setdefault((m.source, m.class_name), []).append(Item(
-                m.queue_id, (now - m.arrival).total_seconds(), m.recipient_domains,
-                f"{m.outcome.value if m.outcome else ''}: {m.outcome_text or m.dsn or ''}",
-                m.subject,
-            ))  # fmt: skip
-        views = []
-        for name, state in self._state.items():
-            if not state.backlog:
-                continue
-            by_class: dict[str, list[Verdict]] = {}
-            for verdict in state.verdicts:
-                by_class.setdefault(verdict.classification.name, []).append(verdict)
-            for c in self.scanner.classifier.all_classes:
-                mine = by_class.get(c.name, [])
-                views.append(ClassView(
-                    source=name, class_name=c.name, priority=c.priority,
-                    sla_seconds=c.stuck_after.seconds or c.stuck_after.business_days * 86400.0,
-                    oldest_age_seconds=max((v.age_seconds for v in mine), default=0.0),
-                    stuck=tuple(Item(v.message.queue_id, v.age_seconds,
-                                     v.message.recipient_domains, v.reason, v.message.subject)
-                                for v in mine if v.stuck),
-                    undeliverable=tuple(undeliverable.get((name, c.name), ())),
-                ))  # fmt: skip
+        views = class_views(
+            self.scanner.classifier.all_classes,
+            {name: state.verdicts for name, state in self._state.items() if state.backlog},
+            self.undeliverable(now),
+        )
         return Situation(
             now=now,
-            classes=tuple(views),
+            classes=views,
             failing_since={n: s.health.first_failure for n, s in self._state.items() if s.probed},
             canaries_lost=self.store.canaries_lost(now),
         )

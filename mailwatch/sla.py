@@ -1,8 +1,9 @@
 """SLA evaluation: is a message stuck at ``now``, and why (pure function of its inputs).
 
-A message is stuck when it sits in the hold queue (reason ``"held"``) or is frozen (Exim), or
-when its age exceeds its class's ``stuck_after``; the reason is then the MTA's delay reason
-(or the source's wait reason, e.g. "unread in INBOX") where there is one.
+A queued message is stuck when it sits in the hold queue (reason ``"held"``) or is frozen
+(Exim), or when its age exceeds its class's ``stuck_after``; the reason is then the MTA's delay
+reason (or the source's wait reason, e.g. "unread in INBOX") where there is one. The rule
+itself is :func:`mailwatch.judgement.waiting_reason`, shared with every interface.
 """
 
 from __future__ import annotations
@@ -11,22 +12,13 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from mailwatch.classify import MessageClass
+from mailwatch.judgement import STUCK_AT_ONCE, waiting_reason
 from mailwatch.model import Classification, Message, Verdict
 
-STUCK_AT_ONCE = {"hold": "held", "frozen": "frozen", "lost": "canary lost"}
-"""Queues whose messages are stuck whatever their age (Postfix hold, Exim frozen, a canary
-lost on its path), and why."""
+__all__ = ["STUCK_AT_ONCE", "evaluate", "evaluate_all", "stuck_reason", "urgency_key"]
 
-
-def stuck_reason(
-    queue: str, deadline: datetime, delay_reason: str | None, now: datetime
-) -> str | None:
-    """Why a message in ``queue`` with this ``deadline`` is stuck at ``now``; ``None`` if not."""
-    if queue in STUCK_AT_ONCE:
-        return STUCK_AT_ONCE[queue]
-    if now > deadline:
-        return delay_reason or f"over SLA in {queue} queue"
-    return None
+stuck_reason = waiting_reason
+"""Why a queued message is stuck: the one rule, from :mod:`mailwatch.judgement`."""
 
 
 def evaluate(

@@ -16,6 +16,7 @@ from datetime import datetime
 
 from mailwatch.backlog import DrainEstimate, drain_estimate
 from mailwatch.classify import MessageClass
+from mailwatch.judgement import Judgement
 from mailwatch.model import Priority, Verdict
 
 AGE_BUCKETS: tuple[float, ...] = (
@@ -130,7 +131,9 @@ class MetricsSnapshot:
     classes: tuple[tuple[str, Priority], ...]
     messages: Mapping[tuple[str, str, str, Priority], int]
     stuck: Mapping[tuple[str, str, Priority], int]
-    oldest_age: Mapping[tuple[str, str], float]
+    """Queued messages stuck (held, frozen, past the SLA) by (source, class, message priority)."""
+    oldest_age: Mapping[tuple[str, str, Priority], float]
+    """Age of the oldest waiting message by (source, class, message priority)."""
     age: Mapping[str, Histogram]
     drain: Mapping[tuple[str, str], DrainEstimate]
     outcomes: OutcomeTotals
@@ -139,6 +142,19 @@ class MetricsSnapshot:
     """Open (firing or acknowledged) mailwatch alerts by (class, severity)."""
     canaries: CanaryTotals = field(default_factory=CanaryTotals)
     """Canary round trips and losses, with every configured canary path present."""
+    undeliverable: Mapping[tuple[str, str, Priority], int] = field(default_factory=dict)
+    """Messages that bounced or expired within the report window (stuck: not sent), by
+    (source, class, message priority)."""
+
+
+def class_priorities(message_class: MessageClass) -> tuple[Priority, ...]:
+    """The priorities a class's messages can have: its own, and any its rules raise them to.
+
+    Metric series are pre-initialised to zero for these (at most 4 per class), so a MAPPA
+    level-3 series (P1 in a P2 class) exists, at 0, before the first such message arrives.
+    """
+    raised = {rule.priority for rule in message_class.rules if rule.priority is not None}
+    return tuple(sorted({message_class.priority, *raised}))
 
 
 def build_snapshot(
@@ -152,30 +168,43 @@ def build_snapshot(
     alerts_firing: Mapping[tuple[str, str], int] | None = None,
     canaries: CanaryTotals | None = None,
     canary_paths: Iterable[str] = (),
+    undeliverable: Iterable[Judgement] = (),
 ) -> MetricsSnapshot:
     """Aggregate the latest verdicts of each backlog source (zeros for every class and source).
 
     ``verdicts`` maps each backlog source to its latest verdicts (an empty list before its
     first good probe); ``queues`` names the queues to pre-initialise per source. Every path
     in ``canary_paths`` gets a zero loss count and an empty round-trip histogram.
+    ``undeliverable`` are the judgements of the messages that bounced or expired within the
+    report window (:func:`mailwatch.judgement.judge`). Every count carries the *message's*
+    priority (a rule may raise it above its class's).
     """
     messages: dict[tuple[str, str, str, Priority], int] = {}
     stuck: dict[tuple[str, str, Priority], int] = {}
-    oldest: dict[tuple[str, str], float] = {}
+    oldest: dict[tuple[str, str, Priority], float] = {}
+    gone: dict[tuple[str, str, Priority], int] = {}
     ages: dict[str, list[float]] = {c.name: [] for c in classes}
     for source, source_verdicts in verdicts.items():
         for c in classes:
-            for queue in queues.get(source, ()):
-                messages[(source, queue, c.name, c.priority)] = 0
-            stuck[(source, c.name, c.priority)] = 0
-            oldest[(source, c.name)] = 0.0
+            for prio in class_priorities(c):
+                for queue in queues.get(source, ()):
+                    messages[(source, queue, c.name, prio)] = 0
+                stuck[(source, c.name, prio)] = oldest[(source, c.name, prio)] = 0
+                gone[(source, c.name, prio)] = 0
         for v in source_verdicts:
             name, prio = v.classification.name, v.classification.priority
             key = (source, v.message.queue, name, prio)
             messages[key] = messages.get(key, 0) + 1
             stuck[(source, name, prio)] = stuck.get((source, name, prio), 0) + v.stuck
-            oldest[(source, name)] = max(oldest.get((source, name), 0.0), v.age_seconds)
+            oldest[(source, name, prio)] = max(oldest.get((source, name, prio), 0.0),
+                                               v.age_seconds)  # fmt: skip
             ages.setdefault(name, []).append(v.age_seconds)
+    for j in undeliverable:
+        if j.undeliverable is not None:
+            m = j.message
+            gone[(m.source, m.class_name, m.priority)] = (
+                gone.get((m.source, m.class_name, m.priority), 0) + 1
+            )
     drain = {
         (source, c.name): drain_estimate(histories.get((source, c.name), ()))
         for source in verdicts
@@ -186,13 +215,14 @@ def build_snapshot(
         classes=tuple((c.name, c.priority) for c in classes),
         messages=messages,
         stuck=stuck,
-        oldest_age=oldest,
+        oldest_age={key: float(age) for key, age in oldest.items()},
         age={name: Histogram.of(values, AGE_BUCKETS) for name, values in ages.items()},
         drain=drain,
         outcomes=outcomes,
         health=dict(health),
         alerts_firing=dict(alerts_firing or {}),
         canaries=_canaries_with_zeros(canaries or CanaryTotals(), canary_paths),
+        undeliverable=gone,
     )
 
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from mailwatch.alerting.lifecycle import AlertKey, AlertState, AlertStatus, Details
+from mailwatch.model import Priority
 
 
 def _time(value: datetime | None) -> str | None:
@@ -30,7 +31,8 @@ def dump_state(state: AlertState) -> str:
         "resolved_at": _time(state.resolved_at),
         "details": {"count": d.count, "oldest_age_seconds": d.oldest_age_seconds,
                     "ids": list(d.ids), "recipient_domains": list(d.recipient_domains),
-                    "reasons": list(d.reasons)},
+                    "reasons": list(d.reasons),
+                    "priority": str(d.priority) if d.priority else None},
     })  # fmt: skip
 
 
@@ -57,5 +59,6 @@ def load_state(key: AlertKey, text: str) -> AlertState:
             ids=tuple(details.get("ids", ())),
             recipient_domains=tuple(details.get("recipient_domains", ())),
             reasons=tuple(details.get("reasons", ())),
+            priority=Priority.parse(details["priority"]) if details.get("priority") else None,
         ),
     )

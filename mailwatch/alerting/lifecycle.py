@@ -24,6 +24,8 @@ import enum
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from mailwatch.model import Priority
+
 
 class AlertStatus(enum.StrEnum):
     """Where an alert is in its lifecycle."""
@@ -68,6 +70,9 @@ class Details:
     reasons: tuple[str, ...] = ()
     subjects: tuple[str, ...] = ()
     """Only ever sent to receivers cleared for them (``include_subjects = true``)."""
+    priority: Priority | None = None
+    """The most urgent *message* priority concerned (a rule may raise a message above its
+    class's priority: a MAPPA level-3 message is P1 in a P2 class); ``None``: not per class."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,8 +57,12 @@ def build(
     include_subjects: bool,
     now: datetime,
 ) -> dict[str, Any]:
-    """The payload of ``intent`` for one receiver."""
+    """The payload of ``intent`` for one receiver.
+
+    ``priority`` is the class's; the alert's own (its most urgent message's) wins when known.
+    """
     state, details = intent.state, intent.state.details
+    priority = details.priority or priority
     reasons = (
         list(details.reasons) if include_subjects else [mask_addresses(r) for r in details.reasons]
     )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from mailwatch.alerting.lifecycle import AlertKey, Details, Finding, Timing
@@ -48,7 +48,7 @@ class Item:
 
 @dataclass(frozen=True, slots=True)
 class ClassView:
-    """One class in one source at the latest scan."""
+    """One class's messages of one priority (theirs, not the class's) in one source."""
 
     source: str
     class_name: str
@@ -128,19 +128,38 @@ def evaluate(rule: AlertRule, situation: Situation) -> list[Finding]:
             for path, lost in sorted(situation.canaries_lost.items())
             if not rule.sources or path in rule.sources
         ]
-    findings = []
+    merged: dict[tuple[str, str], list[ClassView]] = {}
     for view in situation.classes:
-        if not rule.selects(view):
-            continue
-        key = AlertKey(rule.name, view.class_name, view.source)
-        if rule.condition is Condition.STUCK:
-            active = len(view.stuck) >= rule.min_count
-            details = _details(view.stuck, view.oldest_age_seconds)
-        elif rule.condition is Condition.OLDEST_AGE:
-            active = view.oldest_age_seconds >= rule.sla_fraction * view.sla_seconds > 0
-            details = _details(view.stuck, view.oldest_age_seconds)
-        else:
-            active = bool(view.undeliverable)
-            details = _details(view.undeliverable)
-        findings.append(Finding(key, active, details))
-    return findings
+        if rule.selects(view):
+            merged.setdefault((view.class_name, view.source), []).append(view)
+    return [_class_finding(rule, views) for views in merged.values()]
+
+
+def _class_finding(rule: AlertRule, views: Sequence[ClassView]) -> Finding:
+    """One finding for one (class, source) over the views of the message priorities selected.
+
+    Alerts are keyed by (rule, class, source): a rule selecting several priorities (P1 and
+    P2 mail of class ``mappa``) gets one alert, whose priority is that of its most urgent
+    message concerned (``Details.priority``).
+    """
+    first = views[0]
+    key = AlertKey(rule.name, first.class_name, first.source)
+    oldest: float | None = max(v.oldest_age_seconds for v in views)
+    if rule.condition is Condition.STUCK:
+        concerned = [v for v in views if v.stuck]
+        active = sum(len(v.stuck) for v in views) >= rule.min_count
+        items = [i for v in views for i in v.stuck]
+    elif rule.condition is Condition.OLDEST_AGE:
+        concerned = [
+            v for v in views if v.oldest_age_seconds >= rule.sla_fraction * v.sla_seconds > 0
+        ]
+        active = bool(concerned)
+        items = [i for v in views for i in v.stuck]
+    else:
+        concerned = [v for v in views if v.undeliverable]
+        active = bool(concerned)
+        items = [i for v in views for i in v.undeliverable]
+        oldest = None
+    details = _details(items, oldest)
+    priority = min((v.priority for v in concerned or views), default=None)
+    return Finding(key, active, replace(details, priority=priority))

@@ -25,6 +25,7 @@ from mailwatch.model import Priority, Status, Verdict
 from mailwatch.schema import MIGRATIONS
 from mailwatch.store.alerts import AlertsMixin
 from mailwatch.store.canaries import CanariesMixin
+from mailwatch.store.listing import ListingMixin
 from mailwatch.store.outcomes import OutcomesMixin
 from mailwatch.store.retention import RetentionMixin
 from mailwatch.store.rows import (
@@ -44,7 +45,7 @@ from mailwatch.store.rows import (
 PAGE_SIZE = 8192
 
 
-class Store(OutcomesMixin, AlertsMixin, CanariesMixin, RetentionMixin):
+class Store(OutcomesMixin, AlertsMixin, CanariesMixin, RetentionMixin, ListingMixin):
     """mailwatch's SQLite store. Not thread-safe: one owner, one connection."""
 
     def __init__(self, path: Path | str) -> None:

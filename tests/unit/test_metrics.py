@@ -102,10 +102,12 @@ class TestSnapshot:
         """An empty source still has a zero for every class, queue and priority."""
         snap = build_snapshot(NOW, CLASSES, {"mta1": []}, {"mta1": ("deferred", "hold")},
                               OutcomeTotals(), {}, {})  # fmt: skip
-        assert len(snap.stuck) == len(CLASSES)
-        assert len(snap.messages) == 2 * len(CLASSES)
+        # mappa (P2) has a rule raising MAPPA level 3 to P1: one more series, the message's.
+        assert len(snap.stuck) == len(CLASSES) + 1
+        assert snap.stuck[("mta1", "mappa", Priority.P1)] == 0
+        assert len(snap.messages) == 2 * (len(CLASSES) + 1)
         assert set(snap.stuck.values()) == {0}
-        assert snap.oldest_age[("mta1", "recall_emergency")] == 0.0
+        assert snap.oldest_age[("mta1", "recall_emergency", Priority.P1)] == 0.0
 
     def test_counts_stuck_and_oldest(self) -> None:
         """Messages are counted by queue and class; stuck and oldest follow the verdicts."""
@@ -118,7 +120,7 @@ class TestSnapshot:
                               OutcomeTotals(), {}, {})  # fmt: skip
         assert snap.messages[("mta1", "deferred", "recall_emergency", Priority.P1)] == 2
         assert snap.stuck[("mta1", "recall_emergency", Priority.P1)] == 1
-        assert snap.oldest_age[("mta1", "recall_emergency")] == 900
+        assert snap.oldest_age[("mta1", "recall_emergency", Priority.P1)] == 900
         assert snap.age["recall_emergency"].count == 2
         assert snap.messages[("mta1", "hold", "general", Priority.P4)] == 1
 
@@ -164,7 +166,8 @@ class TestCollector:
         assert value("mailwatch_stuck_messages", {"source": "mta2", "class": "recall_emergency",
                                                   "priority": "P1"}) == 0  # fmt: skip
         assert value("mailwatch_oldest_message_age_seconds",
-                     {"source": "mta1", "class": "recall_emergency"}) == 900  # fmt: skip
+                     {"source": "mta1", "class": "recall_emergency",
+                      "priority": "P1"}) == 900  # fmt: skip
         assert value("mailwatch_delivered_total", {"class": "court_result"}) == 4
         assert value("mailwatch_delivered_total", {"class": "safeguarding"}) == 0
         assert value("mailwatch_delivered_total", {"class": UNCLASSIFIED}) == 9

@@ -1,0 +1,63 @@
+"""What the alert rules look at, built from the one judgement (pure).
+
+One :class:`~mailwatch.alerting.rules.ClassView` per (source, class, *message* priority): a
+MAPPA level-3 message (P1 in the P2 class ``mappa``) is in the ``mappa`` P1 view, so rules
+that select P1 (``p1_stuck``: page) see it, and rules that select P2 (``p2_stuck``: ticket)
+do not. Stuck items are the verdicts the scan judged stuck (:func:`mailwatch.judgement.
+waiting_reason`); undeliverable items are the messages :func:`mailwatch.judgement.judge` calls
+undeliverable (bounced or expired within the window), whatever their status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from mailwatch.alerting.rules import ClassView, Item
+from mailwatch.classify import MessageClass
+from mailwatch.judgement import Judgement
+from mailwatch.model import Priority, Verdict
+from mailwatch.snapshot import class_priorities
+
+ViewKey = tuple[str, str, Priority]
+
+
+def _undeliverable_items(judgements: Iterable[Judgement]) -> dict[ViewKey, list[Item]]:
+    items: dict[ViewKey, list[Item]] = {}
+    for j in judgements:
+        if j.undeliverable is None:
+            continue
+        m = j.message
+        items.setdefault((m.source, m.class_name, m.priority), []).append(
+            Item(m.queue_id, j.age_seconds, m.recipient_domains, j.undeliverable, m.subject)
+        )
+    return items
+
+
+def class_views(
+    classes: Sequence[MessageClass],
+    verdicts: Mapping[str, Sequence[Verdict]],
+    undeliverable: Iterable[Judgement],
+) -> tuple[ClassView, ...]:
+    """Views of every backlog source in ``verdicts``, per class and message priority."""
+    gone = _undeliverable_items(undeliverable)
+    views = []
+    for source, source_verdicts in verdicts.items():
+        by_key: dict[tuple[str, Priority], list[Verdict]] = {}
+        for v in source_verdicts:
+            found = v.classification
+            by_key.setdefault((found.name, found.priority), []).append(v)
+        for c in classes:
+            sla = c.stuck_after.seconds or c.stuck_after.business_days * 86400.0
+            seen = {p for name, p in by_key if name == c.name}
+            seen |= {p for s, name, p in gone if s == source and name == c.name}
+            for priority in sorted({*class_priorities(c), *seen}):
+                mine = by_key.get((c.name, priority), [])
+                views.append(ClassView(
+                    source=source, class_name=c.name, priority=priority, sla_seconds=sla,
+                    oldest_age_seconds=max((v.age_seconds for v in mine), default=0.0),
+                    stuck=tuple(Item(v.message.queue_id, v.age_seconds,
+                                     v.message.recipient_domains, v.reason, v.message.subject)
+                                for v in mine if v.stuck),
+                    undeliverable=tuple(gone.get((source, c.name, priority), ())),
+                ))  # fmt: skip
+    return tuple(views)

@@ -1,0 +1,170 @@
+"""Selecting and paging messages by the one judgement, in SQL.
+
+``mailwatch stuck``, ``check`` and ``GET /api/v1/messages`` must not load and judge every
+message in Python: with 100,000 queued, that is seconds of CPU per request. The predicate of
+:mod:`mailwatch.judgement` has an SQL form; the store selects, counts, orders and pages with
+it (indexes ``messages_by_status_deadline`` and ``messages_by_outcome``), and only the page is
+decoded and judged in Python, by the pure function, which has the last word.
+
+:class:`MessageReader` runs these queries on read-only connections of its own, one per thread,
+so the API can run them in worker threads while the service writes scans on its connection.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from mailwatch.errors import StoreError
+from mailwatch.judgement import LISTED_SQL, STUCK_SQL, UNDELIVERABLE_SQL
+from mailwatch.model import Priority
+from mailwatch.store.rows import MESSAGE_COLUMNS, StoredMessage, decode_message, ts
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFilter:
+    """What ``stuck`` / ``GET /api/v1/messages`` select."""
+
+    stuck_only: bool = True
+    class_name: str | None = None
+    priority: Priority | None = None
+    older_than: float | None = None
+    source: str | None = None
+    limit: int | None = None
+    offset: int = 0
+
+
+ORDER_SQL = f"ORDER BY ifnull({STUCK_SQL}, 0) DESC, priority, arrival, key"
+"""The order of :func:`mailwatch.judgement.urgency`, in SQL (a NULL outcome makes the
+predicate NULL, not 0: ``ifnull`` keeps those rows with the other non-stuck ones)."""
+
+
+def _where(now: datetime, since: datetime, wanted: MessageFilter) -> tuple[str, dict[str, Any]]:
+    clauses = [STUCK_SQL if wanted.stuck_only else LISTED_SQL]
+    args: dict[str, Any] = {"now": ts(now), "since": ts(since)}
+    if wanted.class_name is not None:
+        clauses.append("class = :class")
+        args["class"] = wanted.class_name
+    if wanted.priority is not None:
+        clauses.append("priority = :priority")
+        args["priority"] = int(wanted.priority)
+    if wanted.source is not None:
+        clauses.append("source = :source")
+        args["source"] = wanted.source
+    if wanted.older_than is not None:
+        clauses.append("arrival < :born_before")
+        args["born_before"] = ts(now) - wanted.older_than
+    return " AND ".join(clauses), args
+
+
+def last_good(db: sqlite3.Connection) -> dict[str, float]:
+    """When each source last scanned successfully (Unix seconds)."""
+    return dict(db.execute("SELECT source, max(finished_at) FROM scans WHERE ok GROUP BY source"))
+
+
+def select_messages(
+    db: sqlite3.Connection, now: datetime, since: datetime, wanted: MessageFilter
+) -> tuple[list[StoredMessage], int]:
+    """The page of matching messages, most urgent first, and how many matched in all."""
+    where, args = _where(now, since, wanted)
+    total = int(db.execute(f"SELECT count(*) FROM messages WHERE {where}", args).fetchone()[0])
+    sql = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {where} {ORDER_SQL}"
+    if wanted.limit is not None or wanted.offset:
+        sql += " LIMIT :limit OFFSET :offset"
+        args |= {"limit": -1 if wanted.limit is None else wanted.limit, "offset": wanted.offset}
+    good = last_good(db)
+    return [decode_message(row, good) for row in db.execute(sql, args)], total
+
+
+def count_stuck(
+    db: sqlite3.Connection, now: datetime, since: datetime
+) -> dict[tuple[str, Priority], int]:
+    """How many messages are stuck, per (class, message priority): counted in SQL."""
+    rows = db.execute(
+        f"SELECT class, priority, count(*) FROM messages WHERE {STUCK_SQL}"
+        " GROUP BY class, priority",
+        {"now": ts(now), "since": ts(since)},
+    )
+    return {(cls, Priority(prio)): int(n) for cls, prio, n in rows}
+
+
+def select_undeliverable(db: sqlite3.Connection, since: datetime) -> list[StoredMessage]:
+    """Every message that bounced or expired at or after ``since`` (any priority, any status)."""
+    rows = db.execute(
+        f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {UNDELIVERABLE_SQL}", {"since": ts(since)}
+    )
+    good = last_good(db)
+    return [decode_message(row, good) for row in rows]
+
+
+class ListingMixin:
+    """Listing methods of :class:`~mailwatch.store.Store` (which provides the connection)."""
+
+    _db: sqlite3.Connection
+
+    def list_messages(
+        self, now: datetime, since: datetime, wanted: MessageFilter
+    ) -> tuple[list[StoredMessage], int]:
+        """See :func:`select_messages`."""
+        try:
+            return select_messages(self._db, now, since, wanted)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot list messages: {exc}") from exc
+
+    def count_stuck(self, now: datetime, since: datetime) -> dict[tuple[str, Priority], int]:
+        """See :func:`count_stuck`."""
+        try:
+            return count_stuck(self._db, now, since)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot count stuck messages: {exc}") from exc
+
+    def undeliverable_since(self, since: datetime) -> list[StoredMessage]:
+        """See :func:`select_undeliverable`."""
+        try:
+            return select_undeliverable(self._db, since)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot list undeliverable messages: {exc}") from exc
+
+
+class MessageReader:
+    """Read-only listing on connections of its own: one per thread, for worker threads."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+
+    def _db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            uri = f"{Path(self.path).resolve().as_uri()}?mode=ro"
+            try:
+                db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+                db.execute("PRAGMA busy_timeout=5000")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open store {self.path} read-only: {exc}") from exc
+            self._local.db = db
+            with self._lock:
+                self._connections.append(db)
+        return db
+
+    def list_messages(
+        self, now: datetime, since: datetime, wanted: MessageFilter
+    ) -> tuple[list[StoredMessage], int]:
+        """See :func:`select_messages`."""
+        try:
+            return select_messages(self._db(), now, since, wanted)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot list messages: {exc}") from exc
+
+    def close(self) -> None:
+        """Close every connection opened (call once no thread uses them any more)."""
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for db in connections:
+            db.close()
