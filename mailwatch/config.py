@@ -31,8 +31,17 @@ from mailwatch.alerting.config import (
     ReceiverConfig,
     default_rules,
 )
+from mailwatch.calendar_config import CalendarConfig
 from mailwatch.classify import Classifier, HeaderCondition, MatchRule, MessageClass
-from mailwatch.config_fields import DurationField, PriorityField, RegexField, SecretRef
+from mailwatch.config_checks import checks
+from mailwatch.config_fields import (
+    DurationField,
+    PriorityField,
+    RegexField,
+    SecretRef,
+    SlaField,
+    WindowField,
+)
 from mailwatch.durations import Duration
 from mailwatch.errors import ConfigError
 from mailwatch.source_config import (
@@ -96,7 +105,7 @@ class ClassConfig(_Section):
     """A business class of mail."""
 
     priority: PriorityField
-    stuck_after: DurationField
+    stuck_after: SlaField
     description: str = ""
     match: list[MatchConfig] = Field(default_factory=list)
 
@@ -193,8 +202,10 @@ class Settings(BaseSettings):
     include_default_classes: bool = True
     classes: dict[str, ClassConfig] = Field(default_factory=dict)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
-    undeliverable_for: DurationField = Duration(seconds=86400)
+    undeliverable_for: WindowField = Duration(seconds=86400)
     """How long a bounced or expired P1/P2 message stays listed as stuck."""
+    calendar: CalendarConfig = CalendarConfig()
+    """Where and on which days business-day SLAs are counted."""
     receivers: dict[str, ReceiverConfig] = Field(default_factory=dict)
     alerts: list[AlertRuleConfig] | None = None
     """Alert rules; when absent, the defaults for the shipped taxonomy apply."""
@@ -249,6 +260,15 @@ class Settings(BaseSettings):
         """The configured alert rules, or the defaults for the shipped taxonomy."""
         return list(self.alerts) if self.alerts is not None else default_rules()
 
+    def checks(self) -> tuple[list[str], list[str]]:
+        """Problems found on this host now (errors, warnings): secrets, exposed listener.
+
+        Not part of validation: ``config check`` and ``run`` report them; read-only commands
+        run by people without access to the service's secrets do not need them.
+        """
+        errors, warnings = checks(self)
+        return errors, warnings + self.warnings()
+
     def warnings(self) -> list[str]:
         """Things that are valid but probably not what the operator wants."""
         found = []
@@ -289,15 +309,18 @@ class Settings(BaseSettings):
 
     def classifier(self) -> Classifier:
         """The pure-core classifier this configuration describes."""
+        chosen = self.all_classes()
+        business = any(c.stuck_after.business_days for c in chosen.values())
+        calendar = self.calendar.calendar() if business else None
         classes = [
             MessageClass(
                 name=name,
                 priority=c.priority,
-                stuck_after=c.stuck_after,
+                stuck_after=c.stuck_after.on(calendar) if calendar else c.stuck_after,
                 rules=tuple(m.to_rule() for m in c.match),
                 description=c.description,
             )
-            for name, c in self.all_classes().items()
+            for name, c in chosen.items()
         ]
         return Classifier.from_classes(classes, self.default_class)
 
