@@ -13,10 +13,11 @@ import click
 
 from mailwatch import queries
 from mailwatch.alerting.engine import AlertEngine
-from mailwatch.alerting.lifecycle import NotAcknowledgeable, Silence
+from mailwatch.alerting.lifecycle import SILENCE_MAX_SECONDS, NotAcknowledgeable, Silence
 from mailwatch.cli import (
+    ROW_ID,
     Context,
-    _duration_option,
+    DurationParam,
     _fail,
     _guard,
     api_client,
@@ -93,7 +94,7 @@ def ack(
         client.request("POST", f"/api/v1/alerts/{alert_id}/ack", {"by": by, "note": note})
         click.echo(f"acknowledged {alert_id} by {by}")
         return
-    with ctx.store() as store:
+    with ctx.store(write=True) as store:
         try:
             state = _engine(ctx, store).acknowledge(alert_id, by, note, datetime.now(UTC))
         except NotAcknowledgeable as exc:
@@ -104,8 +105,8 @@ def ack(
 @cli.command()
 @click.option("--class", "class_name", help="Silence this class (default: every class).")
 @click.option("--source", help="Only in this source.")
-@click.option("--for", "duration", required=True, callback=_duration_option,
-              help="How long, e.g. 2h.")  # fmt: skip
+@click.option("--for", "duration", required=True, type=DurationParam(most=SILENCE_MAX_SECONDS),
+              help="How long, e.g. 2h (at most 90d).")  # fmt: skip
 @click.option("--reason", required=True, help="Why (recorded).")
 @click.option("--by", "by", required=True, help="Who (recorded).")
 @remote_options
@@ -128,7 +129,7 @@ def silence(
     if class_name is not None and class_name not in ctx.settings.all_classes():
         _fail(f"--class: unknown class {class_name!r}", 2)
     now = datetime.now(UTC)
-    with ctx.store() as store:
+    with ctx.store(write=True) as store:
         silence_id = store.add_silence(
             Silence(0, class_name, source, now, now + timedelta(seconds=duration), reason, by)
         )
@@ -136,13 +137,13 @@ def silence(
 
 
 @cli.command()
-@click.argument("silence_id", type=int)
+@click.argument("silence_id", type=ROW_ID)
 @click.option("--by", "by", required=True, help="Who (recorded).")
 @pass_ctx
 @_guard
 def unsilence(ctx: Context, silence_id: int, by: str) -> None:
     """End a silence early."""
-    with ctx.store() as store:
+    with ctx.store(write=True) as store:
         if not store.remove_silence(silence_id, by, datetime.now(UTC)):
             _fail(f"no active silence {silence_id}")
     click.echo(f"silence {silence_id} removed")

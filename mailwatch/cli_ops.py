@@ -18,7 +18,7 @@ import click
 
 from mailwatch.actions import Action, ActionFailed, perform
 from mailwatch.backlog import drain_estimate
-from mailwatch.cli import Context, _duration_option, _fail, _guard, cli, pass_ctx
+from mailwatch.cli import Context, FiniteFloat, _duration_option, _fail, _guard, cli, pass_ctx
 from mailwatch.durations import format_seconds
 from mailwatch.model import Priority
 from mailwatch.render import bucketed, judge_stored, sparkline, table
@@ -88,7 +88,7 @@ def prune(ctx: Context, as_json: bool) -> None:
     ``mailwatch run`` does this every hour by itself; run this after scans from cron.
     """
     config = ctx.settings.store
-    with ctx.store() as store:
+    with ctx.store(write=True) as store:
         counts = store.prune(
             datetime.now(UTC),
             timedelta(seconds=config.retention.seconds),
@@ -104,7 +104,8 @@ def prune(ctx: Context, as_json: bool) -> None:
 @cli.command()
 @click.option("--class", "class_name", help="Only this class.")
 @click.option("--source", help="Only this source.")
-@click.option("--hours", type=float, default=24, show_default=True, help="History to show.")
+@click.option("--hours", type=FiniteFloat(0, 24 * 366), default=24, show_default=True,
+              help="History to show (at most 366 days).")  # fmt: skip
 @pass_ctx
 @_guard
 def backlog(ctx: Context, class_name: str | None, source: str | None, hours: float) -> None:
@@ -138,7 +139,7 @@ def _act(ctx: Context, action: Action, ident: str | None, source: str | None, ye
         if not sys.stdin.isatty():
             _fail(f"refusing to {what} without confirmation: add --yes", 2)
         click.confirm(f"{what}?", abort=True)
-    with ctx.store() as store:
+    with ctx.store(write=True) as store:
         try:
             result = asyncio.run(perform(ctx.settings, store, action, ident=ident, source=source,
                                          actor=actor, now=datetime.now(UTC)))  # fmt: skip

@@ -23,7 +23,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from mailwatch.alerting.config import (
     AlertRuleConfig,
@@ -266,8 +271,7 @@ class Settings(BaseSettings):
         Not part of validation: ``config check`` and ``run`` report them; read-only commands
         run by people without access to the service's secrets do not need them.
         """
-        errors, warnings = checks(self)
-        return errors, warnings + self.warnings()
+        return checks(self)
 
     def warnings(self) -> list[str]:
         """Things that are valid but probably not what the operator wants."""
@@ -387,3 +391,7 @@ def load(path: Path | None) -> Settings:
         return Settings(**data)
     except ValidationError as exc:
         raise ConfigError([_describe(e) for e in exc.errors()]) from None
+    except SettingsError as exc:  # an environment variable that is not valid JSON
+        field = re.search(r'field "([^"]+)"', str(exc))
+        name = f"MAILWATCH_{field.group(1).upper()}" if field else "a MAILWATCH_ variable"
+        raise ConfigError([f"{name}: not valid JSON ({exc.__cause__ or exc})"]) from None
