@@ -164,6 +164,12 @@ def _priority_option(
         raise click.BadParameter(str(exc)) from None
 
 
+def _debugging() -> bool:
+    """Whether ``--debug`` was given (show tracebacks instead of one-line errors)."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.find_root().params.get("debug"))
+
+
 def _guard(func: Callable[..., None]) -> Callable[..., None]:
     """Turn mailwatch's own errors into one line on stderr and exit code 1."""
 
@@ -171,6 +177,8 @@ def _guard(func: Callable[..., None]) -> Callable[..., None]:
         try:
             func(*args, **kwargs)
         except MailwatchError as exc:
+            if _debugging():
+                raise
             _fail(str(exc))
 
     wrapper.__name__ = func.__name__
@@ -231,7 +239,7 @@ class MailwatchGroup(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as exc:
-            if ctx.params.get("debug"):
+            if _debugging():
                 raise
             if isinstance(exc, EXPECTED_ERRORS):
                 click.echo(f"mailwatch: error: {_one_line(exc)}", err=True)

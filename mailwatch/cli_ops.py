@@ -139,7 +139,7 @@ def _act(ctx: Context, action: Action, ident: str | None, source: str | None, ye
         if not sys.stdin.isatty():
             _fail(f"refusing to {what} without confirmation: add --yes", 2)
         click.confirm(f"{what}?", abort=True)
-    with ctx.store(write=True) as store:
+    with ctx.store(create=True) as store:  # the audit record is kept even before a first scan
         try:
             result = asyncio.run(perform(ctx.settings, store, action, ident=ident, source=source,
                                          actor=actor, now=datetime.now(UTC)))  # fmt: skip

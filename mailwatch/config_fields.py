@@ -85,8 +85,8 @@ def _regex(value: object) -> re.Pattern[str]:
 DurationField = Annotated[Duration, BeforeValidator(_duration)]
 """Any duration mailwatch accepts: finite, not negative, at most about ten years."""
 SlaField = Annotated[Duration, BeforeValidator(_duration),
-                     AfterValidator(_between(1, 366 * 86400, business_days=260))]  # fmt: skip
-"""An SLA: at least 1s, at most 366 days (or 260 business days)."""
+                     AfterValidator(_between(0, 366 * 86400, business_days=260))]  # fmt: skip
+"""An SLA: at most 366 days (or 260 business days); 0 means stuck at once."""
 IntervalField = Annotated[Duration, BeforeValidator(_duration),
                           AfterValidator(_between(1, 86400))]  # fmt: skip
 """How often something runs: clock time, 1s to 1d."""
