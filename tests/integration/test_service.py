@@ -198,7 +198,7 @@ class TestStatusPage:
 
 
 class TestExampleConfig:
-    """`mailwatch run --demo` with the shipped example file (no sources) watches the demo Postfix."""
+    """`mailwatch run --demo` with the example file (no sources) watches the demo Postfix."""
 
     def test_run_with_example_config(self, tmp_path: Path) -> None:
         """It starts the private Postfix, becomes ready and serves the page; SIGTERM exits 0."""
