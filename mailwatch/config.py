@@ -336,8 +336,14 @@ def shipped_classes() -> dict[str, ClassConfig]:
     return {name: ClassConfig.model_validate(value) for name, value in raw.items()}
 
 
+_TAGS = (*SOURCE_TYPES, "alertmanager", "webhook", "email")
+
+
 def _describe(error: Any) -> str:
-    loc = ".".join(str(part) for part in error["loc"] if part not in SOURCE_TYPES)
+    parts = list(error["loc"])
+    if len(parts) > 2 and parts[0] in ("sources", "receivers") and parts[2] in _TAGS:
+        del parts[2]  # the tagged union's type tag: not a key the operator wrote
+    loc = ".".join(str(part) for part in parts)
     message = str(error["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
