@@ -21,10 +21,10 @@ from aiohttp import web
 
 from mailwatch import queries, statuspage
 from mailwatch.actions import Action, ActionFailed, perform
-from mailwatch.alerting.lifecycle import NotAcknowledgeable, Silence
+from mailwatch.alerting.lifecycle import SILENCE_MAX_SECONDS, NotAcknowledgeable, Silence
 from mailwatch.auth import Caller, TokenTable, build_table
 from mailwatch.config import Settings
-from mailwatch.durations import parse_duration
+from mailwatch.durations import format_seconds, parse_duration
 from mailwatch.errors import UnknownMessage
 from mailwatch.model import Priority
 from mailwatch.service import Service
@@ -247,6 +247,22 @@ def _on_behalf_of(body: dict[str, Any]) -> str | None:
     return str(by) if by else None
 
 
+def _silence_seconds(value: object) -> float:
+    """The ``for`` of a silence in seconds, or a 400 saying what is wrong with it."""
+    if not isinstance(value, str):
+        raise _error(400, 'for: give a duration as a string, e.g. "2h"')
+    try:
+        duration = parse_duration(value)
+    except ValueError as exc:
+        raise _error(400, f"for: {exc}") from None
+    if duration.business_days:
+        raise _error(400, "for: give clock time (e.g. 2h), not business days")
+    if not 0 < duration.seconds <= SILENCE_MAX_SECONDS:
+        most = format_seconds(SILENCE_MAX_SECONDS)
+        raise _error(400, f"for: {value!r} is out of range (more than 0s, at most {most})")
+    return duration.seconds
+
+
 async def add_silence(request: web.Request) -> web.Response:
     """``POST /api/v1/silences`` ``{"class", "source", "for", "reason"}``."""
     service, settings, caller = (
@@ -262,10 +278,7 @@ async def add_silence(request: web.Request) -> web.Response:
         raise _error(400, f"class: unknown class {class_name!r}")
     if not body.get("reason"):
         raise _error(400, "reason: required")
-    try:
-        seconds = parse_duration(str(body.get("for", ""))).seconds
-    except ValueError as exc:
-        raise _error(400, f"for: {exc}") from None
+    seconds = _silence_seconds(body.get("for"))
     now = _now()
     silence_id = service.store.add_silence(
         Silence(

@@ -2,7 +2,8 @@
 
 Every command reads one configuration (``-c FILE``, ``$MAILWATCH_CONFIG``, else
 ``./mailwatch.toml`` when present, else built-in defaults). Bad input gets a one-line error
-and exit code 2; a failure while working gets exit code 1; never a traceback.
+and exit code 2; a failure while working gets exit code 1; never a traceback (``--debug``
+shows it). Commands that only read open the store read-only and refuse a missing one.
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import math
 import os
+import sqlite3
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote
 
 import click
@@ -24,7 +27,7 @@ import click
 from mailwatch import config as config_module
 from mailwatch import queries
 from mailwatch.client import ApiClient
-from mailwatch.durations import parse_duration
+from mailwatch.durations import format_seconds, parse_duration
 from mailwatch.errors import ConfigError, MailwatchError
 from mailwatch.logs import configure as configure_logging
 from mailwatch.model import Priority
@@ -74,13 +77,73 @@ class Context:
         return self._settings
 
     @contextmanager
-    def store(self) -> Iterator[Store]:
-        """The configured store, closed afterwards."""
-        with Store(self.settings.store.path) as store:
+    def store(self, *, write: bool = False, create: bool = False) -> Iterator[Store]:
+        """The configured store, closed afterwards.
+
+        Read-only unless ``write``; a missing store is an error unless ``create``.
+        """
+        path = self.settings.store.path
+        with Store(path, create=create, readonly=not (write or create)) as store:
             yield store
 
 
 pass_ctx = click.make_pass_decorator(Context)
+
+
+if TYPE_CHECKING:  # click 8.5 made ParamType generic; older versions cannot subscript it
+    _FloatParam = click.ParamType[float, Any]
+else:
+    _FloatParam = click.ParamType
+
+
+class DurationParam(_FloatParam):
+    """A clock duration option (``30m``, ``2h``) in seconds, at most ``most`` seconds."""
+
+    name = "duration"
+
+    def __init__(self, most: float = 366 * 86400.0) -> None:
+        self.most = most
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        """Seconds, or a one-line usage error."""
+        if isinstance(value, float):
+            return value
+        try:
+            duration = parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        if duration.business_days:
+            self.fail(f"{value!r}: give clock time (e.g. 2h), not business days", param, ctx)
+        if duration.seconds > self.most:
+            self.fail(f"{value!r} is too long (at most {format_seconds(self.most)})", param, ctx)
+        return duration.seconds
+
+
+class FiniteFloat(_FloatParam):
+    """A float option in ``(least, most]``: no NaN, no infinity."""
+
+    name = "number"
+
+    def __init__(self, least: float, most: float) -> None:
+        self.least, self.most = least, most
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        """The number, or a one-line usage error."""
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not (math.isfinite(number) and self.least < number <= self.most):
+            self.fail(f"{value!r} is not in ({self.least:g}, {self.most:g}]", param, ctx)
+        return number
+
+
+ROW_ID = click.IntRange(1, 2**63 - 1)
+"""An id stored by SQLite (a positive 64-bit integer)."""
 
 
 def _duration_option(
@@ -88,10 +151,7 @@ def _duration_option(
 ) -> float | None:
     if value is None:
         return None
-    try:
-        return parse_duration(value).seconds
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    return DurationParam().convert(value, _param, _ctx)
 
 
 def _priority_option(
@@ -105,6 +165,12 @@ def _priority_option(
         raise click.BadParameter(str(exc)) from None
 
 
+def _debugging() -> bool:
+    """Whether ``--debug`` was given (show tracebacks instead of one-line errors)."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.find_root().params.get("debug"))
+
+
 def _guard(func: Callable[..., None]) -> Callable[..., None]:
     """Turn mailwatch's own errors into one line on stderr and exit code 1."""
 
@@ -112,6 +178,8 @@ def _guard(func: Callable[..., None]) -> Callable[..., None]:
         try:
             func(*args, **kwargs)
         except MailwatchError as exc:
+            if _debugging():
+                raise
             _fail(str(exc))
 
     wrapper.__name__ = func.__name__
@@ -119,14 +187,78 @@ def _guard(func: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+EXPECTED_ERRORS = (MailwatchError, OSError, ValueError, ArithmeticError, sqlite3.Error)
+"""Errors a user can cause (bad input, a missing or damaged file, a port in use)."""
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, sqlite3.Error):
+        return f"store: {exc} (check it: sqlite3 FILE 'PRAGMA integrity_check')"
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        text = str(exc) if "[Errno" in str(exc) and not where else f"{exc.strerror}{where}"
+        return text.replace("\n", " ")
+    return (str(exc) or type(exc).__name__).replace("\n", "; ")
+
+
+class MailwatchGroup(click.Group):
+    """The top-level group: any error a command lets escape becomes one line and exit 2.
+
+    ``--debug`` lets it through instead, with its traceback.
+    """
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Click's main, with usage mistakes reported on one line (exit 2)."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx else "mailwatch"
+            message = exc.format_message().replace("\n", " ")
+            click.echo(f"mailwatch: error: {message} (see: {where} --help)", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; turn an escaping error into ``mailwatch: error: ...``."""
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            if _debugging():
+                raise
+            if isinstance(exc, EXPECTED_ERRORS):
+                click.echo(f"mailwatch: error: {_one_line(exc)}", err=True)
+            else:
+                click.echo(f"mailwatch: internal error: {type(exc).__name__}: {_one_line(exc)}"
+                           " (run with --debug for the traceback)", err=True)  # fmt: skip
+            ctx.exit(2)
+
+
+@click.group(cls=MailwatchGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "-c", "--config", "config_path", type=click.Path(path_type=Path), envvar=CONFIG_ENV,
     help=f"Configuration file (default: ./mailwatch.toml if present; env {CONFIG_ENV}).",
 )  # fmt: skip
+@click.option("--debug", is_flag=True, help="Show the traceback of an error.")
 @click.version_option(package_name="mailwatch")
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path | None) -> None:
+def cli(ctx: click.Context, config_path: Path | None, debug: bool) -> None:
     """Watch mail queues and say when high-priority mail is stuck."""
     ctx.obj = Context(_config_path(config_path))
 
@@ -140,7 +272,7 @@ def scan(ctx: Context, as_json: bool) -> None:
     settings = ctx.settings
     if not settings.sources:
         _fail("no sources configured (add a [sources.NAME] table, or try `mailwatch demo`)", 2)
-    with ctx.store() as store:
+    with ctx.store(create=True) as store:
         scanner = Scanner(settings.classifier(), store)
         outcomes = asyncio.run(scanner.scan_all(build_sources(settings, store)))
     if as_json:
@@ -288,7 +420,7 @@ def show(
         ]
     else:
         now = _now()
-        with ctx.store() as store:
+        with ctx.store(write=True) as store:  # writes the audit record of the view
             fields = queries.message(
                 store, ident, now, undeliverable_for=ctx.settings.undeliverable_for.seconds
             )
@@ -342,6 +474,13 @@ def config_check(ctx: click.Context, file: Path | None) -> None:
         for problem in exc.problems:
             click.echo(problem, err=True)
         sys.exit(2)
+    errors, warnings = settings.checks()
+    for error in errors:
+        click.echo(error, err=True)
+    for warning in warnings + settings.warnings():
+        click.echo(f"warning: {warning}", err=True)
+    if errors:
+        sys.exit(2)
     classes = settings.all_classes()
     p1 = sum(1 for c in classes.values() if c.priority is Priority.P1)
     click.echo(
@@ -349,8 +488,6 @@ def config_check(ctx: click.Context, file: Path | None) -> None:
         f"{len(settings.sources)} sources, {len(settings.alert_rules())} alert rules, "
         f"{len(settings.receivers)} receivers, store {settings.store.path}"
     )
-    for warning in settings.warnings():
-        click.echo(f"warning: {warning}", err=True)
 
 
 @cli.command()
@@ -369,25 +506,42 @@ def demo(ctx: Context, state_dir: Path) -> None:
 
 @cli.command()
 @click.option(
+    "--demo", is_flag=True,
+    help="With no sources configured: start and watch the demo's private Postfix.",
+)  # fmt: skip
+@click.option(
     "--demo-dir", type=click.Path(path_type=Path), default=Path(".mailwatch-demo"),
-    show_default=True, help="With no sources configured: where the demo's private Postfix lives.",
+    show_default=True, help="With --demo: where the demo's private Postfix lives.",
 )  # fmt: skip
 @pass_ctx
 @_guard
-def run(ctx: Context, demo_dir: Path) -> None:
+def run(ctx: Context, demo: bool, demo_dir: Path) -> None:
     """Run the service: probe every source, alert, serve metrics, the API and the status page.
 
-    With no sources configured (the example file), it watches the demo's private Postfix.
+    With no sources configured it refuses to start, unless --demo: then it watches the
+    demo's private Postfix. Secrets that are empty or missing stop it before it starts.
     """
     from mailwatch.demo import with_private_postfix
     from mailwatch.runner import run_service
 
+    settings = ctx.settings
+    if not settings.sources and not demo:
+        _fail("no sources configured: add a [sources.NAME] table (see mailwatch.example.toml),"
+              " or pass --demo to watch a private demo Postfix", 2)  # fmt: skip
+    errors, warnings = settings.checks()
+    for warning in warnings:
+        click.echo(f"mailwatch: warning: {warning}", err=True)
+    if errors:
+        for error in errors:
+            click.echo(f"mailwatch: config: {error}", err=True)
+        sys.exit(2)
+
     def adjust(settings: config_module.Settings) -> config_module.Settings:
-        if settings.sources:
+        if settings.sources or not demo:
             return settings
         return with_private_postfix(settings, demo_dir, click.echo)
 
-    asyncio.run(run_service(adjust(ctx.settings), echo=click.echo, config_path=ctx.path,
+    asyncio.run(run_service(adjust(settings), echo=click.echo, config_path=ctx.path,
                             adjust=adjust))  # fmt: skip
 
 

@@ -16,10 +16,11 @@ import click
 
 from mailwatch import queries
 from mailwatch.alerting.engine import AlertEngine
-from mailwatch.alerting.lifecycle import NotAcknowledgeable, Silence
+from mailwatch.alerting.lifecycle import SILENCE_MAX_SECONDS, NotAcknowledgeable, Silence
 from mailwatch.cli import (
+    ROW_ID,
     Context,
-    _duration_option,
+    DurationParam,
     _fail,
     _guard,
     api_client,
@@ -99,7 +100,7 @@ def ack(
         client.request("POST", f"/api/v1/alerts/{alert_id}/ack", {"by": by, "note": note})
         click.echo(f"acknowledged {alert_id} by {by}")
         return
-    with ctx.store() as store:
+    with ctx.store(write=True) as store:
         try:
             state = _engine(ctx, store).acknowledge(
                 alert_id, getpass.getuser(), note, datetime.now(UTC), on_behalf_of=by
@@ -112,8 +113,8 @@ def ack(
 @cli.command()
 @click.option("--class", "class_name", help="Silence this class (default: every class).")
 @click.option("--source", help="Only in this source.")
-@click.option("--for", "duration", required=True, callback=_duration_option,
-              help="How long, e.g. 2h.")  # fmt: skip
+@click.option("--for", "duration", required=True, type=DurationParam(most=SILENCE_MAX_SECONDS),
+              help="How long, e.g. 2h (at most 90d).")  # fmt: skip
 @click.option("--reason", required=True, help="Why (recorded).")
 @click.option("--by", "by", required=True, help="Who (recorded).")
 @remote_options
@@ -136,7 +137,7 @@ def silence(
     if class_name is not None and class_name not in ctx.settings.all_classes():
         _fail(f"--class: unknown class {class_name!r}", 2)
     now = datetime.now(UTC)
-    with ctx.store() as store:
+    with ctx.store(write=True) as store:
         silence_id = store.add_silence(
             Silence(0, class_name, source, now, now + timedelta(seconds=duration), reason,
                     acting(getpass.getuser(), by)),
@@ -146,13 +147,13 @@ def silence(
 
 
 @cli.command()
-@click.argument("silence_id", type=int)
+@click.argument("silence_id", type=ROW_ID)
 @click.option("--by", "by", required=True, help="Who (recorded).")
 @pass_ctx
 @_guard
 def unsilence(ctx: Context, silence_id: int, by: str) -> None:
     """End a silence early."""
-    with ctx.store() as store:
+    with ctx.store(write=True) as store:
         if not store.remove_silence(silence_id, getpass.getuser(), datetime.now(UTC),
                                     on_behalf_of=by):  # fmt: skip
             _fail(f"no active silence {silence_id}")

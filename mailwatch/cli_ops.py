@@ -23,6 +23,7 @@ from mailwatch.actions import Action, ActionFailed, perform
 from mailwatch.backlog import drain_estimate
 from mailwatch.cli import (
     Context,
+    FiniteFloat,
     _duration_option,
     _fail,
     _guard,
@@ -101,7 +102,7 @@ def prune(ctx: Context, as_json: bool) -> None:
     ``mailwatch run`` does this every hour by itself; run this after scans from cron.
     """
     config = ctx.settings.store
-    with ctx.store() as store:
+    with ctx.store(write=True) as store:
         counts = store.prune(
             datetime.now(UTC),
             timedelta(seconds=config.retention.seconds),
@@ -117,7 +118,8 @@ def prune(ctx: Context, as_json: bool) -> None:
 @cli.command()
 @click.option("--class", "class_name", help="Only this class.")
 @click.option("--source", help="Only this source.")
-@click.option("--hours", type=float, default=24, show_default=True, help="History to show.")
+@click.option("--hours", type=FiniteFloat(0, 24 * 366), default=24, show_default=True,
+              help="History to show (at most 366 days).")  # fmt: skip
 @pass_ctx
 @_guard
 def backlog(ctx: Context, class_name: str | None, source: str | None, hours: float) -> None:
@@ -159,7 +161,7 @@ def _act(ctx: Context, action: Action, ident: str | None, source: str | None, ye
                                params={"source": source} if source else None)  # fmt: skip
         click.echo(visible(f"{action.value}: {reply['target']}: {reply['output']}"))
         return
-    with ctx.store() as store:
+    with ctx.store(create=True) as store:  # the audit record is kept even before a first scan
         try:
             result = asyncio.run(perform(ctx.settings, store, action, ident=ident, source=source,
                                          actor=getpass.getuser(), now=datetime.now(UTC),

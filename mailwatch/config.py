@@ -23,7 +23,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from mailwatch.alerting.config import (
     AlertRuleConfig,
@@ -31,8 +36,17 @@ from mailwatch.alerting.config import (
     ReceiverConfig,
     default_rules,
 )
+from mailwatch.calendar_config import CalendarConfig
 from mailwatch.classify import Classifier, HeaderCondition, MatchRule, MessageClass
-from mailwatch.config_fields import DurationField, PriorityField, RegexField, SecretRef
+from mailwatch.config_checks import checks
+from mailwatch.config_fields import (
+    DurationField,
+    PriorityField,
+    RegexField,
+    SecretRef,
+    SlaField,
+    WindowField,
+)
 from mailwatch.durations import Duration
 from mailwatch.errors import ConfigError
 from mailwatch.source_config import (
@@ -96,7 +110,7 @@ class ClassConfig(_Section):
     """A business class of mail."""
 
     priority: PriorityField
-    stuck_after: DurationField
+    stuck_after: SlaField
     description: str = ""
     match: list[MatchConfig] = Field(default_factory=list)
 
@@ -193,8 +207,10 @@ class Settings(BaseSettings):
     include_default_classes: bool = True
     classes: dict[str, ClassConfig] = Field(default_factory=dict)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
-    undeliverable_for: DurationField = Duration(seconds=86400)
+    undeliverable_for: WindowField = Duration(seconds=86400)
     """How long a bounced or expired P1/P2 message stays listed as stuck."""
+    calendar: CalendarConfig = CalendarConfig()
+    """Where and on which days business-day SLAs are counted."""
     receivers: dict[str, ReceiverConfig] = Field(default_factory=dict)
     alerts: list[AlertRuleConfig] | None = None
     """Alert rules; when absent, the defaults for the shipped taxonomy apply."""
@@ -249,6 +265,14 @@ class Settings(BaseSettings):
         """The configured alert rules, or the defaults for the shipped taxonomy."""
         return list(self.alerts) if self.alerts is not None else default_rules()
 
+    def checks(self) -> tuple[list[str], list[str]]:
+        """Problems found on this host now (errors, warnings): secrets, exposed listener.
+
+        Not part of validation: ``config check`` and ``run`` report them; read-only commands
+        run by people without access to the service's secrets do not need them.
+        """
+        return checks(self)
+
     def warnings(self) -> list[str]:
         """Things that are valid but probably not what the operator wants."""
         found = []
@@ -289,15 +313,18 @@ class Settings(BaseSettings):
 
     def classifier(self) -> Classifier:
         """The pure-core classifier this configuration describes."""
+        chosen = self.all_classes()
+        business = any(c.stuck_after.business_days for c in chosen.values())
+        calendar = self.calendar.calendar() if business else None
         classes = [
             MessageClass(
                 name=name,
                 priority=c.priority,
-                stuck_after=c.stuck_after,
+                stuck_after=c.stuck_after.on(calendar) if calendar else c.stuck_after,
                 rules=tuple(m.to_rule() for m in c.match),
                 description=c.description,
             )
-            for name, c in self.all_classes().items()
+            for name, c in chosen.items()
         ]
         return Classifier.from_classes(classes, self.default_class)
 
@@ -309,8 +336,14 @@ def shipped_classes() -> dict[str, ClassConfig]:
     return {name: ClassConfig.model_validate(value) for name, value in raw.items()}
 
 
+_TAGS = (*SOURCE_TYPES, "alertmanager", "webhook", "email")
+
+
 def _describe(error: Any) -> str:
-    loc = ".".join(str(part) for part in error["loc"] if part not in SOURCE_TYPES)
+    parts = list(error["loc"])
+    if len(parts) > 2 and parts[0] in ("sources", "receivers") and parts[2] in _TAGS:
+        del parts[2]  # the tagged union's type tag: not a key the operator wrote
+    loc = ".".join(str(part) for part in parts)
     message = str(error["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
@@ -364,3 +397,7 @@ def load(path: Path | None) -> Settings:
         return Settings(**data)
     except ValidationError as exc:
         raise ConfigError([_describe(e) for e in exc.errors()]) from None
+    except SettingsError as exc:  # an environment variable that is not valid JSON
+        field = re.search(r'field "([^"]+)"', str(exc))
+        name = f"MAILWATCH_{field.group(1).upper()}" if field else "a MAILWATCH_ variable"
+        raise ConfigError([f"{name}: not valid JSON ({exc.__cause__ or exc})"]) from None

@@ -4,6 +4,7 @@
 
     MailwatchError
     ├── ConfigError(ValueError)          a configuration that cannot be used; lists key paths
+    ├── InvalidDuration(ValueError)      text that is not a duration, or one out of range
     ├── SourceError                      a probe failed; the source is marked down
     │   ├── SourceTimeout(TimeoutError)  the probe did not finish in time
     │   ├── SourceUnavailable(ConnectionError)  the command or server could not be reached
@@ -27,6 +28,10 @@ class ConfigError(MailwatchError, ValueError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+
+
+class InvalidDuration(MailwatchError, ValueError):
+    """Text that is not a duration, or a duration longer than mailwatch accepts."""
 
 
 class SourceError(MailwatchError):

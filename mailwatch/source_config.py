@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from mailwatch.config_fields import DurationField, SecretRef
+from mailwatch.config_fields import IntervalField, SecretRef, TimeoutField
 from mailwatch.durations import Duration
 
 
@@ -23,8 +23,8 @@ class PostfixSourceConfig(_Section):
     """The instance's ``-c`` directory; default: the system's (``/etc/postfix``)."""
     postqueue: str = "postqueue"
     postconf: str = "postconf"
-    interval: DurationField = Duration(seconds=30)
-    timeout: DurationField = Duration(seconds=60)
+    interval: IntervalField = Duration(seconds=30)
+    timeout: TimeoutField = Duration(seconds=60)
 
 
 class MailLogSourceConfig(_Section):
@@ -35,8 +35,8 @@ class MailLogSourceConfig(_Section):
     """The log Postfix writes (``maillog_file``), or syslog's mail log."""
     outcomes_for: str | None = None
     """The Postfix source whose queue ids this log's lines refer to."""
-    interval: DurationField = Duration(seconds=15)
-    timeout: DurationField = Duration(seconds=60)
+    interval: IntervalField = Duration(seconds=15)
+    timeout: TimeoutField = Duration(seconds=60)
 
 
 class EximSourceConfig(_Section):
@@ -46,8 +46,8 @@ class EximSourceConfig(_Section):
     exim: str = "exim"
     config: Path | None = None
     """An alternate Exim configuration (``-C``); Exim honours it only for root or trusted lists."""
-    interval: DurationField = Duration(seconds=30)
-    timeout: DurationField = Duration(seconds=60)
+    interval: IntervalField = Duration(seconds=30)
+    timeout: TimeoutField = Duration(seconds=60)
     concurrency: int = Field(default=4, ge=1, le=32)
     """How many ``exim -Mvh``/``-Mvl`` commands may run at once for new messages."""
     read_logs: bool = True
@@ -77,8 +77,8 @@ class ImapSourceConfig(_Section):
     """What counts as dealt with: the \\Seen, \\Answered or \\Flagged flag, or moved out."""
     ca_file: Path | None = None
     verify: bool = True
-    interval: DurationField = Duration(seconds=60)
-    timeout: DurationField = Duration(seconds=30)
+    interval: IntervalField = Duration(seconds=60)
+    timeout: TimeoutField = Duration(seconds=30)
     fetch_batch: int = Field(default=200, ge=1, le=200)
 
     @model_validator(mode="after")
@@ -123,10 +123,10 @@ class CanarySourceConfig(_Section):
     ca_file: Path | None = None
     """CA certificates for both servers (default: the system's)."""
     verify: bool = True
-    interval: DurationField = Duration(seconds=300)
-    timeout: DurationField = Duration(seconds=600)
+    interval: IntervalField = Duration(seconds=300)
+    timeout: TimeoutField = Duration(seconds=600)
     """A canary not in the mailbox this long after it was sent is lost."""
-    io_timeout: DurationField = Duration(seconds=30)
+    io_timeout: TimeoutField = Duration(seconds=30)
     """Deadline of each server conversation (the submission, the mailbox)."""
     keep: bool = False
     """Leave found canaries in the mailbox (read-only access) instead of deleting them."""

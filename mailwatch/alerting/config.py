@@ -24,14 +24,27 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from mailwatch.alerting.lifecycle import Timing
 from mailwatch.alerting.rules import AlertRule, Condition
-from mailwatch.config_fields import DurationField, PriorityField, SecretRef
+from mailwatch.config_fields import PriorityField, SecretRef, SpanField, WindowField
 from mailwatch.durations import Duration
 from mailwatch.model import Priority
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http:// or https:// URL")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+Seconds = Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)]
+"""A network timeout or period in seconds: positive, finite, at most an hour."""
 
 
 class _Section(BaseModel):
@@ -42,11 +55,11 @@ class AlertmanagerReceiverConfig(_Section):
     """Prometheus Alertmanager(s): every listed URL gets every alert (an HA cluster)."""
 
     type: Literal["alertmanager"]
-    urls: list[str] = Field(min_length=1)
+    urls: list[HttpUrl] = Field(min_length=1)
     """Base URLs, e.g. ``http://127.0.0.1:9093``; alerts go to ``/api/v2/alerts``."""
-    resend_every: float = 60.0
+    resend_every: Seconds = 60.0
     """Seconds between re-sends of active alerts (``endsAt`` = now + 4 x this)."""
-    timeout: float = 10.0
+    timeout: Seconds = 10.0
     ca_file: Path | None = None
     include_subjects: bool = False
 
@@ -55,9 +68,9 @@ class WebhookReceiverConfig(_Section):
     """A JSON POST (documented payload), optionally signed with HMAC-SHA256."""
 
     type: Literal["webhook"]
-    url: str
+    url: HttpUrl
     hmac_secret: SecretRef | None = None
-    timeout: float = 10.0
+    timeout: Seconds = 10.0
     ca_file: Path | None = None
     include_subjects: bool = False
 
@@ -75,7 +88,7 @@ class EmailReceiverConfig(_Section):
     ca_file: Path | None = None
     sender: str
     to: list[str] = Field(min_length=1)
-    timeout: float = 30.0
+    timeout: Seconds = 30.0
     include_subjects: bool = False
 
 
@@ -100,12 +113,12 @@ class AlertRuleConfig(_Section):
     sources: list[str] = Field(default_factory=list)
     min_count: int = Field(default=1, ge=1)
     sla_fraction: float = Field(default=1.0, gt=0)
-    blind_after: DurationField = Duration(seconds=300)
+    blind_after: SpanField = Duration(seconds=300)
     receivers: list[str] = Field(default_factory=list)
-    pending_for: DurationField = Field(default=Duration(0), alias="for")
-    keep_firing_for: DurationField = Duration(0)
-    repeat_every: DurationField | None = Duration(seconds=1800)
-    escalate_after: DurationField | None = None
+    pending_for: WindowField = Field(default=Duration(0), alias="for")
+    keep_firing_for: WindowField = Duration(0)
+    repeat_every: SpanField | None = Duration(seconds=1800)
+    escalate_after: WindowField | None = None
     escalate_to: list[str] = Field(default_factory=list)
     runbook_url: str = ""
 

@@ -218,6 +218,10 @@ def acknowledge(state: AlertState, by: str, note: str | None, now: datetime) -> 
                    ack_note=note)  # fmt: skip
 
 
+SILENCE_MAX_SECONDS = 90 * 86400.0
+"""The longest silence (CLI and API): a longer one is more likely a mistake than a plan."""
+
+
 @dataclass(frozen=True, slots=True)
 class Silence:
     """Suppress notifications for a class (and optionally one source) until ``ends``."""

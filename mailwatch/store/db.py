@@ -45,12 +45,43 @@ from mailwatch.store.rows import (
 PAGE_SIZE = 8192
 
 
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection (``mode=ro``: never creates, migrates or writes the file)."""
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    db = sqlite3.connect(uri, uri=True, isolation_level=None)
+    try:
+        db.execute("PRAGMA busy_timeout=5000")
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    except sqlite3.Error:
+        db.close()
+        raise
+    if version != len(MIGRATIONS):
+        db.close()
+        raise StoreError(
+            f"store {path} has schema version {version}, this mailwatch reads"
+            f" {len(MIGRATIONS)} (`mailwatch scan` or `mailwatch run` migrates it)"
+        )
+    return db
+
+
 class Store(OutcomesMixin, AlertsMixin, CanariesMixin, RetentionMixin, ListingMixin):
     """mailwatch's SQLite store. Not thread-safe: one owner, one connection."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, create: bool = True, readonly: bool = False) -> None:
+        """Open (``create``: or create) the store; ``readonly`` opens an existing one to read.
+
+        Without ``create`` a missing file is a :class:`StoreError` (a mistyped path must not
+        silently become an empty store that says "nothing stuck").
+        """
         self.path = path
+        if (readonly or not create) and not Path(path).is_file():
+            raise StoreError(f"no store at {path} (check store.path; `mailwatch scan` or"
+                             " `mailwatch run` creates it)")  # fmt: skip
         try:
+            if readonly:
+                self._db = _open_readonly(Path(path))
+                self._index: dict[str, dict[str, State]] = {}
+                return
             if str(path) != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(path), isolation_level=None)
@@ -62,7 +93,7 @@ class Store(OutcomesMixin, AlertsMixin, CanariesMixin, RetentionMixin, ListingMi
             self._migrate()
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open store {path}: {exc}") from exc
-        self._index: dict[str, dict[str, State]] = {}
+        self._index = {}
 
     def close(self) -> None:
         """Close the connection."""

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from mailwatch.cli import cli
 from mailwatch.sandbox.postfix import PrivatePostfix, make_message
+from mailwatch.store import Store
 
 pytestmark = pytest.mark.postfix
 
@@ -127,6 +128,7 @@ class TestBadInput:
 
     def test_unknown_message(self, config_file: Path) -> None:
         """Show of an id nobody knows exits 1 with a one-line message."""
+        Store(config_file.parent / "mailwatch.db").close()
         code, _, err = run(config_file, "show", "NOSUCHID")
         assert code == 1
         assert err.strip() == "mailwatch: no tracked message has id 'NOSUCHID'"

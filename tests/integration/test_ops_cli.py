@@ -42,6 +42,7 @@ class TestNagiosCheck:
 
     def test_unknown_before_any_scan(self, config: Path) -> None:
         """No scan yet: UNKNOWN (3)."""
+        Store(config.parent / "mw.db").close()  # a missing store is UNKNOWN too: test_cli_errors
         code, out, _ = run(config, "check")
         assert code == 3
         assert out.startswith("MAILWATCH UNKNOWN - no scan recorded yet")

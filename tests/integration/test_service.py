@@ -198,7 +198,7 @@ class TestStatusPage:
 
 
 class TestExampleConfig:
-    """`mailwatch run` with the shipped example file (no sources) watches the demo Postfix."""
+    """`mailwatch run --demo` with the example file (no sources) watches the demo Postfix."""
 
     def test_run_with_example_config(self, tmp_path: Path) -> None:
         """It starts the private Postfix, becomes ready and serves the page; SIGTERM exits 0."""
@@ -208,7 +208,7 @@ class TestExampleConfig:
                "MAILWATCH_STORE__PATH": str(tmp_path / "mw.db")}  # fmt: skip
         proc = subprocess.Popen(
             [sys.executable, "-m", "mailwatch", "-c", str(repo / "mailwatch.example.toml"), "run",
-             "--demo-dir", str(tmp_path / "demo")],
+             "--demo", "--demo-dir", str(tmp_path / "demo")],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         try:

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import math
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from mailwatch.durations import Duration, format_seconds, parse_duration
+from mailwatch.durations import (
+    MAX_BUSINESS_DAYS,
+    MAX_SECONDS,
+    BusinessCalendar,
+    Duration,
+    format_seconds,
+    parse_duration,
+)
+from mailwatch.errors import InvalidDuration
 
 # January 2026: Thu 1, Fri 2, Sat 3, Sun 4, Mon 5, Tue 6, Wed 7, Thu 8, Fri 9.
 FRIDAY_5PM = datetime(2026, 1, 2, 17, 0, tzinfo=UTC)
@@ -165,3 +177,126 @@ class TestDeadlineAfter:
         for hours in range(0, 7 * 24, 5):
             start = FRIDAY_5PM + timedelta(hours=hours)
             assert Duration(business_days=1).deadline_after(start) >= start + timedelta(days=1)
+
+
+class TestBounds:
+    """Every duration is bounded; the parser never overflows (issue 11, items 10 and 11)."""
+
+    @pytest.mark.parametrize(
+        "text", ["99999999999d", "9" * 400 + "s", "9" * 5000 + "m", "3661d", "2611bd",
+                 "99999999999999bd", "1" + "0" * 5000 + "bd"],
+    )  # fmt: skip
+    def test_enormous_is_a_typed_error(self, text: str) -> None:
+        """Too long for mailwatch: InvalidDuration (a ValueError), not OverflowError."""
+        with pytest.raises(InvalidDuration, match="too long"):
+            parse_duration(text)
+
+    def test_limits_themselves_parse(self) -> None:
+        """The maxima are accepted, and usable as deadlines."""
+        assert parse_duration("3660d").seconds == MAX_SECONDS
+        assert parse_duration(f"{MAX_BUSINESS_DAYS}bd").business_days == MAX_BUSINESS_DAYS
+        assert parse_duration("3660d").deadline_after(FRIDAY_5PM) > FRIDAY_5PM
+
+    @pytest.mark.parametrize("seconds", [math.nan, math.inf, -1.0, MAX_SECONDS * 2])
+    def test_constructor_refuses_unbounded(self, seconds: float) -> None:
+        """A Duration cannot hold NaN, infinity, a negative or an enormous span."""
+        with pytest.raises(InvalidDuration):
+            Duration(seconds=seconds)
+
+    def test_deadline_near_the_end_of_time_saturates(self) -> None:
+        """A start near datetime.max gives datetime.max, not OverflowError."""
+        start = datetime(9999, 12, 30, tzinfo=UTC)
+        assert Duration(seconds=MAX_SECONDS).deadline_after(start).year == 9999
+        assert Duration(business_days=5).deadline_after(start).year == 9999
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.text())
+    def test_any_text_is_bounded_or_typed_error(self, text: str) -> None:
+        """Property: any text parses to a bounded duration or raises InvalidDuration."""
+        _bounded_or_typed_error(text)
+
+    @settings(max_examples=400, deadline=None)
+    @given(
+        st.lists(
+            st.tuples(
+                st.one_of(st.integers(min_value=0, max_value=10**30).map(str),
+                          st.from_regex(r"\A[0-9]{1,400}(\.[0-9]{1,40})?\Z")),
+                st.sampled_from(["s", "m", "h", "d", "w", "bd", "seconds", " business days"]),
+            ),
+            min_size=1, max_size=4,
+        )
+    )  # fmt: skip
+    def test_duration_shaped_text(self, parts: list[tuple[str, str]]) -> None:
+        """Property, on text that looks like durations (huge numbers included): same contract."""
+        _bounded_or_typed_error("".join(number + unit for number, unit in parts))
+
+
+def _bounded_or_typed_error(text: str) -> None:
+    """The parser's contract: a bounded, usable duration, or InvalidDuration."""
+    try:
+        duration = parse_duration(text)
+    except InvalidDuration:
+        return
+    assert math.isfinite(duration.seconds)
+    assert 0 <= duration.seconds <= MAX_SECONDS
+    assert 0 <= duration.business_days <= MAX_BUSINESS_DAYS
+    assert duration.deadline_after(FRIDAY_5PM) >= FRIDAY_5PM
+
+
+HOLIDAYS_2026 = frozenset({date(2026, 8, 31), date(2026, 12, 25), date(2026, 12, 28)})
+LONDON = BusinessCalendar(ZoneInfo("Europe/London"), HOLIDAYS_2026)
+
+
+class TestCalendar:
+    """Business days in a time zone, with holidays (issue 11 item 9)."""
+
+    def test_summer_weekend_ends_at_local_midnight(self) -> None:
+        """Sunday 23:30 UTC is Monday 00:30 in London (BST): already a business day there."""
+        start = datetime(2026, 7, 5, 23, 30, tzinfo=UTC)  # Mon 6 July 00:30 BST
+        deadline = Duration(business_days=1).on(LONDON).deadline_after(start)
+        assert deadline == datetime(2026, 7, 6, 23, 30, tzinfo=UTC)  # Tue 00:30 BST
+        assert deadline.tzinfo is UTC
+
+    def test_utc_calendar_got_this_wrong(self) -> None:
+        """The old UTC count waited for Monday 00:00 UTC, then one more day: an hour late."""
+        start = datetime(2026, 7, 5, 23, 30, tzinfo=UTC)
+        assert Duration(business_days=1).deadline_after(start) == datetime(2026, 7, 7, tzinfo=UTC)
+
+    def test_friday_evening_in_summer(self) -> None:
+        """Friday 23:30 UTC is Saturday 00:30 BST: the clock starts Monday 00:00 BST."""
+        start = datetime(2026, 7, 3, 23, 30, tzinfo=UTC)
+        deadline = Duration(business_days=1).on(LONDON).deadline_after(start)
+        assert deadline == datetime(2026, 7, 6, 23, 0, tzinfo=UTC)  # Tue 7 July 00:00 BST
+
+    def test_bank_holiday_is_skipped(self) -> None:
+        """Friday before the August bank holiday: due Tuesday, not Monday."""
+        start = datetime(2026, 8, 28, 9, 0, tzinfo=ZoneInfo("Europe/London"))
+        deadline = Duration(business_days=1).on(LONDON).deadline_after(start)
+        assert deadline == datetime(2026, 9, 1, 9, 0, tzinfo=ZoneInfo("Europe/London"))
+
+    def test_christmas(self) -> None:
+        """Thursday 24 Dec + 2 business days: past Christmas and Boxing Day (observed)."""
+        start = datetime(2026, 12, 24, 10, 0, tzinfo=UTC)
+        deadline = Duration(business_days=2).on(LONDON).deadline_after(start)
+        assert deadline == datetime(2026, 12, 30, 10, 0, tzinfo=UTC)
+
+    def test_across_the_clock_change(self) -> None:
+        """Friday 09:00 GMT + 1bd over the March change: Monday 09:00 local (now BST)."""
+        london = ZoneInfo("Europe/London")
+        start = datetime(2026, 3, 27, 9, 0, tzinfo=london)  # Friday, GMT; BST from Sunday
+        deadline = Duration(business_days=1).on(LONDON).deadline_after(start)
+        assert deadline == datetime(2026, 3, 30, 9, 0, tzinfo=london)
+        assert deadline.utcoffset() == timedelta(hours=1)
+
+    def test_calendar_is_not_part_of_equality(self) -> None:
+        """``1bd`` is ``1bd`` whichever calendar counts it."""
+        assert Duration(business_days=1).on(LONDON) == Duration(business_days=1)
+
+    def test_configured_classes_count_on_the_configured_calendar(self) -> None:
+        """The classifier built from config counts victim liaison days in London, holidays off."""
+        from mailwatch import config
+
+        victim = next(c for c in config.load(None).classifier().all_classes
+                      if c.name == "victim_liaison")  # fmt: skip
+        start = datetime(2026, 8, 28, 9, 0, tzinfo=UTC)  # Friday before the bank holiday
+        assert victim.stuck_after.deadline_after(start) == datetime(2026, 9, 1, 9, 0, tzinfo=UTC)
