@@ -14,6 +14,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
 
+from mailwatch.classify import SafePattern, compile_pattern
 from mailwatch.durations import Duration, parse_duration
 from mailwatch.model import Priority
 
@@ -39,20 +40,21 @@ def _priority(value: object) -> Priority:
     return Priority.parse(value)
 
 
-def _regex(value: object) -> re.Pattern[str]:
-    if isinstance(value, re.Pattern):
+def _regex(value: object) -> SafePattern:
+    if isinstance(value, SafePattern):
         return value
     if not isinstance(value, str):
         raise ValueError(f"{value!r} is not a regular expression")
     try:
-        return re.compile(value, re.IGNORECASE)
+        re.compile(value, re.IGNORECASE)  # first Python's own error, as before
     except re.error as exc:
         raise ValueError(f"{value!r} is not a valid regular expression: {exc}") from None
+    return compile_pattern(value)  # RE2 (linear time): ValueError for what it cannot run
 
 
 DurationField = Annotated[Duration, BeforeValidator(_duration)]
 PriorityField = Annotated[Priority, BeforeValidator(_priority)]
-RegexField = Annotated[re.Pattern[str], BeforeValidator(_regex)]
+RegexField = Annotated[SafePattern, BeforeValidator(_regex)]
 
 
 class SecretRef(BaseModel):
