@@ -113,7 +113,11 @@ class SafePattern:
 
     def search(self, string: str, /) -> Any:
         """The first match in ``string`` (``group(0)`` is the matched text), or ``None``."""
-        return self._compiled.search(string)
+        try:
+            return self._compiled.search(string)
+        except UnicodeEncodeError:  # RE2 reads UTF-8: a lone surrogate (a raw-unicode-escape
+            # encoded word can make one) is matched as the "?" it is encoded as
+            return self._compiled.search(string.encode("utf-8", "replace").decode("utf-8"))
 
 
 def compile_pattern(source: str) -> SafePattern:
