@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, model_validator
 
+from mailwatch.classify import SafePattern, compile_pattern
 from mailwatch.durations import Duration, format_seconds, parse_duration
 from mailwatch.errors import InvalidDuration
 from mailwatch.model import Priority
@@ -71,15 +72,16 @@ def _priority(value: object) -> Priority:
     return Priority.parse(value)
 
 
-def _regex(value: object) -> re.Pattern[str]:
-    if isinstance(value, re.Pattern):
+def _regex(value: object) -> SafePattern:
+    if isinstance(value, SafePattern):
         return value
     if not isinstance(value, str):
         raise ValueError(f"{value!r} is not a regular expression")
     try:
-        return re.compile(value, re.IGNORECASE)
+        re.compile(value, re.IGNORECASE)  # first Python's own error, as before
     except re.error as exc:
         raise ValueError(f"{value!r} is not a valid regular expression: {exc}") from None
+    return compile_pattern(value)  # RE2 (linear time): ValueError for what it cannot run
 
 
 DurationField = Annotated[Duration, BeforeValidator(_duration)]
@@ -100,7 +102,7 @@ WindowField = Annotated[Duration, BeforeValidator(_duration),
                         AfterValidator(_between(0, 366 * 86400))]  # fmt: skip
 """A lag or window of clock time (0 allowed), at most 366 days."""
 PriorityField = Annotated[Priority, BeforeValidator(_priority)]
-RegexField = Annotated[re.Pattern[str], BeforeValidator(_regex)]
+RegexField = Annotated[SafePattern, BeforeValidator(_regex)]
 
 
 class SecretRef(BaseModel):

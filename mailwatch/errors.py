@@ -10,6 +10,7 @@
     │   ├── SourceUnavailable(ConnectionError)  the command or server could not be reached
     │   └── SourceCommandFailed          the command ran and exited non-zero
     ├── StoreError                       the store could not be read or written
+    ├── ParseError(ValueError)           a parser was given text it cannot read
     └── UnknownMessage(LookupError)      no tracked message has that id
 
 Third-party and OS exceptions are translated into these at the adapter that meets them.
@@ -62,6 +63,14 @@ class SourceCommandFailed(SourceError):
 
 class StoreError(MailwatchError):
     """The store could not be opened, migrated, read or written."""
+
+
+class ParseError(MailwatchError, ValueError):
+    """Text handed to a parser (a queue file, an IMAP response…) does not have its shape.
+
+    Parsers raise this (or a subclass) or return a value: never any other exception,
+    whatever the input (the property tests in ``tests/unit/test_fuzz_*.py`` hold them to it).
+    """
 
 
 class UnknownMessage(MailwatchError, LookupError):

@@ -23,18 +23,23 @@ from mailwatch.model import Headers
 
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
 _BETWEEN_WORDS = re.compile(r"\?=[ \t\r\n]+(?==\?)")  # replaced by "?=": no lookbehind
+# Every pattern here is linear by construction: each quantifier over whitespace is
+# possessive (``\s*+``), so no run of spaces can be split two ways between neighbouring
+# quantifiers (a marking followed by 64K spaces once took a minute to reject). The patterns
+# accept exactly what they accepted with backtracking quantifiers: a possessive ``\s*+`` is only
+# ever followed by something that cannot start with whitespace, or by the end of the match.
 _REPLY_PREFIX = re.compile(
-    r"^(?:re|fw|fwd|aw|wg|sv|vs|tr|antw)\s*(?:\[\d+\]|\(\d+\))?\s*:\s*", re.I
+    r"^(?:re|fw|fwd|aw|wg|sv|vs|tr|antw)\s*+(?:\[\d++\]|\(\d++\))?\s*+:\s*+", re.I
 )
-_LIST_TAG = re.compile(r"^\[[^\]\[]{1,40}\]\s*")
+_LIST_TAG = re.compile(r"^\[[^\]\[]{1,40}\]\s*+")
 _MARKING_CORE = (
-    r"not\s+protectively\s+marked"
-    r"|official(?:\s*[-_]?\s*sensitive)?(?:\s*[-:]?\s*(?:personal|commercial|locsen))?"
+    r"not\s++protectively\s++marked"
+    r"|official(?:\s*+[-_]?\s*+sensitive)?(?:\s*+[-:]?\s*+(?:personal|commercial|locsen))?"
     r"|restricted|protect"
 )
 _MARKING_CORE_CAPS = (
-    r"NOT\s+PROTECTIVELY\s+MARKED"
-    r"|OFFICIAL(?:\s*[-_]?\s*SENSITIVE)?(?:\s*[-:]?\s*(?:PERSONAL|COMMERCIAL|LOCSEN))?"
+    r"NOT\s++PROTECTIVELY\s++MARKED"
+    r"|OFFICIAL(?:\s*+[-_]?\s*+SENSITIVE)?(?:\s*+[-:]?\s*+(?:PERSONAL|COMMERCIAL|LOCSEN))?"
     r"|RESTRICTED|PROTECT"
 )
 # A bare (unbracketed) marking counts when it is written in capitals, as markings are by
@@ -42,11 +47,11 @@ _MARKING_CORE_CAPS = (
 # case when it cannot be ordinary words (official sensitive, not protectively marked). So
 # "Official visit", "Restricted access" and "Protect yourself" stay subjects, not markings.
 _MARKING = re.compile(
-    rf"^(?:\[\s*(?P<b>{_MARKING_CORE})\s*\]|\(\s*(?P<p>{_MARKING_CORE})\s*\)"
+    rf"^(?:\[\s*+(?P<b>{_MARKING_CORE})\s*+\]|\(\s*+(?P<p>{_MARKING_CORE})\s*+\)"
     rf"|(?P<upper>(?-i:{_MARKING_CORE_CAPS}))(?=$|[\s:\-\u2013\u2014\]|/,.;])"
-    rf"|(?P<sep>{_MARKING_CORE})(?=\s*(?:$|[:|/,.;])|\s+[-\u2013\u2014])"
-    r"|(?P<bare>official\s*[-_]?\s*sensitive|not\s+protectively\s+marked)(?=\s))"
-    r"\s*[:\-\u2013\u2014|/,.;]*\s*",  # \u2013 \u2014: dashes as Outlook autocorrects them
+    rf"|(?P<sep>{_MARKING_CORE})(?=\s*+(?:$|[:|/,.;])|\s++[-\u2013\u2014])"
+    r"|(?P<bare>official\s*+[-_]?\s*+sensitive|not\s++protectively\s++marked)(?=\s))"
+    r"\s*+[:\-\u2013\u2014|/,.;]*+\s*+",  # \u2013 \u2014: dashes as Outlook autocorrects them
     re.I,
 )
 
@@ -56,7 +61,7 @@ def _lookup_codec(charset: str) -> str:
     name = charset.split("*", 1)[0].strip().lower()  # RFC 2231 language suffix: utf-8*en
     try:
         return codecs.lookup(name).name
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a NUL in the name
         return "utf-8"
 
 
@@ -274,12 +279,13 @@ def normalise_subject(subject: str, *, decoded: bool = False) -> NormalisedSubje
     """
     text = subject if decoded else unfold(decode_header_value(subject))
     marking: str | None = None
+    pos = 0  # matched from a position, not re-sliced: linear in a long RE: RE: RE: chain
     while True:
-        found = _STRIPPED.match(text)  # each alternative is anchored and never matches empty
-        if found is None or not found.end():
+        found = _STRIPPED.match(text, pos)  # each alternative never matches empty
+        if found is None or found.end() == pos:
             break
         kind = found.lastgroup  # reply, tag, or the marking group that matched
         if marking is None and kind not in _NOT_MARKINGS:
             marking = _canonical_marking(found[kind or ""])
-        text = text[found.end() :]
-    return NormalisedSubject(text.strip(), marking)
+        pos = found.end()
+    return NormalisedSubject((text[pos:] if pos else text).strip(), marking)

@@ -28,7 +28,10 @@ from structlog.tracebacks import ExceptionDictTransformer
 from mailwatch.errors import MailwatchError
 
 SENSITIVE_KEYS = frozenset({"subject", "headers", "body", "sender", "recipient", "recipients"})
-_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)")
+_ADDRESS = re.compile(  # only from the start of a run of local-part characters: linear
+    r"(?<![A-Za-z0-9.!#$%&'*+/=?^_`{|}~-])[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]++"
+    r"@([A-Za-z0-9-]++(?:\.[A-Za-z0-9-]++)*+)"
+)
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
            "error": logging.ERROR}  # fmt: skip
 

@@ -21,8 +21,7 @@ is missing or fails on a pattern, that pattern is simply never prefiltered.
 from __future__ import annotations
 
 import importlib
-import re
-from typing import Any
+from typing import Any, Protocol
 
 try:
     _parser: Any = importlib.import_module("re._parser")
@@ -85,7 +84,17 @@ def _minimal(keywords: Keywords) -> Keywords:
     return frozenset(k for k in keywords if not any(o != k and o in k for o in keywords))
 
 
-def required_keywords(pattern: re.Pattern[str]) -> Keywords | None:
+class _Source(Protocol):
+    """A compiled pattern's source and flags (``re.Pattern`` or classify's RE2 pattern)."""
+
+    @property
+    def pattern(self) -> str | bytes: ...
+
+    @property
+    def flags(self) -> int: ...
+
+
+def required_keywords(pattern: _Source) -> Keywords | None:
     """Keywords one of which the :func:`fold` of any string ``pattern`` finds a match in holds.
 
     ``None`` when no such set can be derived (the pattern must then always be run).

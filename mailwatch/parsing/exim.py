@@ -71,13 +71,17 @@ __all__ = [
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 ID_PATTERN = r"[0-9A-Za-z]{6}-(?:[0-9A-Za-z]{11}-[0-9A-Za-z]{4}|[0-9A-Za-z]{6}-[0-9A-Za-z]{2})"
 _ID = re.compile(rf"^{ID_PATTERN}$")
+# Linear by construction: runs of spaces are taken possessively (`` *+``, `` ++``) where what
+# follows cannot start with a space, and numbers are bounded (``int`` refuses > 4300 digits).
 _HEADER = re.compile(
-    rf"^ *(?:(?P<age>-?\d+)(?P<unit>[mhd]) +)?(?:(?P<size>\d+(?:\.\d)?)(?P<mult>[KM]?) +)? *"
+    rf"^ *+(?:(?P<age>-?\d{{1,12}})(?P<unit>[mhd]) ++)?"
+    rf"(?:(?P<size>\d{{1,15}}(?:\.\d)?)(?P<mult>[KM]?) ++)? *+"
     rf"(?P<id>{ID_PATTERN})"
     r"(?: <(?P<sender>.*)>(?: \((?P<login>[^()]*)\))?)?(?P<frozen> \*\*\* frozen \*\*\*)? *$"
 )
 _SPOOL_ERROR = re.compile(r"^ +\*\*\* (?P<what>spool (?:format|read) error[^*]*?) \*\*\*")
-_RECIPIENT = re.compile(r"^ +(?:(?P<flag>\+?D) +)?(?P<address>\S.*?) *$")
+_RECIPIENT = re.compile(r"^ ++(?:(?P<flag>\+?D) ++)?(?P<address>\S(?:.*[^ ])?) *$")
+# (``\S.*?`` then `` *$`` tried every split of a long run of spaces: quadratic)
 _AGE_UNITS = {"m": 60, "h": 3600, "d": 86400}
 _SIZE_UNITS = {"": 1, "K": 1024, "M": 1024 * 1024}
 
@@ -233,6 +237,11 @@ def _headers(data: bytes) -> tuple[bytes, bool]:
     return bytes(block), True
 
 
+def _is_number(text: str) -> bool:
+    """ASCII digits that ``int`` reads (``"²".isdigit()`` holds, but ``int("²")`` fails)."""
+    return 0 < len(text) <= 18 and text.isascii() and text.isdigit()
+
+
 def _skip_tree(lines: list[str], at: int) -> int | None:
     """Index after the delivered-address tree starting at ``lines[at]`` (``XX`` if empty)."""
     if at < len(lines) and lines[at] == "XX":
@@ -266,7 +275,7 @@ def parse_spool_header(data: str | bytes, queue_id: str | None = None) -> SpoolH
     if not (sender_line.startswith("<") and sender_line.endswith(">")):
         return Malformed(3, "sender line is not in <>")
     time_fields = lines[3].split()
-    if len(time_fields) != 2 or not all(f.isdigit() for f in time_fields):
+    if len(time_fields) != 2 or not all(_is_number(f) for f in time_fields):
         return Malformed(4, "arrival line is not '<epoch> <warnings>'")
     try:
         arrival = datetime.fromtimestamp(int(time_fields[0]), UTC)
@@ -275,9 +284,9 @@ def parse_spool_header(data: str | bytes, queue_id: str | None = None) -> SpoolH
     rest = lines[4:]
     flags = list(itertools.takewhile(lambda line: line.startswith("-"), rest))
     at = _skip_tree(rest, len(flags))
-    if at is None or at >= len(rest) or not rest[at].strip().isdigit():
+    if at is None or at >= len(rest) or not _is_number(rest[at].strip()):
         return Malformed(5 + len(flags), "no delivered-address tree and recipient count")
-    count = int(rest[at])
+    count = int(rest[at].strip())
     recipients = rest[at + 1 :]
     if len(recipients) != count:
         return Malformed(5 + at, f"recipient count {count} but {len(recipients)} recipient lines")

@@ -21,14 +21,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import NamedTuple
 
+from mailwatch.errors import ParseError
+
 Line = bytes | bytearray
 
-_FETCH_START = re.compile(rb"^(?:\* )?(\d+) FETCH \(", re.IGNORECASE)
+_FETCH_START = re.compile(rb"^(?:\* )?(\d{1,20}) FETCH \(", re.IGNORECASE)
 _TOKEN = re.compile(
     rb"\s*(?:"
     rb"(?P<open>\()|(?P<close>\))"
     rb'|"(?P<quoted>(?:[^"\\]|\\.)*)"'
-    rb"|\{(?P<literal>\d+)\+?\}$"
+    rb"|\{(?P<literal>\d{1,20})\+?\}$"
     rb"|(?P<atom>[^\s()\"\[\]{}]+(?:\[[^\]]*\](?:<\d+(?:\.\d+)?>)?)?)"
     rb")"
 )
@@ -54,8 +56,21 @@ Value = str | bytes | None | list["Value"]
 """A parsed IMAP value: an atom (str), a string or literal (bytes), NIL, or a list."""
 
 
-class ImapParseError(ValueError):
+class ImapParseError(ParseError):
     """An IMAP response did not have the expected shape."""
+
+
+MAX_NUMBER_DIGITS = 20
+"""Longer digit strings are no IMAP number (UIDs are 32-bit, mod-sequences 63-bit)."""
+MAX_SEQUENCE_NUMBERS = 1_000_000
+"""A sequence set listing more numbers than this is refused (``1:4294967295`` would not fit)."""
+
+
+def _digits(text: bytes | str) -> int | None:
+    """``int(text)`` for a short run of ASCII digits, else ``None`` (no ValueError)."""
+    if len(text) > MAX_NUMBER_DIGITS or not text.isascii() or not text.isdigit():
+        return None
+    return int(text)
 
 
 class FetchRecord(NamedTuple):
@@ -99,12 +114,14 @@ class _Reader:
     def __init__(self, parts: Sequence[Line], index: int, pos: int) -> None:
         self.parts, self.index = parts, index
         self.text, self.pos = _as_bytes(parts[index]), pos
+        self.end = len(self.text.rstrip())  # once per line, not once per token
 
     def _next_line(self, why: str) -> None:
         self.index += 1
         if self.index >= len(self.parts) or isinstance(self.parts[self.index], bytearray):
             raise ImapParseError(f"FETCH response ends {why}")
         self.text, self.pos = _as_bytes(self.parts[self.index]), 0
+        self.end = len(self.text.rstrip())
 
     def _literal(self, size: int) -> bytes:
         self.index += 1
@@ -116,7 +133,7 @@ class _Reader:
 
     def token(self) -> tuple[str, Value]:
         """The next token: ``("(", None)``, ``(")", None)`` or ``("value", value)``."""
-        while self.pos >= len(self.text.rstrip()):
+        while self.pos >= self.end:
             self._next_line("before its closing parenthesis")
         found = _TOKEN.match(self.text, self.pos)
         if found is None or found.end() == self.pos:
@@ -157,9 +174,10 @@ def _parse_items(parts: Sequence[Line], start: int) -> tuple[list[Value], int]:
 
 
 def _number(value: Value) -> int:
-    if not isinstance(value, str) or not value.isdigit():
-        raise ImapParseError(f"expected a number, got {value!r}")
-    return int(value)
+    number = _digits(value) if isinstance(value, str) else None
+    if number is None:
+        raise ImapParseError(f"expected a number, got {value!r:.40}")
+    return number
 
 
 def _record(sequence: int, items: list[Value]) -> FetchRecord:
@@ -200,8 +218,8 @@ def _record(sequence: int, items: list[Value]) -> FetchRecord:
 # and the date is a quoted string without escapes, so :func:`fast_record` gives exactly what
 # the general parser gives; anything else (other items, order, spacing, case) takes that one.
 FAST_FETCH_ITEMS = (
-    rb'(\d+) FETCH \(UID (\d+) FLAGS \(([^\s()"\[\]{}]+(?: [^\s()"\[\]{}]+)*)?\) '
-    rb'INTERNALDATE "([^"\\\r\n]*)" RFC822\.SIZE (\d+) BODY\[HEADER[^\]\r\n]*\] \{(\d+)\}'
+    rb'(\d{1,20}) FETCH \(UID (\d{1,20}) FLAGS \(([^\s()"\[\]{}]+(?: [^\s()"\[\]{}]+)*)?\) '
+    rb'INTERNALDATE "([^"\\\r\n]*)" RFC822\.SIZE (\d{1,20}) BODY\[HEADER[^\]\r\n]*\] \{(\d{1,20})\}'
 )
 _FAST_LINE = re.compile(rb"(?:\* )?" + FAST_FETCH_ITEMS)
 _FLAG_SETS: dict[bytes | None, frozenset[str]] = {None: frozenset()}
@@ -261,7 +279,7 @@ def parse_fetch(lines: Sequence[Line], *, fast: bool = True) -> tuple[list[Fetch
             continue
         try:
             items, after = _parse_items(lines, index)
-            record = _record(int(start.group(1)), items)
+            record = _record(int(start.group(1)), items)  # at most 20 digits: no ValueError
         except ImapParseError:
             malformed += 1
             index += 1  # resync: look for the next response from the line after this one
@@ -286,7 +304,12 @@ def parse_internaldate(text: str | bytes) -> datetime:
             except ValueError:  # out of range: the general path says why
                 pass
             else:
-                return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+                if moment.tzinfo is UTC:
+                    return moment
+                try:
+                    return moment.astimezone(UTC)
+                except OverflowError:  # 31-Dec-9999 23:00:00 -0100 is past datetime.max
+                    pass
     if isinstance(text, bytes):
         text = text.decode("ascii", "replace")
     return parse_internaldate_general(text)
@@ -296,7 +319,7 @@ def parse_internaldate_general(text: str) -> datetime:
     """:func:`parse_internaldate` for any shape RFC 3501 allows (the tests compare the two)."""
     found = _INTERNALDATE.match(text.strip('"'))
     if found is None or found.group(2).lower() not in _MONTHS:
-        raise ImapParseError(f"{text!r} is not an IMAP date-time")
+        raise ImapParseError(f"{text!r:.60} is not an IMAP date-time")
     day, month, year, hour, minute, second, sign, off_h, off_m = found.groups()
     utc = off_h == off_m == "00"  # +0000 and -0000: already UTC, nothing to convert
     offset = timedelta(hours=int(off_h), minutes=int(off_m)) * (-1 if sign == "-" else 1)
@@ -305,17 +328,18 @@ def parse_internaldate_general(text: str) -> datetime:
             int(year), _MONTHS[month.lower()], int(day), int(hour), int(minute), int(second),
             tzinfo=UTC if utc else timezone(offset),
         )  # fmt: skip
-    except ValueError as exc:
-        raise ImapParseError(f"{text!r} is not a valid date-time: {exc}") from None
-    return moment if utc else moment.astimezone(UTC)
+        return moment if utc else moment.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise ImapParseError(f"{text!r:.60} is not a valid date-time: {exc}") from None
 
 
 def _state_items(pairs: Iterable[tuple[bytes, bytes]]) -> MailboxState:
     values: dict[str, int] = {}
     for name, number in pairs:
-        key = name.decode("ascii").lower()
-        if key in ("uidvalidity", "uidnext", "messages", "highestmodseq") and number.isdigit():
-            values[key] = int(number)
+        key = name.decode("ascii", "replace").lower()
+        value = _digits(number)
+        if key in ("uidvalidity", "uidnext", "messages", "highestmodseq") and value is not None:
+            values[key] = value
     return MailboxState(**values)
 
 
@@ -363,11 +387,12 @@ def parse_search(lines: Sequence[Line]) -> list[int]:
             words = text.split()
             for keyword, value in itertools.pairwise(words):
                 if keyword.upper() == b"ALL":
-                    uids.extend(parse_sequence_set(value.decode("ascii")))
+                    uids.extend(parse_sequence_set(value.decode("ascii", "replace")))
         elif text:
-            if not all(word.isdigit() for word in text.split()):
+            numbers = [_digits(word) for word in text.split()]
+            if None in numbers:
                 raise ImapParseError(f"unexpected SEARCH response {text[:40]!r}")
-            uids.extend(int(word) for word in text.split())
+            uids.extend(n for n in numbers if n is not None)
     return sorted(set(uids))
 
 
@@ -386,13 +411,21 @@ def parse_capabilities(lines: Sequence[Line]) -> frozenset[str]:
 
 def parse_sequence_set(text: str) -> list[int]:
     """``"1:3,7,9:8"`` as sorted distinct numbers (``*`` is refused: meaningless here)."""
-    numbers: set[int] = set()
+    ranges: list[tuple[int, int]] = []
+    total = 0
     for part in text.split(","):
         low, _, high = part.partition(":")
-        if not low.isdigit() or (high and not high.isdigit()):
-            raise ImapParseError(f"{text!r} is not a sequence set of numbers")
-        a, b = int(low), int(high or low)
-        numbers.update(range(min(a, b), max(a, b) + 1))
+        a, b = _digits(low), _digits(high or low)
+        if a is None or b is None:
+            raise ImapParseError(f"{text[:40]!r} is not a sequence set of numbers")
+        a, b = min(a, b), max(a, b)
+        total += b - a + 1  # counted before anything is built: no MemoryError
+        if total > MAX_SEQUENCE_NUMBERS:
+            raise ImapParseError(f"sequence set lists over {MAX_SEQUENCE_NUMBERS} numbers")
+        ranges.append((a, b))
+    numbers: set[int] = set()
+    for a, b in ranges:
+        numbers.update(range(a, b + 1))
     return sorted(numbers)
 
 

@@ -28,7 +28,8 @@ _BODY = re.compile(
     r"(?P<qid>[0-9A-Za-z]{6,}): (?P<rest>.*)$"
 )
 _STATUS = re.compile(r"\bstatus=(?P<status>[a-z-]+)(?: \((?P<text>.*)\))?")
-_FIELD = re.compile(r"\b(?P<key>to|orig_to|relay|delay|delays|dsn)=(?P<value><[^>]*>|[^,\s]+)")
+_FIELD = re.compile(r"\b(?P<key>to|orig_to|relay|delay|delays|dsn)=(?P<value><[^<>]*>|[^,\s]+)")
+# ``<[^<>]*>``, not ``<[^>]*>``: a value never scans past the next ``<`` (linear in the line)
 _MONTHS = {m: i for i, m in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), start=1
 )}  # fmt: skip

@@ -71,6 +71,8 @@ def parse_line(line: str | bytes, line_number: int = 0) -> QueueEntry | Malforme
         obj = _loads(line)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
         return Malformed(line_number, f"not JSON ({exc.__class__.__name__})")
+    except RecursionError:  # nested arrays or objects deeper than the interpreter's limit
+        return Malformed(line_number, "not JSON (nested too deep)")
     if not isinstance(obj, dict):
         return Malformed(line_number, "not a JSON object")
     try:

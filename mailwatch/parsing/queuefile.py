@@ -16,6 +16,8 @@ other file is walked record by record from the start.
 
 from __future__ import annotations
 
+from mailwatch.errors import ParseError
+
 REC_SIZE = ord("C")
 REC_MESSAGE = ord("M")
 REC_NORMAL = ord("N")
@@ -24,7 +26,7 @@ REC_END_OF_CONTENT = ord("X")
 REC_END = ord("E")
 
 
-class QueueFileError(ValueError):
+class QueueFileError(ParseError):
     """The bytes are not a Postfix queue file (or are cut off before the headers end)."""
 
 
@@ -56,7 +58,7 @@ def _offset_from_size_record(data: bytes) -> int | None:
     if size < 2 or data[0] != REC_SIZE or data[1] & 0x80 or size < 2 + data[1]:
         return None  # not a size record with a one-byte length (Postfix's is ~100 bytes)
     fields = data[2 : 2 + data[1]].split(None, 2)
-    if len(fields) < 2 or not fields[1].isdigit():
+    if len(fields) < 2 or not fields[1].isdigit() or len(fields[1]) > 18:
         return None
     offset = int(fields[1])
     if offset < 2 or offset > size or data[offset - 2] != REC_MESSAGE or data[offset - 1]:
