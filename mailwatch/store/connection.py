@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +30,7 @@ from mailwatch.errors import (
     StoreIOError,
     StoreReadOnly,
 )
+from mailwatch.snapshot import StoreHealth
 
 log = structlog.get_logger(__name__)
 
@@ -61,18 +61,6 @@ def translate(exc: sqlite3.Error, context: str = "") -> StoreError:
 def retag(exc: StoreError, context: str) -> StoreError:
     """The same kind of error, its message prefixed with what was being done."""
     return type(exc)(f"{context}: {exc}")
-
-
-@dataclass(frozen=True, slots=True)
-class StoreHealth:
-    """The store's health as last seen (a value: the snapshot carries it)."""
-
-    up: bool = True
-    """False while the latest write failed (until one succeeds)."""
-    errors: dict[str, int] = field(default_factory=dict)
-    """Failures by kind since the process started."""
-    failing_since: datetime | None = None
-    last_error: str | None = None
 
 
 class _Cursor(sqlite3.Cursor):

@@ -25,9 +25,10 @@ from mailwatch.backlog import ClassCount
 from mailwatch.errors import StoreError, UnknownMessage
 from mailwatch.model import Priority, Status, Verdict
 from mailwatch.schema import MIGRATIONS
+from mailwatch.snapshot import StoreHealth
 from mailwatch.store.alerts import AlertsMixin
 from mailwatch.store.canaries import CanariesMixin
-from mailwatch.store.connection import StoreConnection, StoreHealth, retag
+from mailwatch.store.connection import StoreConnection, retag
 from mailwatch.store.outcomes import OutcomesMixin
 from mailwatch.store.retention import RetentionMixin
 from mailwatch.store.rows import (
