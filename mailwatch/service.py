@@ -74,6 +74,8 @@ ERROR_KIND = {
 }
 EVALUATE_EVERY = 15.0
 """Seconds between alert evaluations and snapshot rebuilds that no scan triggered."""
+STOP_GRACE = 3.0
+"""Seconds a probe in flight may take to finish once the service is asked to stop."""
 DEADLINE_FACTOR, DEADLINE_SLACK = 4, 60.0
 
 
@@ -382,12 +384,34 @@ class Service:
     async def _worker(self, source: Source, stop: asyncio.Event) -> None:
         state = self._state[source.name]
         while not stop.is_set():
-            await self.supervised_probe(source)
+            if not await self._probe_unless_stopped(source, stop):
+                return
             delay = next_delay(state.interval, state.failures)
             try:
                 await asyncio.wait_for(stop.wait(), timeout=delay)
             except TimeoutError:
                 continue
+
+    async def _probe_unless_stopped(self, source: Source, stop: asyncio.Event) -> bool:
+        """One supervised probe; on ``stop`` it gets :data:`STOP_GRACE` s, then is cancelled.
+
+        Returns whether the probe ended by itself (``False``: stopped). Cancelling kills the
+        probe's commands (their process groups), so a hung probe cannot delay a shutdown.
+        """
+        probe = asyncio.create_task(self.supervised_probe(source), name=f"probe:{source.name}")
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({probe, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if probe.done():
+                return True
+            if not (await asyncio.wait({probe}, timeout=STOP_GRACE))[0]:
+                log.warning("probe_cancelled_on_stop", source=source.name)
+            return False
+        finally:
+            stopping.cancel()
+            if not probe.done():
+                probe.cancel()
+                await asyncio.wait({probe}, timeout=STOP_GRACE)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Probe every source until ``stop`` is set, then return once in-flight probes end.
