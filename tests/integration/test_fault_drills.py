@@ -32,10 +32,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from structlog.testing import capture_logs
 
 from mailwatch.config import load
+from mailwatch.errors import SourceTimeout
 from mailwatch.metrics import MailwatchCollector
 from mailwatch.model import Observation
 from mailwatch.sandbox.postfix import PrivatePostfix, free_port, make_message
 from mailwatch.service import Service
+from mailwatch.sources.exim import EximSource
 from mailwatch.sources.postfix import PostfixSource
 from mailwatch.store import Store
 
@@ -139,6 +141,18 @@ class TestHungProbe:
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(source.probe(), 30)  # the test's own guard, generous
         assert time.monotonic() - started < 25  # bounded by the source, not by the guard
+        for pid in map(int, pids.read_text().split()):
+            _wait_for(lambda pid=pid: not _alive(pid), f"process {pid} killed", within=10)
+
+    async def test_exim_and_postconf_commands_are_bounded_too(self, tmp_path: Path) -> None:
+        """The same wrapper as ``exim -bpru`` and as ``postconf``: timeouts, groups killed."""
+        wrapper, pids = _wrapper(tmp_path)
+        exim = EximSource("mx1", exim=wrapper, timeout=1.0)
+        with pytest.raises(SourceTimeout):
+            await asyncio.wait_for(exim.probe(), 30)
+        postfix = PostfixSource("mta1", postconf=wrapper, timeout=1.0)
+        with pytest.raises(SourceTimeout):
+            await asyncio.wait_for(postfix.queue_dir(), 30)
         for pid in map(int, pids.read_text().split()):
             _wait_for(lambda pid=pid: not _alive(pid), f"process {pid} killed", within=10)
 
