@@ -132,7 +132,9 @@ class Child:
         """Wait for EOF on the collected pipes and for the exit; the return code (unbounded)."""
         for collector in self.collectors.values():
             await asyncio.shield(collector.eof)
-        return await self.proc.wait()
+        returncode = await self.proc.wait()
+        await asyncio.sleep(0)  # let asyncio close its process transport (scheduled at exit)
+        return returncode
 
     def kill_group(self) -> None:
         """SIGKILL to the whole process group (whatever is left of it)."""
@@ -145,6 +147,7 @@ class Child:
         try:
             async with asyncio.timeout(KILL_GRACE):
                 await asyncio.shield(self.proc.wait())
+            await asyncio.sleep(0)  # as in finish()
         except TimeoutError:
             log.error("child_not_reaped", pid=self.proc.pid, grace_seconds=KILL_GRACE)
         finally:
