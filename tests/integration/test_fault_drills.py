@@ -357,3 +357,45 @@ class TestCrashingSource:
         assert crashed[0]["log_level"] == "error"
         assert crashed[0]["source"] == "exploding"
         assert isinstance(crashed[0]["exc_info"], KeyError)  # rendered as a traceback
+
+
+class TestMailSystemDown:
+    """Item 8: postqueue's "Mail system is down" reaches /metrics, not just the CLI."""
+
+    async def test_stopped_postfix_is_a_metric(
+        self, postfix: PrivatePostfix, tmp_path: Path
+    ) -> None:
+        """Stopped: mailwatch_source_warning{kind="mail_system_down"} 1; started again: 0."""
+        config = tmp_path / "mailwatch.toml"
+        config.write_text(
+            '[store]\npath = "mw.db"\n'
+            f'[sources.mta1]\ntype = "postfix"\nconfig_dir = "{postfix.config_dir}"\n'
+        )
+        settings = load(config)
+        postfix.inject([make_message("Court results")])
+        postfix.wait_for_queue(1)
+        with Store(settings.store.path) as store:
+            service = Service(
+                settings, store, [PostfixSource("mta1", config_dir=postfix.config_dir)]
+            )
+            registry = CollectorRegistry(auto_describe=False)
+            registry.register(MailwatchCollector(lambda: service.snapshot))
+            labels = {"source": "mta1", "kind": "mail_system_down"}
+            await service.probe_once(service.sources[0])
+            assert (
+                _metric(generate_latest(registry).decode(), "mailwatch_source_warning", **labels)
+                == 0
+            )
+            postfix.stop()
+            try:
+                assert (await service.probe_once(service.sources[0])).ok
+                text = generate_latest(registry).decode()
+            finally:
+                postfix.start()
+            assert _metric(text, "mailwatch_source_warning", **labels) == 1
+            assert _metric(text, "mailwatch_probe_up", source="mta1") == 1  # the queue is seen
+            await service.probe_once(service.sources[0])
+            assert (
+                _metric(generate_latest(registry).decode(), "mailwatch_source_warning", **labels)
+                == 0
+            )
