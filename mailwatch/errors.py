@@ -10,6 +10,11 @@
     │   ├── SourceUnavailable(ConnectionError)  the command or server could not be reached
     │   └── SourceCommandFailed          the command ran and exited non-zero
     ├── StoreError                       the store could not be read or written
+    │   ├── StoreFull(OSError)           the disk (or the database's size limit) is full
+    │   ├── StoreReadOnly(PermissionError)  the store or its file system is read-only
+    │   ├── StoreCorrupt                 the file is damaged or not a database
+    │   ├── StoreIOError(OSError)        the operating system failed a read or write
+    │   └── StoreBusy(TimeoutError)      another process held a lock for too long
     ├── ParseError(ValueError)           a parser was given text it cannot read
     └── UnknownMessage(LookupError)      no tracked message has that id
 
@@ -62,7 +67,13 @@ class SourceCommandFailed(SourceError):
 
 
 class StoreError(MailwatchError):
-    """The store could not be opened, migrated, read or written."""
+    """The store could not be opened, migrated, read or written.
+
+    ``kind`` names the failure in metrics (``mailwatch_store_errors_total{kind}``); the
+    subclasses below say which failure it was.
+    """
+
+    kind: str = "error"
 
 
 class ParseError(MailwatchError, ValueError):
@@ -75,3 +86,33 @@ class ParseError(MailwatchError, ValueError):
 
 class UnknownMessage(MailwatchError, LookupError):
     """No tracked message matches the given id."""
+
+
+class StoreFull(StoreError, OSError):
+    """The disk holding the store is full (SQLite ``SQLITE_FULL``)."""
+
+    kind = "full"
+
+
+class StoreReadOnly(StoreError, PermissionError):
+    """The store cannot be written: read-only file or file system (``SQLITE_READONLY``)."""
+
+    kind = "read_only"
+
+
+class StoreCorrupt(StoreError):
+    """The store's file is damaged or not a database (``SQLITE_CORRUPT``, ``SQLITE_NOTADB``)."""
+
+    kind = "corrupt"
+
+
+class StoreIOError(StoreError, OSError):
+    """A read or write of the store failed in the operating system (``SQLITE_IOERR``...)."""
+
+    kind = "io"
+
+
+class StoreBusy(StoreError, TimeoutError):
+    """Another process held the store locked past the busy timeout (``SQLITE_BUSY``)."""
+
+    kind = "busy"

@@ -20,9 +20,10 @@ from prometheus_client.core import (
 )
 
 from mailwatch import __version__
-from mailwatch.snapshot import UNCLASSIFIED, Histogram, MetricsSnapshot
+from mailwatch.snapshot import UNCLASSIFIED, WARNING_KINDS, Histogram, MetricsSnapshot
+from mailwatch.store.connection import ERROR_KINDS as STORE_ERROR_KINDS
 
-ERROR_KINDS = ("timeout", "unavailable", "command_failed", "error")
+ERROR_KINDS = ("timeout", "unavailable", "command_failed", "error", "store", "internal")
 """Probe error kinds, pre-initialised to 0 for every source."""
 
 
@@ -49,6 +50,8 @@ class MailwatchCollector:
         yield from self._outcomes(snap)
         yield from self._probes(snap)
         yield from self._canaries(snap)
+        yield from self._warnings(snap)
+        yield from self._store(snap)
         firing = GaugeMetricFamily(
             "mailwatch_alerts_firing", "mailwatch's own alerts firing or acknowledged.",
             labels=["class", "severity"],
@@ -193,3 +196,31 @@ class MailwatchCollector:
         )
         built.add_metric([], snap.built_at.timestamp())
         yield built
+
+    def _warnings(self, snap: MetricsSnapshot) -> Iterator[Metric]:
+        warning = GaugeMetricFamily(
+            "mailwatch_source_warning",
+            "1 if the last successful probe warned of this kind (mail_system_down: postqueue's"
+            " 'Mail system is down', the MTA is stopped and nothing in its queue moves).",
+            labels=["source", "kind"],
+        )
+        for source, health in sorted(snap.health.items()):
+            for kind in WARNING_KINDS:
+                warning.add_metric([source, kind], 1.0 if kind in health.warnings else 0.0)
+        yield warning
+
+    def _store(self, snap: MetricsSnapshot) -> Iterator[Metric]:
+        if snap.store is None:
+            return
+        up = GaugeMetricFamily(
+            "mailwatch_store_up", "1 if the latest write to the store worked (0: disk full,"
+            " read-only, corrupt, I/O error; see mailwatch_store_errors_total).",
+        )  # fmt: skip
+        up.add_metric([], 1.0 if snap.store.up else 0.0)
+        yield up
+        errors = CounterMetricFamily(
+            "mailwatch_store_errors", "Failed store operations by kind.", labels=["kind"]
+        )
+        for kind in sorted({*STORE_ERROR_KINDS, *snap.store.errors}):
+            errors.add_metric([kind], snap.store.errors.get(kind, 0))
+        yield errors

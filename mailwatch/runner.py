@@ -1,7 +1,9 @@
 """``mailwatch run``: wire the store, sources, service and HTTP server; signals.
 
-* SIGTERM / SIGINT set the stop event: workers finish the probe in flight, the HTTP server
-  closes, the store is closed (WAL checkpointed), and the process exits 0.
+* SIGTERM / SIGINT set the stop event: a probe in flight gets a few seconds (``STOP_GRACE``)
+  to finish, then is cancelled and its commands' process groups killed (a hung probe cannot
+  delay the exit); the HTTP server closes, the store is closed (WAL checkpointed), and the
+  process exits 0.
 * SIGHUP reloads the configuration file: the new file is validated first; if it is bad, the
   problems are logged and the running configuration carries on untouched; if it is good, the
   service stops its workers, and starts again on the new configuration (same store, so alert

@@ -3,7 +3,9 @@
 The scanner owns what must outlive a single scan: the store, and per source a cache of
 classifications by message key (headers do not change while a message is queued, so neither
 does its class). A failing probe is recorded as a failed scan and returned, never raised: one
-broken source must not stop the others.
+broken source must not stop the others. A scan (or failed probe) the store cannot write is
+logged and still returned, so metrics and alerts keep following the source while the store
+is failing; outcomes and canaries that cannot be stored raise :class:`StoreError`.
 
 Automatic garbage collection is paused while a scan runs (:func:`collection_paused`). A first
 scan of a large queue allocates some twenty container objects per message that nearly all
@@ -31,7 +33,7 @@ import structlog
 
 from mailwatch.backlog import ClassCount, count_by_class
 from mailwatch.classify import Classifier
-from mailwatch.errors import SourceError
+from mailwatch.errors import SourceError, StoreError
 from mailwatch.model import Classification, Observation, Verdict
 from mailwatch.sla import evaluate
 from mailwatch.sources import Source
@@ -89,6 +91,15 @@ def collection_paused() -> Iterator[None]:
                 gc.enable()
 
 
+@contextlib.contextmanager
+def _store_failure_logged(source: str) -> Iterator[None]:
+    """Log a failed scan write and carry on: the store's health reports it (see Store)."""
+    try:
+        yield
+    except StoreError as exc:
+        log.error("store_write_failed", source=source, kind=exc.kind, error=str(exc))
+
+
 def judge(
     observation: Observation,
     classifier: Classifier,
@@ -140,7 +151,8 @@ class Scanner:
             observation = await source.probe()
         except SourceError as exc:
             finished_at = self.clock()
-            self.store.record_failure(source.name, started_at, finished_at, exc.detail)
+            with _store_failure_logged(source.name):
+                self.store.record_failure(source.name, started_at, finished_at, exc.detail)
             log.warning("probe_failed", source=source.name, error=exc.detail,
                         kind=type(exc).__name__)  # fmt: skip
             return ScanOutcome(
@@ -165,16 +177,17 @@ class Scanner:
             else []  # a log source holds no backlog of its own
         )
         finished_at = self.clock()
-        self.store.record_scan(
-            source.name,
-            started_at,
-            finished_at,
-            verdicts,
-            counts,
-            malformed=observation.malformed,
-            headers_read=observation.headers_read,
-            warnings=observation.warnings,
-        )
+        with _store_failure_logged(source.name):  # what was seen still counts (metrics, alerts)
+            self.store.record_scan(
+                source.name,
+                started_at,
+                finished_at,
+                verdicts,
+                counts,
+                malformed=observation.malformed,
+                headers_read=observation.headers_read,
+                warnings=observation.warnings,
+            )
         for warning in observation.warnings:
             log.warning("source_warning", source=source.name, warning=warning)
         return ScanOutcome(

@@ -40,6 +40,10 @@ CANARY_BUCKETS: tuple[float, ...] = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)
 the usual 10-minute loss timeout (a canary later than its timeout is counted as lost)."""
 POSTFIX_QUEUES = ("incoming", "active", "deferred", "hold")
 UNCLASSIFIED = "unclassified"
+WARNING_KINDS: dict[str, str] = {"mail_system_down": "mail system is down"}
+"""Warnings a source can give while it still answers, by kind, and the text that marks each
+(lower case). ``postqueue`` says "Mail system is down" when Postfix is stopped: the queue is
+still visible, but nothing in it moves."""
 """Class label of outcomes for mail mailwatch never saw queued (delivered at once)."""
 
 
@@ -100,6 +104,20 @@ class SourceHealth:
     """Failed probes by error kind (``timeout``, ``unavailable``, ``command_failed``…)."""
     first_failure: datetime | None = None
     """Start of the current run of failures (``None`` while up): how long it has been blind."""
+    warnings: frozenset[str] = frozenset()
+    """Kinds of warning (:data:`WARNING_KINDS`) the last successful probe carried."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreHealth:
+    """The store's health as last seen (kept by :mod:`mailwatch.store.connection`)."""
+
+    up: bool = True
+    """False while the latest write failed (until one succeeds)."""
+    errors: Mapping[str, int] = field(default_factory=dict)
+    """Failures by kind (``StoreError.kind``) since the process started."""
+    failing_since: datetime | None = None
+    last_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +163,8 @@ class MetricsSnapshot:
     undeliverable: Mapping[tuple[str, str, Priority], int] = field(default_factory=dict)
     """Messages that bounced or expired within the report window (stuck: not sent), by
     (source, class, message priority)."""
+    store: StoreHealth | None = None
+    """Whether the store's writes work, and its failures by kind (``None``: not known)."""
 
 
 def class_priorities(message_class: MessageClass) -> tuple[Priority, ...]:
@@ -169,6 +189,7 @@ def build_snapshot(
     canaries: CanaryTotals | None = None,
     canary_paths: Iterable[str] = (),
     undeliverable: Iterable[Judgement] = (),
+    store: StoreHealth | None = None,
 ) -> MetricsSnapshot:
     """Aggregate the latest verdicts of each backlog source (zeros for every class and source).
 
@@ -223,6 +244,7 @@ def build_snapshot(
         alerts_firing=dict(alerts_firing or {}),
         canaries=_canaries_with_zeros(canaries or CanaryTotals(), canary_paths),
         undeliverable=gone,
+        store=store,
     )
 
 
@@ -233,3 +255,9 @@ def _canaries_with_zeros(totals: CanaryTotals, paths: Iterable[str]) -> CanaryTo
         roundtrip.setdefault(path, empty)
         lost.setdefault(path, 0)
     return CanaryTotals(roundtrip=roundtrip, lost=lost)
+
+
+def warning_kinds(warnings: Iterable[str]) -> frozenset[str]:
+    """The :data:`WARNING_KINDS` found in a probe's warnings (their text is never exported)."""
+    lowered = [w.lower() for w in warnings]
+    return frozenset(k for k, marker in WARNING_KINDS.items() if any(marker in w for w in lowered))

@@ -12,7 +12,8 @@ Default rules for the shipped taxonomy (used when the file defines no ``[[alerts
 * ``p2_stuck``           — P2 mail stuck: ticket to ``ops``;
 * ``undeliverable``      — a P1/P2 message bounced or expired: page the duty managers;
 * ``canary_lost``        — a canary path lost a canary: page ``ops``;
-* ``source_blind``       — a source failing for 5 minutes: page ``ops`` (mailwatch is blind).
+* ``source_blind``       — a source failing, or without a successful scan, for 5 minutes past
+  when one was due: page ``ops`` (mailwatch is blind).
 
 Rules route to receivers by name; a default rule naming a receiver that is not configured
 delivers nothing (``mailwatch config check`` says so), but its alerts still show in

@@ -9,7 +9,10 @@ their condition stops holding. Conditions:
                    (0.8 warns *before* the SLA runs out);
 ``undeliverable``  a message of the class bounced or expired (within the report window);
 ``canary_lost``    a canary on a path was not delivered within its timeout;
-``source_blind``   a source's probes have failed for longer than ``blind_after``.
+``source_blind``   a source's probes have failed for longer than ``blind_after``, or it has not
+                   been scanned successfully for ``blind_after`` past when a scan was due (a
+                   probe that hangs, or a worker that stopped, fails nothing: only the age of
+                   the last success shows it).
 """
 
 from __future__ import annotations
@@ -69,6 +72,9 @@ class Situation:
     """Per source, when its current run of failed probes began (``None``: it is up)."""
     canaries_lost: Mapping[str, tuple[Item, ...]] = field(default_factory=dict)
     """Per canary path, the canaries currently lost (an empty tuple: the path is fine)."""
+    overdue_since: Mapping[str, datetime] = field(default_factory=dict)
+    """Per source, when its next successful scan was due: the last success (or, before any,
+    the start of watching) plus its interval. Blind once ``blind_after`` past it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,15 +119,7 @@ def _details(items: Sequence[Item], oldest: float | None = None) -> Details:
 def evaluate(rule: AlertRule, situation: Situation) -> list[Finding]:
     """One finding per key the rule selects, active or not."""
     if rule.condition is Condition.SOURCE_BLIND:
-        findings = []
-        for source, since in sorted(situation.failing_since.items()):
-            if rule.sources and source not in rule.sources:
-                continue
-            blind = since is not None and situation.now - since >= rule.blind_after
-            age = (situation.now - since).total_seconds() if since is not None else 0.0
-            findings.append(Finding(AlertKey(rule.name, "", source), blind,
-                                    Details(oldest_age_seconds=age)))  # fmt: skip
-        return findings
+        return _blind(rule, situation)
     if rule.condition is Condition.CANARY_LOST:
         return [
             Finding(AlertKey(rule.name, "", path), bool(lost), _details(lost))
@@ -163,3 +161,23 @@ def _class_finding(rule: AlertRule, views: Sequence[ClassView]) -> Finding:
     details = _details(items, oldest)
     priority = min((v.priority for v in concerned or views), default=None)
     return Finding(key, active, replace(details, priority=priority))
+
+
+def _blind(rule: AlertRule, situation: Situation) -> list[Finding]:
+    """``source_blind``: failing for ``blind_after``, or ``blind_after`` overdue a success."""
+    findings = []
+    now = situation.now
+    for source in sorted({*situation.failing_since, *situation.overdue_since}):
+        if rule.sources and source not in rule.sources:
+            continue
+        since = situation.failing_since.get(source)
+        due = situation.overdue_since.get(source)
+        failing = (now - since) if since is not None else timedelta(0)
+        overdue = (now - due) if due is not None else timedelta(0)
+        blind = (since is not None and failing >= rule.blind_after) or (
+            due is not None and overdue >= rule.blind_after
+        )
+        findings.append(Finding(AlertKey(rule.name, "", source), blind,
+                                Details(oldest_age_seconds=max(failing, overdue)
+                                        .total_seconds())))  # fmt: skip
+    return findings

@@ -25,7 +25,6 @@ such messages (oldest first) have their message log re-read on each later probe.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 from collections.abc import Callable, Coroutine, MutableMapping
 from dataclasses import dataclass
@@ -53,6 +52,7 @@ from mailwatch.parsing.exim import (
     parse_queue,
     parse_spool_header,
 )
+from mailwatch.sources import process
 
 log = structlog.get_logger(__name__)
 
@@ -192,30 +192,18 @@ class EximSource:
         return [self.exim, *config, *args]
 
     async def _run(self, argv: list[str]) -> _Result:
-        """Run ``argv`` under the timeout (killing it on timeout or cancellation)."""
+        """Run ``argv`` under the timeout (its process group killed on timeout or cancel)."""
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+            returncode, stdout, stderr = await process.run(
+                argv, self.timeout, stderr_limit=STDERR_LIMIT
             )
-        except OSError as exc:
-            raise SourceUnavailable(self.name, f"cannot run {argv[0]}: {exc.strerror}") from exc
-        try:
-            async with asyncio.timeout(self.timeout):
-                stdout, stderr = await proc.communicate()
         except TimeoutError as exc:
             option = next(a for a in reversed(argv) if a.startswith("-"))
             detail = f"{argv[0]} {option} took longer than {self.timeout:g}s"
             raise SourceTimeout(self.name, detail) from exc
-        finally:
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await asyncio.shield(proc.wait())
-        returncode = proc.returncode if proc.returncode is not None else -1
-        return _Result(returncode, stdout, stderr[:STDERR_LIMIT].decode("utf-8", "replace"))
+        except OSError as exc:
+            raise SourceUnavailable(self.name, f"cannot run {argv[0]}: {exc.strerror}") from exc
+        return _Result(returncode, stdout, stderr.decode("utf-8", "replace"))
 
     def _failed(self, what: str, result: _Result) -> SourceError:
         """The typed error for a command that exited non-zero (``what``: command and option)."""

@@ -25,6 +25,7 @@ import structlog
 from mailwatch.errors import SourceCommandFailed, SourceError, SourceTimeout, SourceUnavailable
 from mailwatch.headers import keep_set
 from mailwatch.model import Message, Observation
+from mailwatch.sources import process
 from mailwatch.sources.postfix_listing import (
     HEADER_READ_STEPS,
     QUEUE_NAMES,
@@ -34,6 +35,7 @@ from mailwatch.sources.postfix_listing import (
     message_key,
     read_queue_headers,
 )
+from mailwatch.sources.process import Child
 
 __all__ = [
     "HEADER_READ_STEPS",
@@ -48,6 +50,7 @@ log = structlog.get_logger(__name__)
 
 STDERR_LIMIT = 4096  # bounds memory if a broken command floods stderr
 PIPE_SIZE = 1 << 20  # lets postqueue run ahead of the worker (best effort, Linux)
+WORKER_GRACE = 5.0  # s: a stopped listing worker returns within POLL_MS unless a read hangs
 
 
 def _grow_pipe(fd: int) -> None:
@@ -106,14 +109,9 @@ class PostfixSource:
             self.name, f"{argv[0]} exited {returncode}: {text}", returncode, text
         )
 
-    async def _spawn(self, argv: list[str], stdout: int) -> asyncio.subprocess.Process:
+    async def _start(self, argv: list[str], stdout_fd: int | None = None) -> Child:
         try:
-            return await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=stdout,
-                stderr=asyncio.subprocess.PIPE,
-            )
+            return await Child.start(argv, stdout_fd=stdout_fd, stderr_limit=STDERR_LIMIT)
         except OSError as exc:
             raise SourceUnavailable(self.name, f"cannot run {argv[0]}: {exc.strerror}") from exc
 
@@ -121,18 +119,17 @@ class PostfixSource:
         return SourceTimeout(self.name, f"{argv[0]} took longer than {self.timeout:g}s")
 
     async def _run(self, argv: list[str]) -> bytes:
-        """Run ``argv`` under the timeout; its stdout."""
-        proc = await self._spawn(argv, asyncio.subprocess.PIPE)
+        """Run ``argv`` under the timeout (its process group killed on timeout); its stdout."""
         try:
-            async with asyncio.timeout(self.timeout):
-                out, stderr = await proc.communicate()
-        except TimeoutError as exc:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+            returncode, out, stderr = await process.run(
+                argv, self.timeout, stderr_limit=STDERR_LIMIT
+            )
+        except TimeoutError as exc:  # before OSError: TimeoutError is one
             raise self._timed_out(argv) from exc
-        if proc.returncode != 0:
-            raise self._failed(argv, proc.returncode or 0, stderr[:STDERR_LIMIT])
+        except OSError as exc:
+            raise SourceUnavailable(self.name, f"cannot run {argv[0]}: {exc.strerror}") from exc
+        if returncode != 0:
+            raise self._failed(argv, returncode, stderr)
         return out
 
     async def queue_dir(self) -> Path:
@@ -156,7 +153,7 @@ class PostfixSource:
             raise SourceUnavailable(self.name, f"cannot run {argv[0]}: {exc.strerror}") from exc
         try:
             _grow_pipe(read_fd)
-            proc = await self._spawn(argv, write_fd)
+            child = await self._start(argv, write_fd)
         except BaseException:
             os.close(read_fd)
             raise
@@ -176,23 +173,21 @@ class PostfixSource:
                 loop.call_soon_threadsafe(_settle, done, failure)
 
         threading.Thread(target=work, name=f"postqueue-{self.name}", daemon=True).start()
-        if proc.stderr is None:  # pragma: no cover - PIPE was asked for
-            raise SourceUnavailable(self.name, f"{argv[0]}: no output pipes")
         try:
             async with asyncio.timeout(self.timeout):
-                stderr = (await proc.stderr.read())[:STDERR_LIMIT]
-                returncode = await proc.wait()
+                returncode = await child.finish()
                 await asyncio.shield(done)
         except BaseException as exc:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            worker.stop()
-            await proc.wait()
+            worker.stop()  # stops reading within POLL_MS, even if a grandchild holds the pipe
+            await child.abandon()  # the whole group killed; bounded waits only
             with contextlib.suppress(Exception):
-                await done
+                async with asyncio.timeout(WORKER_GRACE):
+                    await asyncio.shield(done)
             if isinstance(exc, TimeoutError):
                 raise self._timed_out(argv) from exc
             raise
+        child.close()
+        stderr = child.stderr
         if returncode != 0:
             raise self._failed(argv, returncode, stderr)
         return worker, stderr.decode("utf-8", "replace")
@@ -222,12 +217,19 @@ class PostfixSource:
             if worker.deferred:  # listed before postconf answered: read them now
                 find_queue_dir()
                 await finding[0]
-                await asyncio.to_thread(worker.read_deferred)
+                try:
+                    async with asyncio.timeout(self.timeout):  # a hung file system
+                        await asyncio.to_thread(worker.read_deferred)
+                except TimeoutError as exc:
+                    raise SourceTimeout(
+                        self.name, f"reading queue files took longer than {self.timeout:g}s"
+                    ) from exc
         finally:
             probing = False
             for task in finding:  # never left running; its error matters only if awaited above
-                with contextlib.suppress(Exception):
-                    await task
+                task.cancel()
+            if finding:
+                await asyncio.wait(finding, timeout=process.KILL_GRACE + 1)
         if isinstance(worker.error, PermissionError):
             raise SourceUnavailable(
                 self.name,

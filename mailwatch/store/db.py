@@ -19,12 +19,16 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 
+import structlog
+
 from mailwatch.backlog import ClassCount
 from mailwatch.errors import StoreError, UnknownMessage
 from mailwatch.model import Priority, Status, Verdict
 from mailwatch.schema import MIGRATIONS
+from mailwatch.snapshot import StoreHealth
 from mailwatch.store.alerts import AlertsMixin
 from mailwatch.store.canaries import CanariesMixin
+from mailwatch.store.connection import StoreConnection, retag
 from mailwatch.store.listing import ListingMixin
 from mailwatch.store.outcomes import OutcomesMixin
 from mailwatch.store.retention import RetentionMixin
@@ -43,12 +47,14 @@ from mailwatch.store.rows import (
 )
 
 PAGE_SIZE = 8192
+log = structlog.get_logger(__name__)
 
 
-def _open_readonly(path: Path) -> sqlite3.Connection:
+def _open_readonly(path: Path) -> StoreConnection:
     """A read-only connection (``mode=ro``: never creates, migrates or writes the file)."""
     uri = f"{path.resolve().as_uri()}?mode=ro"
-    db = sqlite3.connect(uri, uri=True, isolation_level=None)
+    db = sqlite3.connect(uri, uri=True, isolation_level=None, factory=StoreConnection)
+    db.reports = False
     try:
         db.execute("PRAGMA busy_timeout=5000")
         version = int(db.execute("PRAGMA user_version").fetchone()[0])
@@ -65,7 +71,13 @@ def _open_readonly(path: Path) -> sqlite3.Connection:
 
 
 class Store(OutcomesMixin, AlertsMixin, CanariesMixin, RetentionMixin, ListingMixin):
-    """mailwatch's SQLite store. Not thread-safe: one owner, one connection."""
+    """mailwatch's SQLite store. Not thread-safe: one owner, one connection.
+
+    Every failure is a :class:`~mailwatch.errors.StoreError` subclass (see
+    :mod:`mailwatch.store.connection`); :meth:`health` says whether writes currently work.
+    """
+
+    _db: StoreConnection
 
     def __init__(self, path: Path | str, *, create: bool = True, readonly: bool = False) -> None:
         """Open (``create``: or create) the store; ``readonly`` opens an existing one to read.
@@ -84,20 +96,29 @@ class Store(OutcomesMixin, AlertsMixin, CanariesMixin, RetentionMixin, ListingMi
                 return
             if str(path) != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), isolation_level=None)
+            self._db = sqlite3.connect(str(path), isolation_level=None, factory=StoreConnection)
             self._db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # only a new, empty file: see above
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
+        except StoreError as exc:
+            raise retag(exc, f"cannot open store {path}") from exc
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open store {path}: {exc}") from exc
         self._index = {}
 
+    def health(self) -> StoreHealth:
+        """Whether writes work now, and failures by kind since the store was opened."""
+        return self._db.health
+
     def close(self) -> None:
-        """Close the connection."""
-        self._db.close()
+        """Close the connection (a failure, e.g. a checkpoint on a full disk, is logged)."""
+        try:
+            self._db.close()
+        except sqlite3.Error as exc:
+            log.error("store_close_failed", error=str(exc))
 
     def __enter__(self) -> Store:
         return self
@@ -213,10 +234,13 @@ class Store(OutcomesMixin, AlertsMixin, CanariesMixin, RetentionMixin, ListingMi
                 ],
             )
             self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._db.execute("ROLLBACK")
+        except StoreError as exc:  # already rolled back (see mailwatch.store.connection)
             self._index.pop(source, None)
-            raise StoreError(f"cannot record scan of {source}: {exc}") from exc
+            raise retag(exc, f"cannot record scan of {source}") from exc
+        except BaseException:
+            self._db.rollback_quietly()
+            self._index.pop(source, None)
+            raise
         self._index[source] = seen
         return len(inserts) + len(updates) + len(gone)
 
@@ -229,8 +253,8 @@ class Store(OutcomesMixin, AlertsMixin, CanariesMixin, RetentionMixin, ListingMi
                 ScanRecord(source, started_at, finished_at, ok=False, error=error, messages=0,
                            malformed=0, headers_read=0)
             )  # fmt: skip
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot record failed scan of {source}: {exc}") from exc
+        except StoreError as exc:
+            raise retag(exc, f"cannot record failed scan of {source}") from exc
 
     def _insert_scan(self, scan: ScanRecord) -> int:
         cursor = self._db.execute(

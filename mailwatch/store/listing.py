@@ -22,6 +22,7 @@ from typing import Any
 from mailwatch.errors import StoreError
 from mailwatch.judgement import LISTED_SQL, STUCK_SQL, UNDELIVERABLE_SQL
 from mailwatch.model import Priority
+from mailwatch.store.connection import retag
 from mailwatch.store.rows import MESSAGE_COLUMNS, StoredMessage, decode_message, ts
 
 
@@ -112,6 +113,8 @@ class ListingMixin:
         """See :func:`select_messages`."""
         try:
             return select_messages(self._db, now, since, wanted)
+        except StoreError as exc:
+            raise retag(exc, "cannot list messages") from exc
         except sqlite3.Error as exc:
             raise StoreError(f"cannot list messages: {exc}") from exc
 

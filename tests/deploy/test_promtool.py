@@ -24,7 +24,7 @@ import pytest
 from mailwatch.config import shipped_classes
 from mailwatch.durations import Duration
 from mailwatch.metrics import MailwatchCollector
-from mailwatch.snapshot import OutcomeTotals, SourceHealth, build_snapshot
+from mailwatch.snapshot import OutcomeTotals, SourceHealth, StoreHealth, build_snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS = REPO / "deploy" / "prometheus"
@@ -51,6 +51,7 @@ SAFE_LABELS = frozenset({"source", "class", "priority", "sla", "path", "job", "i
 EXPECTED_ALERTS = frozenset({
     "MailwatchP1Stuck", "MailwatchOldestOverSLA", "MailwatchBacklogGrowing", "MailwatchBounces",
     "MailwatchCanaryLost", "MailwatchProbeDown", "MailwatchBlind", "MailwatchAbsent",
+    "MailwatchMailSystemDown", "MailwatchStoreFailing",
 })  # fmt: skip
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|`[^`]*`')
@@ -133,6 +134,7 @@ def exported_metric_names() -> set[str]:
         outcomes=OutcomeTotals(),
         histories={},
         health={"mta1": SourceHealth(up=True, last_duration_seconds=0.1, last_success=now)},
+        store=StoreHealth(),
     )
     suffixes = {
         "counter": ("_total",),
