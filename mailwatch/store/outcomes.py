@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import bisect
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
 from mailwatch.errors import StoreError
 from mailwatch.model import Delivery, DeliveryStatus, LogCursor, LogEvent, Priority, Status
 from mailwatch.snapshot import DELAY_BUCKETS, UNCLASSIFIED, OutcomeTotals, histograms
+from mailwatch.store.connection import StoreConnection, retag
 from mailwatch.store.rows import (
     MESSAGE_COLUMNS,
     State,
@@ -22,7 +22,7 @@ from mailwatch.store.rows import (
 class OutcomesMixin:
     """Outcome methods of :class:`~mailwatch.store.Store` (which provides the connection)."""
 
-    _db: sqlite3.Connection
+    _db: StoreConnection
     _index: dict[str, dict[str, State]]
 
     def _last_good(self) -> dict[str, float]:
@@ -78,10 +78,13 @@ class OutcomesMixin:
                     (log_source, cursor.inode, cursor.offset, cursor.head),
                 )
             self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._db.execute("ROLLBACK")
+        except StoreError as exc:  # already rolled back (see mailwatch.store.connection)
+            self._index.pop(outcomes_for or "", None)  # it may have dropped rows kept after all
+            raise retag(exc, f"cannot record outcomes from {log_source}") from exc
+        except BaseException:
+            self._db.rollback_quietly()
             self._index.pop(outcomes_for or "", None)
-            raise StoreError(f"cannot record outcomes from {log_source}: {exc}") from exc
+            raise
         return joined
 
     def _record_delivery(
