@@ -118,6 +118,53 @@ class StoreHealth:
     """Failures by kind (``StoreError.kind``) since the process started."""
     failing_since: datetime | None = None
     last_error: str | None = None
+    kind: str | None = None
+    """The kind of the latest failure while down (``full``, ``read_only``…), else ``None``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """Whether the service is ready (``/readyz``) and, if not, why; never personal data.
+
+    Ready once every source was probed at least once and the store's writes work. The reasons
+    name configured sources and the store failure's kind only, never an error's text.
+    """
+
+    not_probed: tuple[str, ...] = ()
+    """Configured sources not probed yet."""
+    store: StoreHealth = field(default_factory=StoreHealth)
+
+    @property
+    def ready(self) -> bool:
+        """Every source probed once, and the store writable."""
+        return not self.not_probed and self.store.up
+
+    def reasons(self) -> list[str]:
+        """Why not ready, one line each (empty when ready)."""
+        reasons = []
+        if self.not_probed:
+            reasons.append(f"sources not yet probed: {', '.join(self.not_probed)}")
+        if not self.store.up:
+            since = self.store.failing_since
+            reasons.append(f"store failing ({self.store.kind or 'error'})"
+                           + (f" since {since.isoformat()}" if since else ""))  # fmt: skip
+        return reasons
+
+    def as_json(self) -> dict[str, object]:
+        """The ``/readyz`` body: ``{"ready": true}``, or why not (reasons and details)."""
+        if self.ready:
+            return {"ready": True}
+        since = self.store.failing_since
+        return {
+            "ready": False,
+            "reasons": self.reasons(),
+            "not_probed": list(self.not_probed),
+            "store": {
+                "up": self.store.up,
+                "kind": None if self.store.up else self.store.kind or "error",
+                "failing_since": since.isoformat() if since and not self.store.up else None,
+            },
+        }
 
 
 @dataclass(frozen=True, slots=True)
