@@ -40,6 +40,9 @@ CANARY_BUCKETS: tuple[float, ...] = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)
 the usual 10-minute loss timeout (a canary later than its timeout is counted as lost)."""
 POSTFIX_QUEUES = ("incoming", "active", "deferred", "hold")
 UNCLASSIFIED = "unclassified"
+UNKNOWN_PRIORITY = "unknown"
+"""Priority label of outcomes whose message's priority is not known: mail mailwatch never saw
+queued, and totals counted before the store kept priorities (schema migration 8)."""
 WARNING_KINDS: dict[str, str] = {"mail_system_down": "mail system is down"}
 """Warnings a source can give while it still answers, by kind, and the text that marks each
 (lower case). ``postqueue`` says "Mail system is down" when Postfix is stopped: the queue is
@@ -73,6 +76,14 @@ class Histogram:
             running += c
             cumulative.append(running)
         return cls(bounds, tuple(cumulative), total)
+
+
+def priority_label(priority: int | None) -> str:
+    """The ``priority`` label of a stored priority: ``P1``…``P4``, else ``unknown``."""
+    try:
+        return str(Priority(priority)) if priority else UNKNOWN_PRIORITY
+    except ValueError:
+        return UNKNOWN_PRIORITY
 
 
 def histograms(
@@ -172,9 +183,10 @@ class OutcomeTotals:
     """Final outcomes counted from the store (monotonic: they survive restarts)."""
 
     delivered: Mapping[str, int] = field(default_factory=dict)
-    bounced: Mapping[tuple[str, str], int] = field(default_factory=dict)
-    """By (class, DSN class such as ``5.1``)."""
-    expired: Mapping[str, int] = field(default_factory=dict)
+    bounced: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
+    """By (class, the message's priority label, DSN class: ``4`` or ``5``)."""
+    expired: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    """By (class, the message's priority label)."""
     delivery_delay: Mapping[str, Histogram] = field(default_factory=dict)
 
 
