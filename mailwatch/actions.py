@@ -1,13 +1,13 @@
 """Per-message actions on a Postfix queue: retry, hold, release, flush (an adapter).
 
 Every action names a message mailwatch knows (looked up in the store, so a typo cannot hold
-someone else's mail), runs one Postfix command under a timeout, and is written to the audit
-trail with who, when, what and the result, whether it worked or not.
+someone else's mail), runs one Postfix command under a timeout (in its own process group,
+killed as a group on timeout), and is written to the audit trail with who, when, what and the
+result, whether it worked or not.
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,7 +16,11 @@ from pathlib import Path
 from mailwatch.config import Settings
 from mailwatch.errors import MailwatchError, UnknownMessage
 from mailwatch.source_config import PostfixSourceConfig
+from mailwatch.sources import process
 from mailwatch.store import Store
+
+OUTPUT_LIMIT = 4096
+"""Bytes of a command's stderr kept (the rest is read and dropped)."""
 
 
 class Action(enum.StrEnum):
@@ -59,21 +63,20 @@ def _argv(action: Action, config: PostfixSourceConfig, queue_id: str | None) -> 
 
 
 async def _run(argv: list[str], command_timeout: float) -> tuple[int, str]:
+    """Run one Postfix command in its own process group, every wait bounded.
+
+    On timeout (or cancellation) the whole group is killed and the pipes are closed without
+    waiting for EOF: a child the command forked that keeps its output open cannot hang the
+    action (see :mod:`mailwatch.sources.process`).
+    """
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
-    except OSError as exc:
-        raise ActionFailed(f"cannot run {argv[0]}: {exc.strerror}") from exc
-    try:
-        async with asyncio.timeout(command_timeout):
-            out, _ = await proc.communicate()
+        code, out, err = await process.run(argv, command_timeout, stderr_limit=OUTPUT_LIMIT)
     except TimeoutError as exc:
-        proc.kill()
-        await proc.wait()
         raise ActionFailed(f"{argv[0]} took longer than {command_timeout:g}s") from exc
-    return proc.returncode or 0, out.decode("utf-8", "replace").strip()
+    except OSError as exc:
+        raise ActionFailed(f"cannot run {argv[0]}: {exc.strerror or exc}") from exc
+    text = "\n".join(part.decode("utf-8", "replace").strip() for part in (out, err))
+    return code, text.strip()
 
 
 async def perform(
@@ -107,7 +110,10 @@ async def perform(
         config = settings.sources.get(name)
         if not isinstance(config, PostfixSourceConfig):
             raise ActionFailed(f"source {name!r} is not a configured Postfix source")
-        code, output = await _run(_argv(action, config, queue_id), command_timeout)
+        try:
+            code, output = await _run(_argv(action, config, queue_id), command_timeout)
+        except ActionFailed as exc:  # timed out or could not start: audited as failed too
+            code, output = -1, str(exc)
         ok = ok and code == 0
         outputs.append(output or ("done" if code == 0 else f"exit {code}"))
     result = ActionResult(action, target, ok, "; ".join(outputs))

@@ -367,7 +367,7 @@ def build(service: Service, settings: Settings) -> web.Application:
 
     return http.build_app(
         lambda: service.snapshot,
-        service.ready,  # every source probed once and the store writable
+        service.readiness,  # every source probed once and the store writable; else why
         extend=lambda app: register(app, service, settings),
         middlewares=[auth_middleware],
         content_security_policy=statuspage.CONTENT_SECURITY_POLICY,

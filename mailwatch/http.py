@@ -22,12 +22,12 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from mailwatch.metrics import MailwatchCollector
-from mailwatch.snapshot import MetricsSnapshot
+from mailwatch.snapshot import MetricsSnapshot, Readiness
 
 REGISTRY_KEY = web.AppKey("registry", CollectorRegistry)
 DEFAULT_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 """The Content-Security-Policy of an HTML page that needs nothing at all."""
-READY_KEY: web.AppKey[Callable[[], bool]] = web.AppKey("ready")
+READY_KEY: web.AppKey[Callable[[], Readiness]] = web.AppKey("ready")
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -43,14 +43,17 @@ async def healthz(_request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready once every source has been probed at least once."""
-    ready = request.app[READY_KEY]()
-    return web.json_response({"ready": ready}, status=200 if ready else 503)
+    """Ready (200) once every source was probed and the store is writable; else 503 and why.
+
+    The reasons name sources not yet probed and the store failure's kind (no personal data).
+    """
+    readiness = request.app[READY_KEY]()
+    return web.json_response(readiness.as_json(), status=200 if readiness.ready else 503)
 
 
 def build_app(
     snapshot: Callable[[], MetricsSnapshot | None],
-    ready: Callable[[], bool],
+    ready: Callable[[], Readiness],
     *,
     extend: Callable[[web.Application], None] | None = None,
     middlewares: Sequence[Middleware] = (),

@@ -20,7 +20,13 @@ from prometheus_client.core import (
 )
 
 from mailwatch import __version__
-from mailwatch.snapshot import UNCLASSIFIED, WARNING_KINDS, Histogram, MetricsSnapshot
+from mailwatch.snapshot import (
+    UNCLASSIFIED,
+    UNKNOWN_PRIORITY,
+    WARNING_KINDS,
+    Histogram,
+    MetricsSnapshot,
+)
 from mailwatch.store.connection import ERROR_KINDS as STORE_ERROR_KINDS
 
 ERROR_KINDS = ("timeout", "unavailable", "command_failed", "error", "store", "internal")
@@ -118,28 +124,34 @@ class MailwatchCollector:
 
     def _outcomes(self, snap: MetricsSnapshot) -> Iterator[Metric]:
         names = [*(name for name, _ in snap.classes), UNCLASSIFIED]
+        # pre-initialised at each class's own priority (a message's may be higher)
+        zeros = [*((name, str(prio)) for name, prio in snap.classes),
+                 (UNCLASSIFIED, UNKNOWN_PRIORITY)]  # fmt: skip
         totals = snap.outcomes
         delivered = CounterMetricFamily(
             "mailwatch_delivered", "Messages delivered (mail log status=sent), by class.",
             labels=["class"],
         )  # fmt: skip
-        expired = CounterMetricFamily(
-            "mailwatch_expired", "Messages expired in the queue and returned, by class.",
-            labels=["class"],
-        )  # fmt: skip
         for name in names:
             delivered.add_metric([name], totals.delivered.get(name, 0))
-            expired.add_metric([name], totals.expired.get(name, 0))
         yield delivered
+        expired = CounterMetricFamily(
+            "mailwatch_expired",
+            "Messages expired in the queue and returned, by class and the message's priority.",
+            labels=["class", "priority"],
+        )
+        for (name, prio), count in sorted((dict.fromkeys(zeros, 0) | dict(totals.expired)).items()):
+            expired.add_metric([name, prio], count)
         yield expired
         bounced = CounterMetricFamily(
             "mailwatch_bounced",
-            "Recipients bounced, by class and DSN class (RFC 3463 first digit: 4 or 5).",
-            labels=["class", "dsn_class"],
+            "Recipients bounced, by class, the message's priority and DSN class (RFC 3463 first"
+            " digit: 4 or 5).",
+            labels=["class", "priority", "dsn_class"],
         )
-        seen = {(name, "5"): 0 for name in names} | dict(totals.bounced)
-        for (name, dsn_class), count in sorted(seen.items()):
-            bounced.add_metric([name, dsn_class], count)
+        seen = {(name, prio, "5"): 0 for name, prio in zeros} | dict(totals.bounced)
+        for (name, prio, dsn_class), count in sorted(seen.items()):
+            bounced.add_metric([name, prio, dsn_class], count)
         yield bounced
         delay = HistogramMetricFamily(
             "mailwatch_delivery_delay_seconds", "Time from arrival to delivery (mail log delay=).",

@@ -5,7 +5,9 @@ classifications by message key (headers do not change while a message is queued,
 does its class). A failing probe is recorded as a failed scan and returned, never raised: one
 broken source must not stop the others. A scan (or failed probe) the store cannot write is
 logged and still returned, so metrics and alerts keep following the source while the store
-is failing; outcomes and canaries that cannot be stored raise :class:`StoreError`.
+is failing; outcomes and canaries that cannot be stored raise :class:`StoreError`, and the
+source is told they were stored (:class:`~mailwatch.sources.KeepsProgress`) only after they
+were, so the next scan carries them again instead of losing them.
 
 Automatic garbage collection is paused while a scan runs (:func:`collection_paused`). A first
 scan of a large queue allocates some twenty container objects per message that nearly all
@@ -36,7 +38,7 @@ from mailwatch.classify import Classifier
 from mailwatch.errors import SourceError, StoreError
 from mailwatch.model import Classification, Observation, Verdict
 from mailwatch.sla import evaluate
-from mailwatch.sources import Source
+from mailwatch.sources import KeepsProgress, Source
 from mailwatch.store import Store
 
 log = structlog.get_logger(__name__)
@@ -169,6 +171,8 @@ class Scanner:
             )
         if observation.canaries:
             self.store.record_canaries(source.name, observation.canaries, observation.observed_at)
+        if isinstance(source, KeepsProgress):  # only now: a failed write above keeps it all
+            source.committed(observation)
         cache = self._classifications.setdefault(source.name, {})
         verdicts = judge(observation, self.classifier, cache, observation.observed_at)
         counts = (

@@ -186,4 +186,21 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX messages_by_status_deadline ON messages (status, deadline);
     CREATE INDEX messages_by_status_queue ON messages (status, queue);
     """,
+    # 8: outcome totals by the message's priority too (a MAPPA level-3 bounce is P1 in a P2
+    #    class). Totals counted before this migration have priority 0: not known.
+    """
+    CREATE TABLE outcome_totals_by_priority (
+        class TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        dsn_class TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        delay_sum REAL NOT NULL,
+        PRIMARY KEY (class, priority, status, dsn_class)
+    );
+    INSERT INTO outcome_totals_by_priority
+        SELECT class, 0, status, dsn_class, count, delay_sum FROM outcome_totals;
+    DROP TABLE outcome_totals;
+    ALTER TABLE outcome_totals_by_priority RENAME TO outcome_totals;
+    """,
 )

@@ -41,6 +41,7 @@ from mailwatch.scanner import Scanner, ScanOutcome
 from mailwatch.snapshot import (
     POSTFIX_QUEUES,
     MetricsSnapshot,
+    Readiness,
     SourceHealth,
     build_snapshot,
     warning_kinds,
@@ -164,7 +165,12 @@ class Service:
 
     def ready(self) -> bool:
         """Readiness (``/readyz``): every source probed once, and the store's writes work."""
-        return self.probed_all() and self.store.health().up
+        return self.readiness().ready
+
+    def readiness(self) -> Readiness:
+        """Readiness and, when not ready, why (sources not yet probed, the store failing)."""
+        not_probed = tuple(name for name, state in self._state.items() if not state.probed)
+        return Readiness(not_probed=not_probed, store=self.store.health())
 
     def health(self) -> Mapping[str, SourceHealth]:
         """Each source's probe health."""

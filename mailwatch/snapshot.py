@@ -40,6 +40,9 @@ CANARY_BUCKETS: tuple[float, ...] = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)
 the usual 10-minute loss timeout (a canary later than its timeout is counted as lost)."""
 POSTFIX_QUEUES = ("incoming", "active", "deferred", "hold")
 UNCLASSIFIED = "unclassified"
+UNKNOWN_PRIORITY = "unknown"
+"""Priority label of outcomes whose message's priority is not known: mail mailwatch never saw
+queued, and totals counted before the store kept priorities (schema migration 8)."""
 WARNING_KINDS: dict[str, str] = {"mail_system_down": "mail system is down"}
 """Warnings a source can give while it still answers, by kind, and the text that marks each
 (lower case). ``postqueue`` says "Mail system is down" when Postfix is stopped: the queue is
@@ -73,6 +76,14 @@ class Histogram:
             running += c
             cumulative.append(running)
         return cls(bounds, tuple(cumulative), total)
+
+
+def priority_label(priority: int | None) -> str:
+    """The ``priority`` label of a stored priority: ``P1``…``P4``, else ``unknown``."""
+    try:
+        return str(Priority(priority)) if priority else UNKNOWN_PRIORITY
+    except ValueError:
+        return UNKNOWN_PRIORITY
 
 
 def histograms(
@@ -118,6 +129,53 @@ class StoreHealth:
     """Failures by kind (``StoreError.kind``) since the process started."""
     failing_since: datetime | None = None
     last_error: str | None = None
+    kind: str | None = None
+    """The kind of the latest failure while down (``full``, ``read_only``…), else ``None``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """Whether the service is ready (``/readyz``) and, if not, why; never personal data.
+
+    Ready once every source was probed at least once and the store's writes work. The reasons
+    name configured sources and the store failure's kind only, never an error's text.
+    """
+
+    not_probed: tuple[str, ...] = ()
+    """Configured sources not probed yet."""
+    store: StoreHealth = field(default_factory=StoreHealth)
+
+    @property
+    def ready(self) -> bool:
+        """Every source probed once, and the store writable."""
+        return not self.not_probed and self.store.up
+
+    def reasons(self) -> list[str]:
+        """Why not ready, one line each (empty when ready)."""
+        reasons = []
+        if self.not_probed:
+            reasons.append(f"sources not yet probed: {', '.join(self.not_probed)}")
+        if not self.store.up:
+            since = self.store.failing_since
+            reasons.append(f"store failing ({self.store.kind or 'error'})"
+                           + (f" since {since.isoformat()}" if since else ""))  # fmt: skip
+        return reasons
+
+    def as_json(self) -> dict[str, object]:
+        """The ``/readyz`` body: ``{"ready": true}``, or why not (reasons and details)."""
+        if self.ready:
+            return {"ready": True}
+        since = self.store.failing_since
+        return {
+            "ready": False,
+            "reasons": self.reasons(),
+            "not_probed": list(self.not_probed),
+            "store": {
+                "up": self.store.up,
+                "kind": None if self.store.up else self.store.kind or "error",
+                "failing_since": since.isoformat() if since and not self.store.up else None,
+            },
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,9 +183,10 @@ class OutcomeTotals:
     """Final outcomes counted from the store (monotonic: they survive restarts)."""
 
     delivered: Mapping[str, int] = field(default_factory=dict)
-    bounced: Mapping[tuple[str, str], int] = field(default_factory=dict)
-    """By (class, DSN class such as ``5.1``)."""
-    expired: Mapping[str, int] = field(default_factory=dict)
+    bounced: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
+    """By (class, the message's priority label, DSN class: ``4`` or ``5``)."""
+    expired: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    """By (class, the message's priority label)."""
     delivery_delay: Mapping[str, Histogram] = field(default_factory=dict)
 
 

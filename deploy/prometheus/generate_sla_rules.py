@@ -179,7 +179,7 @@ def render(classes: Sequence[ClassSla], sources: Sequence[str]) -> str:
         "#   (1 business day: Friday to Monday = 259200), so comparisons with it never fire before",
         "#   mailwatch itself calls a message stuck; the sla label keeps the text as written.",
         "# mailwatch:class_info{class, priority, sla}: always 1, to join priority onto series that",
-        "#   carry only class (mailwatch_delivered_total, _bounced_total, _expired_total).",
+        "#   carry only class (mailwatch_delivered_total, _delivery_delay_seconds).",
         "groups:",
         "  - name: mailwatch-sla",
         "    rules:",

@@ -3,11 +3,16 @@
 Every source implements the one-method :class:`Source` protocol. A probe either returns an
 :class:`~mailwatch.model.Observation` or raises a :class:`~mailwatch.errors.SourceError`; it
 never returns half an answer silently.
+
+A source that hands out progress (a log cursor, canary events) implements
+:class:`KeepsProgress` too: it keeps what it handed out until the scanner says the store has
+committed it, so a failed store write (full disk, read-only) loses nothing: the next
+observation carries it again.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from mailwatch.model import Observation
 
@@ -22,4 +27,18 @@ class Source(Protocol):
 
     async def probe(self) -> Observation:
         """Look once; raise :class:`~mailwatch.errors.SourceError` on failure."""
+        ...
+
+
+@runtime_checkable
+class KeepsProgress(Protocol):
+    """A source whose observations carry progress that must reach the store exactly once."""
+
+    def committed(self, observation: Observation) -> None:
+        """The store has committed ``observation``'s outcomes or canaries: move on past them.
+
+        Until this is called, the next probe hands the same progress out again (a log read
+        again from the old cursor, canary events reported again); the store applies each
+        once, so nothing is lost or counted twice.
+        """
         ...

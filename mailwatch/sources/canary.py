@@ -36,9 +36,11 @@ healthy path, where a plain INTERNALDATE could even put the arrival before the s
 arriving after their timeout are lost; their late round trip is still recorded.
 
 Events (canary sent, round trip, loss) leave in the next returned observation's
-``canaries``; a probe that fails keeps them for the next one, so none is dropped. The scanner
-writes them to the store, and a new source resumes from the store's canaries in flight: a
-canary sent before a restart and found after it is a round trip, not a loss. Canaries still
+``canaries``, and are handed out again until the scanner reports them stored
+(:meth:`CanarySource.committed`): a probe that fails, or a store write that fails (disk full),
+keeps them for the next observation, so none is dropped. The scanner writes them to the
+store, and a new source resumes from the store's canaries in flight: a canary sent before a
+restart and found after it is a round trip, not a loss. Canaries still
 travelling are the observation's messages (queue ``canary:PATH``), classified by the shipped
 ``canary`` class like any other backlog.
 """
@@ -263,7 +265,7 @@ class CanarySource:
         horizon = looked_at - REMEMBER_LOST
         self._in_flight = {t: c for t, c in self._in_flight.items()
                            if not c.lost or c.sent_at >= horizon}  # fmt: skip
-        events, self._pending = tuple(self._pending.values()), {}
+        events = tuple(self._pending.values())  # cleared once stored: see committed()
         healthy = self._healthy_since
         reported = [  # travelling, or lost since the path last worked
             c
@@ -279,6 +281,17 @@ class CanarySource:
             warnings=() if warning is None else (warning,),
             canaries=events,
         )
+
+    def committed(self, observation: Observation) -> None:
+        """The store holds ``observation``'s canary events: stop handing them out.
+
+        Until then they stay pending, so a failed store write (disk full) loses none: the
+        next observation carries them again (with any newer event for the same canary
+        replacing its older one) and the store applies each transition once.
+        """
+        for event in observation.canaries:
+            if self._pending.get(event.token) is event:
+                del self._pending[event.token]
 
     def _result(self, canary: _Canary, **found: Any) -> CanaryResult:
         return CanaryResult(self.name, canary.token, canary.sent_at, canary.queue_id, **found)

@@ -13,7 +13,10 @@ it produced, so a restart neither counts a line twice nor misses one. Rotation i
   offset changed; the file is read from its start. (Lines written between the copy and the
   truncation are lost by copy-truncate itself; prefer rename rotation.)
 
-Only complete lines are consumed: a half-written last line is left for the next probe.
+Only complete lines are consumed: a half-written last line is left for the next probe. The
+in-memory cursor moves only once the store has committed the outcomes with the new cursor
+(:meth:`MailLogSource.committed`, called by the scanner): when the write fails (disk full,
+read-only store), the next probe reads the same lines again, so no outcome is lost.
 """
 
 from __future__ import annotations
@@ -189,7 +192,6 @@ class MailLogSource:
                 self.unparsed_lines += 1
             else:
                 events.append(event)
-        self.cursor = cursor
         return Observation(
             source=self.name,
             observed_at=now,
@@ -197,5 +199,14 @@ class MailLogSource:
             malformed=len(lines) - len(events),
             outcomes=tuple(events),
             outcomes_for=self.outcomes_for,
-            cursor=self.cursor,
+            cursor=cursor,
         )
+
+    def committed(self, observation: Observation) -> None:
+        """The store holds ``observation``'s outcomes and cursor: read on from that cursor.
+
+        Until then :attr:`cursor` stays where the store's cursor is, so lines whose outcomes
+        a failed write lost are read (and stored, once) again by the next probe.
+        """
+        if observation.cursor is not None:
+            self.cursor = observation.cursor

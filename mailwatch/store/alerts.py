@@ -18,6 +18,7 @@ from typing import Any
 from mailwatch.alerting.codec import dump_state, load_state
 from mailwatch.alerting.lifecycle import AlertKey, AlertState, Silence
 from mailwatch.errors import StoreError
+from mailwatch.store.connection import retag
 from mailwatch.store.rows import at, ts
 
 
@@ -90,9 +91,8 @@ class AlertsMixin:
                  for key, receiver, kind, payload in notifications],
             )  # fmt: skip
             self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._db.execute("ROLLBACK")
-            raise StoreError(f"cannot save alert state: {exc}") from exc
+        except StoreError as exc:  # already rolled back (see mailwatch.store.connection)
+            raise retag(exc, "cannot save alert state") from exc
 
     def outbox_due(self, now: datetime, limit: int = 100) -> list[OutboxItem]:
         """Notifications whose next attempt is due, oldest first."""

@@ -28,6 +28,7 @@ from mailwatch.alerting.rules import Item
 from mailwatch.errors import StoreError
 from mailwatch.model import CanaryResult
 from mailwatch.snapshot import CANARY_BUCKETS, CanaryTotals, histograms
+from mailwatch.store.connection import retag
 from mailwatch.store.rows import at, dt, ts
 
 OUTSTANDING, FOUND, LOST = "outstanding", "found", "lost"
@@ -48,9 +49,8 @@ class CanariesMixin:
             for result in results:
                 self._record_canary(path, result, observed_at)
             self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._db.execute("ROLLBACK")
-            raise StoreError(f"cannot record canaries of {path}: {exc}") from exc
+        except StoreError as exc:  # already rolled back (see mailwatch.store.connection)
+            raise retag(exc, f"cannot record canaries of {path}") from exc
 
     def _record_canary(self, path: str, result: CanaryResult, when: datetime) -> None:
         row = self._db.execute(

@@ -139,6 +139,7 @@ class StoreConnection(sqlite3.Connection):
             errors=errors,
             failing_since=(old.failing_since or datetime.now(UTC)) if down else None,
             last_error=str(error),
+            kind=error.kind if down else None,
         )
         if self.reports:
             log.error("store_failed", kind=error.kind, error=str(error))

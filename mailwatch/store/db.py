@@ -58,7 +58,7 @@ def _open_readonly(path: Path) -> StoreConnection:
     try:
         db.execute("PRAGMA busy_timeout=5000")
         version = int(db.execute("PRAGMA user_version").fetchone()[0])
-    except sqlite3.Error:
+    except StoreError:  # the connection's errors are StoreErrors already
         db.close()
         raise
     if version != len(MIGRATIONS):

@@ -115,22 +115,20 @@ class ListingMixin:
             return select_messages(self._db, now, since, wanted)
         except StoreError as exc:
             raise retag(exc, "cannot list messages") from exc
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot list messages: {exc}") from exc
 
     def count_stuck(self, now: datetime, since: datetime) -> dict[tuple[str, Priority], int]:
         """See :func:`count_stuck`."""
         try:
             return count_stuck(self._db, now, since)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot count stuck messages: {exc}") from exc
+        except StoreError as exc:
+            raise retag(exc, "cannot count stuck messages") from exc
 
     def undeliverable_since(self, since: datetime) -> list[StoredMessage]:
         """See :func:`select_undeliverable`."""
         try:
             return select_undeliverable(self._db, since)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot list undeliverable messages: {exc}") from exc
+        except StoreError as exc:
+            raise retag(exc, "cannot list undeliverable messages") from exc
 
 
 class MessageReader:

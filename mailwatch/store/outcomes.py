@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import bisect
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
 from mailwatch.errors import StoreError
 from mailwatch.model import Delivery, DeliveryStatus, LogCursor, LogEvent, Priority, Status
-from mailwatch.snapshot import DELAY_BUCKETS, UNCLASSIFIED, OutcomeTotals, histograms
+from mailwatch.snapshot import (
+    DELAY_BUCKETS,
+    UNCLASSIFIED,
+    OutcomeTotals,
+    histograms,
+    priority_label,
+)
+from mailwatch.store.connection import StoreConnection, retag
 from mailwatch.store.rows import (
     MESSAGE_COLUMNS,
     State,
@@ -22,7 +28,7 @@ from mailwatch.store.rows import (
 class OutcomesMixin:
     """Outcome methods of :class:`~mailwatch.store.Store` (which provides the connection)."""
 
-    _db: sqlite3.Connection
+    _db: StoreConnection
     _index: dict[str, dict[str, State]]
 
     def _last_good(self) -> dict[str, float]:
@@ -78,10 +84,13 @@ class OutcomesMixin:
                     (log_source, cursor.inode, cursor.offset, cursor.head),
                 )
             self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._db.execute("ROLLBACK")
+        except StoreError as exc:  # already rolled back (see mailwatch.store.connection)
+            self._index.pop(outcomes_for or "", None)  # it may have dropped rows kept after all
+            raise retag(exc, f"cannot record outcomes from {log_source}") from exc
+        except BaseException:
+            self._db.rollback_quietly()
             self._index.pop(outcomes_for or "", None)
-            raise StoreError(f"cannot record outcomes from {log_source}: {exc}") from exc
+            raise
         return joined
 
     def _record_delivery(
@@ -99,10 +108,10 @@ class OutcomesMixin:
         delay = event.delay_seconds or 0.0
         dsn_class = (event.dsn or "")[:1] if event.status is DeliveryStatus.BOUNCED else ""
         self._db.execute(
-            "INSERT INTO outcome_totals VALUES (?, ?, ?, 1, ?)"
-            " ON CONFLICT (class, status, dsn_class) DO UPDATE SET count = count + 1,"
-            " delay_sum = delay_sum + excluded.delay_sum",
-            (cls_label, event.status.value, dsn_class, delay),
+            "INSERT INTO outcome_totals (class, priority, status, dsn_class, count, delay_sum)"
+            " VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT (class, priority, status, dsn_class)"
+            " DO UPDATE SET count = count + 1, delay_sum = delay_sum + excluded.delay_sum",
+            (cls_label, prio or 0, event.status.value, dsn_class, delay),
         )
         if event.status is DeliveryStatus.SENT:
             self._db.execute(
@@ -139,19 +148,21 @@ class OutcomesMixin:
     def outcome_totals(self) -> OutcomeTotals:
         """Final outcomes counted so far (running aggregates: cheap whatever the history)."""
         delivered: dict[str, int] = {}
-        expired: dict[str, int] = {}
-        bounced: dict[tuple[str, str], int] = {}
+        expired: dict[tuple[str, str], int] = {}
+        bounced: dict[tuple[str, str, str], int] = {}
         sums: dict[str, float] = {}
-        for cls, status, dsn_class, count, delay_sum in self._db.execute(
-            "SELECT class, status, dsn_class, count, delay_sum FROM outcome_totals"
+        for cls, prio, status, dsn_class, count, delay_sum in self._db.execute(
+            "SELECT class, priority, status, dsn_class, count, delay_sum FROM outcome_totals"
         ):
+            label = priority_label(prio)
             if status == DeliveryStatus.SENT.value:
-                delivered[cls] = count
-                sums[cls] = delay_sum
+                delivered[cls] = delivered.get(cls, 0) + count
+                sums[cls] = sums.get(cls, 0.0) + delay_sum
             elif status == DeliveryStatus.EXPIRED.value:
-                expired[cls] = expired.get(cls, 0) + count
+                expired[(cls, label)] = expired.get((cls, label), 0) + count
             elif status == DeliveryStatus.BOUNCED.value:
-                bounced[(cls, dsn_class or "5")] = count
+                key = (cls, label, dsn_class or "5")
+                bounced[key] = bounced.get(key, 0) + count
         delay = histograms(
             self._db.execute("SELECT class, bucket, count FROM delay_buckets"), DELAY_BUCKETS, sums
         )

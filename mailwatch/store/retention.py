@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from mailwatch.errors import StoreError
 from mailwatch.model import REMEMBER_LOST, Status
 from mailwatch.store.canaries import OUTSTANDING
+from mailwatch.store.connection import retag
 from mailwatch.store.rows import ts
 
 
@@ -88,9 +89,8 @@ class RetentionMixin:
                 audit=self._delete("DELETE FROM audit WHERE at < ?", ts(now - keep_audit)),
             )
             self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._db.execute("ROLLBACK")
-            raise StoreError(f"cannot prune the store: {exc}") from exc
+        except StoreError as exc:  # already rolled back (see mailwatch.store.connection)
+            raise retag(exc, "cannot prune the store") from exc
         return counts
 
     def _delete(self, sql: str, *params: str | float) -> int:

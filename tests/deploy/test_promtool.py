@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from mailwatch.config import load as load_config
 from mailwatch.config import shipped_classes
 from mailwatch.durations import Duration
 from mailwatch.metrics import MailwatchCollector
@@ -146,6 +147,30 @@ def exported_metric_names() -> set[str]:
     for family in MailwatchCollector(lambda: snapshot).collect():
         names |= {family.name + suffix for suffix in suffixes[family.type]}
     return names
+
+
+SCRAPE_LABELS = {"job", "instance", "le"}
+"""Labels every scraped series has (``le``: each histogram bucket)."""
+
+
+def exported_labels() -> dict[str, set[str]]:
+    """The labels of each series mailwatch exports, from samples of a snapshot with classes."""
+    now = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    snapshot = build_snapshot(
+        now=now,
+        classes=load_config(None).classifier().all_classes,
+        verdicts={"mta1": ()},
+        queues={"mta1": ("deferred",)},
+        outcomes=OutcomeTotals(),
+        histories={},
+        health={"mta1": SourceHealth(up=True, last_duration_seconds=0.1, last_success=now)},
+        store=StoreHealth(),
+    )
+    labels: dict[str, set[str]] = {}
+    for family in MailwatchCollector(lambda: snapshot).collect():
+        for sample in family.samples:
+            labels.setdefault(sample.name, set()).update(sample.labels)
+    return labels
 
 
 def panels(board: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -557,6 +582,28 @@ class TestDashboards:
                 for target in panel["targets"]:
                     unknown = metric_names(target["expr"]) - known_metrics
                     assert not unknown, (name, panel["title"], unknown)
+
+    def test_grouping_labels_are_labels_of_the_series(self, dashboards: dict[str, Any]) -> None:
+        """A query on one exported series groups only by labels it has (or the scrape's).
+
+        E.g. the operations board splits bounces by the message's ``priority``: the exported
+        ``mailwatch_bounced_total`` must carry it.
+        """
+        labels = exported_labels()
+        checked = 0
+        for name, board in dashboards.items():
+            for panel in query_panels(board):
+                for target in panel["targets"]:
+                    (metric, *others) = sorted(metric_names(target["expr"])) or [""]
+                    if others or metric not in labels:
+                        continue  # joins and recorded series: promtool's unit tests cover them
+                    for group in re.findall(r"\bby \(([^)]*)\)", target["expr"]):
+                        wanted = {g.strip() for g in group.split(",") if g.strip()}
+                        assert wanted <= labels[metric] | SCRAPE_LABELS, (name, panel["title"])
+                        checked += 1
+        assert checked
+        assert {"class", "priority", "dsn_class"} <= labels["mailwatch_bounced_total"]
+        assert {"class", "priority"} <= labels["mailwatch_expired_total"]
 
     def test_planned_metrics_only_in_the_not_yet_exported_row(
         self, dashboards: dict[str, Any]

@@ -21,7 +21,7 @@ import pytest
 
 from integration.conftest import Mailbox
 from mailwatch.config import load
-from mailwatch.errors import SourceError
+from mailwatch.errors import SourceError, StoreReadOnly
 from mailwatch.model import REMEMBER_LOST, CanaryResult, Observation, Priority, Verdict
 from mailwatch.parsing.canary import CANARY_HEADER
 from mailwatch.sandbox.dovecot import PrivateDovecot
@@ -353,6 +353,39 @@ class TestMailboxFailure:
         (found,) = [c for c in observation.canaries if c.found_at is not None]
         assert not found.lost
         assert lab.store.canary_totals().roundtrip[PATH].count == 1
+
+
+class TestStoreFailure:
+    """Canary events a failed store write could not keep are handed out again, and kept once."""
+
+    async def test_round_trip_found_while_the_store_fails_is_kept(self, lab: Lab) -> None:
+        """Read-only store as the canary is found (and deleted): its round trip still counts.
+
+        The read-only store is a fault-injection fake (``PRAGMA query_only``); Postfix,
+        Dovecot and the mailbox are real. Before, the found event was dropped with the failed
+        write while the canary was already deleted from the mailbox: never a round trip.
+        """
+        source = lab.source()
+        sent = _one(await lab.scan(source))
+        await lab.wait_for_mail(1)
+        lab.store._db.execute("PRAGMA query_only=ON")  # the fake: a read-only store
+
+        with pytest.raises(StoreReadOnly, match="cannot record canaries"):
+            await lab.scanner.scan(source)  # found and deleted; the write fails
+
+        lab.store._db.execute("PRAGMA query_only=OFF")
+        again = await lab.scan(source)
+        found = _one(again, token=sent.token)
+        assert found.found_at is not None
+        assert not found.lost
+        stored = lab.store.canary(PATH, sent.token)
+        assert stored is not None
+        assert stored.roundtrip_seconds == found.roundtrip_seconds
+        assert lab.store.canary_totals().roundtrip[PATH].count == sum(
+            c.found_at is not None for c in again.canaries
+        )
+        later = await lab.scan(source)
+        assert sent.token not in {c.token for c in later.canaries}  # handed out once stored
 
 
 class TestSubmissionSecurity:

@@ -25,17 +25,20 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from structlog.testing import capture_logs
 
+from mailwatch.actions import Action, ActionFailed, perform
 from mailwatch.config import load
 from mailwatch.errors import SourceTimeout
 from mailwatch.metrics import MailwatchCollector
 from mailwatch.model import Observation
 from mailwatch.sandbox.postfix import PrivatePostfix, free_port, make_message
+from mailwatch.scanner import Scanner
 from mailwatch.service import Service
 from mailwatch.sources.exim import EximSource
 from mailwatch.sources.postfix import PostfixSource
@@ -205,6 +208,50 @@ class TestHungProbe:
         assert "service_stopped" in log
         for pid in map(int, pids.read_text().split()):
             _wait_for(lambda pid=pid: not _alive(pid), f"hung process {pid} killed", within=10)
+
+
+class TestHungAction:
+    """(a) The same wrapper as ``postqueue -f`` and ``postsuper -h`` behind the actions."""
+
+    async def test_flush_and_hold_time_out_kill_the_group_and_are_audited(
+        self, postfix: PrivatePostfix, tmp_path: Path
+    ) -> None:
+        """Each action fails at its timeout; wrapper and child are gone; the audit says so.
+
+        Before, ``kill()`` reached the wrapper only and ``wait()`` then waited for EOF on a
+        pipe the child still held: the action hung for as long as the child lived.
+        """
+        wrapper, pids = _wrapper(tmp_path)
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        for name in ("postqueue", "postsuper"):  # postsuper is found next to postqueue
+            (bin_dir / name).symlink_to(wrapper)
+        postfix.inject([make_message("Emergency recall X9")])
+        postfix.wait_for_queue(1)
+        config = tmp_path / "mailwatch.toml"
+        real = f'[store]\npath = "mw.db"\n[sources.mta1]\ntype = "postfix"\n' \
+               f'config_dir = "{postfix.config_dir}"\n'  # fmt: skip
+        config.write_text(real)
+        with Store(load(config).store.path) as store:
+            scanner = Scanner(load(config).classifier(), store)
+            assert (await scanner.scan(PostfixSource("mta1", config_dir=postfix.config_dir))).ok
+            (message,) = store.queued("mta1")
+            config.write_text(real + f'postqueue = "{bin_dir / "postqueue"}"\n')
+            settings = load(config)
+            for action, ident in ((Action.FLUSH, None), (Action.HOLD, message.queue_id)):
+                with pytest.raises(ActionFailed, match="took longer than 1s"):
+                    await asyncio.wait_for(  # the test's own guard, generous
+                        perform(settings, store, action, ident=ident, source=None,
+                                actor="drill", now=datetime.now(UTC), command_timeout=1.0),
+                        30,
+                    )  # fmt: skip
+            trail = [(a.action, a.detail or "") for a in store.audit_trail()]
+        assert [action for action, _ in trail] == ["hold", "flush"]
+        assert all(detail.startswith("FAILED: ") for _, detail in trail)
+        assert all("took longer than 1s" in detail for _, detail in trail)
+        assert len(pids.read_text().split()) == 4  # two wrappers, two children
+        for pid in map(int, pids.read_text().split()):
+            _wait_for(lambda pid=pid: not _alive(pid), f"process {pid} killed", within=10)
 
 
 @pytest.fixture(name="tiny_disk")

@@ -16,6 +16,7 @@ from mailwatch.config import load
 from mailwatch.model import DeliveryStatus, Status
 from mailwatch.sandbox.postfix import PrivatePostfix, make_message
 from mailwatch.scanner import Scanner
+from mailwatch.service import Service
 from mailwatch.sources.factory import build_sources
 from mailwatch.store import Store
 
@@ -126,3 +127,47 @@ class TestRestartAndRotation:
         sent_after = [d for d in _deliveries(config) if d[2] == "sent"]
         assert len(sent_after) == len(sent_before) + 2
         assert len({d[0] for d in sent_after}) == len(sent_after)  # no queue id counted twice
+
+
+class TestStoreFailure:
+    """Outcomes read while the store cannot be written are read again once it can."""
+
+    async def test_no_outcome_lost_or_counted_twice(
+        self, postfix: PrivatePostfix, config: Path, request: pytest.FixtureRequest
+    ) -> None:
+        """Read-only store while the log holds the outcomes: source down; writable: all once.
+
+        The read-only store is a fault-injection fake (``PRAGMA query_only``: every write
+        fails with SQLITE_READONLY, as on a read-only mount); Postfix and its log are real.
+        Before, the source's cursor had moved on, so the outcomes were never stored.
+        """
+        postfix.inject([
+            *(make_message(f"Court results {i}", to="clerk@ok.example") for i in range(3)),
+            make_message("Emergency recall Z9", to="ppcs@reject.example"),
+        ])  # fmt: skip
+        postfix.wait_for_queue(4)
+        settings = load(config)
+        with Store(settings.store.path) as store:
+            sources = {s.name: s for s in build_sources(settings, store)}
+            service = Service(settings, store, list(sources.values()))
+            for source in sources.values():
+                assert (await service.probe_once(source)).ok
+            queue_ids = {m.queue_id for m in store.queued("mta1")}
+            request.getfixturevalue("sink")
+            postfix.flush()
+            postfix.wait_for_queue(0, timeout=30)
+            store._db.execute("PRAGMA query_only=ON")  # the fake: a read-only store
+
+            failed = await service.probe_once(sources["mta1_log"])
+
+            assert (failed.ok, failed.error) == (False, "store: read_only")
+            assert not service.ready()
+            store._db.execute("PRAGMA query_only=OFF")  # writable again
+            assert (await service.probe_once(sources["mta1_log"])).ok
+            assert (await service.probe_once(sources["mta1_log"])).ok  # nothing new: no change
+            outcomes = {q: store.get(q).outcome for q in queue_ids}
+        ours = [(q, status) for q, _, status in _deliveries(config) if q in queue_ids]
+        assert len(queue_ids) == 4
+        assert sorted(status for _, status in ours) == ["bounced", "sent", "sent", "sent"]
+        assert len({q for q, _ in ours}) == 4  # each message's outcome stored exactly once
+        assert sorted(str(o) for o in outcomes.values()) == ["bounced", "sent", "sent", "sent"]

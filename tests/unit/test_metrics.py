@@ -140,8 +140,8 @@ def fixture_snapshot() -> MetricsSnapshot:
     verdicts = [_verdict("mta1", "deferred", "recall_emergency", Priority.P1, 900, True)]
     outcomes = OutcomeTotals(
         delivered={"court_result": 4, UNCLASSIFIED: 9},
-        bounced={("recall_emergency", "5"): 1},
-        expired={"risk_escalation": 2},
+        bounced={("recall_emergency", "P1", "5"): 1, ("mappa", "P1", "5"): 1},
+        expired={("risk_escalation", "P1"): 2},
         delivery_delay={"court_result": Histogram.of([0.5, 2.0, 30.0, 90.0], (1, 5, 60))},
     )
     health = {
@@ -171,11 +171,16 @@ class TestCollector:
         assert value("mailwatch_delivered_total", {"class": "court_result"}) == 4
         assert value("mailwatch_delivered_total", {"class": "safeguarding"}) == 0
         assert value("mailwatch_delivered_total", {"class": UNCLASSIFIED}) == 9
+        bounced = "mailwatch_bounced_total"
         assert (
-            value("mailwatch_bounced_total", {"class": "recall_emergency", "dsn_class": "5"}) == 1
+            value(bounced, {"class": "recall_emergency", "priority": "P1", "dsn_class": "5"}) == 1
         )
-        assert value("mailwatch_bounced_total", {"class": "mappa", "dsn_class": "5"}) == 0
-        assert value("mailwatch_expired_total", {"class": "risk_escalation"}) == 2
+        # a MAPPA level-3 message (P1 in the P2 class) bounced; the class's own P2 series is 0
+        assert value(bounced, {"class": "mappa", "priority": "P1", "dsn_class": "5"}) == 1
+        assert value(bounced, {"class": "mappa", "priority": "P2", "dsn_class": "5"}) == 0
+        assert value(bounced, {"class": UNCLASSIFIED, "priority": "unknown", "dsn_class": "5"}) == 0
+        assert value("mailwatch_expired_total", {"class": "risk_escalation", "priority": "P1"}) == 2
+        assert value("mailwatch_expired_total", {"class": "mappa", "priority": "P2"}) == 0
         assert value("mailwatch_delivery_delay_seconds_bucket",
                      {"class": "court_result", "le": "5.0"}) == 2  # fmt: skip
         assert value("mailwatch_delivery_delay_seconds_count", {"class": "court_result"}) == 4
