@@ -46,13 +46,13 @@ from typing import Any
 import structlog
 
 from mailwatch.alerting import payload as payloads
-from mailwatch.alerting.config import AlertmanagerReceiverConfig
 from mailwatch.alerting.lifecycle import AlertStatus, Intent, NotificationKind
 from mailwatch.alerting.rules import AlertRule
-from mailwatch.errors import StoreError
-from mailwatch.logs import mask_addresses
-from mailwatch.model import Priority
-from mailwatch.notify import NotifyError, Payload, Receiver
+from mailwatch.config.alerts import AlertmanagerReceiverConfig
+from mailwatch.core.model import Priority
+from mailwatch.core.redaction import mask_addresses
+from mailwatch.errors import NotifyError, StoreError
+from mailwatch.notify import Payload, Receiver
 from mailwatch.notify.webhook import USER_AGENT, post_json, ssl_context
 from mailwatch.store import Store
 

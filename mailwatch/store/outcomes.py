@@ -7,16 +7,18 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
-from mailwatch.errors import StoreError
-from mailwatch.model import Delivery, DeliveryStatus, LogCursor, LogEvent, Priority, Status
-from mailwatch.snapshot import DELAY_BUCKETS, UNCLASSIFIED, OutcomeTotals, histograms
-from mailwatch.store.rows import (
-    MESSAGE_COLUMNS,
-    State,
+from mailwatch.core.model import (
+    Delivery,
+    DeliveryStatus,
+    LogCursor,
+    LogEvent,
+    Priority,
+    Status,
     StoredMessage,
-    decode_message,
-    ts,
 )
+from mailwatch.core.snapshot import DELAY_BUCKETS, UNCLASSIFIED, OutcomeTotals, histograms
+from mailwatch.errors import StoreError
+from mailwatch.store.rows import MESSAGE_COLUMNS, State, decode_message, ts
 
 
 class OutcomesMixin:

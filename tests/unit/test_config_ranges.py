@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from mailwatch import config
 from mailwatch.cli import cli
+from mailwatch.config import settings as config
 from mailwatch.errors import ConfigError
 
 WriteConfig = Callable[[str], Path]
