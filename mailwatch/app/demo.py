@@ -15,10 +15,10 @@ from collections.abc import Callable
 from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 from mailwatch.app import queries
-from mailwatch.app.scanner import Scanner
-from mailwatch.cli.render import counts_table, stuck_table
+from mailwatch.app.scanner import Scanner, ScanOutcome
 from mailwatch.config.settings import Settings
 from mailwatch.config.sources import PostfixSourceConfig
 from mailwatch.core.durations import Duration
@@ -102,28 +102,19 @@ def with_private_postfix(
 
 def run_demo(
     settings: Settings, state_dir: Path, *, echo: Callable[[str], None], now: Callable[[], datetime]
-) -> None:
-    """Scan the configured Postfix sources, or a private one, and print what is stuck."""
+) -> tuple[list[ScanOutcome], list[dict[str, Any]], Settings]:
+    """Scan the configured Postfix sources, or a private one: the outcomes and what is stuck.
+
+    Returns the settings used too (with the private source, if one was started); the CLI
+    renders the result.
+    """
     if not any(isinstance(s, PostfixSourceConfig) for s in settings.sources.values()):
         settings = with_private_postfix(settings, state_dir, echo)
     with Store(settings.store.path) as store:
         scanner = Scanner(settings.classifier(), store)
         outcomes = asyncio.run(scanner.scan_all(build_sources(settings, store)))
-        echo("")
-        echo(counts_table([c for o in outcomes for c in o.counts if c.total]))
-        for outcome in outcomes:
-            if not outcome.ok:
-                echo(f"source {outcome.source}: PROBE FAILED: {outcome.error}")
         rows, _ = queries.messages(
             store, now(), queries.MessageFilter(),
             undeliverable_for=settings.undeliverable_for.seconds,
         )  # fmt: skip
-    echo("")
-    echo(f"Stuck now ({len(rows)}), store {settings.store.path}:")
-    echo(
-        stuck_table(rows)
-        if rows
-        else "nothing stuck yet: deferred mail becomes stuck after its SLA"
-    )
-    echo("")
-    echo("Next: `mailwatch stuck`, `mailwatch show QUEUE_ID`, `mailwatch classes`.")
+    return outcomes, rows, settings

@@ -5,21 +5,20 @@ not probe in lockstep); a failing source backs off exponentially (up to 5 minute
 marked down, and never stops the others. After each scan the service rebuilds the metrics
 snapshot and swaps it in with one assignment: scrapes read it without locks or I/O.
 
-Each worker is supervised: an unexpected exception from a probe, or from storing and judging
-its result, is logged with its traceback and makes that source down (error kind
-``internal``); a probe still running at its deadline (:func:`probe_deadline`, a last guard
-above the source's own timeout) is cancelled and counts as a ``timeout``. Store failures
-(disk full, read-only, corrupt) never stop the service: they show in the store's health
-(``/metrics``, ``/readyz``, the log) and writes resume when the cause goes. Every
-:data:`EVALUATE_EVERY` seconds the alert rules are evaluated and the snapshot rebuilt even
-when no scan finished, so a source whose probes hang is still seen going blind.
+Each worker is supervised (:mod:`mailwatch.app.supervisor`): an unexpected exception from a
+probe, or from storing and judging its result, is logged with its traceback and makes that
+source down (error kind ``internal``); a probe still running at its deadline
+(:func:`probe_deadline`, a last guard above the source's own timeout) is cancelled and counts
+as a ``timeout``. Store failures (disk full, read-only, corrupt) never stop the service: they
+show in the store's health (``/metrics``, ``/readyz``, the log) and writes resume when the
+cause goes. Every :data:`EVALUATE_EVERY` seconds the alert rules are evaluated and the snapshot
+rebuilt even when no scan finished, so a source whose probes hang is still seen going blind.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -32,6 +31,7 @@ from mailwatch.alerting.situation import class_views
 from mailwatch.app.alert_engine import AlertEngine
 from mailwatch.app.delivery import DeliveryLoop
 from mailwatch.app.scanner import Scanner, ScanOutcome
+from mailwatch.app.supervisor import every, next_delay, probe_deadline, run_worker
 from mailwatch.config.settings import Settings
 from mailwatch.config.sources import (
     CanarySourceConfig,
@@ -57,7 +57,6 @@ from mailwatch.store import Store
 
 log = structlog.get_logger(__name__)
 
-MAX_BACKOFF_SECONDS = 300.0
 HISTORY_WINDOW = timedelta(hours=1)
 PRUNE_EVERY = timedelta(hours=1)
 """How often the service deletes history past the store's retention (and once at start)."""
@@ -76,25 +75,11 @@ ERROR_KIND = {
 }
 EVALUATE_EVERY = 15.0
 """Seconds between alert evaluations and snapshot rebuilds that no scan triggered."""
-STOP_GRACE = 3.0
-"""Seconds a probe in flight may take to finish once the service is asked to stop."""
-DEADLINE_FACTOR, DEADLINE_SLACK = 4, 60.0
-
-
-def probe_deadline(timeout_seconds: float) -> float:
-    """Seconds after which the supervisor cancels a probe whose own timeouts did not end it."""
-    return DEADLINE_FACTOR * timeout_seconds + DEADLINE_SLACK
 
 
 def error_kind(outcome: ScanOutcome) -> str:
     """The ``kind`` label of a failed probe."""
     return ERROR_KIND.get(outcome.error_kind or "", "error")
-
-
-def next_delay(interval: float, failures: int, rng: Callable[[], float] = random.random) -> float:
-    """Seconds to wait before the next probe: jittered interval, doubled per failure."""
-    base = min(interval * (2**failures), MAX_BACKOFF_SECONDS) if failures else interval
-    return base * (0.9 + 0.2 * rng())
 
 
 @dataclass
@@ -370,35 +355,12 @@ class Service:
 
     async def _worker(self, source: Source, stop: asyncio.Event) -> None:
         state = self._state[source.name]
-        while not stop.is_set():
-            if not await self._probe_unless_stopped(source, stop):
-                return
-            delay = next_delay(state.interval, state.failures)
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=delay)
-            except TimeoutError:
-                continue
-
-    async def _probe_unless_stopped(self, source: Source, stop: asyncio.Event) -> bool:
-        """One supervised probe; on ``stop`` it gets :data:`STOP_GRACE` s, then is cancelled.
-
-        Returns whether the probe ended by itself (``False``: stopped). Cancelling kills the
-        probe's commands (their process groups), so a hung probe cannot delay a shutdown.
-        """
-        probe = asyncio.create_task(self.supervised_probe(source), name=f"probe:{source.name}")
-        stopping = asyncio.create_task(stop.wait())
-        try:
-            await asyncio.wait({probe, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if probe.done():
-                return True
-            if not (await asyncio.wait({probe}, timeout=STOP_GRACE))[0]:
-                log.warning("probe_cancelled_on_stop", source=source.name)
-            return False
-        finally:
-            stopping.cancel()
-            if not probe.done():
-                probe.cancel()
-                await asyncio.wait({probe}, timeout=STOP_GRACE)
+        await run_worker(
+            lambda: self.supervised_probe(source),
+            lambda: next_delay(state.interval, state.failures),
+            stop,
+            name=source.name,
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Probe every source until ``stop`` is set, then return once in-flight probes end.
@@ -411,12 +373,6 @@ class Service:
                 group.create_task(self._worker(source, stop), name=f"source:{source.name}")
             group.create_task(self.delivery.run(stop), name="notify:outbox")
             group.create_task(self.resender.run(stop), name="notify:alertmanager-resend")
-            group.create_task(self._evaluator(stop), name="alerts:evaluate")
-
-    async def _evaluator(self, stop: asyncio.Event) -> None:
-        """Evaluate alerts and rebuild the snapshot every :data:`EVALUATE_EVERY` seconds."""
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=EVALUATE_EVERY)
-            except TimeoutError:
-                self._evaluate_quietly()
+            group.create_task(
+                every(EVALUATE_EVERY, self._evaluate_quietly, stop), name="alerts:evaluate"
+            )

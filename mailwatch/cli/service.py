@@ -17,8 +17,9 @@ from mailwatch.cli.common import (
     pass_ctx,
     utc_now,
 )
-from mailwatch.cli.render import counts_table
+from mailwatch.cli.render import counts_table, stuck_table
 from mailwatch.config import settings as config_module
+from mailwatch.config.checks import checks
 from mailwatch.core.model import Priority
 from mailwatch.errors import ConfigError
 from mailwatch.sources.factory import build_sources
@@ -71,7 +72,7 @@ def config_check(ctx: click.Context, file: Path | None) -> None:
         for problem in exc.problems:
             click.echo(problem, err=True)
         sys.exit(2)
-    errors, warnings = settings.checks()
+    errors, warnings = checks(settings)
     for error in errors:
         click.echo(error, err=True)
     for warning in warnings + settings.warnings():
@@ -98,7 +99,21 @@ def demo(ctx: Context, state_dir: Path) -> None:
     """Scan a real Postfix and show what is stuck (starts a private one if none is configured)."""
     from mailwatch.app.demo import run_demo
 
-    run_demo(ctx.settings, state_dir, echo=click.echo, now=utc_now)
+    outcomes, rows, settings = run_demo(ctx.settings, state_dir, echo=click.echo, now=utc_now)
+    click.echo("")
+    click.echo(counts_table([c for o in outcomes for c in o.counts if c.total]))
+    for outcome in outcomes:
+        if not outcome.ok:
+            click.echo(f"source {outcome.source}: PROBE FAILED: {outcome.error}")
+    click.echo("")
+    click.echo(f"Stuck now ({len(rows)}), store {settings.store.path}:")
+    click.echo(
+        stuck_table(rows)
+        if rows
+        else "nothing stuck yet: deferred mail becomes stuck after its SLA"
+    )
+    click.echo("")
+    click.echo("Next: `mailwatch stuck`, `mailwatch show QUEUE_ID`, `mailwatch classes`.")
 
 
 @click.command()
@@ -119,13 +134,13 @@ def run(ctx: Context, demo: bool, demo_dir: Path) -> None:
     demo's private Postfix. Secrets that are empty or missing stop it before it starts.
     """
     from mailwatch.app.demo import with_private_postfix
-    from mailwatch.app.runner import run_service
+    from mailwatch.web.runner import run_service
 
     settings = ctx.settings
     if not settings.sources and not demo:
         fail("no sources configured: add a [sources.NAME] table (see mailwatch.example.toml),"
               " or pass --demo to watch a private demo Postfix", 2)  # fmt: skip
-    errors, warnings = settings.checks()
+    errors, warnings = checks(settings)
     for warning in warnings:
         click.echo(f"mailwatch: warning: {warning}", err=True)
     if errors:

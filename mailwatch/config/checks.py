@@ -9,14 +9,11 @@ interfaces without TLS or tokens. Nothing here reads or reports a secret's value
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
 from mailwatch.config.fields import SecretRef
-
-if TYPE_CHECKING:
-    from mailwatch.config.settings import Settings
+from mailwatch.config.settings import Settings
 
 _ALL_INTERFACES = ("0.0.0.0", "::", "", "*")  # noqa: S104 - the addresses being warned about
 
@@ -37,7 +34,11 @@ def secrets(value: object, path: str = "") -> Iterator[tuple[str, SecretRef]]:
 
 
 def checks(settings: Settings) -> tuple[list[str], list[str]]:
-    """(errors, warnings) about ``settings`` on this host."""
+    """Problems found on this host now (errors, warnings): secrets, exposed listener.
+
+    Not part of validation: ``config check`` and ``run`` report them; read-only commands
+    run by people without access to the service's secrets do not need them.
+    """
     errors: list[str] = []
     warnings: list[str] = []
     for path, ref in secrets(settings):

@@ -37,7 +37,6 @@ from mailwatch.config.alerts import (
     default_rules,
 )
 from mailwatch.config.calendar import CalendarConfig
-from mailwatch.config.checks import checks
 from mailwatch.config.fields import (
     DurationField,
     PriorityField,
@@ -264,14 +263,6 @@ class Settings(BaseSettings):
     def alert_rules(self) -> list[AlertRuleConfig]:
         """The configured alert rules, or the defaults for the shipped taxonomy."""
         return list(self.alerts) if self.alerts is not None else default_rules()
-
-    def checks(self) -> tuple[list[str], list[str]]:
-        """Problems found on this host now (errors, warnings): secrets, exposed listener.
-
-        Not part of validation: ``config check`` and ``run`` report them; read-only commands
-        run by people without access to the service's secrets do not need them.
-        """
-        return checks(self)
 
     def warnings(self) -> list[str]:
         """Things that are valid but probably not what the operator wants."""

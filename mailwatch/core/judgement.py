@@ -25,12 +25,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
-from mailwatch.core.model import DeliveryStatus, Priority, Status
-
-if TYPE_CHECKING:  # the store imports this module: no import cycle at run time
-    from mailwatch.core.model import StoredMessage
+from mailwatch.core.model import DeliveryStatus, Priority, Status, StoredMessage
 
 STUCK_AT_ONCE = {"hold": "held", "frozen": "frozen", "lost": "canary lost"}
 """Queues whose messages are stuck whatever their age, and why."""

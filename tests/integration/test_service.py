@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from mailwatch.app.runner import run_service
 from mailwatch.config.settings import Settings, load
 from mailwatch.sandbox.postfix import PrivatePostfix, free_port, make_message
+from mailwatch.web.runner import run_service
 from mailwatch.web.statuspage import tile_state
 
 pytestmark = pytest.mark.postfix
