@@ -16,7 +16,18 @@
     │   ├── StoreIOError(OSError)        the operating system failed a read or write
     │   └── StoreBusy(TimeoutError)      another process held a lock for too long
     ├── ParseError(ValueError)           a parser was given text it cannot read
-    └── UnknownMessage(LookupError)      no tracked message has that id
+    │   ├── ImapParseError               an IMAP response without the expected shape
+    │   └── QueueFileError               bytes that are not a Postfix queue file
+    ├── UnknownMessage(LookupError)      no tracked message has that id
+    ├── UnknownAlert(LookupError)        no alert has that id
+    ├── NotAcknowledgeable(ValueError)   only a firing alert can be acknowledged
+    ├── NotifyError                      delivery to a receiver failed
+    │   ├── ReceiverUnavailable(ConnectionError)  could not connect, or TLS failed: retry
+    │   ├── ReceiverTimeout(TimeoutError)  no answer in time: retry
+    │   ├── ReceiverRejected             answered "no" (``status``, ``permanent``)
+    │   └── ReceiverMisconfigured        a secret is missing, plain SMTP to a remote host...
+    ├── ActionFailed                     a Postfix action (retry, hold...) failed
+    └── ApiError                         the API answered with an error, or was unreachable
 
 Third-party and OS exceptions are translated into these at the adapter that meets them.
 """

@@ -1,6 +1,7 @@
-"""Turn stored and computed values into what people and scripts read (text tables, JSON).
+"""Turn computed values into what people read at a terminal (text tables, sparklines).
 
-Pure functions of their inputs; subjects and addresses appear only when the caller asks for
+The JSON shapes shared with the API are read models (:mod:`mailwatch.app.queries`). Pure
+functions of their inputs; subjects and addresses appear only when the caller asks for
 them (``show_subject``), recipient *domains* otherwise. Whether a message is stuck, and why, is
 never decided here: that is :mod:`mailwatch.core.judgement`, and this module only renders it.
 """

@@ -289,3 +289,24 @@ class TestTheCheckerFails:
             cli__c="from mailwatch.cli.a import x\n",
         )
         assert cycles(graph_of(fake)) == [["mailwatch.cli.a", "mailwatch.cli.b", "mailwatch.cli.c"]]
+
+
+def test_the_error_tree_is_in_one_module() -> None:
+    """Every MailwatchError subclass is defined in mailwatch/errors.py and drawn in its tree."""
+    from mailwatch import errors
+
+    tree = {
+        name for name, value in vars(errors).items()
+        if isinstance(value, type) and issubclass(value, errors.MailwatchError)
+    }  # fmt: skip
+    elsewhere = [
+        f"{module}.{node.name}"
+        for module, (text, _) in SOURCES.items()
+        if module != "mailwatch.errors"
+        for node in ast.walk(ast.parse(text))
+        if isinstance(node, ast.ClassDef)
+        and any(isinstance(b, ast.Name) and b.id in tree for b in node.bases)
+    ]
+    assert elsewhere == []
+    drawn = errors.__doc__ or ""
+    assert sorted(n for n in tree if f" {n}" not in drawn) == []
