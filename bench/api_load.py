@@ -38,11 +38,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from mailwatch.backlog import count_by_class
-from mailwatch.config import load
-from mailwatch.model import Message, Recipient
+from mailwatch.config.settings import load
+from mailwatch.core.backlog import count_by_class
+from mailwatch.core.model import Message, Recipient
+from mailwatch.core.sla import evaluate
 from mailwatch.sandbox.postfix import PrivatePostfix, free_port, make_message
-from mailwatch.sla import evaluate
 from mailwatch.store import Store
 
 TOKEN = "api-load-bench-token"  # noqa: S105 - a throwaway token for a private loopback server

@@ -50,8 +50,8 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
+from mailwatch.core.model import Observation
 from mailwatch.errors import SourceError
-from mailwatch.model import Observation
 from mailwatch.parsing.imap import MAX_UIDS_PER_FETCH, format_sequence_set
 from mailwatch.sandbox.dovecot import DovecotCommandError, PrivateDovecot
 from mailwatch.sources.imap import ImapSource

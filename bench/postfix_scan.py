@@ -47,9 +47,9 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
-from mailwatch.config import load
+from mailwatch.app.scanner import Scanner, ScanOutcome
+from mailwatch.config.settings import load
 from mailwatch.sandbox.postfix import PostfixCommandError, PrivatePostfix
-from mailwatch.scanner import Scanner, ScanOutcome
 from mailwatch.sources.postfix import PostfixSource
 from mailwatch.store import Store
 

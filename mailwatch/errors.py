@@ -16,7 +16,18 @@
     │   ├── StoreIOError(OSError)        the operating system failed a read or write
     │   └── StoreBusy(TimeoutError)      another process held a lock for too long
     ├── ParseError(ValueError)           a parser was given text it cannot read
-    └── UnknownMessage(LookupError)      no tracked message has that id
+    │   ├── ImapParseError               an IMAP response without the expected shape
+    │   └── QueueFileError               bytes that are not a Postfix queue file
+    ├── UnknownMessage(LookupError)      no tracked message has that id
+    ├── UnknownAlert(LookupError)        no alert has that id
+    ├── NotAcknowledgeable(ValueError)   only a firing alert can be acknowledged
+    ├── NotifyError                      delivery to a receiver failed
+    │   ├── ReceiverUnavailable(ConnectionError)  could not connect, or TLS failed: retry
+    │   ├── ReceiverTimeout(TimeoutError)  no answer in time: retry
+    │   ├── ReceiverRejected             answered "no" (``status``, ``permanent``)
+    │   └── ReceiverMisconfigured        a secret is missing, plain SMTP to a remote host...
+    ├── ActionFailed                     a Postfix action (retry, hold...) failed
+    └── ApiError                         the API answered with an error, or was unreachable
 
 Third-party and OS exceptions are translated into these at the adapter that meets them.
 """
@@ -116,3 +127,62 @@ class StoreBusy(StoreError, TimeoutError):
     """Another process held the store locked past the busy timeout (``SQLITE_BUSY``)."""
 
     kind = "busy"
+
+
+class ApiError(MailwatchError):
+    """The API answered with an error, or could not be reached."""
+
+
+class NotifyError(MailwatchError):
+    """Delivery to ``receiver`` failed; ``detail`` says how (no secrets, no addresses)."""
+
+    def __init__(self, receiver: str, detail: str) -> None:
+        super().__init__(f"{receiver}: {detail}")
+        self.receiver = receiver
+        self.detail = detail
+
+
+class ReceiverUnavailable(NotifyError, ConnectionError):
+    """The receiver could not be reached (refused, reset, DNS, TLS verification)."""
+
+
+class ReceiverTimeout(NotifyError, TimeoutError):
+    """The receiver did not answer within its timeout."""
+
+
+class ReceiverRejected(NotifyError):
+    """The receiver answered and refused the notification with ``status``.
+
+    ``permanent`` rejections (HTTP 4xx other than 408/429, SMTP 5xx) will not succeed by
+    retrying the same request; the delivery loop retries them a few times in case the
+    receiver's side is being fixed, then dead-letters them.
+    """
+
+    def __init__(self, receiver: str, detail: str, status: int, *, permanent: bool) -> None:
+        super().__init__(receiver, detail)
+        self.status = status
+        self.permanent = permanent
+
+
+class ReceiverMisconfigured(NotifyError):
+    """The receiver cannot be used as configured (missing secret, plain SMTP off loopback)."""
+
+
+class ActionFailed(MailwatchError):
+    """The Postfix command failed; the message says how."""
+
+
+class ImapParseError(ParseError):
+    """An IMAP response did not have the expected shape."""
+
+
+class QueueFileError(ParseError):
+    """The bytes are not a Postfix queue file (or are cut off before the headers end)."""
+
+
+class UnknownAlert(MailwatchError, LookupError):
+    """No alert has that id."""
+
+
+class NotAcknowledgeable(MailwatchError, ValueError):
+    """Only a firing alert can be acknowledged."""

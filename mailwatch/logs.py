@@ -16,7 +16,6 @@ library's logging (aiohttp, asyncio) goes through the same chain (structlog's
 from __future__ import annotations
 
 import logging
-import re
 import sqlite3
 import sys
 from collections.abc import MutableMapping
@@ -25,20 +24,12 @@ from typing import Any
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
 
+from mailwatch.core.redaction import mask_addresses
 from mailwatch.errors import MailwatchError
 
 SENSITIVE_KEYS = frozenset({"subject", "headers", "body", "sender", "recipient", "recipients"})
-_ADDRESS = re.compile(  # only from the start of a run of local-part characters: linear
-    r"(?<![A-Za-z0-9.!#$%&'*+/=?^_`{|}~-])[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]++"
-    r"@([A-Za-z0-9-]++(?:\.[A-Za-z0-9-]++)*+)"
-)
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
            "error": logging.ERROR}  # fmt: skip
-
-
-def mask_addresses(text: str) -> str:
-    """Replace the local part of every address-like token with ``***``."""
-    return _ADDRESS.sub(r"***@\1", text)
 
 
 def _redact_value(value: Any) -> Any:

@@ -3,9 +3,9 @@ r"""Render mailwatch's per-class SLA recording rules from the taxonomy (stdlib o
 
 mailwatch does not export its classes' "stuck after" SLAs as metrics, and PromQL cannot read a
 TOML file, so the SLAs are rendered into Prometheus recording rules by this script and the result
-is committed as ``deploy/prometheus/mailwatch-sla.rules.yml``. ``mailwatch/taxonomy.toml`` is the
-source of truth; ``tests/deploy/test_promtool.py`` fails when the committed file is not exactly
-what this script renders, so the two cannot drift.
+is committed as ``deploy/prometheus/mailwatch-sla.rules.yml``. ``mailwatch/core/taxonomy.toml``
+is the source of truth; ``tests/deploy/test_promtool.py`` fails when the committed file is not
+exactly what this script renders, so the two cannot drift.
 
 Every class gets two constant series (one recording rule each, labels added by the rule):
 
@@ -46,12 +46,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_TAXONOMY = REPO / "mailwatch" / "taxonomy.toml"
+DEFAULT_TAXONOMY = REPO / "mailwatch" / "core" / "taxonomy.toml"
 DAY = 86400
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _PRIORITY = re.compile(r"^P[1-4]$")
-# The duration grammar of mailwatch/durations.py (parse_duration), restated without importing
+# The duration grammar of mailwatch/core/durations.py (parse_duration), restated without importing
 # mailwatch; tests/deploy checks both agree on every shipped class.
 _BUSINESS = re.compile(r"^\s*(\d+)\s*(?:bd|business[ _-]?days?)\s*$", re.IGNORECASE)
 _PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*")

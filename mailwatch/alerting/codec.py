@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from mailwatch.alerting.lifecycle import AlertKey, AlertState, AlertStatus, Details
-from mailwatch.model import Priority
+from mailwatch.core.model import Priority
 
 
 def _time(value: datetime | None) -> str | None:

@@ -24,7 +24,8 @@ import enum
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from mailwatch.model import Priority
+from mailwatch.core.model import Priority
+from mailwatch.errors import NotAcknowledgeable
 
 
 class AlertStatus(enum.StrEnum):
@@ -204,10 +205,6 @@ def _inactive(state: AlertState, timing: Timing, now: datetime) -> tuple[AlertSt
     if not state.notified:
         return resolved, []
     return resolved, [Intent(NotificationKind.RESOLVED, _recipients(state, timing), resolved)]
-
-
-class NotAcknowledgeable(ValueError):
-    """Only a firing alert can be acknowledged."""
 
 
 def acknowledge(state: AlertState, by: str, note: str | None, now: datetime) -> AlertState:

@@ -24,9 +24,9 @@ from typing import Any
 
 from mailwatch.alerting.lifecycle import AlertStatus, Intent
 from mailwatch.alerting.rules import AlertRule, Condition
-from mailwatch.durations import format_seconds
-from mailwatch.logs import mask_addresses
-from mailwatch.model import Priority
+from mailwatch.core.durations import format_seconds
+from mailwatch.core.model import Priority
+from mailwatch.core.redaction import mask_addresses
 
 
 def _iso(moment: datetime | None) -> str | None:

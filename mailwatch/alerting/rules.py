@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from mailwatch.alerting.lifecycle import AlertKey, Details, Finding, Timing
-from mailwatch.model import Priority
+from mailwatch.core.model import Priority
 
 MAX_IDS = 50  # bounds alert payloads: the first ids are enough to act on
 

@@ -3,8 +3,8 @@
 One :class:`~mailwatch.alerting.rules.ClassView` per (source, class, *message* priority): a
 MAPPA level-3 message (P1 in the P2 class ``mappa``) is in the ``mappa`` P1 view, so rules
 that select P1 (``p1_stuck``: page) see it, and rules that select P2 (``p2_stuck``: ticket)
-do not. Stuck items are the verdicts the scan judged stuck (:func:`mailwatch.judgement.
-waiting_reason`); undeliverable items are the messages :func:`mailwatch.judgement.judge` calls
+do not. Stuck items are the verdicts the scan judged stuck (:func:`mailwatch.core.judgement.
+waiting_reason`); undeliverable items are the messages :func:`mailwatch.core.judgement.judge` calls
 undeliverable (bounced or expired within the window), whatever their status.
 """
 
@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from mailwatch.alerting.rules import ClassView, Item
-from mailwatch.classify import MessageClass
-from mailwatch.judgement import Judgement
-from mailwatch.model import Priority, Verdict
-from mailwatch.snapshot import class_priorities
+from mailwatch.core.classify import MessageClass
+from mailwatch.core.judgement import Judgement
+from mailwatch.core.model import Priority, Verdict
+from mailwatch.core.snapshot import class_priorities
 
 ViewKey = tuple[str, str, Priority]
 

@@ -1,4 +1,4 @@
-"""Notification delivery: receivers, the outbox delivery loop and the Alertmanager re-send loop.
+"""Notification receivers, and the Alertmanager re-send loop (the outbox loop: app.delivery).
 
 Every receiver takes the documented payload (:mod:`mailwatch.alerting.payload`, version 1)
 and does one thing with it::
@@ -8,8 +8,9 @@ and does one thing with it::
     ├── WebhookReceiver        POST the payload JSON, optionally HMAC-SHA256-signed
     └── EmailReceiver          one message through an SMTP relay, a new connection per send
 
-Third-party exceptions (aiohttp, aiosmtplib, ssl, OS) are translated into the errors below in
-the receiver that meets them, so the delivery loop decides what to do from the type alone:
+Third-party exceptions (aiohttp, aiosmtplib, ssl, OS) are translated into the errors below
+(in :mod:`mailwatch.errors`) in the receiver that meets them, so the delivery loop decides
+what to do from the type alone:
 
 ::
 
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from mailwatch.errors import MailwatchError
+from mailwatch.errors import ReceiverRejected
 
 Payload = dict[str, Any]
 """A version-1 notification payload (see :mod:`mailwatch.alerting.payload`)."""
@@ -40,41 +41,6 @@ class Receiver(Protocol):
         """Deliver ``payload``; return only once the receiver accepted it."""
 
 
-class NotifyError(MailwatchError):
-    """Delivery to ``receiver`` failed; ``detail`` says how (no secrets, no addresses)."""
-
-    def __init__(self, receiver: str, detail: str) -> None:
-        super().__init__(f"{receiver}: {detail}")
-        self.receiver = receiver
-        self.detail = detail
-
-
-class ReceiverUnavailable(NotifyError, ConnectionError):
-    """The receiver could not be reached (refused, reset, DNS, TLS verification)."""
-
-
-class ReceiverTimeout(NotifyError, TimeoutError):
-    """The receiver did not answer within its timeout."""
-
-
-class ReceiverRejected(NotifyError):
-    """The receiver answered and refused the notification with ``status``.
-
-    ``permanent`` rejections (HTTP 4xx other than 408/429, SMTP 5xx) will not succeed by
-    retrying the same request; the delivery loop retries them a few times in case the
-    receiver's side is being fixed, then dead-letters them.
-    """
-
-    def __init__(self, receiver: str, detail: str, status: int, *, permanent: bool) -> None:
-        super().__init__(receiver, detail)
-        self.status = status
-        self.permanent = permanent
-
-
-class ReceiverMisconfigured(NotifyError):
-    """The receiver cannot be used as configured (missing secret, plain SMTP off loopback)."""
-
-
 def http_rejection(receiver: str, origin: str, status: int) -> ReceiverRejected:
     """The error for a non-2xx HTTP answer: 4xx other than 408/429 (and 3xx) are permanent."""
     permanent = status < 500 and status not in (408, 429)
@@ -83,13 +49,4 @@ def http_rejection(receiver: str, origin: str, status: int) -> ReceiverRejected:
     )
 
 
-__all__ = [
-    "NotifyError",
-    "Payload",
-    "Receiver",
-    "ReceiverMisconfigured",
-    "ReceiverRejected",
-    "ReceiverTimeout",
-    "ReceiverUnavailable",
-    "http_rejection",
-]
+__all__ = ["Payload", "Receiver", "http_rejection"]

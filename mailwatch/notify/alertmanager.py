@@ -41,20 +41,19 @@ import asyncio
 import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
 from mailwatch.alerting import payload as payloads
-from mailwatch.alerting.config import AlertmanagerReceiverConfig
-from mailwatch.alerting.lifecycle import AlertStatus, Intent, NotificationKind
+from mailwatch.alerting.lifecycle import AlertKey, AlertState, AlertStatus, Intent, NotificationKind
 from mailwatch.alerting.rules import AlertRule
-from mailwatch.errors import StoreError
-from mailwatch.logs import mask_addresses
-from mailwatch.model import Priority
-from mailwatch.notify import NotifyError, Payload, Receiver
+from mailwatch.config.alerts import AlertmanagerReceiverConfig
+from mailwatch.core.model import Priority
+from mailwatch.core.redaction import mask_addresses
+from mailwatch.errors import NotifyError, StoreError
+from mailwatch.notify import Payload, Receiver
 from mailwatch.notify.webhook import USER_AGENT, post_json, ssl_context
-from mailwatch.store import Store
 
 log = structlog.get_logger(__name__)
 
@@ -156,12 +155,19 @@ def payloads_json(alerts: list[dict[str, Any]]) -> bytes:
     return json.dumps(alerts, separators=(",", ":")).encode("utf-8")
 
 
+class AlertStates(Protocol):
+    """Where the alerts' states are kept (the store): the re-send loop only reads them."""
+
+    def alert_states(self) -> Mapping[AlertKey, AlertState]:
+        """Every alert ever evaluated, by key (may raise :class:`StoreError`)."""
+
+
 class AlertmanagerResender:
     """Re-posts every open alert to its Alertmanager receivers every ``resend_every`` seconds."""
 
     def __init__(
         self,
-        store: Store,
+        store: AlertStates,
         receivers: Mapping[str, Receiver],
         rules: Sequence[AlertRule],
         priorities: Mapping[str, Priority],

@@ -30,16 +30,16 @@ from typing import Any
 import aiosmtplib
 import structlog
 
-from mailwatch.alerting.config import EmailReceiverConfig
-from mailwatch.durations import format_seconds
-from mailwatch.logs import mask_addresses
-from mailwatch.notify import (
-    Payload,
+from mailwatch.config.alerts import EmailReceiverConfig
+from mailwatch.core.durations import format_seconds
+from mailwatch.core.redaction import mask_addresses
+from mailwatch.errors import (
     ReceiverMisconfigured,
     ReceiverRejected,
     ReceiverTimeout,
     ReceiverUnavailable,
 )
+from mailwatch.notify import Payload
 from mailwatch.notify.webhook import ssl_context
 
 log = structlog.get_logger(__name__)

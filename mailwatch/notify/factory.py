@@ -11,7 +11,7 @@ import ssl
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
-from mailwatch.alerting.config import (
+from mailwatch.config.alerts import (
     AlertmanagerReceiverConfig,
     EmailReceiverConfig,
     ReceiverConfig,

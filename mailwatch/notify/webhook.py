@@ -15,7 +15,7 @@ parsing). The body's ``sent_at`` is inside the signed bytes; the timestamp heade
 The secret is read (``SecretRef.read()``) at every send, so a rotated file takes effect
 without a restart, and is never logged. TLS certificates are verified (system store, or
 ``ca_file``). A 2xx answer is success; redirects are not followed (a moved webhook is a
-configuration error); other answers become :class:`~mailwatch.notify.ReceiverRejected`.
+configuration error); other answers become :class:`~mailwatch.errors.ReceiverRejected`.
 
 :func:`post_json` and :func:`ssl_context` are shared with the Alertmanager receiver.
 """
@@ -34,16 +34,15 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from mailwatch.alerting.config import WebhookReceiverConfig
-from mailwatch.notify import (
+from mailwatch.config.alerts import WebhookReceiverConfig
+from mailwatch.errors import (
     NotifyError,
-    Payload,
     ReceiverMisconfigured,
     ReceiverRejected,
     ReceiverTimeout,
     ReceiverUnavailable,
-    http_rejection,
 )
+from mailwatch.notify import Payload, http_rejection
 
 USER_AGENT = "mailwatch/0.1"
 SIGNATURE_HEADER = "X-Mailwatch-Signature"
@@ -105,7 +104,7 @@ async def post_json(
     """POST ``body`` to every one of ``urls`` at once (one session, closed after).
 
     Succeeds only when every URL answered 2xx. Otherwise raises one
-    :class:`~mailwatch.notify.NotifyError`: a retryable failure if there is one (so a
+    :class:`~mailwatch.errors.NotifyError`: a retryable failure if there is one (so a
     partial failure is retried), else the permanent rejection; with several URLs its detail
     says how many failed.
     """

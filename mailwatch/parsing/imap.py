@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import NamedTuple
 
-from mailwatch.errors import ParseError
+from mailwatch.errors import ImapParseError
 
 Line = bytes | bytearray
 
@@ -54,10 +54,6 @@ MAX_UIDS_PER_FETCH = 200
 
 Value = str | bytes | None | list["Value"]
 """A parsed IMAP value: an atom (str), a string or literal (bytes), NIL, or a list."""
-
-
-class ImapParseError(ParseError):
-    """An IMAP response did not have the expected shape."""
 
 
 MAX_NUMBER_DIGITS = 20

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from mailwatch.model import Delivery, DeliveryStatus, LogEvent, Removed
+from mailwatch.core.model import Delivery, DeliveryStatus, LogEvent, Removed
 
 _BSD_STAMP = re.compile(r"^(?P<mon>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) (?P<time>\d\d:\d\d:\d\d) ")
 _ISO_STAMP = re.compile(r"^(?P<iso>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?) ")

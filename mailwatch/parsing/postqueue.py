@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from mailwatch.model import Recipient
+from mailwatch.core.model import Recipient
 
 
 @dataclass(frozen=True, slots=True)

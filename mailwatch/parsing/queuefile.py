@@ -16,7 +16,7 @@ other file is walked record by record from the start.
 
 from __future__ import annotations
 
-from mailwatch.errors import ParseError
+from mailwatch.errors import QueueFileError
 
 REC_SIZE = ord("C")
 REC_MESSAGE = ord("M")
@@ -24,10 +24,6 @@ REC_NORMAL = ord("N")
 REC_CONTINUED = ord("L")
 REC_END_OF_CONTENT = ord("X")
 REC_END = ord("E")
-
-
-class QueueFileError(ParseError):
-    """The bytes are not a Postfix queue file (or are cut off before the headers end)."""
 
 
 def _record_at(data: bytes, pos: int) -> tuple[int, int, int] | None:

@@ -1,7 +1,7 @@
 """Sources: adapters that look at where mail waits and report what they saw.
 
 Every source implements the one-method :class:`Source` protocol. A probe either returns an
-:class:`~mailwatch.model.Observation` or raises a :class:`~mailwatch.errors.SourceError`; it
+:class:`~mailwatch.core.model.Observation` or raises a :class:`~mailwatch.errors.SourceError`; it
 never returns half an answer silently.
 
 A source that hands out progress (a log cursor, canary events) implements
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from mailwatch.model import Observation
+from mailwatch.core.model import Observation
 
 
 class Source(Protocol):

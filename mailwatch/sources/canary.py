@@ -60,9 +60,8 @@ from typing import Any, Literal
 import aiosmtplib
 import structlog
 
-from mailwatch.errors import SourceError, SourceTimeout
-from mailwatch.headers import parse_header_block
-from mailwatch.model import (
+from mailwatch.core.headers import parse_header_block
+from mailwatch.core.model import (
     REMEMBER_LOST,
     CanaryResult,
     Headers,
@@ -70,6 +69,7 @@ from mailwatch.model import (
     Observation,
     Recipient,
 )
+from mailwatch.errors import SourceError, SourceTimeout
 from mailwatch.parsing.canary import (
     CANARY_HEADER,
     canary_subject,
@@ -87,7 +87,7 @@ SubmissionSecurity = Literal["starttls", "tls", "none"]
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
 WAIT_REASON = "canary not delivered"
 LOST_QUEUE = "lost"
-"""The queue of a lost canary: stuck at once (see :data:`mailwatch.sla.STUCK_AT_ONCE`) until
+"""The queue of a lost canary: stuck at once (see :data:`mailwatch.core.sla.STUCK_AT_ONCE`) until
 a canary sent after it makes its round trip in time, which shows the path works again."""
 _FETCH_ITEMS = f"(UID INTERNALDATE BODY.PEEK[HEADER.FIELDS ({CANARY_HEADER.upper()})])"
 _BODY = (

@@ -12,7 +12,7 @@ then, only for ids it has not seen before, ``exim -Mvh ID`` (the ``-H`` spool fi
 arrival and headers) and ``exim -Mvl ID`` (the message log: the last defer reason per
 recipient), at most ``concurrency`` at a time. A message that left the queue between the
 listing and ``-Mvh`` is skipped. Frozen messages are reported in queue ``"frozen"`` (stuck at
-once, see :data:`mailwatch.sla.STUCK_AT_ONCE`), all others in queue ``"queue"``.
+once, see :data:`mailwatch.core.sla.STUCK_AT_ONCE`), all others in queue ``"queue"``.
 
 Keys are ``source/queue_id``: an Exim id encodes its arrival second, the receiving pid and
 the sub-second, so one host never issues the same id twice (unlike Postfix's short ids); the
@@ -34,14 +34,14 @@ from typing import Protocol
 
 import structlog
 
-from mailwatch.errors import SourceCommandFailed, SourceError, SourceTimeout, SourceUnavailable
-from mailwatch.headers import (
+from mailwatch.core.headers import (
     TRACE_HEADERS,
     NormalisedSubject,
     normalise_subject,
     parse_header_block,
 )
-from mailwatch.model import Headers, Message, Observation, Recipient
+from mailwatch.core.model import Headers, Message, Observation, Recipient
+from mailwatch.errors import SourceCommandFailed, SourceError, SourceTimeout, SourceUnavailable
 from mailwatch.parsing.exim import (
     EximEntry,
     Malformed,

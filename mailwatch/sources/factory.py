@@ -5,17 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from mailwatch.config import Settings
-from mailwatch.errors import ConfigError
-from mailwatch.headers import NormalisedSubject
-from mailwatch.model import REMEMBER_LOST
-from mailwatch.source_config import (
+from mailwatch.config.settings import Settings
+from mailwatch.config.sources import (
     CanarySourceConfig,
     EximSourceConfig,
     ImapSourceConfig,
     MailLogSourceConfig,
     PostfixSourceConfig,
 )
+from mailwatch.core.headers import NormalisedSubject
+from mailwatch.core.model import REMEMBER_LOST
+from mailwatch.errors import ConfigError
 from mailwatch.sources import Source
 from mailwatch.sources.canary import CanarySource, Destination, Submission
 from mailwatch.sources.exim import EximSource, cached_from_message

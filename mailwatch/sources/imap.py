@@ -48,17 +48,17 @@ from typing import Literal
 
 import structlog
 
-from mailwatch.errors import SourceError, SourceTimeout
-from mailwatch.headers import (
+from mailwatch.core.headers import (
     TRACE_HEADERS,
     NormalisedSubject,
     keep_set,
     normalise_subject,
     parse_header_blocks,
 )
-from mailwatch.model import Headers, Message, Observation, Recipient
+from mailwatch.core.model import Headers, Message, Observation, Recipient
+from mailwatch.errors import SourceError, SourceTimeout
+from mailwatch.gcpause import collection_paused
 from mailwatch.parsing.imap import MAX_UIDS_PER_FETCH, FetchRecord, MailboxState
-from mailwatch.scanner import collection_paused
 from mailwatch.sources.imap_client import ImapClient, Security, make_ssl_context
 
 log = structlog.get_logger(__name__)
@@ -302,7 +302,7 @@ class ImapSource:
         fetched = malformed = 0
         try:
             async with asyncio.timeout(self.timeout), self._client() as client:
-                with collection_paused():  # see mailwatch.scanner: a sync's objects all survive
+                with collection_paused():  # see mailwatch.app.scanner: a sync's objects all survive
                     fetched, malformed = await self._sync_all(client, observed_at)
         except SourceError:
             raise  # already typed (SourceTimeout is a TimeoutError too: keep its detail)

@@ -43,11 +43,10 @@ from typing import Any, Literal, TypeVar
 
 import aioimaplib  # type: ignore[import-untyped]
 
-from mailwatch.errors import SourceError, SourceTimeout, SourceUnavailable
+from mailwatch.errors import ImapParseError, SourceError, SourceTimeout, SourceUnavailable
 from mailwatch.parsing.imap import (
     MAX_UIDS_PER_FETCH,
     FetchRecord,
-    ImapParseError,
     Line,
     MailboxState,
     batches,

@@ -40,10 +40,10 @@ from typing import Any
 
 import aioimaplib  # type: ignore[import-untyped]
 
+from mailwatch.errors import ImapParseError
 from mailwatch.parsing.imap import (
     FAST_FETCH_ITEMS,
     FetchRecord,
-    ImapParseError,
     fast_record,
     format_sequence_set,
     parse_fetch,

@@ -1,6 +1,6 @@
 """The mail-log source: tails the Postfix log for final outcomes (sent, bounced, expired).
 
-Reading resumes from a persisted :class:`~mailwatch.model.LogCursor` (inode, offset, and a
+Reading resumes from a persisted :class:`~mailwatch.core.model.LogCursor` (inode, offset, and a
 fingerprint of the bytes before the offset), stored in the same transaction as the outcomes
 it produced, so a restart neither counts a line twice nor misses one. Rotation is handled:
 
@@ -34,8 +34,8 @@ from typing import Protocol
 
 import structlog
 
+from mailwatch.core.model import LogCursor, LogEvent, Observation
 from mailwatch.errors import SourceError, SourceUnavailable
-from mailwatch.model import LogCursor, LogEvent, Observation
 from mailwatch.parsing.maillog import parse_line
 
 log = structlog.get_logger(__name__)

@@ -6,7 +6,7 @@ reuses queue ids), and entries of messages that left the queue are dropped from 
 The listing is consumed as it streams by a worker thread that also reads and decodes new
 messages' headers (:mod:`mailwatch.sources.postfix_listing`), overlapping postqueue's work.
 Only the headers mailwatch uses are kept when ``keep_headers`` is given (see
-:func:`mailwatch.headers.keep_set`).
+:func:`mailwatch.core.headers.keep_set`).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import structlog
 
+from mailwatch.core.headers import keep_set
+from mailwatch.core.model import Message, Observation
 from mailwatch.errors import SourceCommandFailed, SourceError, SourceTimeout, SourceUnavailable
-from mailwatch.headers import keep_set
-from mailwatch.model import Message, Observation
 from mailwatch.sources import process
 from mailwatch.sources.postfix_listing import (
     HEADER_READ_STEPS,
@@ -77,7 +77,7 @@ class PostfixSource:
         """A source named ``name``; see the class docstring for the commands it runs.
 
         ``keep_headers`` names the headers class rules use: with it, only those and the
-        essential ones (:data:`mailwatch.headers.ESSENTIAL_HEADERS`) are kept and decoded;
+        essential ones (:data:`mailwatch.core.headers.ESSENTIAL_HEADERS`) are kept and decoded;
         without it, every header but the trace headers.
         """
         self._name = name

@@ -5,7 +5,7 @@ pipe that a :class:`ListingWorker` thread reads. Each line is parsed as it arriv
 message the source has not seen before, the header block is read from its queue file and
 decoded straight away, so on a multi-core machine that Python work overlaps postqueue's (and
 showq's) instead of starting only after the whole listing. A line printed by the last listing
-maps straight to its parsed entry and its built :class:`~mailwatch.model.Message`, so a rescan
+maps straight to its parsed entry and its built :class:`~mailwatch.core.model.Message`, so a rescan
 of an unchanged queue parses no JSON and builds no objects.
 
 Queue files are read with ``os.open``/``os.read`` (cheaper than file objects) and only up to
@@ -22,15 +22,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from mailwatch.headers import (
+from mailwatch.core.headers import (
     TRACE_HEADERS,
     NormalisedSubject,
     normalise_subject,
     parse_header_block,
 )
-from mailwatch.model import Headers, Message
+from mailwatch.core.model import Headers, Message
+from mailwatch.errors import QueueFileError
 from mailwatch.parsing.postqueue import Malformed, QueueEntry, parse_line
-from mailwatch.parsing.queuefile import QueueFileError, header_block
+from mailwatch.parsing.queuefile import header_block
 
 HEADER_READ_STEPS = (8 * 1024, 64 * 1024)
 """Prefix sizes tried in turn before the whole file. 8 KiB holds almost every envelope and

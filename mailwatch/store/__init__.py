@@ -5,7 +5,8 @@ outcomes to messages and keeps their totals; ``canaries`` keeps canary round tri
 totals; ``retention`` deletes history past its window; ``rows`` defines the row shapes.
 """
 
+from mailwatch.core.model import StoredMessage
 from mailwatch.store.db import Store
-from mailwatch.store.rows import ScanRecord, StoredMessage
+from mailwatch.store.rows import ScanRecord
 
 __all__ = ["ScanRecord", "Store", "StoredMessage"]

@@ -8,7 +8,7 @@ restart and found after it is a round trip, not a loss.
 
 Per path, ``canary_totals`` and ``canary_buckets`` hold running aggregates updated in the
 same transaction as the rows: the round-trip count, sum and histogram buckets
-(:data:`~mailwatch.snapshot.CANARY_BUCKETS`), the loss count, and the send time of the latest
+(:data:`~mailwatch.core.snapshot.CANARY_BUCKETS`), the loss count, and the send time of the latest
 canary that made its round trip. A scrape or an alert evaluation therefore costs what is
 currently wrong, never a scan of history.
 
@@ -25,9 +25,9 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from mailwatch.alerting.rules import Item
+from mailwatch.core.model import CanaryResult
+from mailwatch.core.snapshot import CANARY_BUCKETS, CanaryTotals, histograms
 from mailwatch.errors import StoreError
-from mailwatch.model import CanaryResult
-from mailwatch.snapshot import CANARY_BUCKETS, CanaryTotals, histograms
 from mailwatch.store.connection import retag
 from mailwatch.store.rows import at, dt, ts
 

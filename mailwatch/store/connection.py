@@ -22,6 +22,7 @@ from typing import Any
 
 import structlog
 
+from mailwatch.core.snapshot import StoreHealth
 from mailwatch.errors import (
     StoreBusy,
     StoreCorrupt,
@@ -30,7 +31,6 @@ from mailwatch.errors import (
     StoreIOError,
     StoreReadOnly,
 )
-from mailwatch.snapshot import StoreHealth
 
 log = structlog.get_logger(__name__)
 

@@ -21,11 +21,10 @@ from pathlib import Path
 
 import structlog
 
-from mailwatch.backlog import ClassCount
+from mailwatch.core.backlog import ClassCount
+from mailwatch.core.model import Priority, Status, StoredMessage, Verdict
+from mailwatch.core.snapshot import StoreHealth
 from mailwatch.errors import StoreError, UnknownMessage
-from mailwatch.model import Priority, Status, Verdict
-from mailwatch.schema import MIGRATIONS
-from mailwatch.snapshot import StoreHealth
 from mailwatch.store.alerts import AlertsMixin
 from mailwatch.store.canaries import CanariesMixin
 from mailwatch.store.connection import StoreConnection, retag
@@ -37,7 +36,6 @@ from mailwatch.store.rows import (
     MESSAGE_COLUMNS,
     ScanRecord,
     State,
-    StoredMessage,
     at,
     decode_message,
     headers_json,
@@ -45,6 +43,7 @@ from mailwatch.store.rows import (
     recipients_of,
     ts,
 )
+from mailwatch.store.schema import MIGRATIONS
 
 PAGE_SIZE = 8192
 log = structlog.get_logger(__name__)

@@ -2,7 +2,7 @@
 
 ``mailwatch stuck``, ``check`` and ``GET /api/v1/messages`` must not load and judge every
 message in Python: with 100,000 queued, that is seconds of CPU per request. The predicate of
-:mod:`mailwatch.judgement` has an SQL form; the store selects, counts, orders and pages with
+:mod:`mailwatch.core.judgement` has an SQL form; the store selects, counts, orders and pages with
 it (indexes ``messages_by_status_deadline`` and ``messages_by_outcome``), and only the page is
 decoded and judged in Python, by the pure function, which has the last word.
 
@@ -19,11 +19,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from mailwatch.core.judgement import LISTED_SQL, STUCK_SQL, UNDELIVERABLE_SQL
+from mailwatch.core.model import Priority, StoredMessage
 from mailwatch.errors import StoreError
-from mailwatch.judgement import LISTED_SQL, STUCK_SQL, UNDELIVERABLE_SQL
-from mailwatch.model import Priority
 from mailwatch.store.connection import retag
-from mailwatch.store.rows import MESSAGE_COLUMNS, StoredMessage, decode_message, ts
+from mailwatch.store.rows import MESSAGE_COLUMNS, decode_message, ts
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +40,7 @@ class MessageFilter:
 
 
 ORDER_SQL = f"ORDER BY ifnull({STUCK_SQL}, 0) DESC, priority, arrival, key"
-"""The order of :func:`mailwatch.judgement.urgency`, in SQL (a NULL outcome makes the
+"""The order of :func:`mailwatch.core.judgement.urgency`, in SQL (a NULL outcome makes the
 predicate NULL, not 0: ``ifnull`` keeps those rows with the other non-stuck ones)."""
 
 

@@ -6,23 +6,25 @@ import bisect
 from collections.abc import Sequence
 from datetime import datetime
 
-from mailwatch.errors import StoreError
-from mailwatch.model import Delivery, DeliveryStatus, LogCursor, LogEvent, Priority, Status
-from mailwatch.snapshot import (
+from mailwatch.core.model import (
+    Delivery,
+    DeliveryStatus,
+    LogCursor,
+    LogEvent,
+    Priority,
+    Status,
+    StoredMessage,
+)
+from mailwatch.core.snapshot import (
     DELAY_BUCKETS,
     UNCLASSIFIED,
     OutcomeTotals,
     histograms,
     priority_label,
 )
+from mailwatch.errors import StoreError
 from mailwatch.store.connection import StoreConnection, retag
-from mailwatch.store.rows import (
-    MESSAGE_COLUMNS,
-    State,
-    StoredMessage,
-    decode_message,
-    ts,
-)
+from mailwatch.store.rows import MESSAGE_COLUMNS, State, decode_message, ts
 
 
 class OutcomesMixin:

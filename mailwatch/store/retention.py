@@ -10,7 +10,7 @@ message it ever saw. :meth:`RetentionMixin.prune` deletes, in one transaction:
 * messages that left their queue before the cutoff and whose outcome, if any, is older too
   (queued messages are never deleted, however old: they are the backlog);
 * settled canaries (found or lost) sent before the cutoff or before the late-arrival window
-  (:data:`~mailwatch.model.REMEMBER_LOST`), whichever is earlier; outstanding ones
+  (:data:`~mailwatch.core.model.REMEMBER_LOST`), whichever is earlier; outstanding ones
   stay, since a restarted source resumes from them;
 * silences that ended or were removed before the cutoff;
 * audit records older than their own, longer window (who acked, silenced, looked at
@@ -26,8 +26,8 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from mailwatch.core.model import REMEMBER_LOST, Status
 from mailwatch.errors import StoreError
-from mailwatch.model import REMEMBER_LOST, Status
 from mailwatch.store.canaries import OUTSTANDING
 from mailwatch.store.connection import retag
 from mailwatch.store.rows import ts

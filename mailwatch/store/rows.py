@@ -9,14 +9,13 @@ from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
-from mailwatch.model import (
+from mailwatch.core.model import (
     DeliveryStatus,
     Headers,
-    Message,
     Priority,
     Recipient,
     Status,
-    domains_of,
+    StoredMessage,
 )
 
 INSERT_COLUMNS = (
@@ -64,52 +63,6 @@ def headers_json(items: Sequence[tuple[str, str]]) -> str:
 def recipients_of(text: str) -> tuple[Recipient, ...]:
     """Recipients from their stored JSON."""
     return tuple(Recipient(address, reason) for address, reason in json.loads(text))
-
-
-@dataclass(frozen=True, slots=True)
-class StoredMessage:
-    """A tracked message as the store knows it."""
-
-    key: str
-    source: str
-    queue_id: str
-    queue: str
-    arrival: datetime
-    size: int
-    sender: str
-    recipients: tuple[Recipient, ...]
-    headers: Headers
-    subject: str
-    marking: str | None
-    class_name: str
-    priority: Priority
-    rule: str
-    deadline: datetime
-    delay_reason: str | None
-    status: Status
-    first_seen: datetime
-    left_at: datetime | None
-    last_seen: datetime | None
-    """When its source last saw it: the latest good scan while queued, else ``left_at``."""
-    outcome: DeliveryStatus | None = None
-    """Final outcome from the mail log (the worst over its recipients), if known."""
-    outcome_at: datetime | None = None
-    outcome_text: str | None = None
-    dsn: str | None = None
-    delivery_delay: float | None = None
-
-    @property
-    def recipient_domains(self) -> tuple[str, ...]:
-        """Sorted distinct recipient domains."""
-        return domains_of(self.recipients)
-
-    def as_message(self) -> Message:
-        """The message as its source reported it (its delay reason as the wait reason)."""
-        return Message(
-            self.key, self.source, self.queue_id, self.queue, self.arrival, self.size,
-            self.sender, self.recipients, self.headers, self.subject, self.marking,
-            wait_reason=self.delay_reason,
-        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

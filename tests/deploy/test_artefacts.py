@@ -34,10 +34,10 @@ from typing import Any
 import pytest
 import yaml
 
-from mailwatch import config as mailwatch_config
-from mailwatch.alerting.config import EmailReceiverConfig, WebhookReceiverConfig
-from mailwatch.schema import MIGRATIONS
+from mailwatch.config import settings as mailwatch_config
+from mailwatch.config.alerts import EmailReceiverConfig, WebhookReceiverConfig
 from mailwatch.store import Store
+from mailwatch.store.schema import MIGRATIONS
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"

@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
-from mailwatch.config import load as load_config
-from mailwatch.config import shipped_classes
-from mailwatch.durations import Duration
-from mailwatch.metrics import MailwatchCollector
-from mailwatch.snapshot import OutcomeTotals, SourceHealth, StoreHealth, build_snapshot
+from mailwatch.config.settings import load as load_config
+from mailwatch.config.settings import shipped_classes
+from mailwatch.core.durations import Duration
+from mailwatch.core.snapshot import OutcomeTotals, SourceHealth, StoreHealth, build_snapshot
+from mailwatch.web.metrics import MailwatchCollector
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS = REPO / "deploy" / "prometheus"

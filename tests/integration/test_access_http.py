@@ -19,11 +19,12 @@ import pytest
 from aiohttp import web
 from click.testing import CliRunner
 
-from mailwatch import api, http
+from mailwatch.app.service import Service
 from mailwatch.cli import cli
-from mailwatch.config import Settings, load
-from mailwatch.service import Service
+from mailwatch.config.settings import Settings, load
 from mailwatch.store import Store
+from mailwatch.web import api
+from mailwatch.web import server as http
 
 WRITE, READ = "write-secret-for-tests", "read-secret-for-tests"
 

@@ -8,7 +8,7 @@ Design of this module (it must stay well under a minute):
   managers, resolutions included (``GET /api/v2/alerts`` never lists resolved alerts).
   Alerts stay in it between tests, so every test uses its own ``source`` label.
 * **End to end** (``TestAlertmanagerEndToEnd``, ``TestWebhookAndEmailEndToEnd``): the real
-  Postfix (``postfix`` fixture), ``mailwatch.runner.run_service`` in the test's event loop,
+  Postfix (``postfix`` fixture), ``mailwatch.web.runner.run_service`` in the test's event loop,
   recalls stuck after 1 s and probes every second. Blocking calls (Postfix commands, urllib)
   run in threads so the service keeps running meanwhile.
 * **Lifecycle over real HTTP** (``TestLifecycleOverRealHttp``, ``TestDeliveryFailures``):
@@ -54,29 +54,29 @@ import structlog
 from aiohttp import web
 from aiosmtpd.controller import Controller
 
-from mailwatch.alerting.config import (
+from mailwatch.alerting.lifecycle import AlertKey, Silence, Timing
+from mailwatch.alerting.rules import AlertRule, ClassView, Condition, Item, Situation
+from mailwatch.app.alert_engine import AlertEngine
+from mailwatch.app.delivery import DEAD_LETTER_AFTER, DeliveryLoop, PassReport
+from mailwatch.config.alerts import (
     AlertmanagerReceiverConfig,
     EmailReceiverConfig,
     ReceiverConfig,
     WebhookReceiverConfig,
 )
-from mailwatch.alerting.engine import AlertEngine
-from mailwatch.alerting.lifecycle import AlertKey, Silence, Timing
-from mailwatch.alerting.rules import AlertRule, ClassView, Condition, Item, Situation
-from mailwatch.config import Settings, load
-from mailwatch.config_fields import SecretRef
-from mailwatch.model import Priority
-from mailwatch.notify import ReceiverMisconfigured, ReceiverUnavailable
+from mailwatch.config.fields import SecretRef
+from mailwatch.config.settings import Settings, load
+from mailwatch.core.model import Priority
+from mailwatch.errors import ReceiverMisconfigured, ReceiverUnavailable
 from mailwatch.notify.alertmanager import AlertmanagerResender
-from mailwatch.notify.delivery import DEAD_LETTER_AFTER, DeliveryLoop, PassReport
 from mailwatch.notify.email import EmailReceiver
 from mailwatch.notify.factory import build_receivers
 from mailwatch.notify.webhook import SIGNATURE_HEADER, WebhookReceiver
-from mailwatch.runner import run_service
 from mailwatch.sandbox.alertmanager import PrivateAlertmanager
 from mailwatch.sandbox.dovecot import make_certificates
 from mailwatch.sandbox.postfix import PrivatePostfix, free_port, make_message
 from mailwatch.store import Store
+from mailwatch.web.runner import run_service
 
 pytestmark = pytest.mark.alertmanager
 

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from integration.conftest import Mailbox
-from mailwatch.alerting.config import EmailReceiverConfig
 from mailwatch.alerting.lifecycle import (
     AlertKey,
     AlertState,
@@ -30,7 +29,8 @@ from mailwatch.alerting.lifecycle import (
 )
 from mailwatch.alerting.payload import build
 from mailwatch.alerting.rules import AlertRule, Condition
-from mailwatch.model import Priority
+from mailwatch.config.alerts import EmailReceiverConfig
+from mailwatch.core.model import Priority
 from mailwatch.notify.email import EmailReceiver
 from mailwatch.sandbox.postfix import PrivatePostfix
 

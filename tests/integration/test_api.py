@@ -16,12 +16,12 @@ import yaml
 from click.testing import CliRunner
 from openapi_spec_validator import validate as validate_spec
 
-from mailwatch import api
 from mailwatch.cli import cli
-from mailwatch.config import Settings, load
-from mailwatch.runner import run_service
+from mailwatch.config.settings import Settings, load
 from mailwatch.sandbox.postfix import PrivatePostfix, free_port, make_message
 from mailwatch.store import Store
+from mailwatch.web import api
+from mailwatch.web.runner import run_service
 
 pytestmark = pytest.mark.postfix
 

@@ -20,13 +20,13 @@ from typing import Any
 import pytest
 
 from integration.conftest import Mailbox
-from mailwatch.config import load
+from mailwatch.app.scanner import Scanner, judge
+from mailwatch.config.settings import load
+from mailwatch.core.model import REMEMBER_LOST, CanaryResult, Observation, Priority, Verdict
 from mailwatch.errors import SourceError, StoreReadOnly
-from mailwatch.model import REMEMBER_LOST, CanaryResult, Observation, Priority, Verdict
 from mailwatch.parsing.canary import CANARY_HEADER
 from mailwatch.sandbox.dovecot import PrivateDovecot
 from mailwatch.sandbox.postfix import PrivatePostfix, free_port
-from mailwatch.scanner import Scanner, judge
 from mailwatch.sources.canary import CanarySource, Destination, Submission
 from mailwatch.store import Store
 

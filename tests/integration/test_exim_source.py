@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from mailwatch.config import load
+from mailwatch.app.scanner import Scanner
+from mailwatch.config.settings import load
 from mailwatch.errors import SourceCommandFailed, SourceTimeout, SourceUnavailable
 from mailwatch.parsing.exim import arrival_from_id
 from mailwatch.sandbox.exim import PrivateExim
 from mailwatch.sandbox.postfix import make_message
-from mailwatch.scanner import Scanner
 from mailwatch.sources.exim import CachedSpool, EximSource, cached_from_message
 from mailwatch.store import Store
 

@@ -32,17 +32,17 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from structlog.testing import capture_logs
 
-from mailwatch.actions import Action, ActionFailed, perform
-from mailwatch.config import load
-from mailwatch.errors import SourceTimeout
-from mailwatch.metrics import MailwatchCollector
-from mailwatch.model import Observation
+from mailwatch.app.actions import Action, perform
+from mailwatch.app.scanner import Scanner
+from mailwatch.app.service import Service
+from mailwatch.config.settings import load
+from mailwatch.core.model import Observation
+from mailwatch.errors import ActionFailed, SourceTimeout
 from mailwatch.sandbox.postfix import PrivatePostfix, free_port, make_message
-from mailwatch.scanner import Scanner
-from mailwatch.service import Service
 from mailwatch.sources.exim import EximSource
 from mailwatch.sources.postfix import PostfixSource
 from mailwatch.store import Store
+from mailwatch.web.metrics import MailwatchCollector
 
 pytestmark = pytest.mark.postfix
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from mailwatch.config import load
+from mailwatch.app.scanner import Scanner
+from mailwatch.config.settings import load
 from mailwatch.sandbox.postfix import PrivatePostfix, make_message
-from mailwatch.scanner import Scanner
 from mailwatch.sources.postfix import PostfixSource
 from mailwatch.store import Store
 

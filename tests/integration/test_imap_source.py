@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from integration.conftest import T0, CuttingProxy, Mailbox
-from mailwatch.config import load
+from mailwatch.app.scanner import Scanner, judge
+from mailwatch.config.settings import load
 from mailwatch.errors import SourceError
-from mailwatch.scanner import Scanner, judge
 from mailwatch.sources.factory import build_sources
 from mailwatch.sources.imap import ImapSource
 from mailwatch.store import Store

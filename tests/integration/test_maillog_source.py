@@ -11,12 +11,12 @@ from aiosmtpd.controller import Controller
 from click.testing import CliRunner
 
 from integration.conftest import RejectingSink
+from mailwatch.app.scanner import Scanner
+from mailwatch.app.service import Service
 from mailwatch.cli import cli
-from mailwatch.config import load
-from mailwatch.model import DeliveryStatus, Status
+from mailwatch.config.settings import load
+from mailwatch.core.model import DeliveryStatus, Status
 from mailwatch.sandbox.postfix import PrivatePostfix, make_message
-from mailwatch.scanner import Scanner
-from mailwatch.service import Service
 from mailwatch.sources.factory import build_sources
 from mailwatch.store import Store
 

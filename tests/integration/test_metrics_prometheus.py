@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from mailwatch.config import Settings, load
-from mailwatch.runner import run_service
+from mailwatch.config.settings import Settings, load
 from mailwatch.sandbox.postfix import PrivatePostfix, free_port, make_message
 from mailwatch.sandbox.prometheus import PrivatePrometheus, PrometheusError
+from mailwatch.web.runner import run_service
 
 pytestmark = [pytest.mark.postfix, pytest.mark.prometheus]
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from mailwatch.config import Settings, load
-from mailwatch.runner import run_service
+from mailwatch.config.settings import Settings, load
 from mailwatch.sandbox.dovecot import make_certificates
 from mailwatch.sandbox.postfix import PrivatePostfix, free_port
+from mailwatch.web.runner import run_service
 
 pytestmark = pytest.mark.postfix
 

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from mailwatch.config import load
-from mailwatch.headers import decode_header_value
-from mailwatch.model import Status
+from mailwatch.app.scanner import Scanner
+from mailwatch.config.settings import load
+from mailwatch.core.headers import decode_header_value
+from mailwatch.core.model import Status
 from mailwatch.sandbox.postfix import PrivatePostfix, make_message
-from mailwatch.scanner import Scanner
 from mailwatch.sources.factory import build_sources
 from mailwatch.sources.postfix import PostfixSource
 from mailwatch.store import Store

@@ -16,11 +16,11 @@ import pytest
 from click.testing import CliRunner
 
 from mailwatch.cli import cli
-from mailwatch.config import Settings, load
-from mailwatch.runner import run_service
+from mailwatch.config.settings import Settings, load
 from mailwatch.sandbox.dovecot import make_certificates
 from mailwatch.sandbox.postfix import PrivatePostfix, free_port, make_message
 from mailwatch.store import Store
+from mailwatch.web.runner import run_service
 
 pytestmark = pytest.mark.postfix
 WRITE, READ = "remote-write-secret", "remote-read-secret"

@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from mailwatch.config import Settings, load
-from mailwatch.runner import run_service
+from mailwatch.config.settings import Settings, load
 from mailwatch.sandbox.postfix import PrivatePostfix, free_port, make_message
-from mailwatch.statuspage import tile_state
+from mailwatch.web.runner import run_service
+from mailwatch.web.statuspage import tile_state
 
 pytestmark = pytest.mark.postfix
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

@@ -16,13 +16,13 @@ from mailwatch.alerting.lifecycle import (
     Details,
     Finding,
     Intent,
-    NotAcknowledgeable,
     NotificationKind,
     Silence,
     Timing,
     acknowledge,
     step,
 )
+from mailwatch.errors import NotAcknowledgeable
 
 T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 KEY = AlertKey("p1_stuck", "recall_emergency", "mta1")

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from mailwatch import api
-from mailwatch.config import load
-from mailwatch.service import Service
+from mailwatch.app.service import Service
+from mailwatch.config.settings import load
 from mailwatch.store import Store
+from mailwatch.web import api
 
 WRITE = "write-token-for-tests"
 

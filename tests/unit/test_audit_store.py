@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from mailwatch.alerting.lifecycle import Silence
-from mailwatch.schema import MIGRATIONS
 from mailwatch.store import Store
 from mailwatch.store.alerts import acting
+from mailwatch.store.schema import MIGRATIONS
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from mailwatch.auth import Caller, bearer_token, build_table
-from mailwatch.config import ApiToken
-from mailwatch.config_fields import SecretRef
+from mailwatch.config.fields import SecretRef
+from mailwatch.config.settings import ApiToken
+from mailwatch.web.auth import Caller, bearer_token, build_table
 
 
 def _token(name: str, scope: str, path: Path, secret: str) -> ApiToken:

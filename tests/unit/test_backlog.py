@@ -1,4 +1,4 @@
-"""Unit tests for mailwatch.backlog: per-class counts with zero rows."""
+"""Unit tests for mailwatch.core.backlog: per-class counts with zero rows."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mailwatch.backlog import ClassCount, count_by_class
-from mailwatch.classify import MessageClass
-from mailwatch.durations import Duration
-from mailwatch.model import Classification, Message, Priority, Verdict
-from mailwatch.sla import evaluate
+from mailwatch.core.backlog import ClassCount, count_by_class
+from mailwatch.core.classify import MessageClass
+from mailwatch.core.durations import Duration
+from mailwatch.core.model import Classification, Message, Priority, Verdict
+from mailwatch.core.sla import evaluate
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from mailwatch import config
+from mailwatch.config import settings as config
+from mailwatch.config.sources import CanarySourceConfig
+from mailwatch.core.model import CanaryResult, Headers, Message, Recipient
 from mailwatch.errors import ConfigError
-from mailwatch.model import CanaryResult, Headers, Message, Recipient
 from mailwatch.parsing.canary import (
     CANARY_HEADER,
     canary_subject,
@@ -19,7 +20,6 @@ from mailwatch.parsing.canary import (
     parse_queue_id,
     token_of,
 )
-from mailwatch.source_config import CanarySourceConfig
 from mailwatch.sources.canary import CanarySource, Destination, Submission, estimate_arrival
 from mailwatch.sources.factory import build_sources
 from mailwatch.store import Store

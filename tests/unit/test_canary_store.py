@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from mailwatch.metrics import MailwatchCollector
-from mailwatch.model import CanaryResult
-from mailwatch.snapshot import CANARY_BUCKETS, OutcomeTotals, build_snapshot
+from mailwatch.core.model import CanaryResult
+from mailwatch.core.snapshot import CANARY_BUCKETS, OutcomeTotals, build_snapshot
 from mailwatch.store import Store
 from mailwatch.store.canaries import LOST_REASON
+from mailwatch.web.metrics import MailwatchCollector
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 PATH = "mta1_to_duty"

@@ -1,4 +1,4 @@
-"""Unit tests for mailwatch.classify: the shipped taxonomy and the rule engine."""
+"""Unit tests for mailwatch.core.classify: the shipped taxonomy and the rule engine."""
 
 from __future__ import annotations
 
@@ -12,17 +12,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailwatch import config
-from mailwatch.classify import (
+from mailwatch.config import settings as config
+from mailwatch.core.classify import (
     Classifier,
     HeaderCondition,
     MatchRule,
     MessageClass,
     address_matches,
 )
-from mailwatch.durations import Duration
-from mailwatch.headers import normalise_subject
-from mailwatch.model import Classification, Headers, Message, Priority, Recipient
+from mailwatch.core.durations import Duration
+from mailwatch.core.headers import normalise_subject
+from mailwatch.core.model import Classification, Headers, Message, Priority, Recipient
 
 ARRIVAL = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
 HOUR = Duration(seconds=3600)

@@ -10,17 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from mailwatch import config
-from mailwatch.classify import (
+from mailwatch.config import settings as config
+from mailwatch.core.classify import (
     MAX_CLASSIFIED_CHARS,
     Classifier,
     MatchRule,
     MessageClass,
     compile_pattern,
 )
-from mailwatch.durations import Duration
+from mailwatch.core.durations import Duration
+from mailwatch.core.model import Headers, Message, Priority, Recipient
 from mailwatch.errors import ConfigError
-from mailwatch.model import Headers, Message, Priority, Recipient
 
 HOUR = Duration(seconds=3600)
 
@@ -63,8 +63,8 @@ def test_nested_quantifier_on_a_hostile_subject(tmp_path: Path) -> None:
     """
     path = _config(tmp_path, "(a+)+$")
     code = (
-        "from pathlib import Path\nfrom mailwatch import config\n"
-        "from mailwatch.model import Message, Headers\nfrom datetime import datetime, UTC\n"
+        "from pathlib import Path\nfrom mailwatch.config import settings as config\n"
+        "from mailwatch.core.model import Message, Headers\nfrom datetime import datetime, UTC\n"
         f"c = config.load(Path({str(path)!r})).classifier()\n"
         "s = 'a' * 30 + '!'\n"
         "m = Message(key='k', source='s', queue_id='q', queue='deferred',"

@@ -1,4 +1,4 @@
-"""Unit tests for mailwatch.config: loading, validation messages, overrides."""
+"""Unit tests for mailwatch.config.settings: loading, validation messages, overrides."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from mailwatch import config
-from mailwatch.durations import Duration
+from mailwatch.config import settings as config
+from mailwatch.config.sources import ImapSourceConfig, PostfixSourceConfig
+from mailwatch.core.durations import Duration
+from mailwatch.core.headers import normalise_subject
+from mailwatch.core.model import Headers, Message, Priority, Recipient
 from mailwatch.errors import ConfigError, MailwatchError
-from mailwatch.headers import normalise_subject
-from mailwatch.model import Headers, Message, Priority, Recipient
-from mailwatch.source_config import ImapSourceConfig, PostfixSourceConfig
 
 WriteConfig = Callable[[str], Path]
 

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from mailwatch import config
 from mailwatch.cli import cli
+from mailwatch.config import settings as config
+from mailwatch.config.checks import checks
 from mailwatch.errors import ConfigError
 
 WriteConfig = Callable[[str], Path]
@@ -132,7 +133,7 @@ class TestSecrets:
     """Secrets are checked where they are (never their values)."""
 
     def _checks(self, write_config: WriteConfig, ref: str) -> tuple[list[str], list[str]]:
-        return config.load(write_config(TOKEN.format(ref=ref))).checks()
+        return checks(config.load(write_config(TOKEN.format(ref=ref))))
 
     def test_empty_token_file_is_an_error(self, write_config: WriteConfig, tmp_path: Path) -> None:
         """An empty (or blank) token secret would let anyone in: error."""
@@ -178,12 +179,12 @@ class TestSecrets:
     ) -> None:
         """Every secret reference is found, with its key path."""
         (tmp_path / "empty").write_text("", encoding="utf-8")
-        errors, _ = config.load(write_config(
+        errors, _ = checks(config.load(write_config(
             '[receivers.hook]\ntype = "webhook"\nurl = "https://h.example/"\n'
             'hmac_secret = { file = "empty" }\n'
             '[sources.box]\ntype = "imap"\nhost = "imap.example"\nuser = "u"\n'
             'password = { file = "empty" }\n'
-        )).checks()  # fmt: skip
+        )))  # fmt: skip
         assert sorted(e.split(":")[0] for e in errors) == [
             "receivers.hook.hmac_secret", "sources.box.password"]  # fmt: skip
 
@@ -205,7 +206,7 @@ class TestListener:
     @pytest.mark.parametrize("listen", ["0.0.0.0:9745", "[::]:9745"])
     def test_all_interfaces(self, write_config: WriteConfig, listen: str) -> None:
         """Without TLS and tokens: one warning naming both."""
-        _, warnings = config.load(write_config(f'[http]\nlisten = "{listen}"\n')).checks()
+        _, warnings = checks(config.load(write_config(f'[http]\nlisten = "{listen}"\n')))
         assert [w for w in warnings if w.startswith("http.listen: ")] == [
             f"http.listen: {listen} serves every network interface without TLS or API tokens;"
             " listen on 127.0.0.1 or configure them"
@@ -213,7 +214,7 @@ class TestListener:
 
     def test_loopback_is_quiet(self, write_config: WriteConfig) -> None:
         """The default (loopback) raises nothing."""
-        assert config.load(write_config("")).checks() == ([], [])
+        assert checks(config.load(write_config(""))) == ([], [])
 
 
 class TestCalendar:

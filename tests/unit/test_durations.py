@@ -1,4 +1,4 @@
-"""Unit tests for mailwatch.durations: parsing, formatting and business-day deadlines."""
+"""Unit tests for mailwatch.core.durations: parsing, formatting and business-day deadlines."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailwatch.durations import (
+from mailwatch.core.durations import (
     MAX_BUSINESS_DAYS,
     MAX_SECONDS,
     BusinessCalendar,
@@ -294,7 +294,7 @@ class TestCalendar:
 
     def test_configured_classes_count_on_the_configured_calendar(self) -> None:
         """The classifier built from config counts victim liaison days in London, holidays off."""
-        from mailwatch import config
+        from mailwatch.config import settings as config
 
         victim = next(c for c in config.load(None).classifier().all_classes
                       if c.name == "victim_liaison")  # fmt: skip

@@ -20,8 +20,8 @@ from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-from mailwatch.config import Settings, load
-from mailwatch.config_fields import SecretRef
+from mailwatch.config.fields import SecretRef
+from mailwatch.config.settings import Settings, load
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "mailwatch.example.toml"
 COMMENTED = re.compile(r"^# (\[\[?[a-z0-9_.]+\]\]?|[a-z_][a-z0-9_]* = .*)$")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mailwatch.headers import TRACE_HEADERS, parse_header_block
+from mailwatch.core.headers import TRACE_HEADERS, parse_header_block
 from mailwatch.parsing import exim
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "exim"

@@ -17,7 +17,15 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from mailwatch.alerting.lifecycle import Timing
 from mailwatch.alerting.rules import AlertRule, Condition, Situation, evaluate
-from mailwatch.backlog import ClassCount
+from mailwatch.core.backlog import ClassCount
+from mailwatch.core.model import Priority
+from mailwatch.core.snapshot import (
+    OutcomeTotals,
+    SourceHealth,
+    StoreHealth,
+    build_snapshot,
+    warning_kinds,
+)
 from mailwatch.errors import (
     StoreBusy,
     StoreCorrupt,
@@ -26,17 +34,9 @@ from mailwatch.errors import (
     StoreIOError,
     StoreReadOnly,
 )
-from mailwatch.metrics import MailwatchCollector
-from mailwatch.model import Priority
-from mailwatch.snapshot import (
-    OutcomeTotals,
-    SourceHealth,
-    StoreHealth,
-    build_snapshot,
-    warning_kinds,
-)
 from mailwatch.store import Store
 from mailwatch.store.connection import translate
+from mailwatch.web.metrics import MailwatchCollector
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 BLIND = AlertRule("source_blind", Condition.SOURCE_BLIND, "page", Timing(()),

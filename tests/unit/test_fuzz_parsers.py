@@ -25,10 +25,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailwatch import config
-from mailwatch.classify import MAX_CLASSIFIED_CHARS, Classifier, compile_pattern
-from mailwatch.errors import ParseError
-from mailwatch.headers import (
+from mailwatch.config import settings as config
+from mailwatch.core.classify import MAX_CLASSIFIED_CHARS, Classifier, compile_pattern
+from mailwatch.core.headers import (
     decode_header_value,
     keep_set,
     normalise_subject,
@@ -36,9 +35,10 @@ from mailwatch.headers import (
     parse_header_blocks,
     unfold,
 )
-from mailwatch.model import Headers, Message, Recipient
+from mailwatch.core.model import Headers, Message, Recipient
+from mailwatch.core.prefilter import fold, required_keywords
+from mailwatch.errors import ImapParseError, ParseError, QueueFileError
 from mailwatch.parsing import canary, exim, imap, maillog, postqueue, queuefile
-from mailwatch.prefilter import fold, required_keywords
 from mailwatch.sources.imap import addresses, describe
 
 DEFAULT_EXAMPLES = 200
@@ -191,7 +191,7 @@ def _check_imap_responses(lines: list[bytes | bytearray]) -> None:
         imap.parse_status, imap.parse_examine, imap.parse_search, imap.parse_capabilities,
     ]  # fmt: skip
     for parser in parsers:
-        with contextlib.suppress(imap.ImapParseError):
+        with contextlib.suppress(ImapParseError):
             parser(lines)
 
 
@@ -205,7 +205,7 @@ def _check_imap_values(data: bytes) -> None:
     ):
         try:
             result = call()
-        except imap.ImapParseError:
+        except ImapParseError:
             continue
         if isinstance(result, list):
             assert len(result) <= imap.MAX_SEQUENCE_NUMBERS
@@ -220,7 +220,7 @@ def _check_maillog(text: str) -> None:
 def _check_queuefile(data: bytes) -> None:
     try:
         block = queuefile.header_block(data)
-    except queuefile.QueueFileError:
+    except QueueFileError:
         return
     assert len(block) <= len(data)
 
@@ -329,5 +329,5 @@ def test_long_fuzz_run(name: str) -> None:
 
 def test_typed_error_base() -> None:
     """What the checks allow is exactly the typed tree."""
-    assert issubclass(imap.ImapParseError, ParseError)
-    assert issubclass(queuefile.QueueFileError, ParseError)
+    assert issubclass(ImapParseError, ParseError)
+    assert issubclass(QueueFileError, ParseError)

@@ -1,10 +1,10 @@
-"""Unit tests for mailwatch.headers: RFC 2047 decoding, header blocks, subject normalisation."""
+"""Unit tests for mailwatch.core.headers: RFC 2047 decoding, header blocks, subject normalising."""
 
 from __future__ import annotations
 
 import pytest
 
-from mailwatch.headers import (
+from mailwatch.core.headers import (
     TRACE_HEADERS,
     NormalisedSubject,
     decode_header_value,
@@ -12,7 +12,7 @@ from mailwatch.headers import (
     parse_header_block,
     unfold,
 )
-from mailwatch.model import Headers
+from mailwatch.core.model import Headers
 
 REPLACEMENT = "\ufffd"
 

@@ -1,4 +1,4 @@
-"""The fast paths of mailwatch.headers give what the original line-by-line code gave.
+"""The fast paths of mailwatch.core.headers give what the original line-by-line code gave.
 
 ``parse_header_block`` takes a regex fast path for "plain" blocks and can keep only named
 headers; ``unfold`` and ``normalise_subject`` were rewritten for speed. Each is checked here
@@ -18,8 +18,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from mailwatch import headers as headers_module
-from mailwatch.headers import (
+from mailwatch.core import headers as headers_module
+from mailwatch.core.headers import (
     _BETWEEN_WORDS,
     _MARKING,
     _REPLY_PREFIX,
@@ -34,7 +34,7 @@ from mailwatch.headers import (
     parse_header_blocks,
     unfold,
 )
-from mailwatch.model import Headers
+from mailwatch.core.model import Headers
 
 _SPACES = re.compile(r"\s+")
 _LIST_TAG = re.compile(r"^\[[^\]\[]{1,40}\]\s*")

@@ -16,13 +16,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailwatch.headers import normalise_subject
-from mailwatch.model import Headers, Recipient
+from mailwatch.core.headers import normalise_subject
+from mailwatch.core.model import Headers, Recipient
+from mailwatch.errors import ImapParseError
 from mailwatch.parsing.imap import (
     FAST_FETCH_ITEMS,
     MAX_UIDS_PER_FETCH,
     FetchRecord,
-    ImapParseError,
     Line,
     MailboxState,
     batches,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mailwatch.headers import TRACE_HEADERS, keep_set, parse_header_blocks
+from mailwatch.core.headers import TRACE_HEADERS, keep_set, parse_header_blocks
 from mailwatch.parsing.imap import parse_fetch
 from mailwatch.sources.imap import describe
 

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailwatch.judgement import Judgement, judge, urgency
-from mailwatch.model import DeliveryStatus, Headers, Priority, Recipient, Status
-from mailwatch.store import Store, StoredMessage
+from mailwatch.core.judgement import Judgement, judge, urgency
+from mailwatch.core.model import DeliveryStatus, Headers, Priority, Recipient, Status, StoredMessage
+from mailwatch.store import Store
 from mailwatch.store.listing import MessageFilter, count_stuck, select_messages
 from mailwatch.store.rows import INSERT_COLUMNS, ts
 
@@ -118,7 +118,7 @@ def test_sql_selects_and_orders_what_the_pure_function_judges(
 
 def test_a_page_judges_only_its_own_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     """A listing request judges the page in Python, not every stuck row (item 4)."""
-    from mailwatch import queries
+    from mailwatch.app import queries
 
     rows = [
         StoredMessage(

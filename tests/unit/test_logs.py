@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 import structlog
 
-from mailwatch.config import load
+from mailwatch.app.scanner import Scanner
+from mailwatch.config.settings import load
+from mailwatch.core.model import Observation
+from mailwatch.core.redaction import mask_addresses
 from mailwatch.errors import SourceUnavailable
-from mailwatch.logs import configure, mask_addresses, redact
-from mailwatch.model import Observation
-from mailwatch.scanner import Scanner
+from mailwatch.logs import configure, redact
 from mailwatch.store import Store
 
 

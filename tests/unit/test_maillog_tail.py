@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mailwatch.model import LogCursor
+from mailwatch.core.model import LogCursor
 from mailwatch.sources.maillog import read_new_lines
 
 

@@ -8,11 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from mailwatch.backlog import drain_estimate
-from mailwatch.config import load
-from mailwatch.metrics import MailwatchCollector
-from mailwatch.model import Classification, Message, Priority, Recipient, Verdict
-from mailwatch.snapshot import (
+from mailwatch.config.settings import load
+from mailwatch.core.backlog import drain_estimate
+from mailwatch.core.model import Classification, Message, Priority, Recipient, Verdict
+from mailwatch.core.snapshot import (
     AGE_BUCKETS,
     UNCLASSIFIED,
     Histogram,
@@ -22,6 +21,7 @@ from mailwatch.snapshot import (
     build_snapshot,
     histograms,
 )
+from mailwatch.web.metrics import MailwatchCollector
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 CLASSES = load(None).classifier().all_classes

@@ -20,11 +20,6 @@ from typing import Any
 import pytest
 
 from mailwatch.alerting import payload as payloads
-from mailwatch.alerting.config import (
-    AlertmanagerReceiverConfig,
-    EmailReceiverConfig,
-    WebhookReceiverConfig,
-)
 from mailwatch.alerting.lifecycle import (
     AlertKey,
     AlertState,
@@ -35,12 +30,17 @@ from mailwatch.alerting.lifecycle import (
     Timing,
 )
 from mailwatch.alerting.rules import AlertRule, Condition
-from mailwatch.config_fields import SecretRef
-from mailwatch.errors import ConfigError
-from mailwatch.model import Priority
-from mailwatch.notify import ReceiverMisconfigured, http_rejection
+from mailwatch.app.delivery import backoff
+from mailwatch.config.alerts import (
+    AlertmanagerReceiverConfig,
+    EmailReceiverConfig,
+    WebhookReceiverConfig,
+)
+from mailwatch.config.fields import SecretRef
+from mailwatch.core.model import Priority
+from mailwatch.errors import ConfigError, ReceiverMisconfigured
+from mailwatch.notify import http_rejection
 from mailwatch.notify.alertmanager import AlertmanagerReceiver, alerts_url, to_alert
-from mailwatch.notify.delivery import backoff
 from mailwatch.notify.email import EmailReceiver, is_loopback, render, render_body, subject_line
 from mailwatch.notify.factory import build_receivers
 from mailwatch.notify.webhook import (

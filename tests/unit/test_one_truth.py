@@ -27,14 +27,14 @@ from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
 from prometheus_client import CollectorRegistry
 
-from mailwatch import api, statuspage
 from mailwatch.alerting.lifecycle import AlertKey, AlertStatus
+from mailwatch.app.service import Service
 from mailwatch.cli import cli
-from mailwatch.config import Settings, load
-from mailwatch.metrics import MailwatchCollector
-from mailwatch.model import Delivery, DeliveryStatus, Message, Observation, Priority, Recipient
-from mailwatch.service import Service
+from mailwatch.config.settings import Settings, load
+from mailwatch.core.model import Delivery, DeliveryStatus, Message, Observation, Priority, Recipient
 from mailwatch.store import Store
+from mailwatch.web import api, statuspage
+from mailwatch.web.metrics import MailwatchCollector
 
 TOKEN = "one-truth-read-token"
 NOW = datetime.now(UTC).replace(microsecond=0)

@@ -13,12 +13,11 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from mailwatch.backlog import count_by_class
-from mailwatch.classify import MessageClass
-from mailwatch.config import load
-from mailwatch.durations import Duration
-from mailwatch.metrics import MailwatchCollector
-from mailwatch.model import (
+from mailwatch.config.settings import load
+from mailwatch.core.backlog import count_by_class
+from mailwatch.core.classify import MessageClass
+from mailwatch.core.durations import Duration
+from mailwatch.core.model import (
     Classification,
     Delivery,
     DeliveryStatus,
@@ -26,10 +25,11 @@ from mailwatch.model import (
     Priority,
     Verdict,
 )
-from mailwatch.schema import MIGRATIONS
-from mailwatch.sla import evaluate
-from mailwatch.snapshot import UNCLASSIFIED, build_snapshot
+from mailwatch.core.sla import evaluate
+from mailwatch.core.snapshot import UNCLASSIFIED, build_snapshot
 from mailwatch.store import Store
+from mailwatch.store.schema import MIGRATIONS
+from mailwatch.web.metrics import MailwatchCollector
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 MAPPA = MessageClass("mappa", Priority.P2, Duration(seconds=7200))

@@ -15,12 +15,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from mailwatch.errors import ParseError
-from mailwatch.headers import decode_header_value, normalise_subject, parse_header_block
+from mailwatch.core.headers import decode_header_value, normalise_subject, parse_header_block
+from mailwatch.errors import ImapParseError, ParseError, QueueFileError
 from mailwatch.parsing import exim, postqueue
 from mailwatch.parsing.imap import (
     MAX_SEQUENCE_NUMBERS,
-    ImapParseError,
     parse_examine,
     parse_fetch,
     parse_internaldate,
@@ -29,7 +28,7 @@ from mailwatch.parsing.imap import (
     parse_sequence_set,
     parse_status,
 )
-from mailwatch.parsing.queuefile import QueueFileError, header_block
+from mailwatch.parsing.queuefile import header_block
 
 SPOOL = (
     b"1xXdpy-0004at-2F-H\nroot 0 0\n<om@probation.example>\n1795954618 0\nXX\n%s\n"
@@ -71,7 +70,9 @@ class TestHeaders:
     def test_long_reply_chain_is_linear(self) -> None:
         """100k ``RE: `` prefixes: each step once re-sliced the rest of the subject."""
         assert normalise_subject("RE: " * 100_000 + "Breach", decoded=True).text == "Breach"
-        _within(30, "from mailwatch.headers import normalise_subject as n; n('RE: ' * 1000000)")
+        _within(
+            30, "from mailwatch.core.headers import normalise_subject as n; n('RE: ' * 1000000)"
+        )
 
     @pytest.mark.parametrize(
         "marking", ["OFFICIAL-SENSITIVE", "official sensitive", "[OFFICIAL", "official", "RE"]
@@ -80,7 +81,7 @@ class TestHeaders:
         """Issue 11 item 1: a marking and 64K spaces (after decoding) took ~1 minute."""
         code = (
             "import base64\n"
-            "from mailwatch.headers import parse_header_block, normalise_subject\n"
+            "from mailwatch.core.headers import parse_header_block, normalise_subject\n"
             f"raw = base64.b64encode({marking!r}.encode() + b' ' * 65536 + b'x').decode()\n"
             "h = parse_header_block(('Subject: =?utf-8?b?' + raw + '?=\\n\\n').encode())\n"
             "s = normalise_subject(h.get('Subject'), decoded=True)\n"

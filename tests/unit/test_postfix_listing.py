@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mailwatch.headers import keep_set
+from mailwatch.core.headers import keep_set
 from mailwatch.sources.postfix_listing import (
     HEADER_READ_STEPS,
     CachedHeaders,

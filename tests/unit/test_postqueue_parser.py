@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailwatch.model import Recipient
+from mailwatch.core.model import Recipient
 from mailwatch.parsing.postqueue import Malformed, QueueEntry, parse_line
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "postqueue"

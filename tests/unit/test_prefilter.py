@@ -1,4 +1,4 @@
-"""Unit tests for mailwatch.prefilter: keywords a subject must contain for a pattern to match.
+"""Unit tests for mailwatch.core.prefilter: keywords a subject must contain for a pattern to match.
 
 The property that matters is soundness: whenever a pattern finds a match in a subject, the
 folded subject contains one of the pattern's keywords (otherwise the classifier would skip a
@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailwatch import config
-from mailwatch.prefilter import _FOLD, fold, required_keywords
+from mailwatch.config import settings as config
+from mailwatch.core.prefilter import _FOLD, fold, required_keywords
 
 SHIPPED_RE2 = {  # what the classifier runs (RE2); the re twins below generate subjects
     m.subject.pattern: m.subject

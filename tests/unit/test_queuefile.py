@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailwatch.headers import parse_header_block
-from mailwatch.parsing.queuefile import QueueFileError, header_block
+from mailwatch.core.headers import parse_header_block
+from mailwatch.errors import QueueFileError
+from mailwatch.parsing.queuefile import header_block
 
 HEADERS = [
     b"Received: by mx.probation.example (Postfix, from userid 0)",

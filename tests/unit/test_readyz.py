@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from mailwatch import api
-from mailwatch.config import load
-from mailwatch.model import Observation
-from mailwatch.service import Service
+from mailwatch.app.service import Service
+from mailwatch.config.settings import load
+from mailwatch.core.model import Observation
 from mailwatch.store import Store
+from mailwatch.web import api
 
 
 class EmptyQueueFakeSource:

@@ -1,4 +1,4 @@
-"""Unit tests for the garbage-collection pause around scans (mailwatch.scanner)."""
+"""Unit tests for the garbage-collection pause around scans (mailwatch.app.scanner)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from mailwatch.config import load
+from mailwatch.app.scanner import Scanner
+from mailwatch.config.settings import load
+from mailwatch.core.model import Observation
 from mailwatch.errors import SourceUnavailable
-from mailwatch.model import Observation
-from mailwatch.scanner import Scanner, collection_paused
+from mailwatch.gcpause import collection_paused
 from mailwatch.store import Store
 
 

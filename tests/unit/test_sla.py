@@ -1,4 +1,4 @@
-"""Unit tests for mailwatch.sla: stuck decisions, reasons and urgency ordering."""
+"""Unit tests for mailwatch.core.sla: stuck decisions, reasons and urgency ordering."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mailwatch.classify import MessageClass
-from mailwatch.durations import Duration
-from mailwatch.model import Classification, Message, Priority, Recipient, Verdict
-from mailwatch.sla import evaluate, evaluate_all, stuck_reason, urgency_key
+from mailwatch.core.classify import MessageClass
+from mailwatch.core.durations import Duration
+from mailwatch.core.model import Classification, Message, Priority, Recipient, Verdict
+from mailwatch.core.sla import evaluate, evaluate_all, stuck_reason, urgency_key
 
 ARRIVAL = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # a Monday
 DEADLINE = ARRIVAL + timedelta(minutes=10)

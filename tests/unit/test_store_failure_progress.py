@@ -18,12 +18,12 @@ import pytest
 from test_fault_handling import fake_full_disk
 
 from mailwatch.alerting.lifecycle import AlertKey, AlertState
-from mailwatch.backlog import count_by_class
-from mailwatch.classify import MessageClass
-from mailwatch.config import load
-from mailwatch.durations import Duration
-from mailwatch.errors import StoreFull, StoreReadOnly
-from mailwatch.model import (
+from mailwatch.app.scanner import Scanner
+from mailwatch.config.settings import load
+from mailwatch.core.backlog import count_by_class
+from mailwatch.core.classify import MessageClass
+from mailwatch.core.durations import Duration
+from mailwatch.core.model import (
     CanaryResult,
     Classification,
     Delivery,
@@ -35,8 +35,8 @@ from mailwatch.model import (
     Removed,
     Verdict,
 )
-from mailwatch.scanner import Scanner
-from mailwatch.sla import evaluate
+from mailwatch.core.sla import evaluate
+from mailwatch.errors import StoreFull, StoreReadOnly
 from mailwatch.sources.canary import CanarySource, Destination, Submission
 from mailwatch.sources.maillog import MailLogSource
 from mailwatch.store import Store

@@ -12,12 +12,13 @@ import pytest
 from click.testing import CliRunner
 
 from mailwatch.alerting.lifecycle import Silence
-from mailwatch.backlog import count_by_class
-from mailwatch.classify import MessageClass
+from mailwatch.app.service import PRUNE_EVERY, Service
 from mailwatch.cli import cli
-from mailwatch.config import load
-from mailwatch.durations import Duration
-from mailwatch.model import (
+from mailwatch.config.settings import load
+from mailwatch.core.backlog import count_by_class
+from mailwatch.core.classify import MessageClass
+from mailwatch.core.durations import Duration
+from mailwatch.core.model import (
     CanaryResult,
     Classification,
     Delivery,
@@ -27,8 +28,7 @@ from mailwatch.model import (
     Status,
     Verdict,
 )
-from mailwatch.service import PRUNE_EVERY, Service
-from mailwatch.sla import evaluate
+from mailwatch.core.sla import evaluate
 from mailwatch.store import Store
 from mailwatch.store.retention import PruneCounts
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailwatch.model import Headers, Recipient
+from mailwatch.core.model import Headers, Recipient
 from mailwatch.store import Store
 from mailwatch.store.db import PAGE_SIZE
 from mailwatch.store.rows import headers_json, recipients_json

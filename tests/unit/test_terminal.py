@@ -8,8 +8,8 @@ import unicodedata
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailwatch.render import stuck_table, table
-from mailwatch.terminal import visible
+from mailwatch.cli.render import stuck_table, table
+from mailwatch.cli.terminal import visible
 
 DANGEROUS = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 _ESCAPE = re.compile(r"\\(\\|x([0-9a-f]{2})|u\{([0-9a-f]+)\})")

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from mailwatch.backlog import count_by_class
 from mailwatch.cli import cli
-from mailwatch.config import load
-from mailwatch.eml import message_from_bytes
-from mailwatch.sla import evaluate
+from mailwatch.config.settings import load
+from mailwatch.core.backlog import count_by_class
+from mailwatch.core.sla import evaluate
+from mailwatch.parsing.eml import message_from_bytes
 from mailwatch.store import Store
 
 HOSTILE = "Emergency recall\r\x1b]0;pwned\x07\x1b[2JAll fine\u202e\x9b\x00"

@@ -1,0 +1,1 @@
+"""Orchestration: wires the core to the adapters (scanner, service, runner, actions, queries)."""

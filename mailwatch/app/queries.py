@@ -1,0 +1,161 @@
+"""Read models shared by the CLI and the HTTP API, so both show the same thing.
+
+Each function reads the store, judges at an explicit ``now`` and returns JSON-ready values.
+The CLI prints them locally; the API serves them; ``--server`` CLI calls fetch them over HTTP
+and print them with the same renderer. Subjects are included only when asked for.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from mailwatch.alerting.lifecycle import AlertStatus
+from mailwatch.core.durations import format_seconds
+from mailwatch.core.judgement import Judgement, judge, urgency
+from mailwatch.core.model import StoredMessage
+from mailwatch.core.redaction import mask_addresses
+from mailwatch.store import Store
+from mailwatch.store.listing import MessageFilter
+
+__all__ = ["MessageFilter", "alerts", "judged", "message", "messages", "scans"]
+
+ALERT_ORDER = {AlertStatus.FIRING: 0, AlertStatus.ACKNOWLEDGED: 1, AlertStatus.PENDING: 2,
+               AlertStatus.RESOLVED: 3, AlertStatus.INACTIVE: 4}  # fmt: skip
+
+
+class MessageLister(Protocol):
+    """A store, or a read-only reader of one (:class:`mailwatch.store.listing.MessageReader`)."""
+
+    def list_messages(
+        self, now: datetime, since: datetime, wanted: MessageFilter
+    ) -> tuple[list[StoredMessage], int]: ...
+
+
+def judged(
+    store: MessageLister, now: datetime, wanted: MessageFilter, *, undeliverable_for: float
+) -> tuple[list[Judgement], int]:
+    """Matching messages judged at ``now``, most urgent first, and how many matched in all.
+
+    The store selects and pages in SQL (the judgement's SQL form); the page is judged by the
+    pure function. ``stuck``, ``check`` and the API all come through here.
+    """
+    since = now - timedelta(seconds=undeliverable_for)
+    page, total = store.list_messages(now, since, wanted)
+    rows = sorted((judge(m, now, since) for m in page), key=urgency)
+    if wanted.stuck_only:
+        rows = [r for r in rows if r.stuck]  # the SQL form agrees (tested): a guard, not a filter
+    return rows, total
+
+
+def messages(
+    store: MessageLister,
+    now: datetime,
+    wanted: MessageFilter,
+    *,
+    undeliverable_for: float,
+    show_subject: bool = False,
+) -> tuple[list[dict[str, Any]], int]:
+    """Matching messages as JSON items, most urgent first, and how many matched before paging."""
+    rows, total = judged(store, now, wanted, undeliverable_for=undeliverable_for)
+    return [stuck_json(r, show_subject=show_subject) for r in rows], total
+
+
+def scans(store: Store, now: datetime) -> list[dict[str, Any]]:
+    """The latest scan of each source."""
+    return [
+        {"source": name, "finished_at": s.finished_at.isoformat(), "ok": s.ok, "error": s.error,
+         "age_seconds": round((now - s.finished_at).total_seconds(), 3),
+         "warnings": list(s.warnings), "messages": s.messages}
+        for name, s in sorted(store.last_scans().items())
+    ]  # fmt: skip
+
+
+def message(
+    store: Store, ident: str, now: datetime, *, undeliverable_for: float
+) -> list[tuple[str, str]]:
+    """Every field of one message (personal data: callers audit the consultation)."""
+    since = now - timedelta(seconds=undeliverable_for)
+    return message_detail(judge(store.get(ident), now, since), now)
+
+
+def alerts(store: Store, now: datetime, *, show_all: bool = False) -> dict[str, Any]:
+    """Alerts (most urgent first), active silences and the outbox backlog."""
+    silences = store.silences(now)
+    states = [s for s in store.alert_states().values()
+              if show_all or s.status in (AlertStatus.FIRING, AlertStatus.ACKNOWLEDGED,
+                                          AlertStatus.PENDING)]  # fmt: skip
+    states.sort(key=lambda s: (ALERT_ORDER[s.status], -s.details.oldest_age_seconds))
+    return {
+        "alerts": [{
+            "id": str(s.key), "rule": s.key.rule, "class": s.key.class_name,
+            "source": s.key.source, "status": s.status.value,
+            "since": s.since.isoformat() if s.since else None,
+            "fired_at": s.fired_at.isoformat() if s.fired_at else None,
+            "acked_by": s.acked_by, "count": s.details.count,
+            "oldest_age_seconds": s.details.oldest_age_seconds, "ids": list(s.details.ids),
+            "silenced": any(x.matches(s.key, now) for x in silences),
+        } for s in states],
+        "silences": [{"id": x.id, "class": x.class_name, "source": x.source,
+                      "ends": x.ends.isoformat(), "reason": x.reason, "by": x.by}
+                     for x in silences],
+        "outbox_pending": store.outbox_pending(),
+    }  # fmt: skip
+
+
+def stuck_json(row: Judgement, *, show_subject: bool = False) -> dict[str, Any]:
+    """One ``mailwatch stuck --json`` item (``queue``: where it is, or its outcome if it left)."""
+    m = row.message
+    item: dict[str, Any] = {
+        "id": m.key,
+        "queue_id": m.queue_id,
+        "source": m.source,
+        "class": m.class_name,
+        "priority": str(m.priority),
+        "queue": row.state,
+        "age_seconds": round(row.age_seconds, 3),
+        "age": format_seconds(row.age_seconds),
+        "arrival": m.arrival.isoformat(),
+        "deadline": m.deadline.isoformat(),
+        "stuck": row.stuck,
+        "reason": row.reason if show_subject or row.reason is None else mask_addresses(row.reason),
+        "recipient_domains": list(m.recipient_domains),
+        "marking": m.marking,
+        "status": m.status.value,
+        "outcome": m.outcome.value if m.outcome else None,
+    }
+    if show_subject:
+        item["subject"] = m.subject
+    return item
+
+
+def message_detail(judgement: Judgement, now: datetime) -> list[tuple[str, str]]:
+    """Every field of one message, labelled, for ``mailwatch show``."""
+    m = judgement.message
+    age = format_seconds((now - m.arrival).total_seconds())
+    reason = judgement.reason
+    fields = [
+        ("id", m.key),
+        ("queue id", m.queue_id),
+        ("source", m.source),
+        ("status", m.status.value),
+        ("queue", judgement.state if judgement.state == m.queue
+         else f"{judgement.state} (last queue: {m.queue})"),
+        ("class", f"{m.class_name} ({m.priority}) by {m.rule}"),
+        ("marking", m.marking or "-"),
+        ("arrival", f"{m.arrival.isoformat()} ({age} ago)"),
+        ("deadline", m.deadline.isoformat()),
+        ("stuck", f"yes: {reason}" if reason is not None else "no"),
+        ("first seen", m.first_seen.isoformat()),
+        ("last seen", m.last_seen.isoformat() if m.last_seen else "-"),
+        ("left queue", m.left_at.isoformat() if m.left_at else "-"),
+        ("outcome", f"{m.outcome.value} {m.dsn or ''} {m.outcome_text or ''}".strip()
+         if m.outcome else "-"),
+        ("delivery delay", format_seconds(m.delivery_delay) if m.delivery_delay else "-"),
+        ("size", f"{m.size} bytes"),
+        ("sender", m.sender or "<>"),
+        ("subject", m.subject),
+    ]  # fmt: skip
+    fields += [("recipient", f"{r.address}  {r.delay_reason or ''}".rstrip()) for r in m.recipients]
+    fields += [(f"header {name}", value) for name, value in m.headers.items]
+    return fields

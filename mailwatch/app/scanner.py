@@ -1,0 +1,171 @@
+"""One probe cycle: source → classify → evaluate SLA → store.
+
+The scanner owns what must outlive a single scan: the store, and per source a cache of
+classifications by message key (headers do not change while a message is queued, so neither
+does its class). A failing probe is recorded as a failed scan and returned, never raised: one
+broken source must not stop the others. A scan (or failed probe) the store cannot write is
+logged and still returned, so metrics and alerts keep following the source while the store
+is failing; outcomes and canaries that cannot be stored raise :class:`StoreError`, and the
+source is told they were stored (:class:`~mailwatch.sources.KeepsProgress`) only after they
+were, so the next scan carries them again instead of losing them.
+
+Automatic garbage collection is paused while a scan runs: see :mod:`mailwatch.gcpause`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import structlog
+
+from mailwatch.core.backlog import ClassCount, count_by_class
+from mailwatch.core.classify import Classifier
+from mailwatch.core.model import Classification, Observation, Verdict
+from mailwatch.core.sla import evaluate
+from mailwatch.errors import SourceError, StoreError
+from mailwatch.gcpause import collection_paused
+from mailwatch.sources import KeepsProgress, Source
+from mailwatch.store import Store
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ScanOutcome:
+    """What one scan of one source produced."""
+
+    source: str
+    started_at: datetime
+    finished_at: datetime
+    duration_seconds: float
+    verdicts: tuple[Verdict, ...] = ()
+    counts: tuple[ClassCount, ...] = ()
+    error: str | None = None
+    error_kind: str | None = None
+    observation: Observation | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the probe succeeded."""
+        return self.error is None
+
+
+@contextlib.contextmanager
+def _store_failure_logged(source: str) -> Iterator[None]:
+    """Log a failed scan write and carry on: the store's health reports it (see Store)."""
+    try:
+        yield
+    except StoreError as exc:
+        log.error("store_write_failed", source=source, kind=exc.kind, error=str(exc))
+
+
+def judge(
+    observation: Observation,
+    classifier: Classifier,
+    cache: dict[str, Classification],
+    now: datetime,
+) -> list[Verdict]:
+    """Classify (reusing ``cache``) and evaluate every observed message at ``now``.
+
+    ``cache`` is pruned to the observed keys, so it never outgrows the queue.
+    """
+    classes = {c.name: c for c in classifier.all_classes}
+    verdicts: list[Verdict] = []
+    present: dict[str, Classification] = {}
+    classify, cached = classifier.classify, cache.get
+    for message in observation.messages:
+        classification = cached(message.key) or classify(message)
+        present[message.key] = classification
+        verdicts.append(evaluate(message, classification, classes[classification.name], now))
+    cache.clear()
+    cache.update(present)
+    return verdicts
+
+
+@dataclass
+class Scanner:
+    """Runs scans of sources and records them in the store."""
+
+    classifier: Classifier
+    store: Store
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    _classifications: dict[str, dict[str, Classification]] = field(default_factory=dict)
+    _scans: int = 0
+
+    async def scan(self, source: Source) -> ScanOutcome:
+        """Probe ``source`` once, judge what it saw and record it.
+
+        Log lines emitted meanwhile carry ``source`` and a per-scan ``scan`` id (contextvars).
+        """
+        self._scans += 1
+        with (
+            structlog.contextvars.bound_contextvars(source=source.name, scan=self._scans),
+            collection_paused(),
+        ):
+            return await self._scan(source)
+
+    async def _scan(self, source: Source) -> ScanOutcome:
+        started_at, t0 = self.clock(), time.perf_counter()
+        try:
+            observation = await source.probe()
+        except SourceError as exc:
+            finished_at = self.clock()
+            with _store_failure_logged(source.name):
+                self.store.record_failure(source.name, started_at, finished_at, exc.detail)
+            log.warning("probe_failed", source=source.name, error=exc.detail,
+                        kind=type(exc).__name__)  # fmt: skip
+            return ScanOutcome(
+                source=source.name,
+                started_at=started_at,
+                finished_at=finished_at,
+                duration_seconds=time.perf_counter() - t0,
+                error=exc.detail,
+                error_kind=type(exc).__name__,
+            )
+        if observation.outcomes or observation.cursor is not None:
+            self.store.record_outcomes(
+                source.name, observation.outcomes_for, observation.outcomes, observation.cursor
+            )
+        if observation.canaries:
+            self.store.record_canaries(source.name, observation.canaries, observation.observed_at)
+        if isinstance(source, KeepsProgress):  # only now: a failed write above keeps it all
+            source.committed(observation)
+        cache = self._classifications.setdefault(source.name, {})
+        verdicts = judge(observation, self.classifier, cache, observation.observed_at)
+        counts = (
+            count_by_class(source.name, self.classifier.all_classes, verdicts)
+            if observation.cursor is None
+            else []  # a log source holds no backlog of its own
+        )
+        finished_at = self.clock()
+        with _store_failure_logged(source.name):  # what was seen still counts (metrics, alerts)
+            self.store.record_scan(
+                source.name,
+                started_at,
+                finished_at,
+                verdicts,
+                counts,
+                malformed=observation.malformed,
+                headers_read=observation.headers_read,
+                warnings=observation.warnings,
+            )
+        for warning in observation.warnings:
+            log.warning("source_warning", source=source.name, warning=warning)
+        return ScanOutcome(
+            source=source.name,
+            started_at=started_at,
+            finished_at=finished_at,
+            duration_seconds=time.perf_counter() - t0,
+            verdicts=tuple(verdicts),
+            counts=tuple(counts),
+            observation=observation,
+        )
+
+    async def scan_all(self, sources: Sequence[Source]) -> list[ScanOutcome]:
+        """Scan every source concurrently; failures are outcomes, not exceptions."""
+        return list(await asyncio.gather(*(self.scan(s) for s in sources)))

@@ -1,0 +1,217 @@
+"""Commands that look: ``stuck``, ``show``, ``classify``, ``classes``, ``check`` (Nagios)."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import click
+
+from mailwatch.app import queries
+from mailwatch.cli.common import (
+    Context,
+    api_client,
+    duration_option,
+    fail,
+    guard,
+    pass_ctx,
+    priority_option,
+    remote_options,
+    utc_now,
+)
+from mailwatch.cli.render import scans_lines, stuck_table, table
+from mailwatch.cli.terminal import visible
+from mailwatch.core.model import Priority
+
+NAGIOS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
+
+
+def _nagios_exit(code: int, text: str, perfdata: list[str]) -> None:
+    click.echo(
+        f"MAILWATCH {NAGIOS[code]} - {text}" + (f" | {' '.join(perfdata)}" if perfdata else "")
+    )
+    sys.exit(code)
+
+
+@click.command()
+@click.option("--class", "class_name", help="Only this class.")
+@click.option("--priority", callback=priority_option, help="Only this priority (P1…P4).")
+@click.option(
+    "--older-than", callback=duration_option, help="Only messages older than this (e.g. 30m)."
+)
+@click.option("--source", help="Only this source.")
+@click.option(
+    "--all", "include_all", is_flag=True, help="List queued messages that are not stuck too."
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--show-subject", is_flag=True, help="Show subjects (personal data: use with care).")
+@remote_options
+@pass_ctx
+@guard
+def stuck(
+    ctx: Context,
+    class_name: str | None,
+    priority: Priority | None,
+    older_than: float | None,
+    source: str | None,
+    include_all: bool,
+    as_json: bool,
+    show_subject: bool,
+    server: str | None,
+    token_file: Path | None,
+) -> None:
+    """List stuck messages, most urgent first (local store, or --server)."""
+    client = api_client(server, token_file)
+    now = utc_now()
+    if client is not None:
+        if show_subject:
+            fail("--show-subject: use `mailwatch show ID` against the server (it is audited)", 2)
+        params = {
+            "stuck": "false" if include_all else "true",
+            "class": class_name or "",
+            "priority": str(priority) if priority else "",
+            "source": source or "",
+            "older_than": f"{older_than}s" if older_than is not None else "",
+            "limit": "1000",
+        }
+        items = client.request("GET", "/api/v1/messages", params=params)["items"]
+        scans = client.request("GET", "/api/v1/summary")["scans"]
+    else:
+        settings = ctx.settings
+        if class_name is not None and class_name not in settings.all_classes():
+            fail(f"--class: unknown class {class_name!r}", 2)
+        wanted = queries.MessageFilter(not include_all, class_name, priority, older_than, source)
+        with ctx.store() as store:
+            items, _ = queries.messages(
+                store, now, wanted, show_subject=show_subject,
+                undeliverable_for=settings.undeliverable_for.seconds,
+            )  # fmt: skip
+            scans = queries.scans(store, now)
+    if as_json:
+        click.echo(json.dumps(items, indent=2))
+        return
+    for line in scans_lines(scans):
+        click.echo(line)
+    if not scans:
+        click.echo("no scan recorded yet: run `mailwatch scan` first")
+    if items:
+        click.echo(stuck_table(items, show_subject=show_subject))
+    else:
+        click.echo("nothing stuck" if not include_all else "nothing queued")
+
+
+@click.command()
+@click.argument("ident")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@remote_options
+@pass_ctx
+@guard
+def show(
+    ctx: Context, ident: str, as_json: bool, server: str | None, token_file: Path | None
+) -> None:
+    """Show everything known about one message (by id or queue id). Audited: personal data."""
+    client = api_client(server, token_file)
+    if client is not None:
+        fields = [
+            tuple(f)
+            for f in client.request("GET", f"/api/v1/messages/{quote(ident, safe='')}")["fields"]
+        ]
+    else:
+        now = utc_now()
+        with ctx.store(write=True) as store:  # writes the audit record of the view
+            fields = queries.message(
+                store, ident, now, undeliverable_for=ctx.settings.undeliverable_for.seconds
+            )
+            store.audit(now, getpass.getuser(), "view", f"message {fields[0][1]}", "cli")
+    if as_json:
+        click.echo(json.dumps(fields, indent=2))
+    else:
+        lines = [(visible(str(label)), visible(str(value))) for label, value in fields]
+        width = max(len(label) for label, _ in lines)
+        for label, value in lines:
+            click.echo(f"{label.ljust(width)}  {value}")
+
+
+@click.command()
+@click.argument("eml", type=click.File("rb"))
+@click.option("--source", default="cli", help="Source name to classify as.")
+@click.option("--queue", default="deferred", help="Queue name to classify as.")
+@pass_ctx
+@guard
+def classify(ctx: Context, eml: Any, source: str, queue: str) -> None:
+    """Classify a message file (or - for stdin) and explain which rule matched."""
+    from mailwatch.parsing.eml import message_from_bytes
+
+    message = message_from_bytes(eml.read(), source=source, queue=queue)
+    result = ctx.settings.classifier().classify(message)
+    for label, value in [
+        ("class", result.name),
+        ("priority", str(result.priority)),
+        ("marking", message.marking or "-"),
+        ("rule", result.rule),
+        ("matched on", result.matched_on or "-"),
+        ("subject", message.subject),
+    ]:
+        click.echo(f"{label:<11} {visible(value)}")
+
+
+@click.command("classes")
+@pass_ctx
+def list_classes(ctx: Context) -> None:
+    """List the configured classes, most urgent first."""
+    classifier = ctx.settings.classifier()
+    click.echo(table(
+        ["CLASS", "PRI", "STUCK AFTER", "RULES", "DESCRIPTION"],
+        [[c.name, str(c.priority), str(c.stuck_after), str(len(c.rules)), c.description]
+         for c in classifier.all_classes],
+    ))  # fmt: skip
+
+
+@click.command()
+@click.option("--class", "classes", multiple=True, help="Only these classes (repeatable).")
+@click.option("--priority", "priorities", multiple=True, help="Only these priorities, e.g. P1.")
+@click.option("--warn", type=int, default=1, show_default=True, help="WARNING at this many stuck.")
+@click.option("--crit", type=int, default=1, show_default=True, help="CRITICAL at this many stuck.")
+@click.option("--stale", callback=duration_option, default="5m", show_default=True,
+              help="UNKNOWN when a source's last good scan is older than this.")  # fmt: skip
+@pass_ctx
+def check(
+    ctx: Context,
+    classes: tuple[str, ...],
+    priorities: tuple[str, ...],
+    warn: int,
+    crit: int,
+    stale: float,
+) -> None:
+    """Nagios/Icinga-compatible check: exit 0/1/2/3 with one status line and perfdata."""
+    try:
+        wanted = {Priority.parse(p) for p in priorities}
+        now = datetime.now(UTC)
+        since = now - timedelta(seconds=ctx.settings.undeliverable_for.seconds)
+        with ctx.store() as store:
+            scans = store.last_scans()
+            stuck = store.count_stuck(now, since)  # the judgement's SQL form: counted in SQL
+    except Exception as exc:  # noqa: BLE001 - a monitoring check must answer UNKNOWN, not crash
+        _nagios_exit(3, f"cannot read mailwatch state: {exc}", [])
+    if not scans:
+        _nagios_exit(3, "no scan recorded yet", [])
+    old = [n for n, s in scans.items() if not s.ok or (now - s.finished_at).total_seconds() > stale]
+    counts: dict[str, int] = {}
+    for (name, priority), count in stuck.items():
+        if (not classes or name in classes) and (not wanted or priority in wanted):
+            counts[name] = counts.get(name, 0) + count
+    names = list(classes) or sorted(counts)
+    perf = [f"{n}_stuck={counts.get(n, 0)};{warn};{crit};0" for n in names]
+    total = sum(counts.values())
+    detail = ", ".join(f"{n}={c}" for n, c in sorted(counts.items())) or "none"
+    if old:
+        _nagios_exit(
+            3, f"{total} stuck ({detail}); stale or failing sources: {', '.join(old)}", perf
+        )
+    code = 2 if total >= crit else 1 if total >= warn else 0
+    _nagios_exit(code, f"{total} stuck ({detail})", perf)

@@ -1,0 +1,1 @@
+"""Configuration: the settings model, its fields, sources, alerts, calendar and checks."""

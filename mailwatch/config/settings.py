@@ -1,0 +1,394 @@
+"""Configuration: one TOML file, validated once at start into typed, frozen objects.
+
+Any key can be overridden by an environment variable ``MAILWATCH_<SECTION>__<KEY>`` (nested
+keys joined by ``__``), e.g. ``MAILWATCH_STORE__PATH=/var/lib/mailwatch/db.sqlite``. Errors
+name the key path and say why (``classes.recall_emergency.stuck_after: "10 minuts" is not a
+duration``). Classes default to the shipped taxonomy (``taxonomy.toml``); a class defined in
+the file replaces the shipped class of the same name.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+
+from mailwatch.config.alerts import (
+    AlertRuleConfig,
+    EmailReceiverConfig,
+    ReceiverConfig,
+    default_rules,
+)
+from mailwatch.config.calendar import CalendarConfig
+from mailwatch.config.fields import (
+    DurationField,
+    PriorityField,
+    RegexField,
+    SecretRef,
+    SlaField,
+    WindowField,
+)
+from mailwatch.config.sources import (
+    SOURCE_TYPES,
+    EximSourceConfig,
+    MailLogSourceConfig,
+    PostfixSourceConfig,
+    SourceConfig,
+)
+from mailwatch.core.classify import Classifier, HeaderCondition, MatchRule, MessageClass
+from mailwatch.core.durations import Duration
+from mailwatch.errors import ConfigError
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class HeaderRuleConfig(_Section):
+    """``{ name = "Importance", equals = "high" }`` or ``{ name = "X-Case", regex = "…" }``."""
+
+    name: str
+    equals: str | None = None
+    regex: RegexField | None = None
+
+    @model_validator(mode="after")
+    def _one_test(self) -> HeaderRuleConfig:
+        if (self.equals is None) == (self.regex is None):
+            raise ValueError("give exactly one of equals or regex")
+        return self
+
+
+class MatchConfig(_Section):
+    """One match rule: every condition given must hold."""
+
+    subject: RegexField | None = None
+    subject_not: RegexField | None = None
+    headers: list[HeaderRuleConfig] = Field(default_factory=list)
+    senders: list[str] = Field(default_factory=list)
+    recipients: list[str] = Field(default_factory=list)
+    sources: list[str] = Field(default_factory=list)
+    queues: list[str] = Field(default_factory=list)
+    priority: PriorityField | None = None
+
+    def to_rule(self) -> MatchRule:
+        """The pure-core rule this configures."""
+        return MatchRule(
+            subject=self.subject,
+            subject_not=self.subject_not,
+            headers=tuple(
+                HeaderCondition(h.name, equals=h.equals, pattern=h.regex) for h in self.headers
+            ),
+            senders=tuple(self.senders),
+            recipients=tuple(self.recipients),
+            sources=tuple(self.sources),
+            queues=tuple(self.queues),
+            priority=self.priority,
+        )
+
+
+class ClassConfig(_Section):
+    """A business class of mail."""
+
+    priority: PriorityField
+    stuck_after: SlaField
+    description: str = ""
+    match: list[MatchConfig] = Field(default_factory=list)
+
+
+class StoreConfig(_Section):
+    """Where mailwatch keeps what it has seen, and for how long (see mailwatch.store.retention)."""
+
+    path: Path = Path("mailwatch.db")
+    retention: DurationField = Duration(seconds=30 * 86400)
+    """History (scans, class counts, deliveries, messages that left, canaries) kept this long."""
+    audit_retention: DurationField = Duration(seconds=400 * 86400)
+    """Audit records (acks, silences, personal-data views, actions) kept this long."""
+
+    @model_validator(mode="after")
+    def _positive_windows(self) -> StoreConfig:
+        for key in ("retention", "audit_retention"):
+            window: Duration = getattr(self, key)
+            if window.business_days or window.seconds < 86400:
+                raise ValueError(f"{key}: keep at least one day (a clock duration such as 30d)")
+        return self
+
+
+class ApiToken(_Section):
+    """A bearer token for the API: its name is what the audit trail records as "who"."""
+
+    name: str
+    scope: Literal["read", "write"] = "read"
+    secret: SecretRef
+
+
+class HttpConfig(_Section):
+    """The HTTP server (metrics, health, API, status page): loopback by default."""
+
+    listen: str = "127.0.0.1:9745"
+    """``HOST:PORT`` (``[::1]:9745`` for IPv6)."""
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    client_ca_file: Path | None = None
+    """When set, clients (Prometheus) must present a certificate signed by this CA."""
+    tokens: list[ApiToken] = Field(default_factory=list)
+    """API bearer tokens (read: look; write: ack, silence, hold/release/retry/flush)."""
+    open_paths: list[str] = Field(default_factory=lambda: ["/metrics", "/healthz", "/readyz", "/"])
+    """Paths served without a token (the status page shows no personal data)."""
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"{value!r} is not HOST:PORT")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> HttpConfig:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        if self.client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("client_ca_file needs tls_cert_file and tls_key_file")
+        return self
+
+    @property
+    def host(self) -> str:
+        """The address to bind (IPv6 brackets removed)."""
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        """The port to bind."""
+        return int(self.listen.rpartition(":")[2])
+
+
+class LogConfig(_Section):
+    """Logging: JSON lines, or a readable console format (``auto`` picks by TTY)."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Settings(BaseSettings):
+    """The whole configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MAILWATCH_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        arbitrary_types_allowed=True,
+    )
+
+    store: StoreConfig = StoreConfig()
+    log: LogConfig = LogConfig()
+    http: HttpConfig = HttpConfig()
+    default_class: str = "general"
+    include_default_classes: bool = True
+    classes: dict[str, ClassConfig] = Field(default_factory=dict)
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    undeliverable_for: WindowField = Duration(seconds=86400)
+    """How long a bounced or expired P1/P2 message stays listed as stuck."""
+    calendar: CalendarConfig = CalendarConfig()
+    """Where and on which days business-day SLAs are counted."""
+    receivers: dict[str, ReceiverConfig] = Field(default_factory=dict)
+    alerts: list[AlertRuleConfig] | None = None
+    """Alert rules; when absent, the defaults for the shipped taxonomy apply."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment variables override the file's values (given as init arguments)."""
+        return (env_settings, init_settings)
+
+    @field_validator("classes", "sources", "receivers")
+    @classmethod
+    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not _NAME.match(name):
+                raise ValueError(f"{name!r} is not a valid name (lower-case letters, digits, _)")
+        return value
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> Settings:
+        if self.default_class not in self.all_classes():
+            raise ValueError(f"default_class {self.default_class!r} is not a configured class")
+        for name, source in self.sources.items():
+            if isinstance(source, MailLogSourceConfig) and source.outcomes_for is not None:
+                target = self.sources.get(source.outcomes_for)
+                if not isinstance(target, PostfixSourceConfig):
+                    wanted = source.outcomes_for
+                    raise ValueError(
+                        f"sources.{name}.outcomes_for: {wanted!r} is not a postfix source"
+                    )
+        for index, rule in enumerate(self.alerts or ()):
+            for receiver in (*rule.receivers, *rule.escalate_to):
+                if receiver not in self.receivers:
+                    raise ValueError(f"alerts.{index}: no receiver named {receiver!r}")
+        names = [rule.name for rule in self.alerts or ()]
+        if len(names) != len(set(names)):
+            raise ValueError("alerts: rule names must be unique")
+        if self.store.retention.seconds < self.undeliverable_for.seconds:
+            raise ValueError(
+                "store.retention: shorter than undeliverable_for, so bounced mail would be "
+                "deleted while it is still listed as stuck"
+            )
+        return self
+
+    def alert_rules(self) -> list[AlertRuleConfig]:
+        """The configured alert rules, or the defaults for the shipped taxonomy."""
+        return list(self.alerts) if self.alerts is not None else default_rules()
+
+    def warnings(self) -> list[str]:
+        """Things that are valid but probably not what the operator wants."""
+        found = []
+        for rule in self.alert_rules():
+            missing = [r for r in (*rule.receivers, *rule.escalate_to) if r not in self.receivers]
+            if missing:
+                found.append(f"alert rule {rule.name}: no receiver {', '.join(missing)} is "
+                             "configured, so its alerts are not delivered")  # fmt: skip
+        local = any(isinstance(c, PostfixSourceConfig | EximSourceConfig)
+                    for c in self.sources.values())  # fmt: skip
+        watched_hosts = {getattr(c, attr) for c in self.sources.values()
+                         for attr in ("host", "submission_host") if hasattr(c, attr)}  # fmt: skip
+        for name, receiver in self.receivers.items():
+            if not isinstance(receiver, EmailReceiverConfig):
+                continue
+            if receiver.host in watched_hosts:
+                found.append(
+                    f"receivers.{name}: the alert relay {receiver.host} is also a watched"
+                    " source; alerts about it would go through the system that failed"
+                )
+            elif local and receiver.host in ("localhost", "127.0.0.1", "::1"):
+                found.append(
+                    f"receivers.{name}: the alert relay {receiver.host} looks like the watched"
+                    " local MTA; alerts about it would queue behind the problem"
+                )
+        return found
+
+    def all_classes(self) -> dict[str, ClassConfig]:
+        """Shipped classes (unless disabled) overlaid with the file's, in taxonomy order."""
+        merged = dict(shipped_classes()) if self.include_default_classes else {}
+        merged.update(self.classes)
+        return merged
+
+    def header_names(self) -> list[str]:
+        """Every header a class rule looks at (sources that fetch few headers must fetch these)."""
+        return sorted({h.name for c in self.all_classes().values() for m in c.match
+                       for h in m.headers})  # fmt: skip
+
+    def classifier(self) -> Classifier:
+        """The pure-core classifier this configuration describes."""
+        chosen = self.all_classes()
+        business = any(c.stuck_after.business_days for c in chosen.values())
+        calendar = self.calendar.calendar() if business else None
+        classes = [
+            MessageClass(
+                name=name,
+                priority=c.priority,
+                stuck_after=c.stuck_after.on(calendar) if calendar else c.stuck_after,
+                rules=tuple(m.to_rule() for m in c.match),
+                description=c.description,
+            )
+            for name, c in chosen.items()
+        ]
+        return Classifier.from_classes(classes, self.default_class)
+
+
+def shipped_classes() -> dict[str, ClassConfig]:
+    """The default taxonomy shipped with mailwatch (``mailwatch/core/taxonomy.toml``)."""
+    text = resources.files("mailwatch.core").joinpath("taxonomy.toml").read_text(encoding="utf-8")
+    raw = tomllib.loads(text)["classes"]
+    return {name: ClassConfig.model_validate(value) for name, value in raw.items()}
+
+
+_TAGS = (*SOURCE_TYPES, "alertmanager", "webhook", "email")
+
+
+def _describe(error: Any) -> str:
+    parts = list(error["loc"])
+    if len(parts) > 2 and parts[0] in ("sources", "receivers") and parts[2] in _TAGS:
+        del parts[2]  # the tagged union's type tag: not a key the operator wrote
+    loc = ".".join(str(part) for part in parts)
+    message = str(error["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif error["type"] == "missing":
+        message = "required key is missing"
+    return f"{loc or '(top level)'}: {message}"
+
+
+_PATH_KEYS = ("path", "config_dir", "config", "tls_cert_file", "tls_key_file", "client_ca_file",
+              "ca_file", "file")  # fmt: skip
+
+
+def _resolve_paths(data: Any, base: Path) -> None:
+    """Make every relative path in the file relative to the file, not the working directory.
+
+    Walks the whole document: store, http, sources, receivers and secret references
+    (``{ file = "..." }``) alike.
+    """
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key in _PATH_KEYS and isinstance(value, str):
+                data[key] = str(base / value)
+            else:
+                _resolve_paths(value, base)
+    elif isinstance(data, list):
+        for item in data:
+            _resolve_paths(item, base)
+
+
+def load(path: Path | None) -> Settings:
+    """Read and validate ``path`` (``None``: defaults and environment only).
+
+    Raises :class:`ConfigError` listing every problem with its key path.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError([f"{path}: no such file"]) from None
+        except OSError as exc:
+            raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
+        except UnicodeDecodeError:
+            raise ConfigError([f"{path}: not UTF-8 text"]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"{path}: not valid TOML ({exc})"]) from None
+        _resolve_paths(data, path.parent)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError([_describe(e) for e in exc.errors()]) from None
+    except SettingsError as exc:  # an environment variable that is not valid JSON
+        field = re.search(r'field "([^"]+)"', str(exc))
+        name = f"MAILWATCH_{field.group(1).upper()}" if field else "a MAILWATCH_ variable"
+        raise ConfigError([f"{name}: not valid JSON ({exc.__cause__ or exc})"]) from None

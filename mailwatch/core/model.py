@@ -1,0 +1,296 @@
+"""The values mailwatch reasons about: messages, where they sit, and what a probe saw.
+
+Everything here is a frozen dataclass or an enum: pure data with no I/O and no clock. Times
+are timezone-aware UTC datetimes; a message's *key* is stable across scans and unique across
+sources (``source/queue_id/arrival``: Postfix reuses queue ids over time).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+
+class Priority(enum.IntEnum):
+    """Business priority of a class of mail; P1 is the most urgent."""
+
+    P1 = 1
+    P2 = 2
+    P3 = 3
+    P4 = 4
+
+    def __str__(self) -> str:
+        return self.name
+
+    @classmethod
+    def parse(cls, text: str) -> Priority:
+        """Parse ``"P1"``…``"P4"`` (any case); raise ``ValueError`` otherwise."""
+        try:
+            return cls[text.strip().upper()]
+        except KeyError:
+            raise ValueError(f"{text!r} is not a priority (P1, P2, P3 or P4)") from None
+
+
+class Status(enum.StrEnum):
+    """Where a tracked message is in its life as far as mailwatch knows."""
+
+    QUEUED = "queued"
+    """Seen in the source at its latest scan."""
+    LEFT = "left"
+    """No longer in the source; its final outcome (sent, bounced…) comes from the mail log."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """One envelope recipient and, if the MTA gave one, why delivery to it is delayed."""
+
+    address: str
+    delay_reason: str | None = None
+
+    @property
+    def domain(self) -> str:
+        """The recipient's domain, lower-cased (empty for a bare local part)."""
+        _, _, domain = self.address.rpartition("@")
+        return domain.lower() if "@" in self.address else ""
+
+
+def domains_of(recipients: Iterable[Recipient]) -> tuple[str, ...]:
+    """Sorted distinct domains of ``recipients`` (what may be shown instead of addresses)."""
+    return tuple(sorted({r.domain for r in recipients if r.domain}))
+
+
+@dataclass(frozen=True, slots=True)
+class Headers:
+    """The message headers mailwatch keeps: decoded, unfolded, in order, names as sent."""
+
+    items: tuple[tuple[str, str], ...] = ()
+
+    def get(self, name: str) -> str | None:
+        """The first value of header ``name`` (case-insensitive), or ``None``."""
+        wanted = name.lower()
+        for key, value in self.items:
+            if key.lower() == wanted:
+                return value
+        return None
+
+
+class Message(NamedTuple):
+    """A message as one source sees it at one scan (headers already decoded).
+
+    An immutable named tuple rather than a frozen dataclass: sources build one per message
+    they read (tens of thousands in a first scan), and a tuple is built in a quarter of the
+    time. Compare messages with each other only, never with plain tuples.
+    """
+
+    key: str
+    source: str
+    queue_id: str
+    queue: str
+    arrival: datetime
+    size: int
+    sender: str
+    recipients: tuple[Recipient, ...]
+    headers: Headers = Headers()  # immutable: one shared empty value is safe
+    subject: str = ""
+    """Subject after normalisation (decoded, prefixes and marking stripped)."""
+    marking: str | None = None
+    """Protective marking taken from the start of the subject (``OFFICIAL-SENSITIVE``…)."""
+    forced_expire: bool = False
+    wait_reason: str | None = None
+    """Why the source says the message waits, when it is not a per-recipient delay reason
+    (e.g. ``"unread in INBOX"`` for a mailbox, ``"frozen"`` for Exim)."""
+
+    @property
+    def recipient_domains(self) -> tuple[str, ...]:
+        """Sorted distinct recipient domains (safe to show: no local parts)."""
+        return domains_of(self.recipients)
+
+    @property
+    def delay_reason(self) -> str | None:
+        """The first delay reason any recipient carries, else the source's wait reason."""
+        for recipient in self.recipients:
+            if recipient.delay_reason:
+                return recipient.delay_reason
+        return self.wait_reason
+
+
+class DeliveryStatus(enum.StrEnum):
+    """Outcome of one delivery attempt (or of the whole message, for expiry)."""
+
+    SENT = "sent"
+    DEFERRED = "deferred"
+    BOUNCED = "bounced"
+    EXPIRED = "expired"
+
+    @property
+    def final(self) -> bool:
+        """Whether the message (for this recipient) will not be tried again."""
+        return self is not DeliveryStatus.DEFERRED
+
+    @property
+    def severity(self) -> int:
+        """How bad a final outcome is, for a message with several: bounced > expired > sent."""
+        return {"deferred": 0, "sent": 1, "expired": 2, "bounced": 3}[self.value]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A mail-log ``status=`` line: one recipient's attempt, or (``recipient=None``) expiry."""
+
+    at: datetime
+    queue_id: str
+    status: DeliveryStatus
+    recipient: str | None
+    relay: str | None = None
+    delay_seconds: float | None = None
+    delays: tuple[float, float, float, float] | None = None
+    dsn: str | None = None
+    text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """A mail-log ``removed`` line: the message left the queue for good."""
+
+    at: datetime
+    queue_id: str
+
+
+LogEvent = Delivery | Removed
+
+
+REMEMBER_LOST = timedelta(days=7)
+"""How long a lost canary is still recognised if it arrives late (Postfix keeps mail 5 days),
+and so kept in the store."""
+
+
+@dataclass(frozen=True, slots=True)
+class CanaryResult:
+    """What became of one canary on one path, as of one probe.
+
+    Sent and still travelling: ``found_at is None and not lost``. Round trip completed within
+    the timeout: ``found_at`` and ``roundtrip_seconds`` set, ``lost`` false. Lost: ``lost``
+    true (a late arrival also carries ``found_at`` and ``roundtrip_seconds``).
+    """
+
+    path: str
+    token: str
+    sent_at: datetime
+    queue_id: str | None
+    """The submission server's queue id ("queued as X"), if its reply to DATA gave one."""
+    found_at: datetime | None = None
+    """When a probe found the canary in the destination mailbox."""
+    roundtrip_seconds: float | None = None
+    """From submission to arrival in the mailbox (see :mod:`mailwatch.sources.canary`)."""
+    lost: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LogCursor:
+    """Where a log reader stopped.
+
+    The file's inode, the byte offset of the next unread line, and a fingerprint of the bytes
+    before it (to tell a copy-truncated, regrown file from one that only grew).
+    """
+
+    inode: int
+    offset: int
+    head: str
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What one probe of one source saw at ``observed_at``."""
+
+    source: str
+    observed_at: datetime
+    messages: tuple[Message, ...]
+    malformed: int = 0
+    """Input records the parser could not understand and skipped (counted, not fatal)."""
+    headers_read: int = 0
+    """How many messages' headers this probe had to read (0 on a rescan of an unchanged queue)."""
+    warnings: tuple[str, ...] = ()
+    """What the source said was wrong while it still answered (e.g. "Mail system is down")."""
+    outcomes: tuple[LogEvent, ...] = ()
+    """Final outcomes read from a mail log (empty for queue and mailbox sources)."""
+    outcomes_for: str | None = None
+    """The queue source whose queue ids ``outcomes`` refer to."""
+    cursor: LogCursor | None = None
+    """Where a log source stopped reading; stored with the outcomes in one transaction."""
+    canaries: tuple[CanaryResult, ...] = ()
+    """Canary events since the source's last observation: canaries sent, round trips
+    completed, canaries newly lost (empty for every source but the canary source)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """Which class a message belongs to, and why."""
+
+    name: str
+    priority: Priority
+    rule: str
+    """Human description of the rule that matched (``"default"`` when nothing did)."""
+    matched_on: str | None = None
+    """The text the rule matched, e.g. ``subject: 'emergency recall'``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A message with its class and its SLA evaluation at one instant."""
+
+    message: Message
+    classification: Classification
+    age_seconds: float
+    deadline: datetime
+    stuck: bool
+    reason: str | None
+    """Why it is stuck: ``"held"``, the MTA's delay reason, or ``"over SLA"``."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A tracked message as the store knows it."""
+
+    key: str
+    source: str
+    queue_id: str
+    queue: str
+    arrival: datetime
+    size: int
+    sender: str
+    recipients: tuple[Recipient, ...]
+    headers: Headers
+    subject: str
+    marking: str | None
+    class_name: str
+    priority: Priority
+    rule: str
+    deadline: datetime
+    delay_reason: str | None
+    status: Status
+    first_seen: datetime
+    left_at: datetime | None
+    last_seen: datetime | None
+    """When its source last saw it: the latest good scan while queued, else ``left_at``."""
+    outcome: DeliveryStatus | None = None
+    """Final outcome from the mail log (the worst over its recipients), if known."""
+    outcome_at: datetime | None = None
+    outcome_text: str | None = None
+    dsn: str | None = None
+    delivery_delay: float | None = None
+
+    @property
+    def recipient_domains(self) -> tuple[str, ...]:
+        """Sorted distinct recipient domains."""
+        return domains_of(self.recipients)
+
+    def as_message(self) -> Message:
+        """The message as its source reported it (its delay reason as the wait reason)."""
+        return Message(
+            self.key, self.source, self.queue_id, self.queue, self.arrival, self.size,
+            self.sender, self.recipients, self.headers, self.subject, self.marking,
+            wait_reason=self.delay_reason,
+        )  # fmt: skip

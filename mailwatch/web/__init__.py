@@ -1,0 +1,1 @@
+"""The HTTP interface: server, API, metrics, status page and authentication."""

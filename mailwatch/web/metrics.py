@@ -1,0 +1,238 @@
+"""Prometheus metrics: a custom ``Collector`` that renders the latest snapshot at scrape time.
+
+No global gauges, no stale label sets: each scrape calls :meth:`MailwatchCollector.collect`,
+which reads the one immutable :class:`~mailwatch.core.snapshot.MetricsSnapshot` the service swapped
+in after its last scan and turns it into metric families. It never does I/O. Labels carry only
+source, queue, class, priority, severity, DSN class, error kind and canary path: never a
+subject, address, name or case reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+
+from mailwatch import __version__
+from mailwatch.core.snapshot import (
+    UNCLASSIFIED,
+    UNKNOWN_PRIORITY,
+    WARNING_KINDS,
+    Histogram,
+    MetricsSnapshot,
+)
+from mailwatch.store.connection import ERROR_KINDS as STORE_ERROR_KINDS
+
+ERROR_KINDS = ("timeout", "unavailable", "command_failed", "error", "store", "internal")
+"""Probe error kinds, pre-initialised to 0 for every source."""
+
+
+def _buckets(hist: Histogram) -> list[tuple[str, float]]:
+    bounds = [*(repr(float(b)) for b in hist.bounds), "+Inf"]  # "5.0", as client_python writes
+    return list(zip(bounds, (float(c) for c in hist.cumulative), strict=True))
+
+
+class MailwatchCollector:
+    """Renders a :class:`MetricsSnapshot`; ``snapshot`` returns the current one (or ``None``)."""
+
+    def __init__(self, snapshot: Callable[[], MetricsSnapshot | None]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield every mailwatch metric family from the current snapshot."""
+        info = InfoMetricFamily("mailwatch_build", "mailwatch version.")
+        info.add_metric([], {"version": __version__})
+        yield info
+        snap = self._snapshot()
+        if snap is None:
+            return
+        yield from self._backlog(snap)
+        yield from self._outcomes(snap)
+        yield from self._probes(snap)
+        yield from self._canaries(snap)
+        yield from self._warnings(snap)
+        yield from self._store(snap)
+        firing = GaugeMetricFamily(
+            "mailwatch_alerts_firing", "mailwatch's own alerts firing or acknowledged.",
+            labels=["class", "severity"],
+        )  # fmt: skip
+        for (name, severity), count in sorted(snap.alerts_firing.items()):
+            firing.add_metric([name, severity], count)
+        yield firing
+
+    def _backlog(self, snap: MetricsSnapshot) -> Iterator[Metric]:
+        messages = GaugeMetricFamily(
+            "mailwatch_messages", "Messages waiting, by source, queue/folder, class and priority.",
+            labels=["source", "queue", "class", "priority"],
+        )  # fmt: skip
+        for (source, queue, name, prio), count in sorted(snap.messages.items()):
+            messages.add_metric([source, queue, name, str(prio)], count)
+        yield messages
+        stuck = GaugeMetricFamily(
+            "mailwatch_stuck_messages",
+            "Queued messages past their class's SLA, held or frozen, by message priority.",
+            labels=["source", "class", "priority"],
+        )
+        for (source, name, prio), count in sorted(snap.stuck.items()):
+            stuck.add_metric([source, name, str(prio)], count)
+        yield stuck
+        gone = GaugeMetricFamily(
+            "mailwatch_undeliverable_messages",
+            "Messages that bounced or expired within undeliverable_for (stuck: not sent),"
+            " by message priority.",
+            labels=["source", "class", "priority"],
+        )
+        for (source, name, prio), count in sorted(snap.undeliverable.items()):
+            gone.add_metric([source, name, str(prio)], count)
+        yield gone
+        oldest = GaugeMetricFamily(
+            "mailwatch_oldest_message_age_seconds",
+            "Age of the oldest waiting message, by message priority (0: none).",
+            labels=["source", "class", "priority"],
+        )
+        for (source, name, prio), age in sorted(snap.oldest_age.items()):
+            oldest.add_metric([source, name, str(prio)], age)
+        yield oldest
+        ages = HistogramMetricFamily(
+            "mailwatch_message_age_seconds", "Ages of waiting messages at the latest scans.",
+            labels=["class"],
+        )  # fmt: skip
+        for name, hist in sorted(snap.age.items()):
+            ages.add_metric([name], _buckets(hist), hist.total)
+        yield ages
+        rate = GaugeMetricFamily(
+            "mailwatch_backlog_drain_rate",
+            "Messages per second leaving the backlog (EWMA, 10m half-life); negative when growing.",
+            labels=["source", "class"],
+        )
+        eta = GaugeMetricFamily(
+            "mailwatch_backlog_clear_eta_seconds",
+            "Seconds until the backlog is empty at the current drain rate (+Inf: not draining).",
+            labels=["source", "class"],
+        )
+        for (source, name), estimate in sorted(snap.drain.items()):
+            rate.add_metric([source, name], estimate.rate)
+            eta.add_metric([source, name], estimate.eta_seconds)
+        yield rate
+        yield eta
+
+    def _outcomes(self, snap: MetricsSnapshot) -> Iterator[Metric]:
+        names = [*(name for name, _ in snap.classes), UNCLASSIFIED]
+        # pre-initialised at each class's own priority (a message's may be higher)
+        zeros = [*((name, str(prio)) for name, prio in snap.classes),
+                 (UNCLASSIFIED, UNKNOWN_PRIORITY)]  # fmt: skip
+        totals = snap.outcomes
+        delivered = CounterMetricFamily(
+            "mailwatch_delivered", "Messages delivered (mail log status=sent), by class.",
+            labels=["class"],
+        )  # fmt: skip
+        for name in names:
+            delivered.add_metric([name], totals.delivered.get(name, 0))
+        yield delivered
+        expired = CounterMetricFamily(
+            "mailwatch_expired",
+            "Messages expired in the queue and returned, by class and the message's priority.",
+            labels=["class", "priority"],
+        )
+        for (name, prio), count in sorted((dict.fromkeys(zeros, 0) | dict(totals.expired)).items()):
+            expired.add_metric([name, prio], count)
+        yield expired
+        bounced = CounterMetricFamily(
+            "mailwatch_bounced",
+            "Recipients bounced, by class, the message's priority and DSN class (RFC 3463 first"
+            " digit: 4 or 5).",
+            labels=["class", "priority", "dsn_class"],
+        )
+        seen = {(name, prio, "5"): 0 for name, prio in zeros} | dict(totals.bounced)
+        for (name, prio, dsn_class), count in sorted(seen.items()):
+            bounced.add_metric([name, prio, dsn_class], count)
+        yield bounced
+        delay = HistogramMetricFamily(
+            "mailwatch_delivery_delay_seconds", "Time from arrival to delivery (mail log delay=).",
+            labels=["class"],
+        )  # fmt: skip
+        for name, hist in sorted(totals.delivery_delay.items()):
+            delay.add_metric([name], _buckets(hist), hist.total)
+        yield delay
+
+    def _canaries(self, snap: MetricsSnapshot) -> Iterator[Metric]:
+        roundtrip = HistogramMetricFamily(
+            "mailwatch_canary_roundtrip_seconds",
+            "Time from a canary's submission to its arrival in the mailbox, per path.",
+            labels=["path"],
+        )
+        for path, hist in sorted(snap.canaries.roundtrip.items()):
+            roundtrip.add_metric([path], _buckets(hist), hist.total)
+        yield roundtrip
+        lost = CounterMetricFamily(
+            "mailwatch_canary_lost", "Canaries not delivered within their timeout, per path.",
+            labels=["path"],
+        )  # fmt: skip
+        for path, count in sorted(snap.canaries.lost.items()):
+            lost.add_metric([path], count)
+        yield lost
+
+    def _probes(self, snap: MetricsSnapshot) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "mailwatch_probe_up", "1 if the last probe worked.", labels=["source"]
+        )
+        duration = GaugeMetricFamily(
+            "mailwatch_probe_duration_seconds", "Duration of the last probe.", labels=["source"]
+        )
+        last = GaugeMetricFamily(
+            "mailwatch_probe_last_success_timestamp_seconds",
+            "Unix time of the last successful probe (0: never).",
+            labels=["source"],
+        )
+        errors = CounterMetricFamily(
+            "mailwatch_probe_errors", "Failed probes by kind.", labels=["source", "kind"]
+        )
+        for source, health in sorted(snap.health.items()):
+            up.add_metric([source], 1.0 if health.up else 0.0)
+            duration.add_metric([source], health.last_duration_seconds)
+            last.add_metric([source], health.last_success.timestamp() if health.last_success else 0)
+            for kind in sorted({*ERROR_KINDS, *health.errors}):
+                errors.add_metric([source, kind], health.errors.get(kind, 0))
+        yield up
+        yield duration
+        yield last
+        yield errors
+        built = GaugeMetricFamily(
+            "mailwatch_snapshot_timestamp_seconds", "Unix time the metrics were last computed."
+        )
+        built.add_metric([], snap.built_at.timestamp())
+        yield built
+
+    def _warnings(self, snap: MetricsSnapshot) -> Iterator[Metric]:
+        warning = GaugeMetricFamily(
+            "mailwatch_source_warning",
+            "1 if the last successful probe warned of this kind (mail_system_down: postqueue's"
+            " 'Mail system is down', the MTA is stopped and nothing in its queue moves).",
+            labels=["source", "kind"],
+        )
+        for source, health in sorted(snap.health.items()):
+            for kind in WARNING_KINDS:
+                warning.add_metric([source, kind], 1.0 if kind in health.warnings else 0.0)
+        yield warning
+
+    def _store(self, snap: MetricsSnapshot) -> Iterator[Metric]:
+        if snap.store is None:
+            return
+        up = GaugeMetricFamily(
+            "mailwatch_store_up", "1 if the latest write to the store worked (0: disk full,"
+            " read-only, corrupt, I/O error; see mailwatch_store_errors_total).",
+        )  # fmt: skip
+        up.add_metric([], 1.0 if snap.store.up else 0.0)
+        yield up
+        errors = CounterMetricFamily(
+            "mailwatch_store_errors", "Failed store operations by kind.", labels=["kind"]
+        )
+        for kind in sorted({*STORE_ERROR_KINDS, *snap.store.errors}):
+            errors.add_metric([kind], snap.store.errors.get(kind, 0))
+        yield errors
