@@ -11,6 +11,7 @@ Version 1::
                "acked_by": null, "count": 2, "oldest_age_seconds": 900.0,
                "ids": ["A1B2C3D4E5"], "recipient_domains": ["justice.example"],
                "reasons": ["connect to ...: Connection refused"],
+               "reason_categories": ["connect"],   # mailwatch.core.reasons, sorted
                "subjects": [...]   # only for receivers with include_subjects = true
     }}
 
@@ -25,6 +26,7 @@ from typing import Any
 from mailwatch.alerting.lifecycle import AlertStatus, Intent
 from mailwatch.alerting.rules import AlertRule, Condition
 from mailwatch.core.durations import format_seconds
+from mailwatch.core.judgement import reason_category
 from mailwatch.core.model import Priority
 from mailwatch.core.redaction import mask_addresses
 
@@ -47,6 +49,11 @@ def summary(rule: AlertRule, intent: Intent, priority: Priority | None) -> str:
         return f"{details.count} {label} message(s) bounced or expired from {key.source}{resolved}"
     oldest = format_seconds(details.oldest_age_seconds)
     return f"{details.count} {label} message(s) stuck in {key.source}, oldest {oldest}{resolved}"
+
+
+def categories(reasons: tuple[str, ...]) -> list[str]:
+    """The distinct categories of an alert's reasons (sorted; never an address or subject)."""
+    return sorted({c.value for c in map(reason_category, reasons) if c is not None})
 
 
 def build(
@@ -87,6 +94,7 @@ def build(
         "ids": list(details.ids),
         "recipient_domains": list(details.recipient_domains),
         "reasons": reasons,
+        "reason_categories": categories(details.reasons),
     }
     if include_subjects:
         alert["subjects"] = list(details.subjects)

@@ -15,10 +15,13 @@ from mailwatch.core.durations import format_seconds
 from mailwatch.core.judgement import Judgement, judge, urgency
 from mailwatch.core.model import StoredMessage
 from mailwatch.core.redaction import mask_addresses
+from mailwatch.core.shape import Shape, build_shape
 from mailwatch.store import Store
 from mailwatch.store.listing import MessageFilter
+from mailwatch.store.shape import ShapeFilter
 
-__all__ = ["MessageFilter", "alerts", "judged", "message", "messages", "scans"]
+__all__ = ["MessageFilter", "ShapeFilter", "alerts", "judged", "message", "messages", "scans",
+           "shape"]  # fmt: skip
 
 ALERT_ORDER = {AlertStatus.FIRING: 0, AlertStatus.ACKNOWLEDGED: 1, AlertStatus.PENDING: 2,
                AlertStatus.RESOLVED: 3, AlertStatus.INACTIVE: 4}  # fmt: skip
@@ -30,6 +33,22 @@ class MessageLister(Protocol):
     def list_messages(
         self, now: datetime, since: datetime, wanted: MessageFilter
     ) -> tuple[list[StoredMessage], int]: ...
+
+
+class ShapeReader(Protocol):
+    """A store, or a read-only reader of one, that aggregates the qshape matrix in SQL."""
+
+    def shape_cells(
+        self, now: datetime, wanted: ShapeFilter
+    ) -> list[tuple[str, int, int, int]]: ...
+
+
+def shape(store: ShapeReader, now: datetime, wanted: ShapeFilter) -> Shape:
+    """The qshape matrix (domain by age) of the queued messages ``wanted`` selects, P1 first."""
+    return build_shape(
+        store.shape_cells(now, wanted), buckets=wanted.buckets, tick_minutes=wanted.tick_minutes,
+        counting="messages" if wanted.messages else "recipients",
+    )  # fmt: skip
 
 
 def judged(
@@ -119,6 +138,7 @@ def stuck_json(row: Judgement, *, show_subject: bool = False) -> dict[str, Any]:
         "deadline": m.deadline.isoformat(),
         "stuck": row.stuck,
         "reason": row.reason if show_subject or row.reason is None else mask_addresses(row.reason),
+        "reason_category": None if row.category is None else row.category.value,
         "recipient_domains": list(m.recipient_domains),
         "marking": m.marking,
         "status": m.status.value,
@@ -146,6 +166,7 @@ def message_detail(judgement: Judgement, now: datetime) -> list[tuple[str, str]]
         ("arrival", f"{m.arrival.isoformat()} ({age} ago)"),
         ("deadline", m.deadline.isoformat()),
         ("stuck", f"yes: {reason}" if reason is not None else "no"),
+        ("reason category", judgement.category.value if judgement.category else "-"),
         ("first seen", m.first_seen.isoformat()),
         ("last seen", m.last_seen.isoformat() if m.last_seen else "-"),
         ("left queue", m.left_at.isoformat() if m.left_at else "-"),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from mailwatch.cli import alerts, inspection, ops, service
+from mailwatch.cli import alerts, inspection, ops, service, shape
 from mailwatch.cli.common import CONFIG_ENV, Context, MailwatchGroup, config_path
 
 __all__ = ["cli", "main"]
@@ -34,7 +34,7 @@ def cli(ctx: click.Context, path: Path | None, debug: bool) -> None:
 
 for command in (
     inspection.stuck, inspection.show, inspection.classify, inspection.list_classes,
-    inspection.check,
+    inspection.check, shape.shape,
     service.scan, service.run, service.demo, service.config_group,
     ops.prune, ops.backlog, ops.retry, ops.hold, ops.release, ops.flush, ops.audit,
     alerts.alerts, alerts.ack, alerts.silence, alerts.unsilence,

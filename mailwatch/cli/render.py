@@ -38,14 +38,15 @@ def _clip(text: str, width: int = 70) -> str:
 
 def stuck_table(items: Sequence[dict[str, Any]], *, show_subject: bool = False) -> str:
     """The ``mailwatch stuck`` table, from :func:`stuck_json` items (local or from the API)."""
-    headers = ["QUEUE ID", "CLASS", "PRI", "AGE", "QUEUE", "RECIPIENT DOMAINS", "REASON"]
+    headers = ["QUEUE ID", "CLASS", "PRI", "AGE", "QUEUE", "RECIPIENT DOMAINS", "WHY", "REASON"]
     if show_subject:
         headers.append("SUBJECT")
     body = []
     for item in items:
         cells = [
             item["queue_id"], item["class"], item["priority"], item["age"], item["queue"],
-            ",".join(item["recipient_domains"]) or "-", _clip(item["reason"] or "-"),
+            ",".join(item["recipient_domains"]) or "-", item.get("reason_category") or "-",
+            _clip(item["reason"] or "-"),
         ]  # fmt: skip
         if show_subject:
             cells.append(_clip(item.get("subject", ""), 50))

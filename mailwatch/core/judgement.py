@@ -27,9 +27,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from mailwatch.core.model import DeliveryStatus, Priority, Status, StoredMessage
+from mailwatch.core.reasons import ReasonCategory, categorize
 
 STUCK_AT_ONCE = {"hold": "held", "frozen": "frozen", "lost": "canary lost"}
 """Queues whose messages are stuck whatever their age, and why."""
+AT_ONCE_CATEGORY = {
+    "held": ReasonCategory.HELD, "frozen": ReasonCategory.FROZEN,
+    "canary lost": ReasonCategory.UNKNOWN,
+}  # fmt: skip
+"""The category of each :data:`STUCK_AT_ONCE` reason (the queue says why, not the text)."""
 UNDELIVERABLE = (DeliveryStatus.BOUNCED, DeliveryStatus.EXPIRED)
 """Final outcomes that mean "not sent"."""
 
@@ -66,6 +72,19 @@ def undeliverable_reason(message: StoredMessage, since: datetime) -> str | None:
     return f"{outcome.value}: {message.outcome_text or message.dsn or 'no reason given'}"
 
 
+def reason_category(reason: str | None, relayhost: str | None = None) -> ReasonCategory | None:
+    """The category of a judged reason (:attr:`Judgement.reason`, :attr:`Verdict.reason`).
+
+    The one place every interface (``stuck``, ``show``, the API, the status page, metrics and
+    alerts) gets a category from: ``None`` when there is no reason (not stuck).
+    """
+    if reason is None:
+        return None
+    if reason in AT_ONCE_CATEGORY:
+        return AT_ONCE_CATEGORY[reason]
+    return categorize(reason, relayhost=relayhost)
+
+
 def shown_state(message: StoredMessage) -> str:
     """Where the message is, as shown in the QUEUE column: its queue, else its outcome."""
     if message.status is Status.QUEUED:
@@ -95,6 +114,11 @@ class Judgement:
     def reason(self) -> str | None:
         """Why it is stuck (not sent first: that is final), else ``None``."""
         return self.undeliverable or self.waiting
+
+    @property
+    def category(self) -> ReasonCategory | None:
+        """Why it is stuck, in one word (:func:`reason_category`); ``None`` if not stuck."""
+        return reason_category(self.reason)
 
     @property
     def priority(self) -> Priority:

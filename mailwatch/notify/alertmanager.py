@@ -3,7 +3,8 @@
 Mapping of a payload to one Alertmanager alert (:func:`to_alert`, pure)::
 
     labels       alertname = rule, class, priority, source, severity   (empty ones left out)
-    annotations  summary, description, runbook_url (if set), acknowledged_by (if acked)
+    annotations  summary, description, runbook_url (if set), acknowledged_by (if acked),
+                 reason_categories (if any: "connect,throttled"; a fixed set, no personal data)
     startsAt     alert.fired_at
     endsAt       firing/acknowledged: now + 4 x resend_every   (Prometheus's practice)
                  resolved:            alert.resolved_at (or now)
@@ -86,6 +87,8 @@ def to_alert(payload: Payload, now: datetime, resend_every: float) -> dict[str, 
     }
     if alert.get("runbook_url"):
         annotations["runbook_url"] = str(alert["runbook_url"])
+    if alert.get("reason_categories"):
+        annotations["reason_categories"] = ",".join(map(str, alert["reason_categories"]))
     if alert.get("acked_by"):
         annotations["acknowledged_by"] = mask_addresses(str(alert["acked_by"]))
     starts = _parse(alert.get("fired_at")) or _parse(alert.get("started_at")) or now

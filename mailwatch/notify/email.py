@@ -93,6 +93,8 @@ def render_body(payload: Payload, *, include_subjects: bool) -> str:
     reasons = [str(r) for r in alert.get("reasons") or []]
     if not include_subjects:
         reasons = [mask_addresses(r) for r in reasons]
+    if alert.get("reason_categories"):
+        lines.append(_line("Why", ", ".join(map(str, alert["reason_categories"]))))
     if reasons:
         lines += ["", "Delay reasons:", *(f"  - {r}" for r in reasons)]
     subjects = alert.get("subjects") or []

@@ -24,6 +24,7 @@ from mailwatch.core.model import Priority, StoredMessage
 from mailwatch.errors import StoreError
 from mailwatch.store.connection import retag
 from mailwatch.store.rows import MESSAGE_COLUMNS, decode_message, ts
+from mailwatch.store.shape import ShapeFilter, shape_cells
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +124,13 @@ class ListingMixin:
         except StoreError as exc:
             raise retag(exc, "cannot count stuck messages") from exc
 
+    def shape_cells(self, now: datetime, wanted: ShapeFilter) -> list[tuple[str, int, int, int]]:
+        """See :func:`mailwatch.store.shape.shape_cells`."""
+        try:
+            return shape_cells(self._db, now, wanted)
+        except StoreError as exc:
+            raise retag(exc, "cannot aggregate the queue shape") from exc
+
     def undeliverable_since(self, since: datetime) -> list[StoredMessage]:
         """See :func:`select_undeliverable`."""
         try:
@@ -162,6 +170,13 @@ class MessageReader:
             return select_messages(self._db(), now, since, wanted)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot list messages: {exc}") from exc
+
+    def shape_cells(self, now: datetime, wanted: ShapeFilter) -> list[tuple[str, int, int, int]]:
+        """See :func:`mailwatch.store.shape.shape_cells`."""
+        try:
+            return shape_cells(self._db(), now, wanted)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot aggregate the queue shape: {exc}") from exc
 
     def close(self) -> None:
         """Close every connection opened (call once no thread uses them any more)."""

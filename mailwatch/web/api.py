@@ -32,24 +32,19 @@ from mailwatch.store.alerts import acting
 from mailwatch.store.listing import MessageReader
 from mailwatch.web import statuspage
 from mailwatch.web.auth import Caller, TokenTable, build_table
+from mailwatch.web.keys import READER_KEY, SERVICE_KEY, SETTINGS_KEY
+from mailwatch.web.shape_api import get_shape
 
-SERVICE_KEY: web.AppKey[Service] = web.AppKey("service")
-SETTINGS_KEY: web.AppKey[Settings] = web.AppKey("settings")
 TOKENS_KEY: web.AppKey[TokenTable] = web.AppKey("tokens", TokenTable)
-READER_KEY: web.AppKey[MessageReader | None] = web.AppKey("reader")
 MAX_LIMIT = 1000
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CALLER_KEY: web.RequestKey[Caller] = web.RequestKey("caller", Caller)
 
 
 _ERRORS: dict[int, type[web.HTTPException]] = {
-    400: web.HTTPBadRequest,
-    401: web.HTTPUnauthorized,
-    403: web.HTTPForbidden,
-    404: web.HTTPNotFound,
-    409: web.HTTPConflict,
-    502: web.HTTPBadGateway,
-}
+    400: web.HTTPBadRequest, 401: web.HTTPUnauthorized, 403: web.HTTPForbidden,
+    404: web.HTTPNotFound, 409: web.HTTPConflict, 502: web.HTTPBadGateway,
+}  # fmt: skip
 
 
 def _error(status: int, message: str) -> web.HTTPException:
@@ -346,6 +341,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/api/v1/summary", summary),
     ("GET", "/api/v1/messages", list_messages),
     ("GET", "/api/v1/messages/{id}", get_message),
+    ("GET", "/api/v1/shape", get_shape),
     ("POST", "/api/v1/messages/{id}/{action}", act),
     ("POST", "/api/v1/flush", act),
     ("GET", "/api/v1/alerts", list_alerts),

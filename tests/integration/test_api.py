@@ -244,6 +244,7 @@ class TestOpenApi:
         await asyncio.to_thread(check, "/api/v1/summary", "Summary")
         await asyncio.to_thread(check, "/api/v1/messages?stuck=false", "MessagePage")
         await asyncio.to_thread(check, "/api/v1/alerts?all=true", "Alerts")
+        await asyncio.to_thread(check, "/api/v1/shape", "Shape")
 
 
 class TestRemoteCli:
@@ -272,3 +273,6 @@ class TestRemoteCli:
         assert len(local) == 2
         local, remote = await asyncio.to_thread(both, "alerts", "--json")
         assert local["alerts"] == remote["alerts"]
+        local, remote = await asyncio.to_thread(both, "shape", "--json")
+        assert local == remote
+        assert local["rows"]
