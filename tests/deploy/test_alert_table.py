@@ -107,7 +107,7 @@ def test_inhibits_name_real_prometheus_alerts_and_cover_their_own() -> None:
 
 
 def test_pushed_alerts_carry_every_label_the_inhibition_compares() -> None:
-    """mailwatch's pushed alerts have the labels the inhibit rules' ``equal`` lists."""
+    """The pushed alerts of mailwatch have the labels the inhibit rules' ``equal`` lists."""
     result = run(sys.executable, GENERATOR, "--inhibit-rules")
     assert result.returncode == 0, result.stderr
     for rule in yaml.safe_load(result.stdout):
