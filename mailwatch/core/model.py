@@ -162,6 +162,9 @@ class Removed:
 LogEvent = Delivery | Removed
 
 
+LOST_QUEUE = "lost"
+"""The queue of a lost canary: stuck at once (see :data:`mailwatch.core.sla.STUCK_AT_ONCE`) until
+a canary sent after it makes its round trip in time, which shows the path works again."""
 REMEMBER_LOST = timedelta(days=7)
 """How long a lost canary is still recognised if it arrives late (Postfix keeps mail 5 days),
 and so kept in the store."""

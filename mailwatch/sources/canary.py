@@ -62,6 +62,7 @@ import structlog
 
 from mailwatch.core.headers import parse_header_block
 from mailwatch.core.model import (
+    LOST_QUEUE,
     REMEMBER_LOST,
     CanaryResult,
     Headers,
@@ -86,9 +87,6 @@ log = structlog.get_logger(__name__)
 SubmissionSecurity = Literal["starttls", "tls", "none"]
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
 WAIT_REASON = "canary not delivered"
-LOST_QUEUE = "lost"
-"""The queue of a lost canary: stuck at once (see :data:`mailwatch.core.sla.STUCK_AT_ONCE`) until
-a canary sent after it makes its round trip in time, which shows the path works again."""
 _FETCH_ITEMS = f"(UID INTERNALDATE BODY.PEEK[HEADER.FIELDS ({CANARY_HEADER.upper()})])"
 _BODY = (
     "This message was sent by mailwatch to check that mail reaches this mailbox in time.\n"
