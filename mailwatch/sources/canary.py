@@ -64,6 +64,7 @@ from mailwatch.core.headers import parse_header_block
 from mailwatch.core.model import (
     LOST_QUEUE,
     REMEMBER_LOST,
+    CanaryObservation,
     CanaryResult,
     Headers,
     Message,
@@ -246,7 +247,7 @@ class CanarySource:
         return (f"CanarySource({self._name!r}, {self.submission.host} -> "
                 f"{dest.user}@{dest.host}/{dest.folder})")  # fmt: skip
 
-    async def probe(self) -> Observation:
+    async def probe(self) -> CanaryObservation:
         """Collect arrived canaries, send the next one, declare missing ones lost."""
         observed_at = self._clock()
         try:
@@ -270,7 +271,7 @@ class CanarySource:
             for c in self._in_flight.values()
             if not c.lost or healthy is None or c.sent_at > healthy
         ]
-        return Observation(
+        return CanaryObservation(
             source=self.name,
             observed_at=observed_at,
             messages=tuple(self._message(c) for c in reported),
@@ -287,6 +288,8 @@ class CanarySource:
         next observation carries them again (with any newer event for the same canary
         replacing its older one) and the store applies each transition once.
         """
+        if not isinstance(observation, CanaryObservation):
+            return
         for event in observation.canaries:
             if self._pending.get(event.token) is event:
                 del self._pending[event.token]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from mailwatch.core.model import Observation
+from mailwatch.core.model import QueueObservation
 from mailwatch.sources import BuildContext
 from static_kind.parser import StaticSourceConfig, parse_listing
 
@@ -23,10 +23,10 @@ class StaticSource:
         """Its name in the configuration."""
         return self._name
 
-    async def probe(self) -> Observation:
+    async def probe(self) -> QueueObservation:
         """The listing, parsed."""
         messages, malformed = parse_listing(self._name, self.listing)
-        return Observation(
+        return QueueObservation(
             source=self._name, observed_at=self.clock(), messages=tuple(messages),
             malformed=malformed, headers_read=len(messages),
         )  # fmt: skip
