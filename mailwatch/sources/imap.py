@@ -55,7 +55,7 @@ from mailwatch.core.headers import (
     normalise_subject,
     parse_header_blocks,
 )
-from mailwatch.core.model import Headers, Message, Observation, Recipient
+from mailwatch.core.model import Headers, Message, QueueObservation, Recipient
 from mailwatch.errors import SourceError, SourceTimeout
 from mailwatch.gcpause import collection_paused
 from mailwatch.parsing.imap import MAX_UIDS_PER_FETCH, FetchRecord, MailboxState
@@ -296,7 +296,7 @@ class ImapSource:
             ssl_context=self.ssl_context, timeout=self.timeout, fetch_batch=self.fetch_batch,
         )  # fmt: skip
 
-    async def probe(self) -> Observation:
+    async def probe(self) -> QueueObservation:
         """Sync every folder (cheaply when unchanged) and return the unactioned messages."""
         observed_at = self._clock()
         fetched = malformed = 0
@@ -310,7 +310,7 @@ class ImapSource:
             raise SourceTimeout(self.name, f"probe took longer than {self.timeout:g}s") from exc
         if malformed:
             log.warning("imap_fetch_malformed", source=self.name, count=malformed)
-        return Observation(
+        return QueueObservation(
             source=self.name,
             observed_at=observed_at,
             messages=self._messages(),
