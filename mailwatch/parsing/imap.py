@@ -1,13 +1,14 @@
 """Pure parsers of IMAP response lines (RFC 3501, 7162, 4731): bytes in, values out, no I/O.
 
-The lines are what aioimaplib hands back in ``Response.lines``: untagged responses with the
-leading ``"* "`` removed (and, for STATUS and SEARCH, the response name too), each literal as
-a separate ``bytearray`` element right after the line announcing it (``... {171}``), and the
-tagged status text last. Raw wire lines (with ``"* "``) are accepted as well.
+The lines are what :class:`~mailwatch.sources.imap_wire.ImapWire` frames: untagged responses
+as raw wire lines (``"* STATUS ..."``), each literal a separate ``bytearray`` element right
+after the line announcing it (``... {171}``), and the tagged status text last. The shape
+aioimaplib used to hand back (``"* "`` and, for STATUS and SEARCH, the response name
+stripped) is accepted as well.
 
 FETCH responses are parsed with a small tokenizer that treats a literal as one opaque value
-and never counts parentheses inside quoted strings or literals: the framing defect of
-aioimaplib (#51) cannot happen here. A FETCH response that cannot be parsed is counted as
+and never counts parentheses inside quoted strings or literals (the framing defect of
+aioimaplib, upstream #51, cannot happen here). A FETCH response that cannot be parsed is counted as
 malformed and skipped; it never makes the rest of the batch unreadable.
 """
 
@@ -50,7 +51,8 @@ _ISO_MONTHS = {
     for spelling in itertools.product(*((ord(c), ord(c.upper())) for c in name))
 }  # every spelling of each month (nov, Nov, NOV, nOv…): IMAP month names are case-blind
 MAX_UIDS_PER_FETCH = 200
-"""aioimaplib recurses once per response line and parses quadratically: never ask for more."""
+"""UIDs per FETCH (or STORE/EXPUNGE) command: keeps each command line short (RFC 7162 §4
+asks for at most 8,192 octets) and each answer small enough to meet the call's timeout."""
 
 Value = str | bytes | None | list["Value"]
 """A parsed IMAP value: an atom (str), a string or literal (bytes), NIL, or a list."""

@@ -61,8 +61,6 @@ LONG_MODULES: Mapping[str, str] = {
     " parts share private helpers; its property tests cover it as a unit",
     "mailwatch.sources.canary": "the canary round trip (send, find, match, expire); the IMAP"
     " ownership work of issue 12 reshapes it",
-    "mailwatch.sources.imap_client": "the IMAP client adapter; the IMAP ownership work of issue"
-    " 12 replaces it",
 }
 """Modules allowed over :data:`MAX_LINES`, and why they are not split now."""
 
