@@ -138,13 +138,38 @@ def show(
 
 
 @click.command()
-@click.argument("eml", type=click.File("rb"))
+@click.argument("eml", type=click.File("rb"), required=False)
 @click.option("--source", default="cli", help="Source name to classify as.")
 @click.option("--queue", default="deferred", help="Queue name to classify as.")
+@click.option(
+    "--evaluate", "evaluate_dir", type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="Measure the rules on DIR: .eml files and labels.tsv (file, class[, priority]).",
+)  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (--evaluate).")
 @pass_ctx
 @guard
-def classify(ctx: Context, eml: Any, source: str, queue: str) -> None:
-    """Classify a message file (or - for stdin) and explain which rule matched."""
+def classify(
+    ctx: Context, eml: Any, source: str, queue: str, evaluate_dir: Path | None, as_json: bool
+) -> None:
+    """Classify a message file (or - for stdin) and explain which rule matched.
+
+    With --evaluate DIR: per-class precision and recall, the confusion matrix, P1 recall,
+    the false-P1 rate and every miss with the rule that fired, on labelled mail.
+    """
+    if evaluate_dir is not None:
+        from mailwatch.cli import classify_tools
+
+        try:
+            measured = classify_tools.evaluate_directory(ctx.settings.classifier(), evaluate_dir)
+        except ValueError as exc:
+            fail(str(exc), 2)
+        if as_json:
+            click.echo(json.dumps(classify_tools.evaluation_json(measured), indent=2))
+        else:
+            click.echo("\n".join(classify_tools.evaluation_lines(measured)))
+        return
+    if eml is None:
+        fail("classify: give an EML file (or -), or --evaluate DIR", 2)
     from mailwatch.parsing.eml import message_from_bytes
 
     message = message_from_bytes(eml.read(), source=source, queue=queue)
