@@ -173,7 +173,7 @@ def classify(
     from mailwatch.parsing.eml import message_from_bytes
 
     message = message_from_bytes(eml.read(), source=source, queue=queue)
-    result = ctx.settings.classifier().classify(message)
+    result, notes = ctx.settings.classifier().explain(message)
     for label, value in [
         ("class", result.name),
         ("priority", str(result.priority)),
@@ -181,6 +181,7 @@ def classify(
         ("rule", result.rule),
         ("matched on", result.matched_on or "-"),
         ("subject", message.subject),
+        *(("set aside", note) for note in notes),
     ]:
         click.echo(f"{label:<11} {visible(value)}")
 

@@ -357,7 +357,6 @@ LOOKALIKES: list[tuple[str, str, list[str]]] = [
             "Recall Success: {p1}",
             "Recall Report for message: {p1}",
             "Message recall failure: {p1}",
-            "RECALL: {p1}",
         ],
     ),
     (
