@@ -1,14 +1,20 @@
-"""``classify --evaluate DIR``: measure the configured classifier on labelled ``.eml`` files.
+"""``classify --evaluate DIR`` and ``classify --near-misses``.
 
-The directory holds ``.eml`` files and a ``labels.tsv`` beside them (file, expected class,
-optionally expected priority; see :func:`mailwatch.core.evaluation.parse_labels`).
+``--evaluate`` measures the configured classifier on labelled ``.eml`` files: the directory
+holds them and a ``labels.tsv`` beside them (file, expected class, optionally expected
+priority; see :func:`mailwatch.core.evaluation.parse_labels`). ``--near-misses`` reports recent
+default-class messages in the store that hold P1 vocabulary (:mod:`mailwatch.core.nearmiss`).
 """
 
 from __future__ import annotations
 
+import getpass
 from pathlib import Path
 from typing import Any
 
+from mailwatch.app import queries
+from mailwatch.cli.api_client import ApiClient
+from mailwatch.cli.common import Context, utc_now
 from mailwatch.cli.render import table
 from mailwatch.cli.terminal import visible
 from mailwatch.core.classify import Classifier
@@ -125,3 +131,38 @@ def evaluation_json(result: Evaluation) -> dict[str, Any]:
             for j in result.misses
         ],
     }
+
+
+def near_miss_report(
+    ctx: Context, client: ApiClient | None, since: float, show_subject: bool
+) -> dict[str, Any]:
+    """The near-miss report, from the local store or the API (subjects audited either way)."""
+    if client is not None:
+        params = {"since": f"{since}s", "show_subjects": "true" if show_subject else "false"}
+        report: dict[str, Any] = client.request(
+            "GET", "/api/v1/classification/near-misses", params=params
+        )
+        return report
+    now = utc_now()
+    with ctx.store(write=show_subject) as store:  # writes the audit record of a subject view
+        report = queries.near_misses(
+            store, ctx.settings.classifier(), now, window_seconds=since,
+            show_subjects=show_subject,
+        )  # fmt: skip
+        if show_subject:
+            store.audit(now, getpass.getuser(), "view", "near-miss subjects", "cli")
+    return report
+
+
+def near_miss_lines(report: dict[str, Any]) -> list[str]:
+    """The near-miss report as text: one row per term, subjects under it if asked for."""
+    lines = [f"general messages read: {report['read']} (first seen since {report['since']})"]
+    if not report["terms"]:
+        return [*lines, "no near misses: no general message holds P1 vocabulary"]
+    rows = [[t["term"], str(t["count"]), str(t["set_aside"]), ", ".join(t["classes"])]
+            for t in report["terms"]]  # fmt: skip
+    lines.append(table(["TERM", "MESSAGES", "SET ASIDE (UNLESS)", "P1 CLASSES"], rows))
+    for term in report["terms"]:
+        for subject in term.get("subjects", []):
+            lines.append(visible(f"  {term['term']}: {subject}"))
+    return lines

@@ -1,0 +1,16 @@
+"""The keys under which the HTTP application keeps its dependencies (shared by API modules)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from mailwatch.app.service import Service
+from mailwatch.config.settings import Settings
+from mailwatch.store.listing import MessageReader
+from mailwatch.web.auth import Caller, TokenTable
+
+SERVICE_KEY: web.AppKey[Service] = web.AppKey("service")
+SETTINGS_KEY: web.AppKey[Settings] = web.AppKey("settings")
+TOKENS_KEY: web.AppKey[TokenTable] = web.AppKey("tokens", TokenTable)
+READER_KEY: web.AppKey[MessageReader | None] = web.AppKey("reader")
+CALLER_KEY: web.RequestKey[Caller] = web.RequestKey("caller", Caller)
