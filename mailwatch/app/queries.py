@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from mailwatch.alerting.lifecycle import AlertStatus
+from mailwatch.core.classify import Classifier
 from mailwatch.core.durations import format_seconds
 from mailwatch.core.judgement import Judgement, judge, urgency
 from mailwatch.core.model import StoredMessage
@@ -20,8 +21,10 @@ from mailwatch.store import Store
 from mailwatch.store.listing import MessageFilter
 from mailwatch.store.shape import ShapeFilter
 
-__all__ = ["MessageFilter", "ShapeFilter", "alerts", "judged", "message", "messages", "scans",
-           "shape"]  # fmt: skip
+__all__ = [
+    "MessageFilter", "ShapeFilter", "alerts", "judged", "message", "messages", "near_misses",
+    "scans", "shape",
+]  # fmt: skip
 
 ALERT_ORDER = {AlertStatus.FIRING: 0, AlertStatus.ACKNOWLEDGED: 1, AlertStatus.PENDING: 2,
                AlertStatus.RESOLVED: 3, AlertStatus.INACTIVE: 4}  # fmt: skip
@@ -180,3 +183,44 @@ def message_detail(judgement: Judgement, now: datetime) -> list[tuple[str, str]]
     fields += [("recipient", f"{r.address}  {r.delay_reason or ''}".rstrip()) for r in m.recipients]
     fields += [(f"header {name}", value) for name, value in m.headers.items]
     return fields
+
+
+NEAR_MISS_LIMIT = 20_000
+"""At most this many recent default-class messages are read for a near-miss report."""
+
+
+class RecentReader(Protocol):
+    """A store, or a read-only reader of one, that lists recent messages of a class."""
+
+    def recent_of_class(
+        self, class_name: str, since: datetime, limit: int
+    ) -> list[StoredMessage]: ...
+
+
+def near_misses(
+    store: RecentReader,
+    classifier: Classifier,
+    now: datetime,
+    *,
+    window_seconds: float,
+    show_subjects: bool = False,
+) -> dict[str, Any]:
+    """Recent default-class messages with P1 vocabulary, grouped by term (counts by default).
+
+    Messages are classified again with the rules as configured now: what they would match
+    today is not a near miss.
+    """
+    from mailwatch.core.nearmiss import near_misses as find
+
+    since = now - timedelta(seconds=window_seconds)
+    stored = store.recent_of_class(classifier.default.name, since, NEAR_MISS_LIMIT)
+    found = find(classifier, (m.as_message() for m in stored), show_subjects=show_subjects)
+    terms = []
+    for miss in found:
+        item: dict[str, Any] = {"term": miss.term, "classes": list(miss.classes),
+                                "count": miss.count, "set_aside": miss.set_aside}  # fmt: skip
+        if show_subjects:
+            item["subjects"] = miss.subjects
+        terms.append(item)
+    return {"since": since.isoformat(), "read": len(stored), "limit": NEAR_MISS_LIMIT,
+            "terms": terms}  # fmt: skip

@@ -138,17 +138,64 @@ def show(
 
 
 @click.command()
-@click.argument("eml", type=click.File("rb"))
+@click.argument("eml", type=click.File("rb"), required=False)
 @click.option("--source", default="cli", help="Source name to classify as.")
 @click.option("--queue", default="deferred", help="Queue name to classify as.")
+@click.option(
+    "--evaluate", "evaluate_dir", type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="Measure the rules on DIR: .eml files and labels.tsv (file, class[, priority]).",
+)  # fmt: skip
+@click.option(
+    "--near-misses", is_flag=True,
+    help="Recent general messages holding P1 vocabulary, grouped by term (counts only).",
+)  # fmt: skip
+@click.option("--since", callback=duration_option, default="7d", show_default=True,
+              help="--near-misses: messages first seen this recently.")  # fmt: skip
+@click.option("--show-subject", is_flag=True,
+              help="--near-misses: show subjects too (personal data: audited).")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@remote_options
 @pass_ctx
 @guard
-def classify(ctx: Context, eml: Any, source: str, queue: str) -> None:
-    """Classify a message file (or - for stdin) and explain which rule matched."""
+def classify(
+    ctx: Context, eml: Any, source: str, queue: str, evaluate_dir: Path | None,
+    near_misses: bool, since: float, show_subject: bool, as_json: bool,
+    server: str | None, token_file: Path | None,
+) -> None:  # fmt: skip
+    """Classify a message file (or - for stdin) and explain which rule matched.
+
+    With --evaluate DIR: per-class precision and recall, the confusion matrix, P1 recall,
+    the false-P1 rate and every miss with the rule that fired, on labelled mail.
+    With --near-misses: what the rules may be missing in the store's recent mail.
+    """
+    if near_misses:
+        from mailwatch.cli import classify_tools
+
+        client = api_client(server, token_file)
+        report = classify_tools.near_miss_report(ctx, client, since, show_subject)
+        if as_json:
+            click.echo(json.dumps(report, indent=2))
+        else:
+            click.echo("\n".join(classify_tools.near_miss_lines(report)))
+        return
+    if evaluate_dir is not None:
+        from mailwatch.cli import classify_tools
+
+        try:
+            measured = classify_tools.evaluate_directory(ctx.settings.classifier(), evaluate_dir)
+        except ValueError as exc:
+            fail(str(exc), 2)
+        if as_json:
+            click.echo(json.dumps(classify_tools.evaluation_json(measured), indent=2))
+        else:
+            click.echo("\n".join(classify_tools.evaluation_lines(measured)))
+        return
+    if eml is None:
+        fail("classify: give an EML file (or -), or --evaluate DIR", 2)
     from mailwatch.parsing.eml import message_from_bytes
 
     message = message_from_bytes(eml.read(), source=source, queue=queue)
-    result = ctx.settings.classifier().classify(message)
+    result, notes = ctx.settings.classifier().explain(message)
     for label, value in [
         ("class", result.name),
         ("priority", str(result.priority)),
@@ -156,6 +203,7 @@ def classify(ctx: Context, eml: Any, source: str, queue: str) -> None:
         ("rule", result.rule),
         ("matched on", result.matched_on or "-"),
         ("subject", message.subject),
+        *(("set aside", note) for note in notes),
     ]:
         click.echo(f"{label:<11} {visible(value)}")
 

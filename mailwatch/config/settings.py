@@ -4,14 +4,14 @@ Any key can be overridden by an environment variable ``MAILWATCH_<SECTION>__<KEY
 keys joined by ``__``), e.g. ``MAILWATCH_STORE__PATH=/var/lib/mailwatch/db.sqlite``. Errors
 name the key path and say why (``classes.recall_emergency.stuck_after: "10 minuts" is not a
 duration``). Classes default to the shipped taxonomy (``taxonomy.toml``); a class defined in
-the file replaces the shipped class of the same name.
+the file replaces the shipped class of the same name, or extends it with ``extra_terms`` and
+``extra_unless`` (:mod:`mailwatch.config.classes`).
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,16 +38,20 @@ from mailwatch.config.alerts import (
     default_rules,
 )
 from mailwatch.config.calendar import CalendarConfig
+from mailwatch.config.classes import (
+    ClassAdditions,
+    ClassConfig,
+    ClassEntry,
+    merged,
+    shipped_classes,
+)
 from mailwatch.config.fields import (
     DurationField,
-    PriorityField,
-    RegexField,
     SecretRef,
-    SlaField,
     WindowField,
 )
 from mailwatch.config.kinds import SourceConfig, source_types
-from mailwatch.core.classify import Classifier, HeaderCondition, MatchRule, MessageClass
+from mailwatch.core.classify import Classifier
 from mailwatch.core.durations import Duration
 from mailwatch.errors import ConfigError
 
@@ -56,57 +60,6 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
-
-
-class HeaderRuleConfig(_Section):
-    """``{ name = "Importance", equals = "high" }`` or ``{ name = "X-Case", regex = "…" }``."""
-
-    name: str
-    equals: str | None = None
-    regex: RegexField | None = None
-
-    @model_validator(mode="after")
-    def _one_test(self) -> HeaderRuleConfig:
-        if (self.equals is None) == (self.regex is None):
-            raise ValueError("give exactly one of equals or regex")
-        return self
-
-
-class MatchConfig(_Section):
-    """One match rule: every condition given must hold."""
-
-    subject: RegexField | None = None
-    subject_not: RegexField | None = None
-    headers: list[HeaderRuleConfig] = Field(default_factory=list)
-    senders: list[str] = Field(default_factory=list)
-    recipients: list[str] = Field(default_factory=list)
-    sources: list[str] = Field(default_factory=list)
-    queues: list[str] = Field(default_factory=list)
-    priority: PriorityField | None = None
-
-    def to_rule(self) -> MatchRule:
-        """The pure-core rule this configures."""
-        return MatchRule(
-            subject=self.subject,
-            subject_not=self.subject_not,
-            headers=tuple(
-                HeaderCondition(h.name, equals=h.equals, pattern=h.regex) for h in self.headers
-            ),
-            senders=tuple(self.senders),
-            recipients=tuple(self.recipients),
-            sources=tuple(self.sources),
-            queues=tuple(self.queues),
-            priority=self.priority,
-        )
-
-
-class ClassConfig(_Section):
-    """A business class of mail."""
-
-    priority: PriorityField
-    stuck_after: SlaField
-    description: str = ""
-    match: list[MatchConfig] = Field(default_factory=list)
 
 
 class StoreConfig(_Section):
@@ -199,7 +152,7 @@ class Settings(BaseSettings):
     http: HttpConfig = HttpConfig()
     default_class: str = "general"
     include_default_classes: bool = True
-    classes: dict[str, ClassConfig] = Field(default_factory=dict)
+    classes: dict[str, ClassEntry] = Field(default_factory=dict)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     undeliverable_for: WindowField = Duration(seconds=86400)
     """How long a bounced or expired P1/P2 message stays listed as stuck."""
@@ -281,9 +234,10 @@ class Settings(BaseSettings):
 
     def all_classes(self) -> dict[str, ClassConfig]:
         """Shipped classes (unless disabled) overlaid with the file's, in taxonomy order."""
-        merged = dict(shipped_classes()) if self.include_default_classes else {}
-        merged.update(self.classes)
-        return merged
+        return self._merged()[0]
+
+    def _merged(self) -> tuple[dict[str, ClassConfig], dict[str, ClassAdditions]]:
+        return merged(shipped_classes() if self.include_default_classes else {}, self.classes)
 
     def header_names(self) -> list[str]:
         """Every header a class rule looks at (sources that fetch few headers must fetch these)."""
@@ -292,27 +246,11 @@ class Settings(BaseSettings):
 
     def classifier(self) -> Classifier:
         """The pure-core classifier this configuration describes."""
-        chosen = self.all_classes()
+        chosen, additions = self._merged()
         business = any(c.stuck_after.business_days for c in chosen.values())
         calendar = self.calendar.calendar() if business else None
-        classes = [
-            MessageClass(
-                name=name,
-                priority=c.priority,
-                stuck_after=c.stuck_after.on(calendar) if calendar else c.stuck_after,
-                rules=tuple(m.to_rule() for m in c.match),
-                description=c.description,
-            )
-            for name, c in chosen.items()
-        ]
+        classes = [c.to_class(n, calendar, additions.get(n)) for n, c in chosen.items()]
         return Classifier.from_classes(classes, self.default_class)
-
-
-def shipped_classes() -> dict[str, ClassConfig]:
-    """The default taxonomy shipped with mailwatch (``mailwatch/core/taxonomy.toml``)."""
-    text = resources.files("mailwatch.core").joinpath("taxonomy.toml").read_text(encoding="utf-8")
-    raw = tomllib.loads(text)["classes"]
-    return {name: ClassConfig.model_validate(value) for name, value in raw.items()}
 
 
 _RECEIVER_TAGS = ("alertmanager", "webhook", "email")
@@ -320,8 +258,12 @@ _RECEIVER_TAGS = ("alertmanager", "webhook", "email")
 
 def _describe(error: Any) -> str:
     parts = list(error["loc"])
-    tags = (*source_types(), *_RECEIVER_TAGS)
-    if len(parts) > 2 and parts[0] in ("sources", "receivers") and parts[2] in tags:
+    tags = {
+        "sources": (*source_types(), *_RECEIVER_TAGS),
+        "receivers": _RECEIVER_TAGS,
+        "classes": ("class", "additions"),
+    }
+    if len(parts) > 2 and parts[2] in tags.get(str(parts[0]), ()):
         del parts[2]  # the tagged union's type tag: not a key the operator wrote
     loc = ".".join(str(part) for part in parts)
     message = str(error["msg"])

@@ -22,118 +22,38 @@ and of each header value: with every regex linear, that bounds the CPU time one 
 from __future__ import annotations
 
 import fnmatch
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
-
-import re2
+from typing import NamedTuple
 
 from mailwatch.core.durations import Duration
 from mailwatch.core.model import Classification, Message, Priority
+from mailwatch.core.patterns import SafePattern, TextPattern, compile_pattern
 from mailwatch.core.prefilter import fold, required_keywords
+from mailwatch.core.terms import (
+    Resolved,
+    Term,
+    TermSet,
+    Vocabulary,
+    describe,
+    resolve,
+    tokenise,
+)
+
+__all__ = [
+    "MAX_CLASSIFIED_CHARS",
+    "Classifier",
+    "HeaderCondition",
+    "MatchRule",
+    "MessageClass",
+    "SafePattern",
+    "TextPattern",
+    "address_matches",
+    "compile_pattern",
+]
 
 MAX_CLASSIFIED_CHARS = 4096
 """The classifier reads at most this many characters of a subject or header value."""
-
-
-class TextPattern(Protocol):
-    """A compiled pattern as the classifier uses it: RE2's (:func:`compile_pattern`) or re's."""
-
-    @property
-    def pattern(self) -> str:
-        """The source (the keyword prefilter reads it)."""
-
-    @property
-    def flags(self) -> int:
-        """``re`` flags the source is read with."""
-
-    def search(self, string: str, /) -> Any:
-        """A match (``group(0)`` is the matched text) or ``None``."""
-
-
-# Python's str patterns give \s, \d and \w their Unicode meaning; RE2's are ASCII. Rewritten
-# so that, e.g., a no-break space from an encoded word still counts as a space (\b stays ASCII).
-_UNICODE_CLASSES = {
-    "s": r"\t-\r\x{1c}-\x{1f}\x{85}\p{Z}",  # what str.isspace() accepts
-    "d": r"\p{Nd}",
-    "w": r"\p{L}\p{N}_",
-}
-
-
-def _unicode_classes(source: str) -> str:
-    r"""``source`` with \s, \d, \w (and \S, \D, \W outside classes) in Unicode terms."""
-    out: list[str] = []
-    in_class = False
-    index = 0
-    while index < len(source):
-        char = source[index]
-        if char == "\\" and index + 1 < len(source):
-            escaped = source[index + 1]
-            lower = escaped.lower()
-            if lower in _UNICODE_CLASSES and (escaped == lower or not in_class):
-                members = _UNICODE_CLASSES[lower]
-                if in_class:
-                    out.append(members)
-                elif lower == "d":
-                    out.append(r"\p{Nd}" if escaped == "d" else r"\P{Nd}")
-                else:
-                    out.append(f"[{members}]" if escaped == lower else f"[^{members}]")
-            else:
-                out.append(source[index : index + 2])
-            index += 2
-            continue
-        if char == "[" and not in_class:
-            in_class = True
-            out.append(char)
-            index += 1
-            for prefix in ("^]", "]"):  # a leading ] is a literal ]
-                if source.startswith(prefix, index):
-                    out.append(prefix)
-                    index += len(prefix)
-                    break
-            continue
-        if char == "]" and in_class:
-            in_class = False
-        out.append(char)
-        index += 1
-    return "".join(out)
-
-
-@dataclass(frozen=True, slots=True)
-class SafePattern:
-    """An operator's pattern compiled by RE2: matched in time linear in the text.
-
-    Case-insensitive, like the patterns have always been (``(?-i:…)`` turns that off).
-    """
-
-    pattern: str
-    flags: int = re.IGNORECASE  # what the keyword prefilter reads the source with
-    _compiled: Any = field(default=None, repr=False, compare=False)
-
-    def search(self, string: str, /) -> Any:
-        """The first match in ``string`` (``group(0)`` is the matched text), or ``None``."""
-        try:
-            return self._compiled.search(string)
-        except UnicodeEncodeError:  # RE2 reads UTF-8: a lone surrogate (a raw-unicode-escape
-            # encoded word can make one) is matched as the "?" it is encoded as
-            return self._compiled.search(string.encode("utf-8", "replace").decode("utf-8"))
-
-
-def compile_pattern(source: str) -> SafePattern:
-    """Compile an operator's pattern with RE2; ``ValueError`` says why RE2 cannot take it."""
-    options = re2.Options()
-    options.log_errors = False  # the error is raised (and reported by config check), not logged
-    try:
-        compiled = re2.compile(f"(?i){_unicode_classes(source)}", options)
-    except re2.error as exc:
-        reason = exc.args[0] if exc.args else "not supported"
-        detail = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
-        raise ValueError(
-            f"{source!r} cannot be used: {detail} (patterns run on RE2, a linear-time engine:"
-            " no lookarounds (?=…) (?<!…), back references \\1, possessive or atomic groups)"
-        ) from None
-    return SafePattern(source, re.IGNORECASE, compiled)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +101,30 @@ class MatchRule:
     queues: tuple[str, ...] = ()
     priority: Priority | None = None
     """If set, messages this rule matches get this priority instead of the class's."""
+    terms: tuple[Term, ...] = ()
+    """One of these phrases must occur in the subject (:mod:`mailwatch.core.terms`)."""
+    all_of: tuple[tuple[Term, ...], ...] = ()
+    """From each group, one phrase must occur in the subject, anywhere, in any order."""
+
+    _groups: tuple[TermSet, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        groups = ((self.terms,) if self.terms else ()) + self.all_of
+        object.__setattr__(self, "_groups", tuple(TermSet(group) for group in groups))
+
+    @property
+    def needs(self) -> tuple[frozenset[str], ...]:
+        """Word sets the subject must meet, one per group (a quick test before matching)."""
+        return tuple(group.keys for group in self._groups if not group.has_prefix)
+
+    def _terms_match(self, resolved: Resolved) -> str | None:
+        evidence: list[str] = []
+        for group in self._groups:
+            hit = group.find(resolved)
+            if hit is None:
+                return None
+            evidence.append(describe(*hit))
+        return "term " + " + ".join(evidence)
 
     def _envelope_matches(self, message: Message) -> bool:
         return (
@@ -197,11 +141,14 @@ class MatchRule:
             )
         )
 
-    def match(self, message: Message, subject: str | None = None) -> str | None:
+    def match(
+        self, message: Message, subject: str | None = None, resolved: Resolved | None = None
+    ) -> str | None:
         """Describe what matched (e.g. ``subject 'emergency recall'``), or ``None``.
 
         ``subject``: the subject to test, if not the message's own (the classifier passes
-        the first :data:`MAX_CLASSIFIED_CHARS` characters).
+        the first :data:`MAX_CLASSIFIED_CHARS` characters); ``resolved``: its tokens looked
+        up in the classifier's vocabulary (built here from this rule's terms if not given).
         """
         if not self._envelope_matches(message):
             return None
@@ -210,6 +157,14 @@ class MatchRule:
         if self.subject_not is not None and self.subject_not.search(subject):
             return None
         evidence: list[str] = []
+        if self.terms or self.all_of:
+            if resolved is None:
+                vocabulary = Vocabulary([*self.terms, *(t for g in self.all_of for t in g)])
+                resolved = resolve(vocabulary, tokenise(subject))
+            found_terms = self._terms_match(resolved)
+            if found_terms is None:
+                return None
+            evidence.append(found_terms)
         if self.subject is not None:
             found = self.subject.search(subject)
             if not found:
@@ -236,6 +191,12 @@ class MessageClass:
     stuck_after: Duration
     rules: tuple[MatchRule, ...] = ()
     description: str = ""
+    unless: tuple[Term, ...] = ()
+    """If one of these occurs in the subject, the message is not of this class."""
+    negatives: TermSet = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "negatives", TermSet(self.unless))
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +208,10 @@ class Classifier:
     _ordered: tuple[MessageClass, ...] = field(init=False, repr=False)
     _plan: tuple[_Step, ...] = field(init=False, repr=False)
     _unmatched: Classification = field(init=False, repr=False)
+    _vocabulary: Vocabulary = field(init=False, repr=False)
+    _negatives: Vocabulary = field(init=False, repr=False)
+    _always: frozenset[int] = field(init=False, repr=False)
+    _by_word: dict[str, frozenset[int]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         order = sorted(enumerate(self.classes), key=lambda pair: (pair[1].priority, pair[0]))
@@ -254,13 +219,37 @@ class Classifier:
         object.__setattr__(self, "_ordered", ordered)
         plan = tuple(
             _Step(c.name, rule, f"{c.name} rule {index}", rule.priority or c.priority,
-                  _keywords(rule.subject))
+                  _keywords(rule.subject), rule.needs, c.negatives)
             for c in ordered
             for index, rule in enumerate(c.rules, start=1)
         )  # fmt: skip
         object.__setattr__(self, "_plan", plan)
         unmatched = Classification(self.default.name, self.default.priority, rule="default")
         object.__setattr__(self, "_unmatched", unmatched)
+        terms = [t for c in ordered for r in c.rules for g in (r.terms, *r.all_of) for t in g]
+        object.__setattr__(self, "_vocabulary", Vocabulary(terms))
+        negatives = Vocabulary([t for c in ordered for t in c.unless], fuzzy=False)
+        object.__setattr__(self, "_negatives", negatives)
+        by_word: dict[str, set[int]] = {}
+        for index, step in enumerate(plan):
+            for word in step.needs[0] if step.needs else ():
+                by_word.setdefault(word, set()).add(index)
+        always = frozenset(i for i, step in enumerate(plan) if not step.needs)
+        object.__setattr__(self, "_always", always)
+        object.__setattr__(self, "_by_word", {w: frozenset(i) for w, i in by_word.items()})
+
+    def _steps(self, resolved: Resolved | None) -> Sequence[_Step]:
+        """The steps that may match: rules whose first group of terms has a word present."""
+        if resolved is None:
+            return self._plan
+        chosen = set(self._always)
+        by_word = self._by_word
+        for word in resolved.present:
+            found = by_word.get(word)
+            if found is not None:
+                chosen |= found
+        plan = self._plan
+        return [plan[i] for i in sorted(chosen)]
 
     @classmethod
     def from_classes(
@@ -281,23 +270,51 @@ class Classifier:
         """The class called ``name``, if configured."""
         return next((c for c in self.all_classes if c.name == name), None)
 
+    def resolve(self, subject: str) -> Resolved:
+        """The subject's tokens looked up in this classifier's vocabulary."""
+        return resolve(self._vocabulary, tokenise(subject[:MAX_CLASSIFIED_CHARS]))
+
     def classify(self, message: Message, *, prefilter: bool = True) -> Classification:
         """The first matching class in priority order, or the default class.
 
         ``prefilter=False`` tries every rule's regexes (same result, slower: for tests).
         """
+        return self._run(message, prefilter, None)
+
+    def explain(self, message: Message) -> tuple[Classification, tuple[str, ...]]:
+        """The classification, and why classes that matched were set aside (``unless``)."""
+        notes: list[str] = []
+        return self._run(message, True, notes), tuple(notes)
+
+    def _run(self, message: Message, prefilter: bool, notes: list[str] | None) -> Classification:
         subject = message.subject[:MAX_CLASSIFIED_CHARS]  # the CPU budget of one message
         folded = fold(subject) if prefilter else ""
-        for name, rule, label, priority, keywords in self._plan:
+        resolved = resolve(self._vocabulary, tokenise(subject)) if self._vocabulary else None
+        refused: str | None = None
+        steps = self._steps(resolved) if prefilter else self._plan
+        for name, rule, label, priority, keywords, needs, unless in steps:
+            if name == refused:
+                continue
             if prefilter and keywords is not None:
                 for keyword in keywords:
                     if keyword in folded:
                         break
                 else:
                     continue  # the subject has none of the words the pattern requires
-            evidence = rule.match(message, subject)
-            if evidence is not None:
-                return Classification(name, priority, label, evidence)
+            if needs and resolved and not _meets(needs, resolved.present):
+                continue  # a group of terms none of whose words the subject has
+            evidence = rule.match(message, subject, resolved)
+            if evidence is None:
+                continue
+            veto = None
+            if unless and resolved:
+                veto = unless.find(resolve(self._negatives, resolved.tokens))
+            if veto is not None:
+                refused = name  # the rest of this class's rules too
+                if notes is not None:
+                    notes.append(f"not {name}: {describe(*veto)} (unless)")
+                continue
+            return Classification(name, priority, label, evidence)
         return self._unmatched
 
 
@@ -309,6 +326,16 @@ class _Step(NamedTuple):
     label: str
     priority: Priority
     keywords: tuple[str, ...] | None
+    needs: tuple[frozenset[str], ...]
+    unless: TermSet
+
+
+def _meets(needs: tuple[frozenset[str], ...], present: frozenset[str]) -> bool:
+    """Every group of ``needs`` has a word in ``present`` (a loop: cheaper than all())."""
+    for need in needs:  # noqa: SIM110
+        if need.isdisjoint(present):
+            return False
+    return True
 
 
 def _keywords(pattern: TextPattern | None) -> tuple[str, ...] | None:

@@ -103,6 +103,19 @@ def select_undeliverable(db: sqlite3.Connection, since: datetime) -> list[Stored
     return [decode_message(row, good) for row in rows]
 
 
+def select_recent_of_class(
+    db: sqlite3.Connection, class_name: str, since: datetime, limit: int
+) -> list[StoredMessage]:
+    """Messages of ``class_name`` first seen at or after ``since``, newest first (near misses)."""
+    rows = db.execute(
+        f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE class = :class AND first_seen >= :since"
+        " ORDER BY first_seen DESC LIMIT :limit",
+        {"class": class_name, "since": ts(since), "limit": limit},
+    )
+    good = last_good(db)
+    return [decode_message(row, good) for row in rows]
+
+
 class ListingMixin:
     """Listing methods of :class:`~mailwatch.store.Store` (which provides the connection)."""
 
@@ -130,6 +143,13 @@ class ListingMixin:
             return shape_cells(self._db, now, wanted)
         except StoreError as exc:
             raise retag(exc, "cannot aggregate the queue shape") from exc
+
+    def recent_of_class(self, class_name: str, since: datetime, limit: int) -> list[StoredMessage]:
+        """See :func:`select_recent_of_class`."""
+        try:
+            return select_recent_of_class(self._db, class_name, since, limit)
+        except StoreError as exc:
+            raise retag(exc, "cannot list recent messages") from exc
 
     def undeliverable_since(self, since: datetime) -> list[StoredMessage]:
         """See :func:`select_undeliverable`."""
@@ -161,6 +181,13 @@ class MessageReader:
             with self._lock:
                 self._connections.append(db)
         return db
+
+    def recent_of_class(self, class_name: str, since: datetime, limit: int) -> list[StoredMessage]:
+        """See :func:`select_recent_of_class`."""
+        try:
+            return select_recent_of_class(self._db(), class_name, since, limit)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot list recent messages: {exc}") from exc
 
     def list_messages(
         self, now: datetime, since: datetime, wanted: MessageFilter

@@ -2,10 +2,10 @@
 
 Bearer tokens with ``read`` or ``write`` scope (``[[http.tokens]]``), read once into a token
 table when the server starts and compared exactly, in constant time (:mod:`mailwatch.web.auth`).
-Reading a message's detail (subject, addresses) is consultation of personal data: it writes an
-audit record with the token's name. Actions (ack, silence, hold/release/retry/flush) need a
-write token and are audited like their CLI equivalents. Bad query parameters get a 400 with a
-message naming the parameter.
+Reading a message's detail (subject, addresses) or near-miss subjects is consultation of
+personal data: it writes an audit record with the token's name. Actions (ack, silence,
+hold/release/retry/flush) need a write token and are audited like their CLI equivalents. Bad
+query parameters get a 400 with a message naming the parameter.
 """
 
 from __future__ import annotations
@@ -30,15 +30,13 @@ from mailwatch.core.snapshot import MetricsSnapshot
 from mailwatch.errors import ActionFailed, NotAcknowledgeable, UnknownMessage
 from mailwatch.store.alerts import acting
 from mailwatch.store.listing import MessageReader
-from mailwatch.web import statuspage
-from mailwatch.web.auth import Caller, TokenTable, build_table
-from mailwatch.web.keys import READER_KEY, SERVICE_KEY, SETTINGS_KEY
+from mailwatch.web import classification, statuspage
+from mailwatch.web.auth import build_table
+from mailwatch.web.keys import CALLER_KEY, READER_KEY, SERVICE_KEY, SETTINGS_KEY, TOKENS_KEY
 from mailwatch.web.shape_api import get_shape
 
-TOKENS_KEY: web.AppKey[TokenTable] = web.AppKey("tokens", TokenTable)
 MAX_LIMIT = 1000
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-CALLER_KEY: web.RequestKey[Caller] = web.RequestKey("caller", Caller)
 
 
 _ERRORS: dict[int, type[web.HTTPException]] = {
@@ -345,6 +343,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/api/v1/messages/{id}/{action}", act),
     ("POST", "/api/v1/flush", act),
     ("GET", "/api/v1/alerts", list_alerts),
+    ("GET", "/api/v1/classification/near-misses", classification.near_misses),
     ("POST", "/api/v1/alerts/{id}/ack", ack_alert),
     ("POST", "/api/v1/silences", add_silence),
     ("DELETE", "/api/v1/silences/{id}", remove_silence),

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
+from mailwatch.config.classes import shipped_classes
 from mailwatch.config.settings import load as load_config
-from mailwatch.config.settings import shipped_classes
 from mailwatch.core.durations import Duration
 from mailwatch.core.snapshot import OutcomeTotals, SourceHealth, StoreHealth, build_snapshot
 from mailwatch.web.metrics import MailwatchCollector

@@ -23,7 +23,7 @@ from mailwatch.app.service import Service
 from mailwatch.cli import cli
 from mailwatch.config.settings import Settings, load
 from mailwatch.store import Store
-from mailwatch.web import api
+from mailwatch.web import api, keys
 from mailwatch.web import server as http
 
 WRITE, READ = "write-secret-for-tests", "read-secret-for-tests"
@@ -202,4 +202,4 @@ def test_app_builds_without_tokens(tmp_path: Path) -> None:
     with Store(tmp_path / "mw.db") as store:
         app = api.build(Service(settings, store, []), settings)
     assert isinstance(app, web.Application)
-    assert app[api.TOKENS_KEY].names == []
+    assert app[keys.TOKENS_KEY].names == []

@@ -175,6 +175,26 @@ class TestMessages:
         )
         assert (await asyncio.to_thread(call, base, "GET", "/api/v1/messages/NOPE", READ))[0] == 404
 
+    async def test_near_miss_subjects_are_audited(self, base: str, settings: Settings) -> None:
+        """Near misses are counts; asking for subjects is audited; bad parameters are 400s."""
+        path = "/api/v1/classification/near-misses"
+        status, body = await asyncio.to_thread(call, base, "GET", path, READ)
+        assert status == 200
+        assert all("subjects" not in term for term in body["terms"])
+        status, body = await asyncio.to_thread(
+            call, base, "GET", f"{path}?show_subjects=true", READ
+        )
+        assert status == 200
+        with Store(settings.store.path) as store:
+            record = store.audit_trail(1)[0]
+        assert (record.actor, record.action, record.target) == (
+            "dashboard", "view", "near-miss subjects",
+        )  # fmt: skip
+        for query in ("since=forever", "since=0s", "show_subjects=maybe"):
+            status, body = await asyncio.to_thread(call, base, "GET", f"{path}?{query}", READ)
+            assert status == 400
+            assert body["error"].startswith(query.split("=")[0])
+
 
 class TestActionsOverApi:
     """Alerts, silences and queue actions with a write token, all audited."""
@@ -245,6 +265,7 @@ class TestOpenApi:
         await asyncio.to_thread(check, "/api/v1/messages?stuck=false", "MessagePage")
         await asyncio.to_thread(check, "/api/v1/alerts?all=true", "Alerts")
         await asyncio.to_thread(check, "/api/v1/shape", "Shape")
+        await asyncio.to_thread(check, "/api/v1/classification/near-misses", "NearMisses")
 
 
 class TestRemoteCli:

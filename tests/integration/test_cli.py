@@ -180,7 +180,7 @@ class TestClassify:
         assert fields["class"].strip() == "recall_emergency"
         assert fields["priority"].strip() == "P1"
         assert fields["marking"].strip() == "OFFICIAL-SENSITIVE"
-        assert "subject 'Emergency recall'" in out
+        assert "term 'emergency recall'" in out
 
     def test_classify_garbage_does_not_crash(self, tmp_path: Path) -> None:
         """Binary garbage classifies as general rather than raising."""

@@ -239,7 +239,7 @@ class TestShippedTaxonomy:
             name="recall_emergency",
             priority=Priority.P1,
             rule="recall_emergency rule 1",
-            matched_on="subject 'Emergency recall'",
+            matched_on="term 'emergency recall'",
         )
 
     @pytest.mark.parametrize(

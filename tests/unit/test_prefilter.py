@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailwatch.config import settings as config
+from mailwatch.config import classes as config
 from mailwatch.core.prefilter import _FOLD, fold, required_keywords
 
 SHIPPED_RE2 = {  # what the classifier runs (RE2); the re twins below generate subjects
