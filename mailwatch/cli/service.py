@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from mailwatch.app.scanner import Scanner
+from mailwatch.app.scanner import Scanner, ScanOutcome
 from mailwatch.cli.common import (
     Context,
     fail,
@@ -36,7 +36,15 @@ def scan(ctx: Context, as_json: bool) -> None:
         fail("no sources configured (add a [sources.NAME] table, or try `mailwatch demo`)", 2)
     with ctx.store(create=True) as store:
         scanner = Scanner(settings.classifier(), store)
-        outcomes = asyncio.run(scanner.scan_all(build_sources(settings, store)))
+        outcomes: list[ScanOutcome] = []
+
+        async def scan_into() -> None:
+            # Returns nothing on purpose: on Python 3.11 asyncio.run's clean-up after a SIGINT
+            # reprs the main task's result (CPython issue 112559); at 100,000 messages the repr
+            # of the outcomes cost seconds and hundreds of MiB.
+            outcomes.extend(await scanner.scan_all(build_sources(settings, store)))
+
+        asyncio.run(scan_into())
     if as_json:
         click.echo(json.dumps([
             {"source": o.source, "ok": o.ok, "error": o.error,
