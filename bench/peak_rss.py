@@ -1,8 +1,9 @@
 """Run a command and report ITS OWN peak resident set size (a small launcher for benchmarks).
 
 ``python bench/peak_rss.py OUT.json -- CMD ARG...`` runs CMD as a child of this small process,
-waits for it with ``os.wait4`` and writes ``{"returncode", "seconds", "peak_rss_mib"}`` to
-OUT.json; CMD's stdout and stderr pass through.
+waits for it with ``os.wait4`` and writes ``{"returncode", "seconds", "cpu_seconds",
+"peak_rss_mib"}`` to OUT.json (CPU: user + system, its children included); CMD's stdout
+and stderr pass through.
 
 Why a launcher: ``ru_maxrss`` of a child counts the memory it inherited at ``fork`` (Linux keeps
 the larger high-water mark across ``exec``), so a child forked straight from a large benchmark
@@ -33,6 +34,7 @@ def main(argv: list[str]) -> int:
     child.returncode = code
     with open(out, "w", encoding="utf-8") as handle:
         json.dump({"returncode": code, "seconds": seconds,
+                   "cpu_seconds": usage.ru_utime + usage.ru_stime,
                    "peak_rss_mib": usage.ru_maxrss / 1024}, handle)  # fmt: skip
     return code
 

@@ -6,10 +6,10 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from mailwatch.app.scanner import Scanner, ScanOutcome
 from mailwatch.cli.common import (
     Context,
     fail,
@@ -22,7 +22,9 @@ from mailwatch.config import settings as config_module
 from mailwatch.config.checks import checks
 from mailwatch.core.model import Priority
 from mailwatch.errors import ConfigError
-from mailwatch.sources.factory import build_sources
+
+if TYPE_CHECKING:
+    from mailwatch.app.scanner import ScanOutcome
 
 
 @click.command()
@@ -31,6 +33,10 @@ from mailwatch.sources.factory import build_sources
 @guard
 def scan(ctx: Context, as_json: bool) -> None:
     """Run one probe cycle now and print per class: total, stuck, oldest age."""
+    # Imported here: the read commands (stuck, check) start without the source adapters.
+    from mailwatch.app.scanner import Scanner
+    from mailwatch.sources.factory import build_sources
+
     settings = ctx.settings
     if not settings.sources:
         fail("no sources configured (add a [sources.NAME] table, or try `mailwatch demo`)", 2)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +20,7 @@ from click.testing import CliRunner
 
 from mailwatch.cli import cli
 from mailwatch.cli.render import json_chunks
+from mailwatch.config.calendar import SUPPORTED
 from mailwatch.config.settings import load
 from mailwatch.core.backlog import count_by_class
 from mailwatch.core.model import Message, Recipient
@@ -133,3 +136,31 @@ def test_json_chunks_write_what_json_dumps_writes() -> None:
     """The streamed JSON list is byte for byte the one-string form."""
     for items in ([], [{"a": 1, "b": [1, 2]}], [{"a": "x\ny"}, {"c": {"d": None}}]):
         assert "".join(json_chunks(items)) == json.dumps(items, indent=2) + "\n"
+
+
+def test_the_calendar_shortcut_names_only_supported_subdivisions() -> None:
+    """Every pair validated without importing ``holidays`` is one ``holidays`` supports."""
+    import holidays
+
+    for country, subdivision in SUPPORTED:
+        assert holidays.country_holidays(country, subdiv=subdivision, years=2026)
+
+
+def test_read_commands_start_without_holidays_or_source_adapters(tmp_path: Path) -> None:
+    """``stuck`` and ``check`` import neither ``holidays`` nor the source adapters (start-up)."""
+    config = _held_store(tmp_path, 3)
+    probe = (
+        "import sys\nfrom mailwatch.cli import cli\n"
+        "for args in (['stuck'], ['check', '--stale', '100d']):\n"
+        "    try:\n"
+        f"        cli(['-c', {str(config)!r}, *args], standalone_mode=False)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "loaded = [m for m in ('holidays', 'mailwatch.sources.factory', 'aioimaplib')"
+        " if m in sys.modules]\n"
+        "print('LOADED', loaded)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False, timeout=120
+    ).stdout
+    assert "LOADED []" in out, out
