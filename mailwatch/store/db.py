@@ -15,7 +15,7 @@ Durability is unchanged: WAL, ``synchronous=NORMAL``, default checkpoints.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -60,9 +60,13 @@ Recorded = tuple[Message, Classification]
 
 @dataclass(slots=True)
 class Diff:
-    """What one scan changes in the messages table (rows ready for ``executemany``)."""
+    """What one scan changes in the messages table."""
 
-    inserts: list[tuple[object, ...]] = field(default_factory=list)
+    source: str
+    now: float
+    inserts: list[Verdict] = field(default_factory=list)
+    """New messages; their rows (headers as JSON: the bulk of a row) are built one at a time
+    as SQLite takes them, never all at once (100,000 rows held together were ~100 MiB)."""
     updates: list[tuple[object, ...]] = field(default_factory=list)
     gone: list[tuple[object, ...]] = field(default_factory=list)
     seen: dict[str, State] = field(default_factory=dict)
@@ -96,6 +100,19 @@ def _open_readonly(path: Path) -> StoreConnection:
             f" {len(MIGRATIONS)} (`mailwatch scan` or `mailwatch run` migrates it)"
         )
     return db
+
+
+def _rows(diff: Diff) -> Iterator[tuple[object, ...]]:
+    """The row of each new message, built as ``executemany`` asks for it."""
+    queued, source, now = Status.QUEUED.value, diff.source, diff.now
+    for v in diff.inserts:
+        m, c = v.message, v.classification
+        yield (
+            m.key, source, m.queue_id, m.queue, m.arrival.timestamp(), m.size, m.sender,
+            recipients_json(m.recipients), headers_json(m.headers.items), m.subject, m.marking,
+            c.name, int(c.priority), c.rule, v.deadline.timestamp(), m.delay_reason, queued, now,
+            None,
+        )  # fmt: skip
 
 
 class Store(OutcomesMixin, AlertsMixin, CanariesMixin, RetentionMixin, ListingMixin):
@@ -234,7 +251,7 @@ class Store(OutcomesMixin, AlertsMixin, CanariesMixin, RetentionMixin, ListingMi
         """
         index = self._source_index(source)
         recorded = self._recorded.get(source, {})
-        diff = Diff()
+        diff = Diff(source, now)
         queued = Status.QUEUED.value
         for v in verdicts:
             m, c = v.message, v.classification
@@ -250,12 +267,7 @@ class Store(OutcomesMixin, AlertsMixin, CanariesMixin, RetentionMixin, ListingMi
             diff.seen[m.key] = state
             previous = index.get(m.key)
             if previous is None:
-                diff.inserts.append((
-                    m.key, source, m.queue_id, m.queue, m.arrival.timestamp(), m.size, m.sender,
-                    recipients_json(m.recipients), headers_json(m.headers.items), m.subject,
-                    m.marking, c.name, priority, c.rule, deadline, m.delay_reason, queued,
-                    now, None,
-                ))  # fmt: skip
+                diff.inserts.append(v)  # its row is built while it is written (see _rows)
             elif previous != state:
                 diff.updates.append((
                     m.queue, c.name, priority, c.rule, deadline, recipients_json(m.recipients),
@@ -269,7 +281,7 @@ class Store(OutcomesMixin, AlertsMixin, CanariesMixin, RetentionMixin, ListingMi
             self._db.executemany(
                 f"INSERT OR REPLACE INTO messages ({INSERT_COLUMNS}) VALUES"
                 f" ({', '.join('?' * 19)})",
-                diff.inserts,
+                _rows(diff),
             )
         if diff.updates:
             self._db.executemany(

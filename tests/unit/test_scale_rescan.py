@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -112,3 +113,23 @@ def test_a_moved_message_is_written(scanner: Scanner) -> None:
     source.messages[1] = source.messages[1]._replace(queue="active")
     _scan(scanner, source)
     assert scanner.store.get("mta1/Q000001/1").queue == "active"
+
+
+def test_new_rows_are_built_as_sqlite_takes_them(
+    scanner: Scanner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first scan hands SQLite an iterator of rows, not a list of every row at once."""
+    from mailwatch.store.connection import StoreConnection
+
+    handed: list[str] = []
+    real = StoreConnection.executemany
+
+    def recording(self: StoreConnection, sql: str, parameters: Any, /) -> Any:
+        if sql.startswith("INSERT OR REPLACE INTO messages"):
+            handed.append(type(parameters).__name__)
+        return real(self, sql, parameters)
+
+    monkeypatch.setattr(StoreConnection, "executemany", recording)
+    _scan(scanner, FakeQueueSource([_message(i) for i in range(10)]))
+    assert handed == ["generator"]
+    assert len(scanner.store.queued("mta1")) == 10
