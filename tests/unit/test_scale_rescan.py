@@ -133,3 +133,32 @@ def test_new_rows_are_built_as_sqlite_takes_them(
     _scan(scanner, FakeQueueSource([_message(i) for i in range(10)]))
     assert handed == ["generator"]
     assert len(scanner.store.queued("mta1")) == 10
+
+
+def test_repeated_listing_and_header_strings_are_shared() -> None:
+    """Repeated delay reasons, senders, queue names and header names are one object each.
+
+    Not one copy per queued message: they are kept for as long as the message queues.
+    """
+    from mailwatch.core.headers import parse_header_block
+    from mailwatch.parsing.postqueue import QueueEntry, parse_line
+
+    def line(queue_id: str) -> bytes:
+        return (
+            b'{"queue_name": "deferred", "queue_id": "' + queue_id.encode() + b'",'
+            b' "arrival_time": 1700000000, "message_size": 10, "sender": "om@probation.example",'
+            b' "recipients": [{"address": "duty@ppcs.example",'
+            b' "delay_reason": "connect to relay: Connection refused"}]}'
+        )
+
+    first, second = parse_line(line("A1")), parse_line(line("B2"))
+    assert isinstance(first, QueueEntry)
+    assert isinstance(second, QueueEntry)
+    assert first.queue_name is second.queue_name
+    assert first.sender is second.sender
+    assert first.recipients[0].delay_reason is second.recipients[0].delay_reason
+    assert first.recipients[0].address is second.recipients[0].address
+    one = parse_header_block("Subject: a\nX-Case-Reference: 1\n\n")
+    two = parse_header_block("Subject: b\nX-Case-Reference: 2\n\n")
+    assert [n for n, _ in one.items] == ["Subject", "X-Case-Reference"]
+    assert all(a is b for (a, _), (b, _) in zip(one.items, two.items, strict=True))
