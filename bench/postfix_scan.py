@@ -49,9 +49,12 @@ from typing import Any
 
 from mailwatch.app.scanner import Scanner, ScanOutcome
 from mailwatch.config.settings import load
-from mailwatch.sandbox.postfix import PostfixCommandError, PrivatePostfix
+from mailwatch.sandbox.postfix import PostfixCommandError, PrivatePostfix, free_port
 from mailwatch.sources.postfix import PostfixSource
 from mailwatch.store import Store
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import footprint  # bench/footprint.py, next to this script
 
 FIRST_SCAN_TARGET = 2.0  # first_scan / (postqueue -j + batched postcat -h)
 RESCAN_TARGET = 1.5  # rescan / postqueue -j
@@ -521,7 +524,13 @@ class Results:
     classes: dict[str, int] = field(default_factory=dict)
     markings: dict[str, int] = field(default_factory=dict)
     footprint: dict[str, float] = field(default_factory=dict)
-    """``mailwatch scan`` in a process of its own: seconds, peak RSS and store size."""
+    """``mailwatch scan`` in a process of its own: seconds, its own peak RSS, store size."""
+    run: dict[str, float] = field(default_factory=dict)
+    """``mailwatch run`` after 3 scans: VmRSS and VmHWM (MiB)."""
+    memory: dict[str, Any] = field(default_factory=dict)
+    """tracemalloc: Python heap held after one scan, top allocation sites."""
+    reads: dict[str, dict[str, float]] = field(default_factory=dict)
+    """``stuck``, ``stuck --json``, ``check``... with every queued message stuck."""
 
     def add(self, name: str, seconds: float) -> None:
         """Record one sample."""
@@ -530,35 +539,6 @@ class Results:
     def median(self, name: str) -> float:
         """Median of a measurement's samples."""
         return statistics.median(self.samples[name])
-
-
-def footprint(instance: PrivatePostfix, workdir: Path) -> dict[str, float]:
-    """A first ``mailwatch scan`` in a new process, as cron or a restart would run it.
-
-    Returns its wall seconds, its peak resident set size (``ru_maxrss`` from ``wait4`` of that
-    child: the largest of it and its own children, such as ``postqueue``) in MiB, and the
-    store's size on disk afterwards (database and WAL) in MiB.
-    """
-    store = workdir / "footprint.sqlite"
-    config = workdir / "footprint.toml"
-    config.write_text(
-        f'[store]\npath = "{store}"\n'
-        f'[sources.{SOURCE_NAME}]\ntype = "postfix"\nconfig_dir = "{instance.config_dir}"\n'
-    )
-    errors = workdir / "footprint.stderr"
-    t0 = time.perf_counter()
-    with errors.open("wb") as stderr:
-        child = subprocess.Popen(  # our own interpreter and CLI, fixed arguments
-            [sys.executable, "-m", "mailwatch", "-c", str(config), "scan", "--json"],
-            stdout=subprocess.DEVNULL, stderr=stderr,
-        )  # fmt: skip
-        _, status, usage = os.wait4(child.pid, 0)  # this child's usage (and its children's)
-    seconds = time.perf_counter() - t0
-    child.returncode = os.waitstatus_to_exitcode(status)
-    check(child.returncode == 0, f"mailwatch scan failed: {errors.read_text()[-2000:]}")
-    peak = usage.ru_maxrss  # KiB on Linux
-    size = sum(p.stat().st_size for p in workdir.glob("footprint.sqlite*"))
-    return {"seconds": seconds, "peak_rss_mib": peak / 1024, "store_mib": size / 2**20}
 
 
 async def measure(
@@ -628,11 +608,53 @@ async def measure(
                 f"  rescans after +{added}: "
                 f"{', '.join(f'{s:.3f}s' for s in results.samples['rescan_added'])}"
             )
+        await changed_rescans(instance, scan, results, runs)
     finally:
         scan.close()
-    results.footprint = await asyncio.to_thread(footprint, instance, workdir)
-    print(f"  mailwatch scan in its own process: {results.footprint['seconds']:.2f}s", flush=True)
+    await asyncio.to_thread(footprints, instance, workdir, results, runs)
     return results
+
+
+def hold(instance: PrivatePostfix, queue_ids: Sequence[str], flag: str) -> None:
+    """``postsuper -h -`` (hold) or ``-H -`` (release) with the ids on stdin."""
+    subprocess.run(
+        ["postsuper", "-c", str(instance.config_dir), flag, "-"],
+        input="\n".join(queue_ids) + "\n", text=True, capture_output=True, check=True,
+        timeout=300,
+    )  # fmt: skip
+
+
+async def changed_rescans(
+    instance: PrivatePostfix, scan: Scan, results: Results, runs: int
+) -> None:
+    """Rescans with 1% of the messages changed: held (moved to hold), then released."""
+    ids = [Path(f).name for f in deferred_files(instance)]
+    total = len(ids)
+    changed = ids[:: max(1, 100)][: max(1, total // 100)]
+    for _ in range(runs):
+        await asyncio.to_thread(hold, instance, changed, "-h")
+        seconds, _outcome = await scan.run(seen=total, read=0, writes=len(changed))
+        results.add("rescan_1pct", seconds)
+        results.add("rescan_1pct_cpu", scan.last_cpu)
+        await asyncio.to_thread(hold, instance, changed, "-H")
+        seconds, _outcome = await scan.run(seen=total, read=0, writes=len(changed))
+        results.add("rescan_1pct", seconds)
+        results.add("rescan_1pct_cpu", scan.last_cpu)
+    shown = ", ".join(f"{s:.3f}s" for s in results.samples["rescan_1pct"])
+    print(f"  rescans, 1% changed: {shown}")
+
+
+def footprints(instance: PrivatePostfix, workdir: Path, results: Results, runs: int) -> None:
+    """Each in a process of its own: scan, run after 3 scans, tracemalloc, read commands."""
+    results.footprint = footprint.own_scan(workdir, instance.config_dir)
+    print(f"  mailwatch scan in its own process: {results.footprint['seconds']:.2f}s,"
+          f" own peak RSS {results.footprint['peak_rss_mib']:.0f} MiB", flush=True)  # fmt: skip
+    results.reads = footprint.read_commands(workdir, runs)
+    print(f"  read commands: {results.reads}", flush=True)
+    results.run = footprint.run_rss(workdir, instance.config_dir, free_port())
+    print(f"  mailwatch run after {results.run['scans']} scans: {results.run}", flush=True)
+    results.memory = footprint.tracemalloc_top(workdir, instance.config_dir)
+    print(f"  tracemalloc: {results.memory['traced_after_scan_mib']:.0f} MiB held", flush=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -659,6 +681,7 @@ ROWS = (
     ("batched_postcat", "B  postcat -c ETC -h <all deferred files>"),
     ("first_scan", "mailwatch first scan (fresh store+source)"),
     ("rescan", "mailwatch rescan, unchanged queue"),
+    ("rescan_1pct", "mailwatch rescan, 1% held or released"),
     ("rescan_added", "mailwatch rescan after +K new messages"),
     ("added_cost", "  of which the K new (minus same-queue rescan)"),
 )
@@ -667,14 +690,7 @@ ROWS = (
 def report(args: argparse.Namespace, results: Results, environment: dict[str, Any]) -> bool:
     """Print the table and the targets; write ``--json``; returns whether every target passed."""
     med = results.median
-    targets = [
-        Target(
-            "first_scan / (postqueue_j + batched_postcat)",
-            med("first_scan") / (med("postqueue_j") + med("batched_postcat")),
-            FIRST_SCAN_TARGET,
-        ),
-        Target("rescan / postqueue_j", med("rescan") / med("postqueue_j"), RESCAN_TARGET),
-    ]
+    targets = issue_targets(results)
     print()
     print(
         f"mailwatch Postfix scan benchmark: N={args.messages} deferred messages, "
@@ -686,17 +702,25 @@ def report(args: argparse.Namespace, results: Results, environment: dict[str, An
         f"at end {[round(x, 2) for x in os.getloadavg()]}"
     )
     print()
-    print(f"{'measurement':<46} {'median s':>9} {'min s':>8} {'max s':>8} {'cpu s':>7}")
-    print("-" * 82)
+    baseline = med("postqueue_j") + med("batched_postcat")
+    print(f"{'measurement':<46} {'median s':>9} {'min s':>8} {'max s':>8} {'cpu s':>7}"
+          f" {'/(A+B)':>7}")  # fmt: skip
+    print("-" * 90)
     for key, label in ROWS:
         samples = results.samples.get(key)
         if not samples:
             continue
         shown = label.replace("+K", f"+{args.added}")
         cpu = f"{med(key + '_cpu'):7.3f}" if key + "_cpu" in results.samples else f"{'-':>7}"
-        print(f"{shown:<46} {med(key):>9.3f} {min(samples):>8.3f} {max(samples):>8.3f} {cpu}")
+        print(f"{shown:<46} {med(key):>9.3f} {min(samples):>8.3f} {max(samples):>8.3f} {cpu}"
+              f" {med(key) / baseline:>7.2f}")  # fmt: skip
+    for name, read in results.reads.items():
+        label = f"`mailwatch {name}`, {int(read['stuck'])} stuck"
+        print(f"{label:<46} {read['seconds']:>9.3f} {'':>8} {'':>8} {read['cpu_seconds']:>7.3f}"
+              f" {read['seconds'] / baseline:>7.2f}")  # fmt: skip
     print("(cpu s: median CPU time of the mailwatch process itself, children such as")
-    print(" postqueue excluded; steadier than wall time when the machine is busy)")
+    print(" postqueue excluded; for the commands, of the whole process with imports;")
+    print(" steadier than wall time when the machine is busy)")
     print()
     per_message_ms = med("first_scan") / args.messages * 1000
     print(f"first scan per message: {per_message_ms:.3f} ms")
@@ -711,15 +735,25 @@ def report(args: argparse.Namespace, results: Results, environment: dict[str, An
         fp, queued = results.footprint, args.messages + args.added * args.runs
         print(
             f"`mailwatch scan` in its own process (first scan of {queued} messages): "
-            f"{fp['seconds']:.2f} s, peak RSS {fp['peak_rss_mib']:.0f} MiB, "
+            f"{fp['seconds']:.2f} s, its own peak RSS {fp['peak_rss_mib']:.0f} MiB, "
             f"store {fp['store_mib']:.1f} MiB"
         )
+    if results.run:
+        print(f"`mailwatch run` after {results.run['scans']} scans: VmRSS"
+              f" {results.run['VmRSS']:.0f} MiB, VmHWM {results.run['VmHWM']:.0f} MiB")  # fmt: skip
+    if results.memory:
+        memory = results.memory
+        held, peak = memory["traced_after_scan_mib"], memory["traced_peak_mib"]
+        print(f"tracemalloc, one scan: {held:.1f} MiB of Python heap held after it,"
+              f" {peak:.1f} MiB at peak; top sites:")  # fmt: skip
+        for row in memory["top"]:
+            print(f"  {row['mib']:7.1f} MiB {row['blocks']:>9} blocks  {row['where']}")
     print(f"classes (last first scan): {dict(sorted(results.classes.items()))}")
     print(f"markings (last first scan): {dict(sorted(results.markings.items()))}")
     print()
     for target in targets:
         verdict = "PASS" if target.passed else "FAIL"
-        print(f"{target.name:<46} = {target.value:5.2f}   target <= {target.limit:.1f}   {verdict}")
+        print(f"{target.name:<46} = {target.value:7.2f}   target <= {target.limit:g}   {verdict}")
     if args.json:
         document = {
             "messages": args.messages,
@@ -731,6 +765,9 @@ def report(args: argparse.Namespace, results: Results, environment: dict[str, An
             "classes": results.classes,
             "markings": results.markings,
             "footprint": results.footprint,
+            "run": results.run,
+            "memory": results.memory,
+            "reads": results.reads,
             "targets": [
                 {"name": t.name, "value": t.value, "limit": t.limit, "passed": t.passed}
                 for t in targets
@@ -740,6 +777,31 @@ def report(args: argparse.Namespace, results: Results, environment: dict[str, An
         Path(args.json).write_text(json.dumps(document, indent=2) + "\n")
         print(f"\nresults written to {args.json}")
     return all(t.passed for t in targets)
+
+
+def issue_targets(results: Results) -> list[Target]:
+    """The rows of issue 13's table, each as a ratio (or MiB, or seconds) with its limit."""
+    med = results.median
+    first = med("first_scan")
+    targets = [
+        Target("first_scan / (postqueue_j + batched_postcat)",
+               first / (med("postqueue_j") + med("batched_postcat")), FIRST_SCAN_TARGET),
+        Target("rescan (unchanged) / first_scan", med("rescan") / first, 0.2),
+        Target("rescan / postqueue_j", med("rescan") / med("postqueue_j"), RESCAN_TARGET),
+    ]  # fmt: skip
+    if results.samples.get("rescan_1pct"):
+        targets.append(Target("rescan (1% changed) / first_scan", med("rescan_1pct") / first, 0.25))
+    if results.footprint:
+        targets.append(Target("own peak RSS of `mailwatch scan`, MiB",
+                              results.footprint["peak_rss_mib"], 300))  # fmt: skip
+    if results.run:
+        rss = results.run["VmRSS"]
+        targets.append(Target("`mailwatch run` VmRSS after 3 scans, MiB", rss, 300))
+    for name, read in results.reads.items():
+        if name != "stuck --priority P1":
+            targets.append(Target(f"`mailwatch {name}` seconds", read["seconds"], 0.5))
+            targets.append(Target(f"`mailwatch {name}` CPU seconds", read["cpu_seconds"], 0.5))
+    return targets
 
 
 def environment_facts() -> dict[str, Any]:
@@ -792,6 +854,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="build the Postfix instance in DIR and keep it, reusing its queue next time",
     )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument(
+        "--build-only", action="store_true",
+        help="with --keep: only build (or top up) the kept queue, measure nothing",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.messages < 1 or args.runs < 1 or args.added < 0 or args.connections < 1:
         parser.error("--messages, --runs and --connections must be >= 1, --added >= 0")
@@ -829,6 +895,8 @@ def run(args: argparse.Namespace) -> int:
                 + f", {built:.1f}s)",
                 flush=True,
             )
+            if args.build_only:
+                return 0
             print("measuring", flush=True)
             results = asyncio.run(
                 measure(

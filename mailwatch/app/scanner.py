@@ -32,7 +32,7 @@ from mailwatch.core.model import (
     Observation,
     Verdict,
 )
-from mailwatch.core.sla import evaluate
+from mailwatch.core.sla import verdict_at
 from mailwatch.errors import SourceError, StoreError
 from mailwatch.gcpause import collection_paused
 from mailwatch.sources import KeepsProgress, Source
@@ -70,24 +70,33 @@ def _store_failure_logged(source: str) -> Iterator[None]:
         log.error("store_write_failed", source=source, kind=exc.kind, error=str(exc))
 
 
+Known = tuple[Classification, datetime]
+"""What a scan keeps per queued message: its class and its deadline (both fixed while it is
+queued: headers and arrival do not change), so a rescan neither classifies nor counts business
+days again."""
+
+
 def judge(
     observation: Observation,
     classifier: Classifier,
-    cache: dict[str, Classification],
+    cache: dict[str, Known],
     now: datetime,
 ) -> list[Verdict]:
-    """Classify (reusing ``cache``) and evaluate every observed message at ``now``.
+    """Classify and set the deadline of new messages (reusing ``cache``); judge all at ``now``.
 
     ``cache`` is pruned to the observed keys, so it never outgrows the queue.
     """
     classes = {c.name: c for c in classifier.all_classes}
     verdicts: list[Verdict] = []
-    present: dict[str, Classification] = {}
-    classify, cached = classifier.classify, cache.get
+    present: dict[str, Known] = {}
+    classify, cached, append = classifier.classify, cache.get, verdicts.append
     for message in observation.messages:
-        classification = cached(message.key) or classify(message)
-        present[message.key] = classification
-        verdicts.append(evaluate(message, classification, classes[classification.name], now))
+        known = cached(message.key)
+        if known is None:
+            found = classify(message)
+            known = (found, classes[found.name].stuck_after.deadline_after(message.arrival))
+        present[message.key] = known
+        append(verdict_at(message, known[0], known[1], now))
     cache.clear()
     cache.update(present)
     return verdicts
@@ -100,7 +109,7 @@ class Scanner:
     classifier: Classifier
     store: Store
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    _classifications: dict[str, dict[str, Classification]] = field(default_factory=dict)
+    _known: dict[str, dict[str, Known]] = field(default_factory=dict)
     _scans: int = 0
 
     async def scan(self, source: Source) -> ScanOutcome:
@@ -142,7 +151,7 @@ class Scanner:
                 self.store.record_canaries(source.name, canaries, observation.observed_at)
         if isinstance(source, KeepsProgress):  # only now: a failed write above keeps it all
             source.committed(observation)
-        cache = self._classifications.setdefault(source.name, {})
+        cache = self._known.setdefault(source.name, {})
         verdicts = judge(observation, self.classifier, cache, observation.observed_at)
         counts = (
             []  # a log holds no backlog of its own

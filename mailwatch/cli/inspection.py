@@ -24,11 +24,15 @@ from mailwatch.cli.common import (
     remote_options,
     utc_now,
 )
-from mailwatch.cli.render import scans_lines, stuck_table, table
+from mailwatch.cli.render import json_chunks, scans_lines, stuck_table, table
 from mailwatch.cli.terminal import visible
 from mailwatch.core.model import Priority
 
 NAGIOS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
+DEFAULT_LIMIT = 50
+"""Rows ``stuck`` shows by default: an on-call screen, not a dump (``--limit 0``: every one)."""
+REMOTE_MAX = 1000
+"""The API's largest page (``--server``)."""
 
 
 def _nagios_exit(code: int, text: str, perfdata: list[str]) -> None:
@@ -48,6 +52,10 @@ def _nagios_exit(code: int, text: str, perfdata: list[str]) -> None:
 @click.option(
     "--all", "include_all", is_flag=True, help="List queued messages that are not stuck too."
 )
+@click.option(
+    "--limit", type=click.IntRange(min=0), default=DEFAULT_LIMIT, show_default=True,
+    help="Show at most this many, most urgent first (0: every one).",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--show-subject", is_flag=True, help="Show subjects (personal data: use with care).")
 @remote_options
@@ -60,12 +68,18 @@ def stuck(
     older_than: float | None,
     source: str | None,
     include_all: bool,
+    limit: int,
     as_json: bool,
     show_subject: bool,
     server: str | None,
     token_file: Path | None,
 ) -> None:
-    """List stuck messages, most urgent first (local store, or --server)."""
+    """List stuck messages, most urgent first (local store, or --server).
+
+    Pages by default (--limit): the selection, count and order are SQLite's, and only the rows
+    shown are decoded, so the answer is quick however large the backlog; a footer (on stderr
+    with --json) says how many more matched.
+    """
     client = api_client(server, token_file)
     now = utc_now()
     if client is not None:
@@ -77,23 +91,31 @@ def stuck(
             "priority": str(priority) if priority else "",
             "source": source or "",
             "older_than": f"{older_than}s" if older_than is not None else "",
-            "limit": "1000",
+            "limit": str(min(limit, REMOTE_MAX) if limit else REMOTE_MAX),
         }
-        items = client.request("GET", "/api/v1/messages", params=params)["items"]
+        page = client.request("GET", "/api/v1/messages", params=params)
+        items, total = page["items"], int(page.get("total", len(page["items"])))
         scans = client.request("GET", "/api/v1/summary")["scans"]
     else:
         settings = ctx.settings
         if class_name is not None and class_name not in settings.all_classes():
             fail(f"--class: unknown class {class_name!r}", 2)
-        wanted = queries.MessageFilter(not include_all, class_name, priority, older_than, source)
+        wanted = queries.MessageFilter(
+            not include_all, class_name, priority, older_than, source, limit or None
+        )
         with ctx.store() as store:
-            items, _ = queries.messages(
+            items, total = queries.messages(
                 store, now, wanted, show_subject=show_subject,
                 undeliverable_for=settings.undeliverable_for.seconds,
             )  # fmt: skip
             scans = queries.scans(store, now)
+    more = max(total - len(items), 0)
+    footer = f"{more} more; use --limit N, or --limit 0 for every one" if more else None
     if as_json:
-        click.echo(json.dumps(items, indent=2))
+        for chunk in json_chunks(items):
+            click.echo(chunk, nl=False)
+        if footer:
+            click.echo(footer, err=True)
         return
     for line in scans_lines(scans):
         click.echo(line)
@@ -101,6 +123,8 @@ def stuck(
         click.echo("no scan recorded yet: run `mailwatch scan` first")
     if items:
         click.echo(stuck_table(items, show_subject=show_subject))
+        if footer:
+            click.echo(footer)
     else:
         click.echo("nothing stuck" if not include_all else "nothing queued")
 

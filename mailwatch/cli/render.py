@@ -8,7 +8,8 @@ never decided here: that is :mod:`mailwatch.core.judgement`, and this module onl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +31,19 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines)
+
+
+def json_chunks(items: Iterable[Any]) -> Iterator[str]:
+    """A JSON list written item by item (the same text as ``json.dumps(items, indent=2)``).
+
+    A large listing is never one string in memory: each item is encoded and written in turn.
+    """
+    first = True
+    for item in items:
+        body = json.dumps(item, indent=2).replace("\n", "\n  ")
+        yield ("[\n  " if first else ",\n  ") + body
+        first = False
+    yield "[]\n" if first else "\n]\n"
 
 
 def _clip(text: str, width: int = 70) -> str:

@@ -6,10 +6,10 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from mailwatch.app.scanner import Scanner
 from mailwatch.cli.common import (
     Context,
     fail,
@@ -22,7 +22,9 @@ from mailwatch.config import settings as config_module
 from mailwatch.config.checks import checks
 from mailwatch.core.model import Priority
 from mailwatch.errors import ConfigError
-from mailwatch.sources.factory import build_sources
+
+if TYPE_CHECKING:
+    from mailwatch.app.scanner import ScanOutcome
 
 
 @click.command()
@@ -31,12 +33,24 @@ from mailwatch.sources.factory import build_sources
 @guard
 def scan(ctx: Context, as_json: bool) -> None:
     """Run one probe cycle now and print per class: total, stuck, oldest age."""
+    # Imported here: the read commands (stuck, check) start without the source adapters.
+    from mailwatch.app.scanner import Scanner
+    from mailwatch.sources.factory import build_sources
+
     settings = ctx.settings
     if not settings.sources:
         fail("no sources configured (add a [sources.NAME] table, or try `mailwatch demo`)", 2)
     with ctx.store(create=True) as store:
         scanner = Scanner(settings.classifier(), store)
-        outcomes = asyncio.run(scanner.scan_all(build_sources(settings, store)))
+        outcomes: list[ScanOutcome] = []
+
+        async def scan_into() -> None:
+            # Returns nothing on purpose: on Python 3.11 asyncio.run's clean-up after a SIGINT
+            # reprs the main task's result (CPython issue 112559); at 100,000 messages the repr
+            # of the outcomes cost seconds and hundreds of MiB.
+            outcomes.extend(await scanner.scan_all(build_sources(settings, store)))
+
+        asyncio.run(scan_into())
     if as_json:
         click.echo(json.dumps([
             {"source": o.source, "ok": o.ok, "error": o.error,

@@ -17,6 +17,7 @@ import codecs
 import functools
 import re
 from collections.abc import Iterable, Sequence
+from sys import intern
 from typing import NamedTuple
 
 from mailwatch.core.model import Headers
@@ -179,7 +180,8 @@ def _decoded_items(found: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
             value = raw_value.strip()  # no whitespace but single spaces: what unfold() gives
         else:
             value = " ".join(raw_value.split())
-        items.append((name, decode_header_value(value) if "=?" in value else value))
+        # The name interned: every message repeats the same few (kept while it is queued).
+        items.append((intern(name), decode_header_value(value) if "=?" in value else value))
     return items
 
 

@@ -15,7 +15,9 @@ from mailwatch.core.classify import MessageClass
 from mailwatch.core.judgement import STUCK_AT_ONCE, waiting_reason
 from mailwatch.core.model import Classification, Message, Verdict
 
-__all__ = ["STUCK_AT_ONCE", "evaluate", "evaluate_all", "stuck_reason", "urgency_key"]
+__all__ = [
+    "STUCK_AT_ONCE", "evaluate", "evaluate_all", "stuck_reason", "urgency_key", "verdict_at",
+]  # fmt: skip
 
 stuck_reason = waiting_reason
 """Why a queued message is stuck: the one rule, from :mod:`mailwatch.core.judgement`."""
@@ -26,6 +28,17 @@ def evaluate(
 ) -> Verdict:
     """Judge one message against its class's SLA at ``now``."""
     deadline = message_class.stuck_after.deadline_after(message.arrival)
+    return verdict_at(message, classification, deadline, now)
+
+
+def verdict_at(
+    message: Message, classification: Classification, deadline: datetime, now: datetime
+) -> Verdict:
+    """Judge one message whose ``deadline`` is known (computed once, when first seen).
+
+    A deadline depends only on the message's arrival and class, so a rescan need not count
+    business days again: it compares ``now`` with the deadline kept from the first scan.
+    """
     age = (now - message.arrival).total_seconds()
     reason = stuck_reason(message.queue, deadline, message.delay_reason, now)
     return Verdict(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from sys import intern
 
 from mailwatch.core.model import Recipient
 
@@ -48,7 +49,9 @@ def _recipient(item: object) -> Recipient:
     if not isinstance(item, dict) or not isinstance(item.get("address"), str):
         raise ValueError("recipient without an address")
     reason = item.get("delay_reason")
-    return Recipient(item["address"], reason if isinstance(reason, str) else None)
+    # Interned: a backlog repeats a few addresses and delay reasons across thousands of
+    # messages, and each parsed copy would otherwise be kept for as long as the message queues.
+    return Recipient(intern(item["address"]), intern(reason) if isinstance(reason, str) else None)
 
 
 _DECODER = json.JSONDecoder()
@@ -85,11 +88,11 @@ def parse_line(line: str | bytes, line_number: int = 0) -> QueueEntry | Malforme
         sender = obj.get("sender", "")
         recipients = tuple([_recipient(r) for r in obj.get("recipients") or ()])
         return QueueEntry(
-            queue_name,
+            intern(queue_name),
             queue_id,
             datetime.fromtimestamp(arrival, UTC),
             int(size) if isinstance(size, _NUMBER) and not isinstance(size, bool) else 0,
-            sender if isinstance(sender, str) else "",
+            intern(sender) if isinstance(sender, str) else "",
             recipients,
             obj.get("forced_expire") is True,
         )

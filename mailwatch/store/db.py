@@ -15,14 +15,22 @@ Durability is unchanged: WAL, ``synchronous=NORMAL``, default checkpoints.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import structlog
 
 from mailwatch.core.backlog import ClassCount
-from mailwatch.core.model import Priority, Status, StoredMessage, Verdict
+from mailwatch.core.model import (
+    Classification,
+    Message,
+    Priority,
+    Status,
+    StoredMessage,
+    Verdict,
+)
 from mailwatch.core.snapshot import StoreHealth
 from mailwatch.errors import StoreError, UnknownMessage
 from mailwatch.store.alerts import AlertsMixin
@@ -46,6 +54,31 @@ from mailwatch.store.rows import (
 from mailwatch.store.schema import MIGRATIONS
 
 PAGE_SIZE = 8192
+Recorded = tuple[Message, Classification]
+"""The objects a message was last recorded from (see :meth:`Store._diff`)."""
+
+
+@dataclass(slots=True)
+class Diff:
+    """What one scan changes in the messages table."""
+
+    source: str
+    now: float
+    inserts: list[Verdict] = field(default_factory=list)
+    """New messages; their rows (headers as JSON: the bulk of a row) are built one at a time
+    as SQLite takes them, never all at once (100,000 rows held together were ~100 MiB)."""
+    updates: list[tuple[object, ...]] = field(default_factory=list)
+    gone: list[tuple[object, ...]] = field(default_factory=list)
+    seen: dict[str, State] = field(default_factory=dict)
+    """Every queued message's state after this scan (the next scan's index)."""
+    recorded: dict[str, Recorded] = field(default_factory=dict)
+
+    @property
+    def writes(self) -> int:
+        """Message rows written."""
+        return len(self.inserts) + len(self.updates) + len(self.gone)
+
+
 log = structlog.get_logger(__name__)
 
 
@@ -67,6 +100,19 @@ def _open_readonly(path: Path) -> StoreConnection:
             f" {len(MIGRATIONS)} (`mailwatch scan` or `mailwatch run` migrates it)"
         )
     return db
+
+
+def _rows(diff: Diff) -> Iterator[tuple[object, ...]]:
+    """The row of each new message, built as ``executemany`` asks for it."""
+    queued, source, now = Status.QUEUED.value, diff.source, diff.now
+    for v in diff.inserts:
+        m, c = v.message, v.classification
+        yield (
+            m.key, source, m.queue_id, m.queue, m.arrival.timestamp(), m.size, m.sender,
+            recipients_json(m.recipients), headers_json(m.headers.items), m.subject, m.marking,
+            c.name, int(c.priority), c.rule, v.deadline.timestamp(), m.delay_reason, queued, now,
+            None,
+        )  # fmt: skip
 
 
 class Store(OutcomesMixin, AlertsMixin, CanariesMixin, RetentionMixin, ListingMixin):
@@ -92,6 +138,7 @@ class Store(OutcomesMixin, AlertsMixin, CanariesMixin, RetentionMixin, ListingMi
             if readonly:
                 self._db = _open_readonly(Path(path))
                 self._index: dict[str, dict[str, State]] = {}
+                self._recorded: dict[str, dict[str, Recorded]] = {}
                 return
             if str(path) != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -107,6 +154,7 @@ class Store(OutcomesMixin, AlertsMixin, CanariesMixin, RetentionMixin, ListingMi
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open store {path}: {exc}") from exc
         self._index = {}
+        self._recorded = {}
 
     def health(self) -> StoreHealth:
         """Whether writes work now, and failures by kind since the store was opened."""
@@ -167,81 +215,92 @@ class Store(OutcomesMixin, AlertsMixin, CanariesMixin, RetentionMixin, ListingMi
         warnings: Sequence[str] = (),
     ) -> int:
         """Write one successful scan in one transaction; returns the number of message writes."""
-        index = self._source_index(source)
-        inserts: list[tuple[object, ...]] = []
-        updates: list[tuple[object, ...]] = []
-        seen: dict[str, State] = {}
-        queued, first_seen = Status.QUEUED.value, ts(finished_at)
-        for v in verdicts:
-            m, c = v.message, v.classification
-            priority, deadline = int(c.priority), v.deadline.timestamp()
-            state: State = (m.queue, c.name, priority, c.rule, deadline, m.recipients)
-            seen[m.key] = state
-            previous = index.get(m.key)
-            if previous is None:
-                inserts.append((
-                    m.key, source, m.queue_id, m.queue, m.arrival.timestamp(), m.size, m.sender,
-                    recipients_json(m.recipients), headers_json(m.headers.items), m.subject,
-                    m.marking, c.name, priority, c.rule, deadline, m.delay_reason, queued,
-                    first_seen, None,
-                ))  # fmt: skip
-            elif previous != state:
-                updates.append((
-                    m.queue, c.name, priority, c.rule, deadline, recipients_json(m.recipients),
-                    m.delay_reason, m.key,
-                ))  # fmt: skip
-        gone = [(Status.LEFT.value, ts(finished_at), key) for key in index if key not in seen]
+        diff = self._diff(source, verdicts, ts(finished_at))
+        scan = ScanRecord(
+            source, started_at, finished_at, ok=True, error=None, messages=len(verdicts),
+            malformed=malformed, headers_read=headers_read, warnings=tuple(warnings),
+        )  # fmt: skip
         try:
             self._db.execute("BEGIN")
-            if inserts:
-                self._db.executemany(
-                    f"INSERT OR REPLACE INTO messages ({INSERT_COLUMNS}) VALUES"
-                    f" ({', '.join('?' * 19)})",
-                    inserts,
-                )
-            if updates:
-                self._db.executemany(
-                    "UPDATE messages SET queue = ?, class = ?, priority = ?, rule = ?,"
-                    " deadline = ?, recipients = ?, delay_reason = ? WHERE key = ?",
-                    updates,
-                )
-            if gone:
-                self._db.executemany(
-                    "UPDATE messages SET status = ?, left_at = ? WHERE key = ? AND status = ?",
-                    [(*g, Status.QUEUED.value) for g in gone],
-                )
-            scan_id = self._insert_scan(
-                ScanRecord(
-                    source, started_at, finished_at, ok=True, error=None,
-                    messages=len(verdicts), malformed=malformed, headers_read=headers_read,
-                    warnings=tuple(warnings),
-                )
-            )  # fmt: skip
-            self._db.executemany(
-                "INSERT INTO class_counts VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        scan_id,
-                        source,
-                        c.name,
-                        int(c.priority),
-                        c.total,
-                        c.stuck,
-                        c.oldest_age_seconds,
-                    )
-                    for c in counts
-                ],
-            )
+            self._write_diff(diff)
+            self._insert_counts(self._insert_scan(scan), source, counts)
             self._db.execute("COMMIT")
         except StoreError as exc:  # already rolled back (see mailwatch.store.connection)
-            self._index.pop(source, None)
+            self._forget(source)
             raise retag(exc, f"cannot record scan of {source}") from exc
         except BaseException:
             self._db.rollback_quietly()
-            self._index.pop(source, None)
+            self._forget(source)
             raise
-        self._index[source] = seen
-        return len(inserts) + len(updates) + len(gone)
+        self._index[source] = diff.seen
+        self._recorded[source] = diff.recorded
+        return diff.writes
+
+    def _forget(self, source: str) -> None:
+        """After a failed write: what the store holds is re-read from it next time."""
+        self._index.pop(source, None)
+        self._recorded.pop(source, None)
+
+    def _diff(self, source: str, verdicts: Sequence[Verdict], now: float) -> Diff:
+        """What to write: new messages, changed ones, and those that left the queue.
+
+        A message whose :class:`Message` and :class:`Classification` are the very objects the
+        last recorded scan had is unchanged (both are frozen; sources reuse a message's object
+        while its listing is unchanged, the scanner its classification), so it costs two
+        identity checks, not a state tuple and a comparison.
+        """
+        index = self._source_index(source)
+        recorded = self._recorded.get(source, {})
+        diff = Diff(source, now)
+        queued = Status.QUEUED.value
+        for v in verdicts:
+            m, c = v.message, v.classification
+            diff.recorded[m.key] = (m, c)
+            same = recorded.get(m.key)
+            if same is not None and same[0] is m and same[1] is c:
+                kept = index.get(m.key)  # an outcome may have dropped it: then write it again
+                if kept is not None:
+                    diff.seen[m.key] = kept
+                    continue
+            priority, deadline = int(c.priority), v.deadline.timestamp()
+            state: State = (m.queue, c.name, priority, c.rule, deadline, m.recipients)
+            diff.seen[m.key] = state
+            previous = index.get(m.key)
+            if previous is None:
+                diff.inserts.append(v)  # its row is built while it is written (see _rows)
+            elif previous != state:
+                diff.updates.append((
+                    m.queue, c.name, priority, c.rule, deadline, recipients_json(m.recipients),
+                    m.delay_reason, m.key,
+                ))  # fmt: skip
+        diff.gone = [(Status.LEFT.value, now, key, queued) for key in index if key not in diff.seen]
+        return diff
+
+    def _write_diff(self, diff: Diff) -> None:
+        if diff.inserts:
+            self._db.executemany(
+                f"INSERT OR REPLACE INTO messages ({INSERT_COLUMNS}) VALUES"
+                f" ({', '.join('?' * 19)})",
+                _rows(diff),
+            )
+        if diff.updates:
+            self._db.executemany(
+                "UPDATE messages SET queue = ?, class = ?, priority = ?, rule = ?,"
+                " deadline = ?, recipients = ?, delay_reason = ? WHERE key = ?",
+                diff.updates,
+            )
+        if diff.gone:
+            self._db.executemany(
+                "UPDATE messages SET status = ?, left_at = ? WHERE key = ? AND status = ?",
+                diff.gone,
+            )
+
+    def _insert_counts(self, scan_id: int, source: str, counts: Iterable[ClassCount]) -> None:
+        self._db.executemany(
+            "INSERT INTO class_counts VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(scan_id, source, c.name, int(c.priority), c.total, c.stuck, c.oldest_age_seconds)
+             for c in counts],
+        )  # fmt: skip
 
     def record_failure(
         self, source: str, started_at: datetime, finished_at: datetime, error: str

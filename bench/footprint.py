@@ -1,0 +1,172 @@
+"""Footprint measurements shared by the Postfix benchmark: each in a process of its own.
+
+* :func:`own_scan`: one ``mailwatch scan`` launched through ``bench/peak_rss.py`` (its OWN peak
+  RSS, not the benchmark's: see that module);
+* :func:`run_rss`: ``mailwatch run`` until it has recorded ``scans`` scans of the source, then
+  its ``VmRSS`` and ``VmHWM`` from ``/proc/PID/status``;
+* :func:`tracemalloc_top`: one scan in a process traced by ``tracemalloc``: where the memory
+  still held after the scan (what ``mailwatch run`` keeps between scans) was allocated;
+* :func:`read_commands`: ``stuck``, ``stuck --json``, ``stuck --priority P1`` and ``check`` on
+  a copy of the scanned store in which every queued message is past its deadline (so stuck).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+MAILWATCH = [sys.executable, "-m", "mailwatch"]
+
+
+def write_config(workdir: Path, name: str, config_dir: Path, extra: str = "") -> Path:
+    """A config watching the private Postfix as source ``bench``, store in ``workdir``."""
+    config = workdir / f"{name}.toml"
+    for stale in workdir.glob(f"{name}.sqlite*"):
+        stale.unlink()
+    config.write_text(
+        f'[store]\npath = "{workdir / name}.sqlite"\n{extra}'
+        f'[sources.bench]\ntype = "postfix"\nconfig_dir = "{config_dir}"\ninterval = "1s"\n'
+        'timeout = "10m"\n',
+        encoding="utf-8",
+    )
+    return config
+
+
+def launch(args: list[str], workdir: Path) -> dict[str, float]:
+    """``args`` through the launcher: wall seconds and own peak RSS (MiB); raises on failure."""
+    out = workdir / "peak_rss.json"
+    done = subprocess.run(  # fixed command lines of this benchmark
+        [sys.executable, str(HERE / "peak_rss.py"), str(out), "--", *args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False,
+    )  # fmt: skip
+    measured = json.loads(out.read_text())
+    if measured["returncode"] not in (0, 1, 2):  # check exits 2 (CRITICAL) by design
+        raise RuntimeError(f"{args} failed: {done.stderr[-2000:]!r}")
+    return {key: measured[key] for key in ("seconds", "cpu_seconds", "peak_rss_mib")}
+
+
+def own_scan(workdir: Path, config_dir: Path) -> dict[str, float]:
+    """A first ``mailwatch scan`` (new store) in its own process; plus the store's size."""
+    config = write_config(workdir, "footprint", config_dir)
+    result = launch([*MAILWATCH, "-c", str(config), "scan", "--json"], workdir)
+    size = sum(p.stat().st_size for p in workdir.glob("footprint.sqlite*"))
+    return result | {"store_mib": size / 2**20}
+
+
+def _status(pid: int) -> dict[str, float]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0]) / 1024
+    return fields
+
+
+def run_rss(workdir: Path, config_dir: Path, port: int, scans: int = 3) -> dict[str, float]:
+    """``mailwatch run`` until ``scans`` good scans are stored: its VmRSS and VmHWM (MiB)."""
+    config = write_config(workdir, "run", config_dir, f'[http]\nlisten = "127.0.0.1:{port}"\n')
+    store = workdir / "run.sqlite"
+    t0 = time.perf_counter()
+    child = subprocess.Popen(  # fixed command line
+        [*MAILWATCH, "-c", str(config), "run"], stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        done = 0
+        while done < scans:
+            if child.poll() is not None:
+                raise RuntimeError(f"mailwatch run exited {child.returncode}")
+            time.sleep(0.5)
+            if store.exists():
+                try:
+                    with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
+                        done = db.execute("SELECT count(*) FROM scans WHERE ok").fetchone()[0]
+                except sqlite3.Error:
+                    continue
+        return _status(child.pid) | {"scans": done, "seconds": time.perf_counter() - t0}
+    finally:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(60)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+TRACE = """
+import asyncio, sys, tracemalloc
+tracemalloc.start(1)
+from mailwatch.app.scanner import Scanner
+from mailwatch.config.settings import load
+from mailwatch.sources.factory import build_sources
+from mailwatch.store import Store
+from pathlib import Path
+settings = load(Path(sys.argv[1]))
+store = Store(settings.store.path)
+scanner = Scanner(settings.classifier(), store)
+sources = build_sources(settings, store)
+kept = []
+async def main() -> None:
+    kept.extend(await scanner.scan_all(sources))
+asyncio.run(main())
+current, peak = tracemalloc.get_traced_memory()
+top = tracemalloc.take_snapshot().statistics("lineno")[: int(sys.argv[2])]
+print(current / 2**20, peak / 2**20)
+for stat in top:
+    frame = stat.traceback[0]
+    print(f"{stat.size / 2**20:.1f}\\t{stat.count}\\t{frame.filename}:{frame.lineno}")
+"""
+
+
+def tracemalloc_top(workdir: Path, config_dir: Path, top: int = 12) -> dict[str, Any]:
+    """Python heap held after one scan (as ``run`` holds it between scans), by line."""
+    config = write_config(workdir, "traced", config_dir)
+    out = subprocess.run(  # our interpreter, the script above
+        [sys.executable, "-c", TRACE, str(config), str(top)], capture_output=True, text=True,
+        check=True,
+    ).stdout.splitlines()  # fmt: skip
+    current, peak = (float(x) for x in out[0].split())
+    rows = []
+    for line in out[1:]:
+        size, count, where = line.split("\t")
+        rows.append({"mib": float(size), "blocks": int(count),
+                     "where": where.replace(str(HERE.parent) + "/", "")})  # fmt: skip
+    return {"traced_after_scan_mib": current, "traced_peak_mib": peak, "top": rows}
+
+
+READ_COMMANDS = {
+    "stuck": ["stuck"],
+    "stuck --json": ["stuck", "--json"],
+    "stuck --priority P1": ["stuck", "--priority", "P1"],
+    "check": ["check"],
+}
+
+
+def read_commands(workdir: Path, runs: int) -> dict[str, dict[str, float]]:
+    """The read commands on a copy of the footprint store with every queued message stuck."""
+    source, copy = workdir / "footprint.sqlite", workdir / "read.sqlite"
+    with sqlite3.connect(source) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    shutil.copyfile(source, copy)
+    with sqlite3.connect(copy) as db:
+        db.execute("UPDATE messages SET deadline = 0 WHERE status = 'queued'")
+        stuck = db.execute("SELECT count(*) FROM messages WHERE status = 'queued'").fetchone()[0]
+    config = workdir / "read.toml"
+    config.write_text(f'[store]\npath = "{copy}"\n', encoding="utf-8")
+    results: dict[str, dict[str, float]] = {}
+    for name, args in READ_COMMANDS.items():
+        samples = [launch([*MAILWATCH, "-c", str(config), *args], workdir) for _ in range(runs)]
+        results[name] = {"seconds": statistics.median(s["seconds"] for s in samples),
+                         "cpu_seconds": statistics.median(s["cpu_seconds"] for s in samples),
+                         "stuck": stuck,
+                         "peak_rss_mib": max(s["peak_rss_mib"] for s in samples)}  # fmt: skip
+    return results
