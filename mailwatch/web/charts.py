@@ -6,7 +6,7 @@ at the projected time, in a margin to the right of "now". No script and no ``sty
 attribute (the page's Content-Security-Policy allows neither): colours are presentation
 attributes. Every label is escaped here; the result is safe to insert into HTML as markup.
 :func:`trend_svg` never raises: empty, non-finite or out-of-window points are dropped or
-clamped.
+clamped. With fewer than two points the chart says "not enough data yet".
 """
 
 from __future__ import annotations
@@ -92,6 +92,12 @@ def trend_svg(trend: Trend) -> str:
         _polyline(waiting, sx, sy, top, WAITING_COLOUR, "waiting"),
         _polyline(stuck, sx, sy, top, STUCK_COLOUR, "stuck"),
         _eta_line(trend, waiting, sx, sy, top, now_x, plot_w),
+        ""
+        if len(waiting) >= 2
+        else (
+            f'<text x="{_fmt(PAD_LEFT + now_x / 2)}" y="{PAD_TOP + plot_h / 2:.1f}"'
+            ' text-anchor="middle" font-size="11" fill="#222">not enough data yet</text>'
+        ),
         "</svg>",
     ]
     return "".join(parts)

@@ -50,6 +50,11 @@ def is_page(path: str) -> bool:
     return path in PAGE_PATHS or path.startswith(PAGE_PREFIXES)
 
 
+def _from_here(request: web.Request) -> bool:
+    headers = request.headers
+    return same_origin(headers.get("Origin"), request.host, headers.get("Sec-Fetch-Site"))
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -172,7 +177,7 @@ async def login_form(request: web.Request) -> web.Response:
 
 async def login(request: web.Request) -> web.Response:
     """``POST /login``: a valid token sets the session cookie; anything else is refused."""
-    if not same_origin(request.headers.get("Origin"), request.host):
+    if not _from_here(request):
         return _problem(403, "refused", "That form did not come from this page.")
     form = await request.post()
     caller = request.app[TOKENS_KEY].by_secret(str(form.get("token", "")))
@@ -195,7 +200,7 @@ async def login(request: web.Request) -> web.Response:
 async def _acting(request: web.Request) -> tuple[Caller, Any, str]:
     """The write caller of a same-origin form post with a valid CSRF token, its form, next."""
     caller, session = _who(request)
-    if not same_origin(request.headers.get("Origin"), request.host):
+    if not _from_here(request):
         raise web.HTTPForbidden(text="cross-origin form refused")
     form = await request.post()
     if caller is None or session is None:

@@ -8,7 +8,7 @@
 * The cookie is ``HttpOnly``, ``SameSite=Strict``, ``Path=/`` and ``Secure`` when the page is
   served over TLS; it expires after :data:`SESSION_SECONDS`.
 * Every form carries a synchronizer token: HMAC of the session's nonce under the same key.
-  A POST must carry it, and its ``Origin`` must be this server (:func:`same_origin`).
+  A POST must carry it, and come from this server's page (:func:`same_origin`).
 """
 
 from __future__ import annotations
@@ -80,11 +80,17 @@ class Sessions:
         return bool(offered) and hmac.compare_digest(str(offered), self.csrf(session))
 
 
-def same_origin(origin: str | None, host: str | None) -> bool:
-    """Whether a request's ``Origin`` names the server it was sent to (its ``Host``).
+def same_origin(origin: str | None, host: str | None, fetch_site: str | None = None) -> bool:
+    """Whether a form post came from this server's own page.
 
-    A browser sends ``Origin`` with every form POST; a missing or ``null`` one is refused.
+    ``Sec-Fetch-Site`` (set by the browser, never by a page's script) must say
+    ``same-origin`` when present; otherwise ``Origin`` must name the server it was sent to
+    (its ``Host``). Under ``Referrer-Policy: no-referrer`` Chromium sends ``Origin: null``
+    with a form post, so ``Sec-Fetch-Site`` is what modern browsers are judged by; a request
+    with neither (not a browser's) is refused.
     """
+    if fetch_site is not None:
+        return fetch_site == "same-origin"
     if not origin or not host or origin == "null":
         return False
     parts = urlsplit(origin)

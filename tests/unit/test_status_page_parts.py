@@ -118,3 +118,6 @@ class TestSessions:
         assert not same_origin("http://evil.example", "127.0.0.1:9745")
         assert not same_origin(None, "127.0.0.1:9745")
         assert not same_origin("null", "127.0.0.1:9745")
+        assert same_origin("null", "127.0.0.1:9745", "same-origin")  # no-referrer: Origin null
+        assert not same_origin("http://127.0.0.1:9745", "127.0.0.1:9745", "cross-site")
+        assert not same_origin(None, "127.0.0.1:9745", "same-site")
