@@ -51,6 +51,7 @@ from mailwatch.config.fields import (
     WindowField,
 )
 from mailwatch.config.kinds import SourceConfig, source_types
+from mailwatch.config.status import StatusPageConfig
 from mailwatch.core.classify import Classifier
 from mailwatch.core.durations import Duration
 from mailwatch.errors import ConfigError
@@ -86,6 +87,8 @@ class ApiToken(_Section):
     name: str
     scope: Literal["read", "write"] = "read"
     secret: SecretRef
+    subjects: bool = False
+    """May see subjects on the status page's class pages (each view is audited)."""
 
 
 class HttpConfig(_Section):
@@ -158,6 +161,8 @@ class Settings(BaseSettings):
     """How long a bounced or expired P1/P2 message stays listed as stuck."""
     calendar: CalendarConfig = CalendarConfig()
     """Where and on which days business-day SLAs are counted."""
+    status: StatusPageConfig = StatusPageConfig()
+    """The duty manager's status page (runbook links, refresh)."""
     receivers: dict[str, ReceiverConfig] = Field(default_factory=dict)
     alerts: list[AlertRuleConfig] | None = None
     """Alert rules; when absent, the defaults for the shipped taxonomy apply."""

@@ -397,3 +397,23 @@ class Store(OutcomesMixin, AlertsMixin, CanariesMixin, RetentionMixin, ListingMi
         ):
             history.setdefault((source, cls), []).append((at(finished), total))
         return history
+
+    def class_trends(
+        self, since: datetime, step_seconds: float = 300.0
+    ) -> dict[tuple[str, str], list[tuple[datetime, int, int]]]:
+        """Waiting and stuck counts per (source, class) since ``since``, per ``step_seconds``.
+
+        Each step's point is its latest good scan's time with the step's largest counts (a
+        chart of the worst in each step; a day is 288 points per class at the default step).
+        """
+        trends: dict[tuple[str, str], list[tuple[datetime, int, int]]] = {}
+        for source, cls, finished, total, stuck in self._db.execute(
+            "SELECT s.source, c.class, max(s.finished_at), max(c.total), max(c.stuck)"
+            " FROM class_counts c JOIN scans s ON s.id = c.scan_id"
+            " WHERE s.ok AND s.finished_at >= ?"
+            " GROUP BY s.source, c.class, CAST(s.finished_at / ? AS INTEGER)"
+            " ORDER BY 3",
+            (ts(since), step_seconds),
+        ):
+            trends.setdefault((source, cls), []).append((at(finished), total, stuck))
+        return trends

@@ -30,7 +30,7 @@ from mailwatch.core.snapshot import MetricsSnapshot
 from mailwatch.errors import ActionFailed, NotAcknowledgeable, UnknownMessage
 from mailwatch.store.alerts import acting
 from mailwatch.store.listing import MessageReader
-from mailwatch.web import classification, statuspage
+from mailwatch.web import classification, pages, statuspage
 from mailwatch.web.auth import build_table
 from mailwatch.web.keys import CALLER_KEY, READER_KEY, SERVICE_KEY, SETTINGS_KEY, TOKENS_KEY
 from mailwatch.web.shape_api import get_shape
@@ -53,8 +53,8 @@ def _error(status: int, message: str) -> web.HTTPException:
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Open paths pass; everything else needs a token, and writes need a write token."""
     settings = request.app[SETTINGS_KEY]
-    if request.path in settings.http.open_paths:
-        return await handler(request)
+    if request.path in settings.http.open_paths or pages.is_page(request.path):
+        return await handler(request)  # the status page checks its own sessions
     caller = request.app[TOKENS_KEY].authenticate(request.headers.get("Authorization"))
     if caller is None:
         raise _error(401, "a valid bearer token is required")
@@ -351,12 +351,6 @@ ROUTES: list[tuple[str, str, Handler]] = [
 """Every API route (the OpenAPI file must document exactly these)."""
 
 
-async def status_page(request: web.Request) -> web.Response:
-    """``GET /``: the duty managers' status page."""
-    html = statuspage.render(status_summary(request.app[SERVICE_KEY], _now()))
-    return web.Response(text=html, content_type="text/html", charset="utf-8")
-
-
 def build(service: Service, settings: Settings) -> web.Application:
     """The whole HTTP application: metrics, health, API and status page, behind auth."""
     from mailwatch.web import server as http
@@ -384,7 +378,7 @@ def register(app: web.Application, service: Service, settings: Settings) -> None
             reader.close()
 
     app.on_cleanup.append(close_reader)
-    app.router.add_get("/", status_page)
+    pages.register(app, status_summary)
     for method, path, handler in ROUTES:
         app.router.add_route(
             method,

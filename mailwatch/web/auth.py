@@ -29,10 +29,16 @@ _OWS = " \t"
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who is calling: a token's name and scope."""
+    """Who is calling: a token's name and scope (and whether it may see subjects on the page)."""
 
     name: str
     scope: str
+    subjects: bool = False
+
+    @property
+    def can_write(self) -> bool:
+        """Whether it may act (ack, silence, queue actions)."""
+        return self.scope == "write"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +69,14 @@ class TokenTable:
             if hmac.compare_digest(offered_bytes, entry.secret) and found is None:
                 found = entry.caller
         return found
+
+    def by_secret(self, offered: str) -> Caller | None:
+        """The caller a bare token proves (the login form), compared like a bearer token."""
+        return self.authenticate(f"Bearer {offered.strip(_OWS)}") if offered else None
+
+    def by_name(self, name: str) -> Caller | None:
+        """The caller of the token named ``name``, if it is still in the table (a session)."""
+        return next((e.caller for e in self.entries if e.caller.name == name), None)
 
 
 def bearer_token(header: str | None) -> str | None:
@@ -96,5 +110,7 @@ def build_table(tokens: Iterable[ApiToken]) -> TokenTable:
         if not secret.strip():  # any whitespace: a blank secret must never be usable
             log.error("api_token_refused", token=token.name, reason="its secret is empty")
             continue
-        entries.append(_Entry(Caller(token.name, token.scope), secret.encode("utf-8")))
+        entries.append(
+            _Entry(Caller(token.name, token.scope, token.subjects), secret.encode("utf-8"))
+        )
     return TokenTable(tuple(entries))

@@ -64,6 +64,9 @@ def test_wheel_ships_typing_marker_data_and_license(tmp_path: Path) -> None:
         metadata = email.parser.Parser().parsestr(wheel.read(metadata_name).decode())
     for data in ("py.typed", "config/alerts.toml", "core/taxonomy.toml"):
         assert f"mailwatch/{data}" in names, data
+    templates = Path(__file__).resolve().parents[2] / "mailwatch" / "web" / "templates"
+    for template in sorted(templates.iterdir()):  # the status page's templates and style
+        assert f"mailwatch/web/templates/{template.name}" in names, template.name
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert metadata["License-Expression"] == "MIT"
     classifiers = metadata.get_all("Classifier") or []
