@@ -24,6 +24,7 @@ from mailwatch.cli.common import (
     remote_options,
     utc_now,
 )
+from mailwatch.cli.fleet import stuck_fleet
 from mailwatch.cli.render import scans_lines, stuck_table, table
 from mailwatch.cli.terminal import visible
 from mailwatch.core.model import Priority
@@ -50,6 +51,7 @@ def _nagios_exit(code: int, text: str, perfdata: list[str]) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--show-subject", is_flag=True, help="Show subjects (personal data: use with care).")
+@click.option("--fleet", "from_fleet", is_flag=True, help="Every agent's, from the fleet database.")
 @remote_options
 @pass_ctx
 @guard
@@ -62,10 +64,17 @@ def stuck(
     include_all: bool,
     as_json: bool,
     show_subject: bool,
+    from_fleet: bool,
     server: str | None,
     token_file: Path | None,
 ) -> None:
-    """List stuck messages, most urgent first (local store, or --server)."""
+    """List stuck messages, most urgent first (local store, --server, or --fleet)."""
+    if from_fleet:
+        if server is not None:
+            fail("--fleet reads the fleet database: use GET /api/v1/fleet/messages remotely", 2)
+        wanted = queries.MessageFilter(not include_all, class_name, priority, older_than, source)
+        stuck_fleet(ctx, wanted, as_json=as_json, show_subject=show_subject)
+        return
     client = api_client(server, token_file)
     now = utc_now()
     if client is not None:

@@ -28,6 +28,7 @@ from mailwatch.errors import StoreError, UnknownMessage
 from mailwatch.store.alerts import AlertsMixin
 from mailwatch.store.canaries import CanariesMixin
 from mailwatch.store.connection import StoreConnection, retag
+from mailwatch.store.fleet_queue import FleetQueueMixin
 from mailwatch.store.listing import ListingMixin
 from mailwatch.store.outcomes import OutcomesMixin
 from mailwatch.store.retention import RetentionMixin
@@ -69,7 +70,9 @@ def _open_readonly(path: Path) -> StoreConnection:
     return db
 
 
-class Store(OutcomesMixin, AlertsMixin, CanariesMixin, RetentionMixin, ListingMixin):
+class Store(
+    OutcomesMixin, AlertsMixin, CanariesMixin, RetentionMixin, ListingMixin, FleetQueueMixin
+):
     """mailwatch's SQLite store. Not thread-safe: one owner, one connection.
 
     Every failure is a :class:`~mailwatch.errors.StoreError` subclass (see
