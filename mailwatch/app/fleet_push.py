@@ -33,7 +33,7 @@ from mailwatch.core.changes import (
     upsert_of_stored,
 )
 from mailwatch.core.model import Status
-from mailwatch.errors import FleetError, StoreError
+from mailwatch.errors import FleetError, FleetUnavailable, StoreError
 from mailwatch.fleet.writer import open_pool, push
 from mailwatch.store import Store
 
@@ -109,7 +109,7 @@ class FleetPusher:
             async with asyncio.timeout(self.config.timeout.seconds * max(1, len(changes))):
                 await push(self._pool, self.config.agent, changes, self.config.batch_size)
         except TimeoutError as exc:
-            raise FleetError(f"push timed out after {self.config.timeout}") from exc
+            raise FleetUnavailable(f"push timed out after {self.config.timeout}") from exc
 
     def _resync_outcomes(self, source: str) -> ChangeSet:
         """The messages of ``source`` that bounced or expired lately (from the local store)."""
