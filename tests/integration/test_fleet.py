@@ -83,7 +83,8 @@ def _row(item: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _config(url: str, agent: str, **overrides: Any) -> FleetConfig:
-    return FleetConfig(url=url, agent=agent, timeout="2s").model_copy(update=overrides)
+    config = FleetConfig.model_validate({"url": url, "agent": agent, "timeout": "2s"})
+    return config.model_copy(update=overrides)
 
 
 @pytest.fixture(name="agents")
