@@ -197,14 +197,21 @@ async def test_partition_loses_nothing_and_duplicates_nothing(
 async def test_a_full_queue_collapses_to_a_resync(
     agents: list[Agent], fleet_url: str, postgres_instance: PrivatePostgres
 ) -> None:
-    """Past its bound the local queue keeps no change sets but a resync: nothing is lost."""
+    """Past its bound the local queue keeps no change sets but a resync: nothing is lost.
+
+    The removal dropped by the collapse comes back through the full change set that follows.
+    """
     agent = agents[1]
+    _fill(agent, P1 + OTHER)
+    agent.postfix.wait_for_queue(5)
+    await agent.scan_and_push()
     agent.pusher.config = agent.pusher.config.model_copy(update={"queue_limit": 4})
     postgres_instance.stop()
     try:
-        _fill(agent, P1 + OTHER)
-        agent.postfix.wait_for_queue(5)
-        await agent.scan()  # 6 rows > 4: collapsed; the scanner will resync the source
+        agent.postfix.postsuper("-d", str(agent.postfix.queue()[0]["queue_id"]))
+        _fill(agent, ["Court results for Tuesday", "Team drinks", "Risk escalation - RoSH"])
+        agent.postfix.wait_for_queue(7)
+        await agent.scan()  # 3 new + 1 gone + heartbeat = 5 rows > 4: collapsed
         assert agent.store.fleet_backlog() == (0, 0)
         assert agent.store.fleet_resyncs() == ["mta"]
         await agent.scan()  # the resync: a full change set (too big again: collapsed again)
@@ -215,6 +222,7 @@ async def test_a_full_queue_collapses_to_a_resync(
     await agent.pusher.drain()
     assert agent.store.fleet_resyncs() == []
     assert [r for r in fleet_rows(fleet_url, "agent2") if r[1] == "queued"] == local_rows(agent)
+    assert len(fleet_rows(fleet_url, "agent2")) == 8  # the deleted one is there, as left
     assert fleet(fleet_url) == agent.local()
 
 
