@@ -9,7 +9,8 @@ from pathlib import Path
 
 import click
 
-from mailwatch.app.scanner import Scanner
+from mailwatch.app.fleet_push import FleetPusher
+from mailwatch.app.scanner import Scanner, ScanOutcome
 from mailwatch.cli.common import (
     Context,
     fail,
@@ -21,7 +22,8 @@ from mailwatch.cli.render import counts_table, stuck_table
 from mailwatch.config import settings as config_module
 from mailwatch.config.checks import checks
 from mailwatch.core.model import Priority
-from mailwatch.errors import ConfigError
+from mailwatch.errors import ConfigError, FleetError, StoreError
+from mailwatch.sources import Source
 from mailwatch.sources.factory import build_sources
 
 
@@ -36,7 +38,11 @@ def scan(ctx: Context, as_json: bool) -> None:
         fail("no sources configured (add a [sources.NAME] table, or try `mailwatch demo`)", 2)
     with ctx.store(create=True) as store:
         scanner = Scanner(settings.classifier(), store)
-        outcomes = asyncio.run(scanner.scan_all(build_sources(settings, store)))
+        pusher = None
+        if settings.fleet is not None:  # queued locally, then one push attempt
+            pusher = FleetPusher(settings.fleet, store, scanner.resync)
+            scanner.sink = pusher
+        outcomes = asyncio.run(_scan_and_push(scanner, build_sources(settings, store), pusher))
     if as_json:
         click.echo(json.dumps([
             {"source": o.source, "ok": o.ok, "error": o.error,
@@ -53,6 +59,20 @@ def scan(ctx: Context, as_json: bool) -> None:
                 click.echo(f"source {o.source}: PROBE FAILED ({o.error_kind}): {o.error}", err=True)
     if not all(o.ok for o in outcomes):
         sys.exit(1)
+
+
+async def _scan_and_push(
+    scanner: Scanner, sources: list[Source], pusher: FleetPusher | None
+) -> list[ScanOutcome]:
+    outcomes = await scanner.scan_all(sources)
+    if pusher is not None:
+        try:
+            await pusher.drain()
+        except (FleetError, StoreError) as exc:  # stays queued for the next scan or `run`
+            click.echo(f"fleet: not pushed now (queued locally): {exc}", err=True)
+        finally:
+            await pusher.close()
+    return outcomes
 
 
 @click.group("config")

@@ -291,3 +291,34 @@ def test_cli_migrate_status_and_stuck_fleet(tmp_path: Path, fleet_url: str) -> N
     stuck = runner.invoke(cli, ["-c", str(config), "stuck", "--fleet", "--priority", "P1"])
     assert stuck.exit_code == 0, stuck.output
     assert "nothing stuck" in stuck.output
+
+
+def test_cli_scan_pushes_or_queues(
+    tmp_path: Path, fleet_url: str, postfix: PrivatePostfix, postgres_instance: PrivatePostgres
+) -> None:
+    """``mailwatch scan`` with [fleet] pushes its changes; with the database down it queues them."""
+    config = tmp_path / "mailwatch.toml"
+    config.write_text(
+        f'[store]\npath = "mw.db"\n[fleet]\nurl = "{fleet_url}"\nagent = "cron"\ntimeout = "2s"\n'
+        f'[sources.mta1]\ntype = "postfix"\nconfig_dir = "{postfix.config_dir}"\n',
+        encoding="utf-8",
+    )
+    runner = CliRunner()
+    assert runner.invoke(cli, ["-c", str(config), "fleet", "migrate"]).exit_code == 0
+    postfix.inject([make_message(s) for s in P1[:2]])
+    postfix.wait_for_queue(2)
+    assert runner.invoke(cli, ["-c", str(config), "scan"]).exit_code == 0
+    assert [s for _, s in fleet_rows(fleet_url, "cron")] == ["queued", "queued"]
+    postgres_instance.stop()
+    try:
+        postfix.inject([make_message(P1[2])])
+        postfix.wait_for_queue(3)
+        down = runner.invoke(cli, ["-c", str(config), "scan"])
+        assert down.exit_code == 0
+        assert "not pushed now (queued locally)" in down.stderr
+    finally:
+        postgres_instance.start()
+    assert runner.invoke(cli, ["-c", str(config), "scan"]).exit_code == 0
+    with Store(tmp_path / "mw.db") as store:
+        assert store.fleet_backlog() == (0, 0)
+        assert fleet_rows(fleet_url, "cron") == sorted((m.key, "queued") for m in store.queued())
