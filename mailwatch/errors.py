@@ -26,6 +26,9 @@
     │   ├── ReceiverTimeout(TimeoutError)  no answer in time: retry
     │   ├── ReceiverRejected             answered "no" (``status``, ``permanent``)
     │   └── ReceiverMisconfigured        a secret is missing, plain SMTP to a remote host...
+    ├── FleetError                       the central (fleet) PostgreSQL store failed
+    │   ├── FleetUnavailable(ConnectionError)  unreachable, refused, timed out: queue and retry
+    │   └── FleetSchemaError                 its schema is missing or newer than this mailwatch
     ├── ActionFailed                     a Postfix action (retry, hold...) failed
     └── ApiError                         the API answered with an error, or was unreachable
 
@@ -186,3 +189,15 @@ class UnknownAlert(MailwatchError, LookupError):
 
 class NotAcknowledgeable(MailwatchError, ValueError):
     """Only a firing alert can be acknowledged."""
+
+
+class FleetError(MailwatchError):
+    """The central PostgreSQL store (``[fleet]``) could not be read or written."""
+
+
+class FleetUnavailable(FleetError, ConnectionError):
+    """The fleet database is unreachable (refused, down, timed out): pushes queue locally."""
+
+
+class FleetSchemaError(FleetError):
+    """The fleet database has no schema yet (``mailwatch fleet migrate``) or a newer one."""

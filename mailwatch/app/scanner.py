@@ -24,6 +24,15 @@ from datetime import UTC, datetime
 import structlog
 
 from mailwatch.core.backlog import ClassCount, count_by_class
+from mailwatch.core.changes import (
+    ChangeSet,
+    ChangeSink,
+    Heartbeat,
+    Upsert,
+    diff,
+    outcomes_of,
+    upsert_of,
+)
 from mailwatch.core.classify import Classifier
 from mailwatch.core.model import (
     CanaryObservation,
@@ -109,8 +118,11 @@ class Scanner:
     classifier: Classifier
     store: Store
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    sink: ChangeSink | None = None
+    """Told what each scan changed (the fleet pusher); ``None``: nobody is."""
     _known: dict[str, dict[str, Known]] = field(default_factory=dict)
     _scans: int = 0
+    _pushed: dict[str, dict[str, Upsert]] = field(default_factory=dict)
 
     async def scan(self, source: Source) -> ScanOutcome:
         """Probe ``source`` once, judge what it saw and record it.
@@ -134,6 +146,10 @@ class Scanner:
                 self.store.record_failure(source.name, started_at, finished_at, exc.detail)
             log.warning("probe_failed", source=source.name, error=exc.detail,
                         kind=type(exc).__name__)  # fmt: skip
+            self._tell(ChangeSet(source.name, Heartbeat(
+                source.name, finished_at.timestamp(), ok=False, error=exc.detail,
+                error_kind=type(exc).__name__,
+            )))  # fmt: skip
             return ScanOutcome(
                 source=source.name,
                 started_at=started_at,
@@ -172,6 +188,8 @@ class Scanner:
             )
         for warning in observation.warnings:
             log.warning("source_warning", source=source.name, warning=warning)
+        if self.sink is not None:
+            self._tell(self._changes(source.name, observation, verdicts, finished_at))
         return ScanOutcome(
             source=source.name,
             started_at=started_at,
@@ -181,6 +199,28 @@ class Scanner:
             counts=tuple(counts),
             observation=observation,
         )
+
+    def _changes(
+        self, name: str, observation: Observation, verdicts: list[Verdict], at: datetime
+    ) -> ChangeSet:
+        """What this scan changed since the previous one (full on the first since start)."""
+        heartbeat = Heartbeat(name, at.timestamp(), ok=True, messages=len(verdicts))
+        if isinstance(observation, LogObservation):
+            outcomes = outcomes_of(observation.outcomes_for or name, observation.outcomes)
+            return ChangeSet(name, heartbeat, outcomes=tuple(outcomes))
+        subjects = self.sink is not None and self.sink.include_subjects
+        current = [upsert_of(v, at, include_subjects=subjects) for v in verdicts]
+        previous = self._pushed.get(name)
+        upserts, removals, self._pushed[name] = diff(previous or {}, current, at)
+        return ChangeSet(name, heartbeat, tuple(upserts), tuple(removals), full=previous is None)
+
+    def _tell(self, changes: ChangeSet) -> None:
+        if self.sink is not None:
+            self.sink.changed(changes)
+
+    def resync(self, source: str) -> None:
+        """Make the next change set of ``source`` full (the fleet lost track of it)."""
+        self._pushed.pop(source, None)
 
     async def scan_all(self, sources: Sequence[Source]) -> list[ScanOutcome]:
         """Scan every source concurrently; failures are outcomes, not exceptions."""

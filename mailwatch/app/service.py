@@ -30,6 +30,7 @@ from mailwatch.alerting.rules import Situation
 from mailwatch.alerting.situation import class_views
 from mailwatch.app.alert_engine import AlertEngine
 from mailwatch.app.delivery import DeliveryLoop
+from mailwatch.app.fleet_push import FleetPusher
 from mailwatch.app.scanner import Scanner, ScanOutcome
 from mailwatch.app.supervisor import every, next_delay, probe_deadline, run_worker
 from mailwatch.config.settings import Settings
@@ -98,6 +99,10 @@ class Service:
         self.sources = list(sources)
         self.clock = clock
         self.scanner = Scanner(settings.classifier(), store, clock=clock)
+        self.fleet: FleetPusher | None = None
+        if settings.fleet is not None:  # every scan's changes are queued, pushed off the scan path
+            self.fleet = FleetPusher(settings.fleet, store, self.scanner.resync, clock)
+            self.scanner.sink = self.fleet
         self.snapshot: MetricsSnapshot | None = None
         classes = self.scanner.classifier.all_classes
         rules = [rule.to_rule() for rule in settings.alert_rules()]
@@ -360,6 +365,8 @@ class Service:
                 group.create_task(self._worker(source, stop), name=f"source:{source.name}")
             group.create_task(self.delivery.run(stop), name="notify:outbox")
             group.create_task(self.resender.run(stop), name="notify:alertmanager-resend")
+            if self.fleet is not None:
+                group.create_task(self.fleet.run(stop), name="fleet:push")
             group.create_task(
                 every(EVALUATE_EVERY, self._evaluate_quietly, stop), name="alerts:evaluate"
             )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from mailwatch.cli import alerts, inspection, ops, service, shape
+from mailwatch.cli import alerts, fleet, inspection, ops, service, shape
 from mailwatch.cli.common import CONFIG_ENV, Context, MailwatchGroup, config_path
 
 __all__ = ["cli", "main"]
@@ -37,7 +37,7 @@ for command in (
     inspection.check, shape.shape,
     service.scan, service.run, service.demo, service.config_group,
     ops.prune, ops.backlog, ops.retry, ops.hold, ops.release, ops.flush, ops.audit,
-    alerts.alerts, alerts.ack, alerts.silence, alerts.unsilence,
+    alerts.alerts, alerts.ack, alerts.silence, alerts.unsilence, fleet.fleet_group,
 ):  # fmt: skip
     cli.add_command(command)
 

@@ -58,6 +58,7 @@ def _nagios_exit(code: int, text: str, perfdata: list[str]) -> None:
 )  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--show-subject", is_flag=True, help="Show subjects (personal data: use with care).")
+@click.option("--fleet", "from_fleet", is_flag=True, help="Every agent's, from the fleet database.")
 @remote_options
 @pass_ctx
 @guard
@@ -71,44 +72,29 @@ def stuck(
     limit: int,
     as_json: bool,
     show_subject: bool,
+    from_fleet: bool,
     server: str | None,
     token_file: Path | None,
 ) -> None:
-    """List stuck messages, most urgent first (local store, or --server).
+    """List stuck messages, most urgent first (local store, --server, or --fleet).
 
     Pages by default (--limit): the selection, count and order are SQLite's, and only the rows
     shown are decoded, so the answer is quick however large the backlog; a footer (on stderr
     with --json) says how many more matched.
     """
-    client = api_client(server, token_file)
-    now = utc_now()
-    if client is not None:
-        if show_subject:
-            fail("--show-subject: use `mailwatch show ID` against the server (it is audited)", 2)
-        params = {
-            "stuck": "false" if include_all else "true",
-            "class": class_name or "",
-            "priority": str(priority) if priority else "",
-            "source": source or "",
-            "older_than": f"{older_than}s" if older_than is not None else "",
-            "limit": str(min(limit, REMOTE_MAX) if limit else REMOTE_MAX),
-        }
-        page = client.request("GET", "/api/v1/messages", params=params)
-        items, total = page["items"], int(page.get("total", len(page["items"])))
-        scans = client.request("GET", "/api/v1/summary")["scans"]
-    else:
-        settings = ctx.settings
-        if class_name is not None and class_name not in settings.all_classes():
-            fail(f"--class: unknown class {class_name!r}", 2)
-        wanted = queries.MessageFilter(
-            not include_all, class_name, priority, older_than, source, limit or None
-        )
-        with ctx.store() as store:
-            items, total = queries.messages(
-                store, now, wanted, show_subject=show_subject,
-                undeliverable_for=settings.undeliverable_for.seconds,
-            )  # fmt: skip
-            scans = queries.scans(store, now)
+    if from_fleet:
+        if server is not None:
+            fail("--fleet reads the fleet database: use GET /api/v1/fleet/messages remotely", 2)
+        from mailwatch.cli.fleet import stuck_fleet  # only --fleet loads the database driver
+
+        wanted = queries.MessageFilter(not include_all, class_name, priority, older_than, source)
+        stuck_fleet(ctx, wanted, as_json=as_json, show_subject=show_subject)
+        return
+    items, total, scans = _select(
+        ctx, server, token_file, include_all=include_all, class_name=class_name,
+        priority=priority, older_than=older_than, source=source, limit=limit,
+        show_subject=show_subject,
+    )  # fmt: skip
     more = max(total - len(items), 0)
     footer = f"{more} more; use --limit N, or --limit 0 for every one" if more else None
     if as_json:
@@ -127,6 +113,50 @@ def stuck(
             click.echo(footer)
     else:
         click.echo("nothing stuck" if not include_all else "nothing queued")
+
+
+def _select(
+    ctx: Context,
+    server: str | None,
+    token_file: Path | None,
+    *,
+    include_all: bool,
+    class_name: str | None,
+    priority: Priority | None,
+    older_than: float | None,
+    source: str | None,
+    limit: int,
+    show_subject: bool,
+) -> tuple[list[dict[str, Any]], int, list[dict[str, Any]]]:
+    """The page of messages ``stuck`` shows, how many matched, and the last scans."""
+    client = api_client(server, token_file)
+    if client is not None:
+        if show_subject:
+            fail("--show-subject: use `mailwatch show ID` against the server (it is audited)", 2)
+        params = {
+            "stuck": "false" if include_all else "true",
+            "class": class_name or "",
+            "priority": str(priority) if priority else "",
+            "source": source or "",
+            "older_than": f"{older_than}s" if older_than is not None else "",
+            "limit": str(min(limit, REMOTE_MAX) if limit else REMOTE_MAX),
+        }
+        page = client.request("GET", "/api/v1/messages", params=params)
+        items, total = page["items"], int(page.get("total", len(page["items"])))
+        return items, total, client.request("GET", "/api/v1/summary")["scans"]
+    settings = ctx.settings
+    if class_name is not None and class_name not in settings.all_classes():
+        fail(f"--class: unknown class {class_name!r}", 2)
+    wanted = queries.MessageFilter(
+        not include_all, class_name, priority, older_than, source, limit or None
+    )
+    now = utc_now()
+    with ctx.store() as store:
+        items, total = queries.messages(
+            store, now, wanted, show_subject=show_subject,
+            undeliverable_for=settings.undeliverable_for.seconds,
+        )  # fmt: skip
+        return items, total, queries.scans(store, now)
 
 
 @click.command()

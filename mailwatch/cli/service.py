@@ -21,10 +21,12 @@ from mailwatch.cli.render import counts_table, stuck_table
 from mailwatch.config import settings as config_module
 from mailwatch.config.checks import checks
 from mailwatch.core.model import Priority
-from mailwatch.errors import ConfigError
+from mailwatch.errors import ConfigError, FleetError, StoreError
 
 if TYPE_CHECKING:
-    from mailwatch.app.scanner import ScanOutcome
+    from mailwatch.app.fleet_push import FleetPusher
+    from mailwatch.app.scanner import Scanner, ScanOutcome
+    from mailwatch.sources import Source
 
 
 @click.command()
@@ -42,15 +44,17 @@ def scan(ctx: Context, as_json: bool) -> None:
         fail("no sources configured (add a [sources.NAME] table, or try `mailwatch demo`)", 2)
     with ctx.store(create=True) as store:
         scanner = Scanner(settings.classifier(), store)
+        pusher = None
+        if settings.fleet is not None:  # queued locally, then one push attempt
+            from mailwatch.app.fleet_push import FleetPusher
+
+            pusher = FleetPusher(settings.fleet, store, scanner.resync)
+            scanner.sink = pusher
         outcomes: list[ScanOutcome] = []
-
-        async def scan_into() -> None:
-            # Returns nothing on purpose: on Python 3.11 asyncio.run's clean-up after a SIGINT
-            # reprs the main task's result (CPython issue 112559); at 100,000 messages the repr
-            # of the outcomes cost seconds and hundreds of MiB.
-            outcomes.extend(await scanner.scan_all(build_sources(settings, store)))
-
-        asyncio.run(scan_into())
+        # The coroutine returns nothing on purpose: on Python 3.11 asyncio.run's clean-up after
+        # a SIGINT reprs the main task's result (CPython issue 112559); at 100,000 messages the
+        # repr of the outcomes cost seconds and hundreds of MiB.
+        asyncio.run(_scan_and_push(scanner, build_sources(settings, store), pusher, outcomes))
     if as_json:
         click.echo(json.dumps([
             {"source": o.source, "ok": o.ok, "error": o.error,
@@ -67,6 +71,22 @@ def scan(ctx: Context, as_json: bool) -> None:
                 click.echo(f"source {o.source}: PROBE FAILED ({o.error_kind}): {o.error}", err=True)
     if not all(o.ok for o in outcomes):
         sys.exit(1)
+
+
+async def _scan_and_push(
+    scanner: Scanner,
+    sources: list[Source],
+    pusher: FleetPusher | None,
+    outcomes: list[ScanOutcome],
+) -> None:
+    outcomes.extend(await scanner.scan_all(sources))
+    if pusher is not None:
+        try:
+            await pusher.drain()
+        except (FleetError, StoreError) as exc:  # stays queued for the next scan or `run`
+            click.echo(f"fleet: not pushed now (queued locally): {exc}", err=True)
+        finally:
+            await pusher.close()
 
 
 @click.group("config")

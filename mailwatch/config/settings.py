@@ -50,6 +50,7 @@ from mailwatch.config.fields import (
     SecretRef,
     WindowField,
 )
+from mailwatch.config.fleet import FleetConfig
 from mailwatch.config.kinds import SourceConfig, source_types
 from mailwatch.config.status import StatusPageConfig
 from mailwatch.core.classify import Classifier
@@ -166,6 +167,8 @@ class Settings(BaseSettings):
     receivers: dict[str, ReceiverConfig] = Field(default_factory=dict)
     alerts: list[AlertRuleConfig] | None = None
     """Alert rules; when absent, the defaults for the shipped taxonomy apply."""
+    fleet: FleetConfig | None = None
+    """The central PostgreSQL store this agent pushes into (``mailwatch.fleet``); optional."""
 
     @classmethod
     def settings_customise_sources(

@@ -35,6 +35,7 @@ from mailwatch.errors import StoreError, UnknownMessage
 from mailwatch.store.alerts import AlertsMixin
 from mailwatch.store.canaries import CanariesMixin
 from mailwatch.store.connection import StoreConnection, retag
+from mailwatch.store.fleet_queue import FleetQueueMixin
 from mailwatch.store.history import HistoryMixin
 from mailwatch.store.listing import ListingMixin
 from mailwatch.store.outcomes import OutcomesMixin
@@ -115,7 +116,15 @@ def _rows(diff: Diff) -> Iterator[tuple[object, ...]]:
         )  # fmt: skip
 
 
-class Store(OutcomesMixin, AlertsMixin, CanariesMixin, RetentionMixin, ListingMixin, HistoryMixin):
+class Store(
+    OutcomesMixin,
+    AlertsMixin,
+    CanariesMixin,
+    RetentionMixin,
+    ListingMixin,
+    HistoryMixin,
+    FleetQueueMixin,
+):
     """mailwatch's SQLite store. Not thread-safe: one owner, one connection.
 
     Every failure is a :class:`~mailwatch.errors.StoreError` subclass (see

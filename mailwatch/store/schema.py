@@ -203,4 +203,19 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TABLE outcome_totals;
     ALTER TABLE outcome_totals_by_priority RENAME TO outcome_totals;
     """,
+    # 9: the fleet push queue: change sets waiting for the central PostgreSQL (oldest first),
+    #    and the sources to resync in full (the queue hit its bound and was collapsed).
+    """
+    CREATE TABLE fleet_outbox (
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE fleet_resync (
+        source TEXT PRIMARY KEY,
+        since REAL NOT NULL
+    );
+    """,
 )

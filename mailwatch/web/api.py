@@ -30,7 +30,7 @@ from mailwatch.core.snapshot import MetricsSnapshot
 from mailwatch.errors import ActionFailed, NotAcknowledgeable, UnknownMessage
 from mailwatch.store.alerts import acting
 from mailwatch.store.listing import MessageReader
-from mailwatch.web import classification, pages, statuspage
+from mailwatch.web import classification, fleet_api, pages, statuspage
 from mailwatch.web.auth import build_table
 from mailwatch.web.keys import CALLER_KEY, READER_KEY, SERVICE_KEY, SETTINGS_KEY, TOKENS_KEY
 from mailwatch.web.shape_api import get_shape
@@ -344,6 +344,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/api/v1/flush", act),
     ("GET", "/api/v1/alerts", list_alerts),
     ("GET", "/api/v1/classification/near-misses", classification.near_misses),
+    *fleet_api.routes(_filter),  # the same query parameters as /api/v1/messages
     ("POST", "/api/v1/alerts/{id}/ack", ack_alert),
     ("POST", "/api/v1/silences", add_silence),
     ("DELETE", "/api/v1/silences/{id}", remove_silence),

@@ -6,6 +6,9 @@
 * ``proxy``: :class:`CuttingProxy`, a TCP proxy in front of Dovecot's IMAP port that records
   what the client sends (to count commands on the real wire) and can cut a connection, or
   stall it, after N bytes of server data once the client has sent a trigger (``b"UID FETCH"``).
+* ``postgres_instance`` (session): a private PostgreSQL cluster on loopback
+  (:class:`~mailwatch.sandbox.postgres.PrivatePostgres`, ~1 s); ``fleet_url``: a *new database*
+  in it per test, so every fleet test starts with an empty central store.
 * ``scripted_server``: starts :class:`ScriptedServer` peers for faults no real server produces
   on demand: one that never greets, one whose STARTTLS was stripped, one answering nonsense.
 """
@@ -25,12 +28,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from mailwatch.parsing.imap import parse_sequence_set
 from mailwatch.sandbox.dovecot import PrivateDovecot
 from mailwatch.sandbox.exim import PrivateExim, default_prefix, unavailable_reason
 from mailwatch.sandbox.postfix import make_message
+from mailwatch.sandbox.postgres import PrivatePostgres, bin_dir
 from mailwatch.sources.imap import ImapSource
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -395,3 +400,31 @@ async def fixture_scripted_server() -> AsyncIterator[ScriptedServerFactory]:
     finally:
         for server in servers:
             await server.close()
+
+
+@pytest.fixture(name="postgres_instance", scope="session")
+def fixture_postgres_instance(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[PrivatePostgres]:
+    """A real PostgreSQL on loopback for the whole session (trust auth, fsync off)."""
+    if bin_dir() is None:
+        pytest.fail("PostgreSQL is not installed: run scripts/bootstrap (the fleet tests need it)")
+    instance = PrivatePostgres(tmp_path_factory.mktemp("postgres")).create()
+    try:
+        yield instance
+    finally:
+        instance.destroy()
+
+
+_databases = iter(range(1, 1_000_000))
+
+
+@pytest.fixture(name="fleet_url")
+def fixture_fleet_url(postgres_instance: PrivatePostgres) -> str:
+    """A URL to a new, empty database in the session's cluster (started if a test stopped it)."""
+    if not postgres_instance.is_running():
+        postgres_instance.start()
+    name = f"fleet_{next(_databases)}"
+    with psycopg.connect(postgres_instance.url, autocommit=True) as db:
+        db.execute(f"CREATE DATABASE {name}")
+    return postgres_instance.url.rsplit("/", 1)[0] + "/" + name

@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "mailwatch"
 
 ALL = frozenset({
     "core", "parsing", "alerting", "config", "store", "sources", "notify", "app", "web", "cli",
-    "sandbox", "errors", "logs", "gcpause",
+    "sandbox", "errors", "logs", "gcpause", "fleet",
 })  # fmt: skip
 """The layers: a subpackage of mailwatch, or one of its top-level modules."""
 
@@ -35,6 +35,7 @@ MAY_IMPORT: Mapping[str, frozenset[str]] = {
     "store": frozenset({"core", "alerting", "config", "errors", "logs"}),
     "sources": frozenset({"core", "parsing", "config", "store", "errors", "logs", "gcpause"}),
     "notify": frozenset({"core", "alerting", "config", "errors", "logs"}),
+    "fleet": frozenset({"core", "config", "errors", "logs"}),
     "sandbox": frozenset({"parsing", "core", "errors"}),
     "app": ALL - {"web", "cli"},
     "web": ALL - {"cli"},
