@@ -51,8 +51,14 @@ def summary(rule: AlertRule, intent: Intent, priority: Priority | None) -> str:
     return f"{details.count} {label} message(s) stuck in {key.source}, oldest {oldest}{resolved}"
 
 
-def categories(reasons: tuple[str, ...]) -> list[str]:
-    """The distinct categories of an alert's reasons (sorted; never an address or subject)."""
+def categories(reasons: tuple[str, ...], known: tuple[str, ...] = ()) -> list[str]:
+    """The distinct categories of an alert (sorted; never an address or subject).
+
+    ``known`` are the ones the judgement gave (it knows the source's relayhost); otherwise
+    they are read from the ``reasons``.
+    """
+    if known:
+        return sorted(set(known))
     return sorted({c.value for c in map(reason_category, reasons) if c is not None})
 
 
@@ -94,8 +100,10 @@ def build(
         "ids": list(details.ids),
         "recipient_domains": list(details.recipient_domains),
         "reasons": reasons,
-        "reason_categories": categories(details.reasons),
+        "reason_categories": categories(details.reasons, details.categories),
     }
+    if details.classes:
+        alert["classes"] = list(details.classes)
     if include_subjects:
         alert["subjects"] = list(details.subjects)
     return {"version": 1, "kind": intent.kind.value, "sent_at": now.isoformat(), "alert": alert}

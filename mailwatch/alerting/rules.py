@@ -47,6 +47,8 @@ class Item:
     domains: tuple[str, ...] = ()
     reason: str | None = None
     subject: str = ""
+    category: str | None = None
+    """The reason's category (:mod:`mailwatch.core.reasons`), as the judgement gives it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +115,7 @@ def _details(items: Sequence[Item], oldest: float | None = None) -> Details:
         recipient_domains=tuple(sorted({d for i in items for d in i.domains})),
         reasons=tuple(dict.fromkeys(i.reason for i in ordered if i.reason))[:10],
         subjects=tuple(i.subject for i in ordered[:MAX_IDS] if i.subject),
+        categories=tuple(sorted({i.category for i in items if i.category})),
     )
 
 

@@ -153,6 +153,7 @@ class Scanner:
                 malformed=observation.malformed,
                 headers_read=observation.headers_read,
                 warnings=observation.warnings,
+                relayhost=observation.relayhost,
             )
         for warning in observation.warnings:
             log.warning("source_warning", source=source.name, warning=warning)

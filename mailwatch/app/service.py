@@ -96,6 +96,8 @@ class _SourceState:
     )
     failures: int = 0
     probed: bool = False
+    relayhost: str | None = None
+    """The smarthost the source's last good probe saw (:attr:`Observation.relayhost`)."""
 
 
 class Service:
@@ -194,7 +196,13 @@ class Service:
             ],
             undeliverable=self.undeliverable(now),
             store=self.store.health(),
+            relayhosts=self.relayhosts(),
+            partners=self.settings.metrics.partner_domains,
         )
+
+    def relayhosts(self) -> dict[str, str | None]:
+        """Each source's smarthost as its last good probe saw it."""
+        return {name: state.relayhost for name, state in self._state.items()}
 
     def _alerts_firing(self) -> dict[tuple[str, str], int]:
         severities = {rule.name: rule.severity for rule in self.alerts.rules.values()}
@@ -213,6 +221,7 @@ class Service:
         if outcome.ok:
             state.failures = 0
             state.verdicts = outcome.verdicts
+            state.relayhost = outcome.observation.relayhost if outcome.observation else None
             state.health = SourceHealth(
                 up=True,
                 last_duration_seconds=outcome.duration_seconds,
@@ -341,6 +350,7 @@ class Service:
             self.scanner.classifier.all_classes,
             {name: state.verdicts for name, state in self._state.items() if state.backlog},
             self.undeliverable(now),
+            self.relayhosts(),
         )
         return Situation(
             now=now,

@@ -45,6 +45,7 @@ from mailwatch.config.fields import (
     SlaField,
     WindowField,
 )
+from mailwatch.config.metrics import MetricsConfig
 from mailwatch.config.sources import (
     SOURCE_TYPES,
     EximSourceConfig,
@@ -210,6 +211,7 @@ class Settings(BaseSettings):
     """How long a bounced or expired P1/P2 message stays listed as stuck."""
     calendar: CalendarConfig = CalendarConfig()
     """Where and on which days business-day SLAs are counted."""
+    metrics: MetricsConfig = MetricsConfig()
     receivers: dict[str, ReceiverConfig] = Field(default_factory=dict)
     alerts: list[AlertRuleConfig] | None = None
     """Alert rules; when absent, the defaults for the shipped taxonomy apply."""

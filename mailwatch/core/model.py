@@ -223,6 +223,9 @@ class Observation:
     canaries: tuple[CanaryResult, ...] = ()
     """Canary events since the source's last observation: canaries sent, round trips
     completed, canaries newly lost (empty for every source but the canary source)."""
+    relayhost: str | None = None
+    """The MTA's configured smarthost (Postfix ``relayhost``) at this probe, if it has one:
+    a connect or DNS failure naming it is ``relay_down`` (:mod:`mailwatch.core.reasons`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +284,8 @@ class StoredMessage:
     outcome_text: str | None = None
     dsn: str | None = None
     delivery_delay: float | None = None
+    relayhost: str | None = None
+    """Its source's ``relayhost`` at the source's latest good scan (see :class:`Observation`)."""
 
     @property
     def recipient_domains(self) -> tuple[str, ...]:

@@ -28,7 +28,7 @@ from mailwatch.errors import StoreError, UnknownMessage
 from mailwatch.store.alerts import AlertsMixin
 from mailwatch.store.canaries import CanariesMixin
 from mailwatch.store.connection import StoreConnection, retag
-from mailwatch.store.listing import ListingMixin
+from mailwatch.store.listing import RELAYHOSTS_SQL, ListingMixin
 from mailwatch.store.outcomes import OutcomesMixin
 from mailwatch.store.retention import RetentionMixin
 from mailwatch.store.rows import (
@@ -165,8 +165,12 @@ class Store(OutcomesMixin, AlertsMixin, CanariesMixin, RetentionMixin, ListingMi
         malformed: int = 0,
         headers_read: int = 0,
         warnings: Sequence[str] = (),
+        relayhost: str | None = None,
     ) -> int:
-        """Write one successful scan in one transaction; returns the number of message writes."""
+        """Write one successful scan in one transaction; returns the number of message writes.
+
+        ``relayhost`` is the source's smarthost at this scan (:attr:`Observation.relayhost`).
+        """
         index = self._source_index(source)
         inserts: list[tuple[object, ...]] = []
         updates: list[tuple[object, ...]] = []
@@ -214,7 +218,7 @@ class Store(OutcomesMixin, AlertsMixin, CanariesMixin, RetentionMixin, ListingMi
                 ScanRecord(
                     source, started_at, finished_at, ok=True, error=None,
                     messages=len(verdicts), malformed=malformed, headers_read=headers_read,
-                    warnings=tuple(warnings),
+                    warnings=tuple(warnings), relayhost=relayhost,
                 )
             )  # fmt: skip
             self._db.executemany(
@@ -258,7 +262,7 @@ class Store(OutcomesMixin, AlertsMixin, CanariesMixin, RetentionMixin, ListingMi
     def _insert_scan(self, scan: ScanRecord) -> int:
         cursor = self._db.execute(
             "INSERT INTO scans (source, started_at, finished_at, ok, error, messages, malformed,"
-            " headers_read, warnings) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " headers_read, warnings, relayhost) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 scan.source,
                 ts(scan.started_at),
@@ -269,6 +273,7 @@ class Store(OutcomesMixin, AlertsMixin, CanariesMixin, RetentionMixin, ListingMi
                 scan.malformed,
                 scan.headers_read,
                 "\n".join(scan.warnings) or None,
+                scan.relayhost,
             ),
         )
         return int(cursor.lastrowid or 0)
@@ -292,6 +297,9 @@ class Store(OutcomesMixin, AlertsMixin, CanariesMixin, RetentionMixin, ListingMi
         )
         return dict(rows)
 
+    def _relayhosts(self) -> dict[str, str]:
+        return dict(self._db.execute(RELAYHOSTS_SQL))
+
     def queued(self, source: str | None = None) -> list[StoredMessage]:
         """Every message currently queued (optionally in one source)."""
         sql = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE status = ?"
@@ -299,12 +307,12 @@ class Store(OutcomesMixin, AlertsMixin, CanariesMixin, RetentionMixin, ListingMi
         if source is not None:
             sql += " AND source = ?"
             args.append(source)
-        last_good = self._last_good()
-        return [decode_message(r, last_good) for r in self._db.execute(sql, args)]
+        last_good, relays = self._last_good(), self._relayhosts()
+        return [decode_message(r, last_good, relays) for r in self._db.execute(sql, args)]
 
     def get(self, ident: str) -> StoredMessage:
         """A message by key, or by queue id (the newest one wins when a queue id was reused)."""
-        last_good = self._last_good()
+        last_good, relays = self._last_good(), self._relayhosts()
         row = self._db.execute(
             f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE key = ?", (ident,)
         ).fetchone()
@@ -316,7 +324,7 @@ class Store(OutcomesMixin, AlertsMixin, CanariesMixin, RetentionMixin, ListingMi
             ).fetchone()
         if row is None:
             raise UnknownMessage(f"no tracked message has id {ident!r}")
-        return decode_message(row, last_good)
+        return decode_message(row, last_good, relays)
 
     def latest_counts(self) -> list[ClassCount]:
         """Per-class counts of the latest good scan of every source."""

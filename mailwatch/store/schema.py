@@ -203,4 +203,9 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TABLE outcome_totals;
     ALTER TABLE outcome_totals_by_priority RENAME TO outcome_totals;
     """,
+    # 9: the source's relayhost at each scan (Postfix ``relayhost``): a connect failure that
+    #    names it is relay_down (mailwatch.core.reasons).
+    """
+    ALTER TABLE scans ADD COLUMN relayhost TEXT;
+    """,
 )

@@ -3,8 +3,9 @@
 No global gauges, no stale label sets: each scrape calls :meth:`MailwatchCollector.collect`,
 which reads the one immutable :class:`~mailwatch.core.snapshot.MetricsSnapshot` the service swapped
 in after its last scan and turns it into metric families. It never does I/O. Labels carry only
-source, queue, class, priority, severity, DSN class, error kind and canary path: never a
-subject, address, name or case reference.
+source, queue, class, priority, severity, DSN class, error kind, canary path, reason category
+(a fixed set) and destination (a configured partner domain or ``other``): never a subject,
+address, name or case reference.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class MailwatchCollector:
         if snap is None:
             return
         yield from self._backlog(snap)
+        yield from self._breakdown(snap)
         yield from self._outcomes(snap)
         yield from self._probes(snap)
         yield from self._canaries(snap)
@@ -121,6 +123,35 @@ class MailwatchCollector:
             eta.add_metric([source, name], estimate.eta_seconds)
         yield rate
         yield eta
+
+    def _breakdown(self, snap: MetricsSnapshot) -> Iterator[Metric]:
+        parts = snap.breakdown
+        for name, help_text, values in (
+            ("mailwatch_stuck_messages_by_reason",
+             "Stuck queued messages by reason category (mailwatch.core.reasons) and priority.",
+             parts.by_reason),
+            ("mailwatch_oldest_stuck_age_seconds_by_reason",
+             "Age of the oldest stuck queued message by reason category (0: none).",
+             parts.oldest_by_reason),
+        ):  # fmt: skip
+            family = GaugeMetricFamily(name, help_text, labels=["source", "priority", "reason"])
+            for (source, prio, reason), value in sorted(values.items()):
+                family.add_metric([source, str(prio), reason.value], value)
+            yield family
+        for name, help_text, by_dest in (
+            ("mailwatch_stuck_messages_by_destination",
+             "Stuck queued messages by destination: a configured partner domain, else other.",
+             parts.by_destination),
+            ("mailwatch_oldest_stuck_age_seconds_by_destination",
+             "Age of the oldest stuck queued message by destination (0: none).",
+             parts.oldest_by_destination),
+        ):  # fmt: skip
+            family = GaugeMetricFamily(
+                name, help_text, labels=["source", "destination", "priority"]
+            )
+            for (source, destination, prio), value in sorted(by_dest.items()):
+                family.add_metric([source, destination, str(prio)], value)
+            yield family
 
     def _outcomes(self, snap: MetricsSnapshot) -> Iterator[Metric]:
         names = [*(name for name, _ in snap.classes), UNCLASSIFIED]

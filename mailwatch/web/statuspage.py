@@ -1,7 +1,8 @@
 """The duty managers' status page: server-rendered HTML, no JavaScript, refreshes itself.
 
 P1 classes come first, each a green / amber / red tile (red first) with the count stuck, the
-oldest age against its SLA and the time to clear; then the other classes; then each source's
+oldest age against its SLA, the time to clear and why (the share of each reason category of
+its stuck mail, :mod:`mailwatch.core.reasons`); then the other classes; then each source's
 last good probe. A banner says when any source is blind. Readable on a phone. No subjects, ever: the
 page is built from :func:`mailwatch.web.api.status_summary`, which carries none.
 """
@@ -53,6 +54,15 @@ def tile_state(item: dict[str, Any]) -> str:
     return "green"
 
 
+def category_shares(item: dict[str, Any]) -> str:
+    """``throttled 75%, connect 25%``: the share of each reason category of the stuck mail."""
+    counts: dict[str, int] = item.get("reason_categories") or {}
+    total = sum(counts.values())
+    if not total:
+        return "-"
+    return ", ".join(f"{escape(name)} {round(100 * n / total)}%" for name, n in counts.items())
+
+
 def _tile(item: dict[str, Any]) -> str:
     state = tile_state(item)
     sla = format_seconds(item["sla_seconds"]) if item.get("sla_seconds") else "-"
@@ -66,7 +76,8 @@ def _tile(item: dict[str, Any]) -> str:
         f'data-stuck="{item["stuck"]}" data-state="{state}">'
         f'<div class="name">{escape(item["class"])} <small>{escape(item["priority"])}</small></div>'
         f'<div class="n">{item["stuck"]}</div><div>stuck of {item["total"]} waiting</div>'
-        f"<dl><dt>oldest</dt><dd>{oldest} (SLA {sla})</dd><dt>clears in</dt><dd>{eta}</dd></dl>"
+        f"<dl><dt>oldest</dt><dd>{oldest} (SLA {sla})</dd><dt>clears in</dt><dd>{eta}</dd>"
+        f'<dt>why</dt><dd class="why">{category_shares(item)}</dd></dl>'
         "</section>"
     )
 
