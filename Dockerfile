@@ -28,12 +28,14 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE constraints.txt ./
 COPY mailwatch/ mailwatch/
 
+# The dependencies are the exact versions pinned in constraints.txt (generated from a tested
+# environment by scripts/freeze-constraints), not whatever is newest on the day of the build.
 # The venv is made without pip: the builder's pip installs into it (--python), so no installer
 # ends up in the copied environment. --no-index: only the wheels just built, nothing fetched late.
-RUN pip wheel --no-cache-dir --wheel-dir /wheels . \
+RUN pip wheel --no-cache-dir --wheel-dir /wheels --constraint constraints.txt . \
  && python -m venv --without-pip /opt/mailwatch \
  && pip --python /opt/mailwatch/bin/python install --no-cache-dir --no-index /wheels/*.whl \
  && /opt/mailwatch/bin/mailwatch --version

@@ -25,7 +25,14 @@ import structlog
 
 from mailwatch.core.backlog import ClassCount, count_by_class
 from mailwatch.core.classify import Classifier
-from mailwatch.core.model import Classification, Observation, Verdict
+from mailwatch.core.model import (
+    CanaryObservation,
+    Classification,
+    LogObservation,
+    Observation,
+    Verdict,
+    relayhost_of,
+)
 from mailwatch.core.sla import evaluate
 from mailwatch.errors import SourceError, StoreError
 from mailwatch.gcpause import collection_paused
@@ -127,20 +134,21 @@ class Scanner:
                 error=exc.detail,
                 error_kind=type(exc).__name__,
             )
-        if observation.outcomes or observation.cursor is not None:
-            self.store.record_outcomes(
-                source.name, observation.outcomes_for, observation.outcomes, observation.cursor
-            )
-        if observation.canaries:
-            self.store.record_canaries(source.name, observation.canaries, observation.observed_at)
+        match observation:
+            case LogObservation():
+                self.store.record_outcomes(
+                    source.name, observation.outcomes_for, observation.outcomes, observation.cursor
+                )
+            case CanaryObservation(canaries=canaries) if canaries:
+                self.store.record_canaries(source.name, canaries, observation.observed_at)
         if isinstance(source, KeepsProgress):  # only now: a failed write above keeps it all
             source.committed(observation)
         cache = self._classifications.setdefault(source.name, {})
         verdicts = judge(observation, self.classifier, cache, observation.observed_at)
         counts = (
-            count_by_class(source.name, self.classifier.all_classes, verdicts)
-            if observation.cursor is None
-            else []  # a log source holds no backlog of its own
+            []  # a log holds no backlog of its own
+            if isinstance(observation, LogObservation)
+            else count_by_class(source.name, self.classifier.all_classes, verdicts)
         )
         finished_at = self.clock()
         with _store_failure_logged(source.name):  # what was seen still counts (metrics, alerts)
@@ -153,7 +161,7 @@ class Scanner:
                 malformed=observation.malformed,
                 headers_read=observation.headers_read,
                 warnings=observation.warnings,
-                relayhost=observation.relayhost,
+                relayhost=relayhost_of(observation),
             )
         for warning in observation.warnings:
             log.warning("source_warning", source=source.name, warning=warning)

@@ -33,16 +33,9 @@ from mailwatch.app.delivery import DeliveryLoop
 from mailwatch.app.scanner import Scanner, ScanOutcome
 from mailwatch.app.supervisor import every, next_delay, probe_deadline, run_worker
 from mailwatch.config.settings import Settings
-from mailwatch.config.sources import (
-    CanarySourceConfig,
-    EximSourceConfig,
-    ImapSourceConfig,
-    PostfixSourceConfig,
-)
 from mailwatch.core.judgement import Judgement, judge
-from mailwatch.core.model import Verdict
+from mailwatch.core.model import Verdict, relayhost_of
 from mailwatch.core.snapshot import (
-    POSTFIX_QUEUES,
     MetricsSnapshot,
     Readiness,
     SourceHealth,
@@ -53,7 +46,7 @@ from mailwatch.errors import StoreError
 from mailwatch.notify.alertmanager import AlertmanagerResender
 from mailwatch.notify.factory import build_receivers
 from mailwatch.sources import Source
-from mailwatch.sources.canary import LOST_QUEUE
+from mailwatch.sources.registry import kind_of
 from mailwatch.store import Store
 
 log = structlog.get_logger(__name__)
@@ -61,26 +54,18 @@ log = structlog.get_logger(__name__)
 HISTORY_WINDOW = timedelta(hours=1)
 PRUNE_EVERY = timedelta(hours=1)
 """How often the service deletes history past the store's retention (and once at start)."""
-BACKLOG_QUEUES: dict[type, tuple[str, ...]] = {
-    PostfixSourceConfig: POSTFIX_QUEUES,
-    EximSourceConfig: ("queue", "frozen"),
-}
-"""Sources that hold a backlog, and the queues pre-initialised to zero in their metrics."""
-ERROR_KIND = {
-    "SourceTimeout": "timeout",
-    "SourceUnavailable": "unavailable",
-    "SourceCommandFailed": "command_failed",
-    "timeout": "timeout",
-    "store": "store",
-    "internal": "internal",
-}
+SUPERVISOR_ERROR_KINDS = frozenset({"timeout", "store", "internal"})
+"""Failures the service itself records (probe deadline, store write, a crash); a source's own
+errors are labelled by its kind (:meth:`mailwatch.sources.registry.SourceKind.error_kind`)."""
 EVALUATE_EVERY = 15.0
 """Seconds between alert evaluations and snapshot rebuilds that no scan triggered."""
 
 
-def error_kind(outcome: ScanOutcome) -> str:
+def error_kind(outcome: ScanOutcome, settings: Settings) -> str:
     """The ``kind`` label of a failed probe."""
-    return ERROR_KIND.get(outcome.error_kind or "", "error")
+    if outcome.error_kind in SUPERVISOR_ERROR_KINDS:
+        return outcome.error_kind
+    return kind_of(settings.sources[outcome.source]).error_kind(outcome.error_kind)
 
 
 @dataclass
@@ -133,14 +118,12 @@ class Service:
         self._state: dict[str, _SourceState] = {}
         for source in self.sources:
             config = settings.sources[source.name]
-            queues = (tuple(config.folders) if isinstance(config, ImapSourceConfig)
-                      else (f"canary:{source.name}", LOST_QUEUE)
-                      if isinstance(config, CanarySourceConfig)
-                      else BACKLOG_QUEUES.get(type(config)))  # fmt: skip
-            timeout = getattr(config, "io_timeout", None) or getattr(config, "timeout", None)
+            labels = (*kind_of(config).error_labels(), *SUPERVISOR_ERROR_KINDS)
             self._state[source.name] = _SourceState(
-                interval=config.interval.seconds, queues=queues or (), backlog=queues is not None,
-                timeout=timeout.seconds if timeout is not None else 60.0,
+                interval=config.interval.seconds, queues=config.queues(source.name),
+                backlog=config.holds_backlog, timeout=config.probe_timeout(),
+                health=SourceHealth(up=False, last_duration_seconds=0.0, last_success=None,
+                                    errors=dict.fromkeys(sorted(labels), 0)),
             )  # fmt: skip
         self._pruned_at: datetime | None = None
         self.started_at = clock()
@@ -191,9 +174,7 @@ class Service:
             health=self.health(),
             alerts_firing=self._alerts_firing(),
             canaries=self.store.canary_totals(),
-            canary_paths=[
-                n for n, c in self.settings.sources.items() if isinstance(c, CanarySourceConfig)
-            ],
+            canary_paths=[n for n, c in self.settings.sources.items() if c.reports_canaries],
             undeliverable=self.undeliverable(now),
             store=self.store.health(),
             relayhosts=self.relayhosts(),
@@ -221,7 +202,7 @@ class Service:
         if outcome.ok:
             state.failures = 0
             state.verdicts = outcome.verdicts
-            state.relayhost = outcome.observation.relayhost if outcome.observation else None
+            state.relayhost = relayhost_of(outcome.observation)
             state.health = SourceHealth(
                 up=True,
                 last_duration_seconds=outcome.duration_seconds,
@@ -231,7 +212,7 @@ class Service:
             )
         else:
             state.failures += 1
-            kind = error_kind(outcome)
+            kind = error_kind(outcome, self.settings)
             state.health = SourceHealth(
                 up=False,
                 last_duration_seconds=outcome.duration_seconds,

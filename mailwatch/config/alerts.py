@@ -4,7 +4,9 @@ Secrets (webhook HMAC keys, SMTP passwords) are never written in the file: give 
 environment variable (``*_env``) or a file (``*_file``) that holds them. They are read when
 used and never logged.
 
-Default rules for the shipped taxonomy (used when the file defines no ``[[alerts]]``):
+Default rules for the shipped taxonomy (used when the file defines no ``[[alerts]]``), read from
+the alert table ``alerts.toml`` beside this module, which also defines the Prometheus rules
+(one definition of each alert; see ``docs/alerting.md``):
 
 * ``p1_approaching_sla`` — a P1 message has used 80 % of its SLA (warn before it runs out);
 * ``p1_stuck``           — any P1 message is stuck: page the duty managers, repeat every 30m,
@@ -22,9 +24,11 @@ delivers nothing (``mailwatch config check`` says so), but its alerts still show
 
 from __future__ import annotations
 
+import tomllib
 from datetime import timedelta
+from importlib import resources
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -33,7 +37,6 @@ from mailwatch.alerting.lifecycle import Timing
 from mailwatch.alerting.rules import AlertRule, Condition
 from mailwatch.config.fields import PriorityField, SecretRef, SpanField, WindowField
 from mailwatch.core.durations import Duration
-from mailwatch.core.model import Priority
 
 
 def _http_url(value: str) -> str:
@@ -147,27 +150,30 @@ class AlertRuleConfig(_Section):
         )
 
 
-_HOUR = Duration(seconds=3600)
-_HALF_HOUR = Duration(seconds=1800)
-_DUTY, _OPS = "duty_managers", "ops"
+ALERT_TABLE = "alerts.toml"
+"""The alert table in ``mailwatch.config``: each alert once, for mailwatch's engine and for
+Prometheus (``deploy/prometheus/generate_alert_rules.py`` renders the Prometheus side)."""
+_NOT_RULE_KEYS = frozenset({"inhibits"})
+
+
+def alert_table() -> dict[str, dict[str, Any]]:
+    """The shipped alert table (``mailwatch/config/alerts.toml``), by alert name."""
+    text = resources.files("mailwatch.config").joinpath(ALERT_TABLE).read_text(encoding="utf-8")
+    alerts: dict[str, dict[str, Any]] = tomllib.loads(text)["alerts"]
+    return alerts
 
 
 def default_rules() -> list[AlertRuleConfig]:
-    """Alert rules for the shipped taxonomy (see the module docstring)."""
-    p1, p2 = [Priority.P1], [Priority.P1, Priority.P2]  # fmt: skip
-    return [
-        AlertRuleConfig(name="p1_approaching_sla", condition=Condition.OLDEST_AGE,
-                        severity="warning", priorities=p1, sla_fraction=0.8, receivers=[_DUTY],
-                        repeat_every=None),
-        AlertRuleConfig(name="p1_stuck", condition=Condition.STUCK, severity="page",
-                        priorities=p1, receivers=[_DUTY], repeat_every=_HALF_HOUR,
-                        escalate_after=_HOUR, escalate_to=[_OPS]),
-        AlertRuleConfig(name="p2_stuck", condition=Condition.STUCK, severity="ticket",
-                        priorities=[Priority.P2], receivers=[_OPS], repeat_every=Duration(14400)),
-        AlertRuleConfig(name="undeliverable", condition=Condition.UNDELIVERABLE, severity="page",
-                        priorities=p2, receivers=[_DUTY], repeat_every=_HALF_HOUR),
-        AlertRuleConfig(name="canary_lost", condition=Condition.CANARY_LOST, severity="page",
-                        receivers=[_OPS], repeat_every=_HALF_HOUR),
-        AlertRuleConfig(name="source_blind", condition=Condition.SOURCE_BLIND, severity="page",
-                        receivers=[_OPS], repeat_every=_HALF_HOUR),
-    ]  # fmt: skip
+    """Alert rules for the shipped taxonomy: the alert table's built-in rules, in its order."""
+    rules = []
+    for name, entry in alert_table().items():
+        builtin = entry.get("builtin")
+        if builtin is None:
+            continue  # only Prometheus can evaluate it
+        keys = {k: v for k, v in builtin.items() if k not in _NOT_RULE_KEYS}
+        if keys.get("repeat_every") == "never":
+            keys["repeat_every"] = None
+        keys |= {"name": name, "severity": entry["severity"],
+                 "priorities": entry.get("priorities", [])}  # fmt: skip
+        rules.append(AlertRuleConfig.model_validate(keys))
+    return rules

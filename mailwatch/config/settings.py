@@ -30,6 +30,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from mailwatch.config import sources as _builtin_kinds  # noqa: F401 - registers them
 from mailwatch.config.alerts import (
     AlertRuleConfig,
     EmailReceiverConfig,
@@ -45,14 +46,8 @@ from mailwatch.config.fields import (
     SlaField,
     WindowField,
 )
+from mailwatch.config.kinds import SourceConfig, source_types
 from mailwatch.config.metrics import MetricsConfig
-from mailwatch.config.sources import (
-    SOURCE_TYPES,
-    EximSourceConfig,
-    MailLogSourceConfig,
-    PostfixSourceConfig,
-    SourceConfig,
-)
 from mailwatch.core.classify import Classifier, HeaderCondition, MatchRule, MessageClass
 from mailwatch.core.durations import Duration
 from mailwatch.errors import ConfigError
@@ -241,13 +236,8 @@ class Settings(BaseSettings):
         if self.default_class not in self.all_classes():
             raise ValueError(f"default_class {self.default_class!r} is not a configured class")
         for name, source in self.sources.items():
-            if isinstance(source, MailLogSourceConfig) and source.outcomes_for is not None:
-                target = self.sources.get(source.outcomes_for)
-                if not isinstance(target, PostfixSourceConfig):
-                    wanted = source.outcomes_for
-                    raise ValueError(
-                        f"sources.{name}.outcomes_for: {wanted!r} is not a postfix source"
-                    )
+            for problem in source.check(name, self.sources):
+                raise ValueError(problem)
         for index, rule in enumerate(self.alerts or ()):
             for receiver in (*rule.receivers, *rule.escalate_to):
                 if receiver not in self.receivers:
@@ -274,10 +264,8 @@ class Settings(BaseSettings):
             if missing:
                 found.append(f"alert rule {rule.name}: no receiver {', '.join(missing)} is "
                              "configured, so its alerts are not delivered")  # fmt: skip
-        local = any(isinstance(c, PostfixSourceConfig | EximSourceConfig)
-                    for c in self.sources.values())  # fmt: skip
-        watched_hosts = {getattr(c, attr) for c in self.sources.values()
-                         for attr in ("host", "submission_host") if hasattr(c, attr)}  # fmt: skip
+        local = any(c.local_mta for c in self.sources.values())
+        watched_hosts = {host for c in self.sources.values() for host in c.remote_hosts()}
         for name, receiver in self.receivers.items():
             if not isinstance(receiver, EmailReceiverConfig):
                 continue
@@ -329,12 +317,13 @@ def shipped_classes() -> dict[str, ClassConfig]:
     return {name: ClassConfig.model_validate(value) for name, value in raw.items()}
 
 
-_TAGS = (*SOURCE_TYPES, "alertmanager", "webhook", "email")
+_RECEIVER_TAGS = ("alertmanager", "webhook", "email")
 
 
 def _describe(error: Any) -> str:
     parts = list(error["loc"])
-    if len(parts) > 2 and parts[0] in ("sources", "receivers") and parts[2] in _TAGS:
+    tags = (*source_types(), *_RECEIVER_TAGS)
+    if len(parts) > 2 and parts[0] in ("sources", "receivers") and parts[2] in tags:
         del parts[2]  # the tagged union's type tag: not a key the operator wrote
     loc = ".".join(str(part) for part in parts)
     message = str(error["msg"])

@@ -1,22 +1,30 @@
-"""Source configuration: one table per watched queue, mailbox or log, tagged by ``type``."""
+"""The built-in source kinds' configuration: one table per watched queue, mailbox or log.
+
+Each model is the configuration half of its kind (:mod:`mailwatch.config.kinds`); they are
+registered at the end of this module, and their adapters in :mod:`mailwatch.sources.registry`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from mailwatch.config.fields import IntervalField, SecretRef, TimeoutField
+from mailwatch.config.kinds import SourceConfigBase, register_config
 from mailwatch.core.durations import Duration
+from mailwatch.core.model import LOST_QUEUE
+from mailwatch.core.snapshot import POSTFIX_QUEUES
+
+EXIM_QUEUES = ("queue", "frozen")
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
-
-
-class PostfixSourceConfig(_Section):
+class PostfixSourceConfig(SourceConfigBase):
     """A Postfix instance watched with ``postqueue -j``."""
+
+    local_mta: ClassVar[bool] = True
 
     type: Literal["postfix"]
     config_dir: Path | None = None
@@ -26,9 +34,15 @@ class PostfixSourceConfig(_Section):
     interval: IntervalField = Duration(seconds=30)
     timeout: TimeoutField = Duration(seconds=60)
 
+    def queues(self, name: str) -> tuple[str, ...]:
+        """The queues ``postqueue -j`` reports."""
+        return POSTFIX_QUEUES
 
-class MailLogSourceConfig(_Section):
+
+class MailLogSourceConfig(SourceConfigBase):
     """A Postfix log file read for final outcomes (sent, bounced, expired)."""
+
+    holds_backlog: ClassVar[bool] = False
 
     type: Literal["maillog"]
     path: Path
@@ -38,9 +52,19 @@ class MailLogSourceConfig(_Section):
     interval: IntervalField = Duration(seconds=15)
     timeout: TimeoutField = Duration(seconds=60)
 
+    def check(self, name: str, sources: Mapping[str, SourceConfigBase]) -> list[str]:
+        """``outcomes_for`` names a Postfix source."""
+        if self.outcomes_for is None:
+            return []
+        if isinstance(sources.get(self.outcomes_for), PostfixSourceConfig):
+            return []
+        return [f"sources.{name}.outcomes_for: {self.outcomes_for!r} is not a postfix source"]
 
-class EximSourceConfig(_Section):
+
+class EximSourceConfig(SourceConfigBase):
     """An Exim queue watched with ``exim -bpru`` (headers via ``exim -Mvh`` for new ids only)."""
+
+    local_mta: ClassVar[bool] = True
 
     type: Literal["exim"]
     exim: str = "exim"
@@ -55,11 +79,15 @@ class EximSourceConfig(_Section):
     log_refresh: int = Field(default=8, ge=0)
     """Messages without a delay reason yet whose logs are re-read per probe, oldest first."""
 
+    def queues(self, name: str) -> tuple[str, ...]:
+        """The Exim queue and its frozen messages."""
+        return EXIM_QUEUES
+
 
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
 
-class ImapSourceConfig(_Section):
+class ImapSourceConfig(SourceConfigBase):
     """Functional mailboxes watched over IMAP for mail nobody has actioned (read-only)."""
 
     type: Literal["imap"]
@@ -81,6 +109,14 @@ class ImapSourceConfig(_Section):
     timeout: TimeoutField = Duration(seconds=30)
     fetch_batch: int = Field(default=200, ge=1, le=200)
 
+    def queues(self, name: str) -> tuple[str, ...]:
+        """The watched folders."""
+        return tuple(self.folders)
+
+    def remote_hosts(self) -> tuple[str, ...]:
+        """The IMAP server."""
+        return (self.host,)
+
     @model_validator(mode="after")
     def _checks(self) -> ImapSourceConfig:
         if (self.password is None) == (self.token is None):
@@ -93,13 +129,15 @@ class ImapSourceConfig(_Section):
         return self
 
 
-class CanarySourceConfig(_Section):
+class CanarySourceConfig(SourceConfigBase):
     """A canary path: mail submitted here must arrive in that mailbox within ``timeout``.
 
     Each probe sends one canary through the submission server and looks for the canaries sent
     before in the mailbox (deleting them unless ``keep``); one not there ``timeout`` after it
     was sent is lost.
     """
+
+    reports_canaries: ClassVar[bool] = True
 
     type: Literal["canary"]
     submission_host: str
@@ -131,6 +169,18 @@ class CanarySourceConfig(_Section):
     keep: bool = False
     """Leave found canaries in the mailbox (read-only access) instead of deleting them."""
 
+    def queues(self, name: str) -> tuple[str, ...]:
+        """Canaries travelling, and canaries lost."""
+        return (f"canary:{name}", LOST_QUEUE)
+
+    def probe_timeout(self) -> float:
+        """Each server conversation's deadline (``timeout`` is when a canary is lost)."""
+        return self.io_timeout.seconds
+
+    def remote_hosts(self) -> tuple[str, ...]:
+        """The submission server."""
+        return (self.submission_host,)
+
     @model_validator(mode="after")
     def _checks(self) -> CanarySourceConfig:
         if (self.submission_username is None) != (self.submission_password is None):
@@ -155,14 +205,11 @@ class CanarySourceConfig(_Section):
         return self
 
 
-SourceConfig = Annotated[
-    PostfixSourceConfig
-    | MailLogSourceConfig
-    | EximSourceConfig
-    | ImapSourceConfig
-    | CanarySourceConfig,
-    Field(discriminator="type"),
-]
-
-SOURCE_TYPES = ("postfix", "maillog", "exim", "imap", "canary")
-"""The ``type`` tags (pydantic puts them in error locations; they are dropped from key paths)."""
+for _model in (
+    PostfixSourceConfig,
+    MailLogSourceConfig,
+    EximSourceConfig,
+    ImapSourceConfig,
+    CanarySourceConfig,
+):
+    register_config(_model)

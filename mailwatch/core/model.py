@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -162,6 +162,9 @@ class Removed:
 LogEvent = Delivery | Removed
 
 
+LOST_QUEUE = "lost"
+"""The queue of a lost canary: stuck at once (see :data:`mailwatch.core.sla.STUCK_AT_ONCE`) until
+a canary sent after it makes its round trip in time, which shows the path works again."""
 REMEMBER_LOST = timedelta(days=7)
 """How long a lost canary is still recognised if it arrives late (Postfix keeps mail 5 days),
 and so kept in the store."""
@@ -202,8 +205,8 @@ class LogCursor:
 
 
 @dataclass(frozen=True, slots=True)
-class Observation:
-    """What one probe of one source saw at ``observed_at``."""
+class _Seen:
+    """What every observation has: what one probe of one source saw at ``observed_at``."""
 
     source: str
     observed_at: datetime
@@ -214,18 +217,47 @@ class Observation:
     """How many messages' headers this probe had to read (0 on a rescan of an unchanged queue)."""
     warnings: tuple[str, ...] = ()
     """What the source said was wrong while it still answered (e.g. "Mail system is down")."""
-    outcomes: tuple[LogEvent, ...] = ()
-    """Final outcomes read from a mail log (empty for queue and mailbox sources)."""
-    outcomes_for: str | None = None
-    """The queue source whose queue ids ``outcomes`` refer to."""
-    cursor: LogCursor | None = None
-    """Where a log source stopped reading; stored with the outcomes in one transaction."""
-    canaries: tuple[CanaryResult, ...] = ()
-    """Canary events since the source's last observation: canaries sent, round trips
-    completed, canaries newly lost (empty for every source but the canary source)."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueObservation(_Seen):
+    """A queue or mailbox: the messages waiting in it (its backlog)."""
+
+    _: KW_ONLY
     relayhost: str | None = None
     """The MTA's configured smarthost (Postfix ``relayhost``) at this probe, if it has one:
     a connect or DNS failure naming it is ``relay_down`` (:mod:`mailwatch.core.reasons`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogObservation(_Seen):
+    """A mail log: final outcomes read since the last cursor; no backlog of its own."""
+
+    _: KW_ONLY
+    outcomes: tuple[LogEvent, ...] = ()
+    outcomes_for: str | None = None
+    """The queue source whose queue ids ``outcomes`` refer to."""
+    cursor: LogCursor
+    """Where the log was read up to; stored with the outcomes in one transaction."""
+
+
+@dataclass(frozen=True, slots=True)
+class CanaryObservation(_Seen):
+    """A canary path: the canaries travelling (as messages) and the events since last time."""
+
+    _: KW_ONLY
+    canaries: tuple[CanaryResult, ...] = ()
+    """Canary events since the source's last observation: canaries sent, round trips
+    completed, canaries newly lost."""
+
+
+Observation = QueueObservation | LogObservation | CanaryObservation
+"""What one probe of one source saw: one variant per kind of thing a source watches."""
+
+
+def relayhost_of(observation: Observation | None) -> str | None:
+    """The smarthost a queue observation saw (``None`` for other kinds, or none known)."""
+    return observation.relayhost if isinstance(observation, QueueObservation) else None
 
 
 @dataclass(frozen=True, slots=True)

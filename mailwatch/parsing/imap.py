@@ -1,27 +1,65 @@
 """Pure parsers of IMAP response lines (RFC 3501, 7162, 4731): bytes in, values out, no I/O.
 
-The lines are what aioimaplib hands back in ``Response.lines``: untagged responses with the
-leading ``"* "`` removed (and, for STATUS and SEARCH, the response name too), each literal as
-a separate ``bytearray`` element right after the line announcing it (``... {171}``), and the
-tagged status text last. Raw wire lines (with ``"* "``) are accepted as well.
+The lines are what :class:`~mailwatch.sources.imap_wire.ImapWire` frames: untagged responses
+as raw wire lines (``"* STATUS ..."``), each literal a separate ``bytearray`` element right
+after the line announcing it (``... {171}``), and the tagged status text last. The shape
+aioimaplib used to hand back (``"* "`` and, for STATUS and SEARCH, the response name
+stripped) is accepted as well.
 
 FETCH responses are parsed with a small tokenizer that treats a literal as one opaque value
-and never counts parentheses inside quoted strings or literals: the framing defect of
-aioimaplib (#51) cannot happen here. A FETCH response that cannot be parsed is counted as
-malformed and skipped; it never makes the rest of the batch unreadable.
+and never counts parentheses inside quoted strings or literals (the framing defect of
+aioimaplib, upstream #51, cannot happen here). A FETCH response that cannot be parsed is
+counted as malformed and skipped; it never makes the rest of the batch unreadable.
+
+The values (numbers, sequence sets, dates, mailbox names) are in
+:mod:`mailwatch.parsing.imap_values`; their names are re-exported here.
 """
 
 from __future__ import annotations
 
-import base64
 import itertools
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime
 from typing import NamedTuple
 
 from mailwatch.errors import ImapParseError
+from mailwatch.parsing.imap_values import (
+    MAX_NUMBER_DIGITS,
+    MAX_SEQUENCE_NUMBERS,
+    MAX_UIDS_PER_FETCH,
+    batches,
+    encode_mailbox,
+    format_sequence_set,
+    parse_internaldate,
+    parse_internaldate_general,
+    parse_sequence_set,
+)
+from mailwatch.parsing.imap_values import number as _digits
+
+__all__ = [  # with the values of imap_values, re-exported
+    "FAST_FETCH_ITEMS",
+    "MAX_NUMBER_DIGITS",
+    "MAX_SEQUENCE_NUMBERS",
+    "MAX_UIDS_PER_FETCH",
+    "FetchRecord",
+    "Line",
+    "MailboxState",
+    "Value",
+    "batches",
+    "encode_mailbox",
+    "fast_record",
+    "format_sequence_set",
+    "parse_capabilities",
+    "parse_examine",
+    "parse_fetch",
+    "parse_internaldate",
+    "parse_internaldate_general",
+    "parse_search",
+    "parse_sequence_set",
+    "parse_status",
+]
 
 Line = bytes | bytearray
 
@@ -36,37 +74,8 @@ _TOKEN = re.compile(
 )
 _CODE = re.compile(rb"\[([A-Z0-9-]+)(?: ([^\]]*))?\]", re.IGNORECASE)
 _EXISTS = re.compile(rb"^(?:\* )?(\d+) EXISTS", re.IGNORECASE)
-_MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-_MONTHS = {name: number for number, name in enumerate(_MONTH_NAMES, 1)}
-_INTERNALDATE = re.compile(
-    r"^\s*(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2})$"
-)
-# The shape servers send (two-digit day, ASCII digits): rewritten as ISO 8601 for
-# datetime.fromisoformat, which does in C what parse_internaldate's general path does.
-_COMMON_DATE = re.compile(rb"(\d\d)-([A-Za-z]{3})-(\d{4}) (\d\d:\d\d:\d\d) ([+-]\d\d)(\d\d)")
-_ISO_MONTHS = {
-    bytes(spelling): b"%02d" % number
-    for name, number in _MONTHS.items()
-    for spelling in itertools.product(*((ord(c), ord(c.upper())) for c in name))
-}  # every spelling of each month (nov, Nov, NOV, nOv…): IMAP month names are case-blind
-MAX_UIDS_PER_FETCH = 200
-"""aioimaplib recurses once per response line and parses quadratically: never ask for more."""
-
 Value = str | bytes | None | list["Value"]
 """A parsed IMAP value: an atom (str), a string or literal (bytes), NIL, or a list."""
-
-
-MAX_NUMBER_DIGITS = 20
-"""Longer digit strings are no IMAP number (UIDs are 32-bit, mod-sequences 63-bit)."""
-MAX_SEQUENCE_NUMBERS = 1_000_000
-"""A sequence set listing more numbers than this is refused (``1:4294967295`` would not fit)."""
-
-
-def _digits(text: bytes | str) -> int | None:
-    """``int(text)`` for a short run of ASCII digits, else ``None`` (no ValueError)."""
-    if len(text) > MAX_NUMBER_DIGITS or not text.isascii() or not text.isdigit():
-        return None
-    return int(text)
 
 
 class FetchRecord(NamedTuple):
@@ -285,50 +294,6 @@ def parse_fetch(lines: Sequence[Line], *, fast: bool = True) -> tuple[list[Fetch
     return records, malformed
 
 
-def parse_internaldate(text: str | bytes) -> datetime:
-    """``"02-Nov-2026 09:30:00 +0100"`` (quotes optional) as an aware datetime in UTC."""
-    raw = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
-    common = _COMMON_DATE.fullmatch(raw)
-    if common is not None:
-        day, month, year, clock, zone_hours, zone_minutes = common.groups()
-        iso_month = _ISO_MONTHS.get(month)
-        if iso_month is not None:
-            iso = b"".join((year, b"-", iso_month, b"-", day, b"T", clock, zone_hours, b":",
-                            zone_minutes))  # fmt: skip
-            try:
-                moment = datetime.fromisoformat(iso.decode("ascii"))
-            except ValueError:  # out of range: the general path says why
-                pass
-            else:
-                if moment.tzinfo is UTC:
-                    return moment
-                try:
-                    return moment.astimezone(UTC)
-                except OverflowError:  # 31-Dec-9999 23:00:00 -0100 is past datetime.max
-                    pass
-    if isinstance(text, bytes):
-        text = text.decode("ascii", "replace")
-    return parse_internaldate_general(text)
-
-
-def parse_internaldate_general(text: str) -> datetime:
-    """:func:`parse_internaldate` for any shape RFC 3501 allows (the tests compare the two)."""
-    found = _INTERNALDATE.match(text.strip('"'))
-    if found is None or found.group(2).lower() not in _MONTHS:
-        raise ImapParseError(f"{text!r:.60} is not an IMAP date-time")
-    day, month, year, hour, minute, second, sign, off_h, off_m = found.groups()
-    utc = off_h == off_m == "00"  # +0000 and -0000: already UTC, nothing to convert
-    offset = timedelta(hours=int(off_h), minutes=int(off_m)) * (-1 if sign == "-" else 1)
-    try:
-        moment = datetime(
-            int(year), _MONTHS[month.lower()], int(day), int(hour), int(minute), int(second),
-            tzinfo=UTC if utc else timezone(offset),
-        )  # fmt: skip
-        return moment if utc else moment.astimezone(UTC)
-    except (ValueError, OverflowError) as exc:
-        raise ImapParseError(f"{text!r:.60} is not a valid date-time: {exc}") from None
-
-
 def _state_items(pairs: Iterable[tuple[bytes, bytes]]) -> MailboxState:
     values: dict[str, int] = {}
     for name, number in pairs:
@@ -403,71 +368,3 @@ def parse_capabilities(lines: Sequence[Line]) -> frozenset[str]:
         elif text.upper().startswith(b"CAPABILITY "):
             found.update(text[11:].decode("ascii", "replace").upper().split())
     return frozenset(found)
-
-
-def parse_sequence_set(text: str) -> list[int]:
-    """``"1:3,7,9:8"`` as sorted distinct numbers (``*`` is refused: meaningless here)."""
-    ranges: list[tuple[int, int]] = []
-    total = 0
-    for part in text.split(","):
-        low, _, high = part.partition(":")
-        a, b = _digits(low), _digits(high or low)
-        if a is None or b is None:
-            raise ImapParseError(f"{text[:40]!r} is not a sequence set of numbers")
-        a, b = min(a, b), max(a, b)
-        total += b - a + 1  # counted before anything is built: no MemoryError
-        if total > MAX_SEQUENCE_NUMBERS:
-            raise ImapParseError(f"sequence set lists over {MAX_SEQUENCE_NUMBERS} numbers")
-        ranges.append((a, b))
-    numbers: set[int] = set()
-    for a, b in ranges:
-        numbers.update(range(a, b + 1))
-    return sorted(numbers)
-
-
-def format_sequence_set(uids: Iterable[int]) -> str:
-    """Compact sequence set for ``uids``: ``[1, 2, 3, 7]`` → ``"1:3,7"``."""
-    ordered = sorted(set(uids))
-    if not ordered:
-        raise ValueError("an empty sequence set cannot be sent")
-    runs: list[str] = []
-    first = last = ordered[0]
-    for uid in ordered[1:]:
-        if uid != last + 1:
-            runs.append(f"{first}:{last}" if last != first else str(first))
-            first = uid
-        last = uid
-    runs.append(f"{first}:{last}" if last != first else str(first))
-    return ",".join(runs)
-
-
-def batches(uids: Iterable[int], size: int = MAX_UIDS_PER_FETCH) -> Iterator[list[int]]:
-    """``uids`` sorted and cut into lists of at most ``size`` (≤ :data:`MAX_UIDS_PER_FETCH`)."""
-    if not 0 < size <= MAX_UIDS_PER_FETCH:
-        raise ValueError(f"batch size must be 1..{MAX_UIDS_PER_FETCH}, not {size}")
-    ordered = sorted(set(uids))
-    for offset in range(0, len(ordered), size):
-        yield ordered[offset : offset + size]
-
-
-def _utf7_chunk(chunk: str) -> str:
-    encoded = base64.b64encode(chunk.encode("utf-16-be")).rstrip(b"=").decode("ascii")
-    return "&" + encoded.replace("/", ",") + "-"
-
-
-def encode_mailbox(name: str) -> str:
-    """A mailbox name in IMAP's modified UTF-7 (RFC 3501 §5.1.3), quoted for a command line."""
-    out: list[str] = []
-    pending: list[str] = []
-    for char in name:
-        if "\x20" <= char <= "\x7e":
-            if pending:
-                out.append(_utf7_chunk("".join(pending)))
-                pending = []
-            out.append("&-" if char == "&" else char)
-        else:
-            pending.append(char)
-    if pending:
-        out.append(_utf7_chunk("".join(pending)))
-    text = "".join(out)  # control characters were base64-encoded above: no CR/LF/NUL left
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

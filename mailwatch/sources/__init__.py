@@ -12,9 +12,14 @@ observation carries it again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from mailwatch.config.settings import Settings
 from mailwatch.core.model import Observation
+from mailwatch.store import Store
 
 
 class Source(Protocol):
@@ -42,3 +47,13 @@ class KeepsProgress(Protocol):
         once, so nothing is lost or counted twice.
         """
         ...
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a source kind's builder may use besides its own configuration table."""
+
+    settings: Settings
+    store: Store
+    """Where a source resumes from (header caches, log cursors, canaries in flight)."""
+    clock: Callable[[], datetime]

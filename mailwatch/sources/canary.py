@@ -62,7 +62,9 @@ import structlog
 
 from mailwatch.core.headers import parse_header_block
 from mailwatch.core.model import (
+    LOST_QUEUE,
     REMEMBER_LOST,
+    CanaryObservation,
     CanaryResult,
     Headers,
     Message,
@@ -86,9 +88,6 @@ log = structlog.get_logger(__name__)
 SubmissionSecurity = Literal["starttls", "tls", "none"]
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
 WAIT_REASON = "canary not delivered"
-LOST_QUEUE = "lost"
-"""The queue of a lost canary: stuck at once (see :data:`mailwatch.core.sla.STUCK_AT_ONCE`) until
-a canary sent after it makes its round trip in time, which shows the path works again."""
 _FETCH_ITEMS = f"(UID INTERNALDATE BODY.PEEK[HEADER.FIELDS ({CANARY_HEADER.upper()})])"
 _BODY = (
     "This message was sent by mailwatch to check that mail reaches this mailbox in time.\n"
@@ -248,7 +247,7 @@ class CanarySource:
         return (f"CanarySource({self._name!r}, {self.submission.host} -> "
                 f"{dest.user}@{dest.host}/{dest.folder})")  # fmt: skip
 
-    async def probe(self) -> Observation:
+    async def probe(self) -> CanaryObservation:
         """Collect arrived canaries, send the next one, declare missing ones lost."""
         observed_at = self._clock()
         try:
@@ -272,7 +271,7 @@ class CanarySource:
             for c in self._in_flight.values()
             if not c.lost or healthy is None or c.sent_at > healthy
         ]
-        return Observation(
+        return CanaryObservation(
             source=self.name,
             observed_at=observed_at,
             messages=tuple(self._message(c) for c in reported),
@@ -289,6 +288,8 @@ class CanarySource:
         next observation carries them again (with any newer event for the same canary
         replacing its older one) and the store applies each transition once.
         """
+        if not isinstance(observation, CanaryObservation):
+            return
         for event in observation.canaries:
             if self._pending.get(event.token) is event:
                 del self._pending[event.token]

@@ -40,7 +40,7 @@ from mailwatch.core.headers import (
     normalise_subject,
     parse_header_block,
 )
-from mailwatch.core.model import Headers, Message, Observation, Recipient
+from mailwatch.core.model import Headers, Message, QueueObservation, Recipient
 from mailwatch.errors import SourceCommandFailed, SourceError, SourceTimeout, SourceUnavailable
 from mailwatch.parsing.exim import (
     EximEntry,
@@ -350,7 +350,7 @@ class EximSource:
             wait_reason=wait_reason,
         )
 
-    async def probe(self) -> Observation:
+    async def probe(self) -> QueueObservation:
         """List the queue, read spool files of new messages only, and return what was seen."""
         entries, malformed, warnings = await self.list_queue()
         observed_at = self._clock()
@@ -367,7 +367,7 @@ class EximSource:
             for key, entry in keyed
             if key in self.header_cache
         )
-        return Observation(
+        return QueueObservation(
             source=self.name,
             observed_at=observed_at,
             messages=messages,

@@ -19,7 +19,7 @@ Cost grows with what changed, not with the mailbox:
   nothing is fetched for mail that was actioned before this source saw it. Headers are
   fetched only for unactioned UIDs not already cached, in batches. A flag refresh by
   ``FETCH (FLAGS) (CHANGEDSINCE …)`` was considered: it answers only "which flags changed",
-  its unbounded response must itself be batched against aioimaplib, and expunges need a
+  its unbounded response would itself have to be batched, and expunges need a
   second query anyway; the search answers the actual question in one round trip.
 * **A header FETCH came back incomplete** (a malformed response, a message expunged between
   SEARCH and FETCH): the folder is stored without its HIGHESTMODSEQ, so the next poll syncs
@@ -55,7 +55,7 @@ from mailwatch.core.headers import (
     normalise_subject,
     parse_header_blocks,
 )
-from mailwatch.core.model import Headers, Message, Observation, Recipient
+from mailwatch.core.model import Headers, Message, QueueObservation, Recipient
 from mailwatch.errors import SourceError, SourceTimeout
 from mailwatch.gcpause import collection_paused
 from mailwatch.parsing.imap import MAX_UIDS_PER_FETCH, FetchRecord, MailboxState
@@ -230,7 +230,9 @@ class ImapSource:
         if not folders:
             raise ValueError("watch at least one folder")
         if not 0 < fetch_batch <= MAX_UIDS_PER_FETCH:
-            raise ValueError(f"fetch_batch must be 1..{MAX_UIDS_PER_FETCH} (aioimaplib's limits)")
+            raise ValueError(
+                f"fetch_batch must be 1..{MAX_UIDS_PER_FETCH} (UIDs per FETCH command)"
+            )
         bad = [h for h in extra_headers if not _FIELD_NAME.fullmatch(h)]
         if bad:
             raise ValueError(f"not header field names: {', '.join(map(repr, bad))}")
@@ -296,7 +298,7 @@ class ImapSource:
             ssl_context=self.ssl_context, timeout=self.timeout, fetch_batch=self.fetch_batch,
         )  # fmt: skip
 
-    async def probe(self) -> Observation:
+    async def probe(self) -> QueueObservation:
         """Sync every folder (cheaply when unchanged) and return the unactioned messages."""
         observed_at = self._clock()
         fetched = malformed = 0
@@ -310,7 +312,7 @@ class ImapSource:
             raise SourceTimeout(self.name, f"probe took longer than {self.timeout:g}s") from exc
         if malformed:
             log.warning("imap_fetch_malformed", source=self.name, count=malformed)
-        return Observation(
+        return QueueObservation(
             source=self.name,
             observed_at=observed_at,
             messages=self._messages(),

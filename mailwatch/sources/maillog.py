@@ -34,7 +34,7 @@ from typing import Protocol
 
 import structlog
 
-from mailwatch.core.model import LogCursor, LogEvent, Observation
+from mailwatch.core.model import LogCursor, LogEvent, LogObservation, Observation
 from mailwatch.errors import SourceError, SourceUnavailable
 from mailwatch.parsing.maillog import parse_line
 
@@ -172,7 +172,7 @@ class MailLogSource:
         """The configured source name."""
         return self._name
 
-    async def probe(self) -> Observation:
+    async def probe(self) -> LogObservation:
         """Read and parse what was written since the last probe."""
         try:
             lines, cursor = await asyncio.to_thread(read_new_lines, self.path, self.cursor)
@@ -192,7 +192,7 @@ class MailLogSource:
                 self.unparsed_lines += 1
             else:
                 events.append(event)
-        return Observation(
+        return LogObservation(
             source=self.name,
             observed_at=now,
             messages=(),
@@ -208,5 +208,5 @@ class MailLogSource:
         Until then :attr:`cursor` stays where the store's cursor is, so lines whose outcomes
         a failed write lost are read (and stored, once) again by the next probe.
         """
-        if observation.cursor is not None:
+        if isinstance(observation, LogObservation):
             self.cursor = observation.cursor

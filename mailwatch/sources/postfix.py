@@ -23,7 +23,7 @@ from pathlib import Path
 import structlog
 
 from mailwatch.core.headers import keep_set
-from mailwatch.core.model import Message, Observation
+from mailwatch.core.model import Message, QueueObservation
 from mailwatch.errors import SourceCommandFailed, SourceError, SourceTimeout, SourceUnavailable
 from mailwatch.sources import process
 from mailwatch.sources.postfix_listing import (
@@ -209,7 +209,7 @@ class PostfixSource:
             raise self._failed(argv, returncode, stderr)
         return worker, stderr.decode("utf-8", "replace")
 
-    async def probe(self) -> Observation:
+    async def probe(self) -> QueueObservation:
         """List the queue, read headers of new messages only, and return what was seen.
 
         As root, postqueue reads the queue directly when the mail system is down and says so
@@ -268,7 +268,7 @@ class PostfixSource:
         for stale in [k for k in self.header_cache if k not in present]:
             del self.header_cache[stale]
         messages: list[Message] = [m for m in worker.messages if m is not None]
-        return Observation(
+        return QueueObservation(
             source=self.name,
             observed_at=observed_at,
             messages=tuple(messages),

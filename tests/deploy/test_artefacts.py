@@ -36,6 +36,7 @@ import yaml
 
 from mailwatch.config import settings as mailwatch_config
 from mailwatch.config.alerts import EmailReceiverConfig, WebhookReceiverConfig
+from mailwatch.config.sources import MailLogSourceConfig
 from mailwatch.store import Store
 from mailwatch.store.schema import MIGRATIONS
 
@@ -631,7 +632,7 @@ class TestKubernetesManifests:
             assert str(settings.store.path).startswith("/var/lib/mailwatch/"), ident
             assert "readOnly" not in mounts["/var/lib/mailwatch"], ident
             for source in settings.sources.values():
-                if source.type == "maillog":
+                if isinstance(source, MailLogSourceConfig):
                     assert any(
                         str(source.path).startswith(f"{mount_path}/") for mount_path in mounts
                     ), (ident, source.path)

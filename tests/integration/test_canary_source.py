@@ -22,7 +22,14 @@ import pytest
 from integration.conftest import Mailbox
 from mailwatch.app.scanner import Scanner, judge
 from mailwatch.config.settings import load
-from mailwatch.core.model import REMEMBER_LOST, CanaryResult, Observation, Priority, Verdict
+from mailwatch.core.model import (
+    REMEMBER_LOST,
+    CanaryObservation,
+    CanaryResult,
+    Observation,
+    Priority,
+    Verdict,
+)
 from mailwatch.errors import SourceError, StoreReadOnly
 from mailwatch.parsing.canary import CANARY_HEADER
 from mailwatch.sandbox.dovecot import PrivateDovecot
@@ -146,10 +153,10 @@ class Lab:
         """The scanner's verdicts on ``observation``'s messages now (class and SLA)."""
         return judge(observation, load(None).classifier(), {}, datetime.now(UTC))
 
-    async def scan(self, source: CanarySource) -> Observation:
+    async def scan(self, source: CanarySource) -> CanaryObservation:
         """Probe through the scanner (which records the canaries); return the observation."""
         outcome = await self.scanner.scan(source)
-        assert outcome.observation is not None, outcome.error
+        assert isinstance(outcome.observation, CanaryObservation), outcome.error
         return outcome.observation
 
     async def wait_for_mail(self, count: int) -> dict[int, frozenset[str]]:
@@ -181,8 +188,9 @@ async def fixture_lab(
         store.close()
 
 
-def _one(observation: Observation, **wanted: Any) -> CanaryResult:
+def _one(observation: Observation | None, **wanted: Any) -> CanaryResult:
     """The single canary event of ``observation`` whose fields equal ``wanted``."""
+    assert isinstance(observation, CanaryObservation)
     found = [c for c in observation.canaries if all(getattr(c, k) == v for k, v in wanted.items())]
     assert len(found) == 1, observation.canaries
     return found[0]
@@ -233,7 +241,7 @@ class TestRoundTrip:
         outcome = await lab.scanner.scan(lab.source())
 
         (verdict,) = outcome.verdicts
-        sent = _one(outcome.observation or Observation("", datetime.now(UTC), ()))
+        sent = _one(outcome.observation)
         assert verdict.message.queue == f"canary:{PATH}"
         assert verdict.message.queue_id == sent.queue_id
         assert verdict.message.delay_reason == "canary not delivered"

@@ -3,8 +3,8 @@
 Faults a real Dovecot will not produce on demand are injected: :class:`CuttingProxy` cuts,
 stalls or corrupts a live connection at a chosen point (e.g. mid-FETCH), and scripted peers
 play a server that never greets, one whose STARTTLS was stripped, one answering nonsense, and
-an SMTP port configured by mistake. The second class shows each defence the adapter puts
-between mailwatch and aioimaplib 2.0.3 holding against the failure it exists for.
+an SMTP port configured by mistake. The second class shows each defence of mailwatch's own
+IMAP client holding against the failure it exists for.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ class TestFailures:
     @pytest.mark.parametrize(
         ("overrides", "problem"),
         [
-            ({"fetch_batch": 201}, "fetch_batch"),  # more than aioimaplib takes safely
+            ({"fetch_batch": 201}, "fetch_batch"),  # more UIDs per FETCH than the client sends
             ({"extra_headers": ["X-Case (id)"]}, "not header field names"),
             ({"token": "t"}, "exactly one of password or token"),
             ({"actioned": "read"}, "actioned must be one of"),
@@ -129,7 +129,7 @@ class TestFailures:
 
 
 class TestClientDefences:
-    """The adapter's defences against aioimaplib 2.0.3, each shown against a real failure."""
+    """The IMAP client's defences, each shown against a real failure."""
 
     async def test_server_hanging_mid_fetch_times_out_and_recovers(
         self, mailbox: Mailbox, proxy: CuttingProxy, proxied_source: Callable[..., ImapSource]
@@ -165,7 +165,6 @@ class TestClientDefences:
     ) -> None:
         """Even with logging reset to DEBUG, no password, SASL string or header is logged."""
         caplog.set_level(logging.DEBUG)
-        logging.getLogger("aioimaplib").setLevel(logging.NOTSET)  # as a dictConfig might
         mailbox.deliver("Emergency recall Zebra-42")
         await mailbox.source(password=None, token=mailbox.password).probe()
         await mailbox.source(security="plain").probe()
@@ -175,4 +174,3 @@ class TestClientDefences:
         ).decode()
         for secret in (mailbox.password, sasl, "Zebra-42"):
             assert secret not in caplog.text
-        assert logging.getLogger("aioimaplib").level == logging.WARNING

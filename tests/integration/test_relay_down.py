@@ -17,6 +17,7 @@ from mailwatch.app.queries import message_detail, stuck_json
 from mailwatch.app.scanner import Scanner
 from mailwatch.config.settings import load
 from mailwatch.core.judgement import judge
+from mailwatch.core.model import relayhost_of
 from mailwatch.core.snapshot import OutcomeTotals, build_snapshot
 from mailwatch.sandbox.postfix import PrivatePostfix, make_message
 from mailwatch.sources.postfix import PostfixSource
@@ -40,8 +41,7 @@ async def test_refused_relayhost_is_relay_down_everywhere(
     with Store(tmp_store_path) as store:
         outcome = await Scanner(settings.classifier(), store).scan(source)
         assert outcome.ok, outcome.error
-        assert outcome.observation is not None
-        assert outcome.observation.relayhost == f"[127.0.0.1]:{postfix.relay_port}"
+        assert relayhost_of(outcome.observation) == f"[127.0.0.1]:{postfix.relay_port}"
         judged = judge(store.get(str(entry["queue_id"])), later, later - timedelta(days=1))
         assert judged.stuck
         assert stuck_json(judged)["reason_category"] == "relay_down"
@@ -50,7 +50,7 @@ async def test_refused_relayhost_is_relay_down_everywhere(
         now=later, classes=settings.classifier().all_classes,
         verdicts={"mta1": outcome.verdicts}, queues={"mta1": ("deferred",)},
         outcomes=OutcomeTotals(), histories={}, health={},
-        relayhosts={"mta1": outcome.observation.relayhost},
+        relayhosts={"mta1": relayhost_of(outcome.observation)},
     )  # fmt: skip
     registry = CollectorRegistry()
     registry.register(MailwatchCollector(lambda: snap))

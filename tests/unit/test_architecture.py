@@ -57,12 +57,8 @@ PURE_LAYERS = frozenset({"core", "parsing", "alerting"})
 
 MAX_LINES = 400
 LONG_MODULES: Mapping[str, str] = {
-    "mailwatch.parsing.imap": "one IMAP response grammar (tokenizer, FETCH, sequence sets) whose"
-    " parts share private helpers; its property tests cover it as a unit",
     "mailwatch.sources.canary": "the canary round trip (send, find, match, expire); the IMAP"
     " ownership work of issue 12 reshapes it",
-    "mailwatch.sources.imap_client": "the IMAP client adapter; the IMAP ownership work of issue"
-    " 12 replaces it",
 }
 """Modules allowed over :data:`MAX_LINES`, and why they are not split now."""
 

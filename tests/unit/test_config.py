@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mailwatch.config import settings as config
-from mailwatch.config.sources import ImapSourceConfig, PostfixSourceConfig
+from mailwatch.config.sources import ImapSourceConfig, MailLogSourceConfig, PostfixSourceConfig
 from mailwatch.core.durations import Duration
 from mailwatch.core.headers import normalise_subject
 from mailwatch.core.model import Headers, Message, Priority, Recipient
@@ -169,8 +169,11 @@ class TestValidFile:
             '[sources.log]\ntype = "maillog"\npath = "log/maillog"\noutcomes_for = "mta1"\n'
         )
         sources = config.load(path).sources
-        assert sources["mta1"].config_dir == path.parent / "etc/postfix"  # type: ignore[union-attr]
-        assert sources["log"].path == path.parent / "log/maillog"  # type: ignore[union-attr]
+        postfix, log = sources["mta1"], sources["log"]
+        assert isinstance(postfix, PostfixSourceConfig)
+        assert isinstance(log, MailLogSourceConfig)
+        assert postfix.config_dir == path.parent / "etc/postfix"
+        assert log.path == path.parent / "log/maillog"
 
     def test_relative_secret_and_ca_files_resolve_against_file(
         self, write_config: WriteConfig

@@ -21,6 +21,7 @@ from typing import Any, Union, get_args, get_origin
 from pydantic import BaseModel
 
 from mailwatch.config.fields import SecretRef
+from mailwatch.config.kinds import source_config_models
 from mailwatch.config.settings import Settings, load
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "mailwatch.example.toml"
@@ -82,7 +83,8 @@ def model_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
             if len(inner) == 1:
                 annotation, origin, args = inner[0], get_origin(inner[0]), get_args(inner[0])
         if origin is dict:
-            for sub in _models(args[1]):
+            subs = source_config_models() if name == "sources" else _models(args[1])
+            for sub in subs:
                 label = f"<{_type_of(sub)}>" if name in TYPED else "*"
                 keys |= model_keys(sub, f"{path}.{label}.")
         elif origin is list:

@@ -1,8 +1,8 @@
 """Pure IMAP response parsers, on responses captured from the project's private Dovecot 2.3.19.
 
-Two shapes of the same responses are used: as aioimaplib 2.0.3 hands them back (``"* "`` and,
+Two shapes of the same responses are used: as aioimaplib 2.0.3 handed them back (``"* "`` and,
 for STATUS/SEARCH, the response name stripped; each literal a separate ``bytearray``), and as
-raw wire bytes, framed here by :func:`_frame`.
+raw wire bytes, framed here by :func:`_frame` (the shape mailwatch's own client now gives).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from mailwatch.parsing.imap import (
     parse_status,
 )
 from mailwatch.sources.imap import addresses, describe
-from mailwatch.sources.imap_fetch import FetchReader, fetch_batches
+from mailwatch.sources.imap_wire import ImapWire, fetch_batches
 
 FIELDS = b"BODY[HEADER.FIELDS (SUBJECT FROM TO CC DATE IMPORTANCE X-PRIORITY)]"
 HEADER_1 = (
@@ -470,94 +470,93 @@ class TestFastFetch:
         assert parse_fetch(lines) == parse_fetch(lines, fast=False)
 
 
-class _Library:
-    """What FetchReader needs of aioimaplib's protocol; data_received is "the library"."""
-
-    state = "SELECTED"
+class _Transport:
+    """A fake transport (the fault is a server we script byte by byte): what the wire wrote."""
 
     def __init__(self) -> None:
-        self.incomplete_line = b""
-        self.sent: list[str] = []
-        self.received = bytearray()
-        self.tags = 0
+        self.written = bytearray()
 
-    def new_tag(self) -> str:
-        self.tags += 1
-        return f"T{self.tags}"
+    def write(self, data: bytes) -> None:
+        self.written += data
 
-    def send(self, line: str) -> None:
-        self.sent.append(line)
-
-    def data_received(self, data: bytes) -> None:
-        self.received += data
+    def is_closing(self) -> bool:
+        return False
 
 
-class TestFetchReader:
-    """The wire reader frames by literal length, in any chunking, like parse_fetch."""
+def _connected() -> tuple[ImapWire, _Transport]:
+    """A wire past its greeting, on a fake transport."""
+    wire, transport = ImapWire(), _Transport()
+    wire.connection_made(transport)  # type: ignore[arg-type]
+    wire.data_received(b"* OK ready\r\n")
+    return wire, transport
+
+
+class TestWireFetch:
+    """The wire frames by literal length, in any chunking, like parse_fetch."""
 
     @given(st.lists(fetch_responses(), max_size=4), st.lists(st.integers(1, 400), max_size=8))
     async def test_any_chunking_gives_the_parse_of_the_framed_wire(
         self, responses: list[tuple[bytes, bytes, bytes]], cuts: list[int]
     ) -> None:
-        """Records equal parse_fetch of the same bytes; bytes after the tag go back."""
-        wire = _wire([r for r in responses if len(r[1]) == int(r[0].rsplit(b"{")[1][:-1])])
-        library = _Library()
-        reader = FetchReader(library)
-        done = reader.send("1:5", "(UID)")
-        assert library.sent == ["T1 UID FETCH 1:5 (UID)"]
+        """Records equal parse_fetch of the same bytes; untagged lines after the tag are kept."""
+        wire_bytes = _wire(
+            [r for r in responses if len(r[1]) == int(r[0].rsplit(b"{")[1][:-1])], tag=b"MW1"
+        )
+        wire, transport = _connected()
+        done = wire.send("UID FETCH 1:5 (UID)")
+        assert transport.written == b"MW1 UID FETCH 1:5 (UID)\r\n"
         position = 0
-        for cut in [*cuts, len(wire) + 20]:
-            reader.feed(wire[position : position + cut] + (b"* 3 EXISTS\r\n" if cut > 999 else b""))
+        for cut in [*cuts, len(wire_bytes) + 20]:
+            chunk = wire_bytes[position : position + cut]
+            wire.data_received(chunk + (b"* 3 EXISTS\r\n" if cut > 999 else b""))
             position += cut
-        reader.feed(b"* 9 EXISTS\r\n")
+        wire.data_received(b"* 9 EXISTS\r\n")
         assert done.result() == ("OK", "Fetch completed (0.001 + 0.000 secs).")
-        reader.release()
-        assert library.received == b"* 9 EXISTS\r\n"
-        assert "data_received" not in vars(library)
-        assert (reader.records, reader.malformed) == parse_fetch(_frame(wire), fast=False)
+        untagged = wire.take()
+        assert untagged[-1] == b"* 9 EXISTS"
+        assert set(untagged) <= {b"* 3 EXISTS", b"* 9 EXISTS"}
+        assert (wire.records, wire.malformed) == parse_fetch(_frame(wire_bytes), fast=False)
 
     async def test_pipelined_commands_complete_in_any_order(self) -> None:
         """Tags end their own command; a NO is reported; unknown tags fail every command."""
-        library = _Library()
-        reader = FetchReader(library)
-        first, second = reader.send("1", "(UID)"), reader.send("2", "(UID)")
-        reader.feed(
-            b"* 1 FETCH (UID 1)\r\nT2 NO [LIMIT] too many\r\n* 2 FETCH (UID 2)\r\nT1 OK done\r\n"
+        wire, _ = _connected()
+        first, second = wire.send("UID FETCH 1 (UID)"), wire.send("UID FETCH 2 (UID)")
+        wire.data_received(
+            b"* 1 FETCH (UID 1)\r\nMW2 NO [LIMIT] too many\r\n* 2 FETCH (UID 2)\r\nMW1 OK done\r\n"
         )
         assert second.result() == ("NO", "[LIMIT] too many")
         assert first.result() == ("OK", "done")
-        assert [r.uid for r in reader.records] == [1, 2]
+        assert [r.uid for r in wire.records] == [1, 2]
 
-        other = FetchReader(library)
-        third = other.send("3", "(UID)")
-        other.feed(b"X9 OK what\r\n")
+        other, _ = _connected()
+        third = other.send("UID FETCH 3 (UID)")
+        other.data_received(b"X9 OK what\r\n")
         with pytest.raises(ImapParseError, match="unexpected tagged"):
             third.result()
-        other.release()
-        assert vars(library)["data_received"] is not other.feed  # a sink: the session is over
-        await asyncio.sleep(0)
+        other.data_received(b"* 1 FETCH (UID 1)\r\n")  # the session is over: dropped
+        assert other.records == []
 
     async def test_each_batch_is_handed_on_once_as_soon_as_it_completes(self) -> None:
         """``each`` sees every asked-for record once, batch by batch, before the next waits."""
-        library = _Library()
+        wire, transport = _connected()
         answered: set[str] = set()
         handed: list[list[int]] = []
         seen_at_wait: list[int] = []
 
         async def wait(done: asyncio.Future[tuple[str, str]]) -> tuple[str, str]:
             seen_at_wait.append(sum(map(len, handed)))
-            for line in library.sent:  # the server answers what it has been sent so far
+            for line in transport.written.decode().splitlines():  # answer what was sent
                 tag, _, _, uid_set, _ = line.split(" ", 4)
                 if tag not in answered:
                     answered.add(tag)
                     low, _, high = uid_set.partition(":")
                     uids = [*range(int(low), int(high or low) + 1), 99]  # 99: never asked for
-                    wire = b"".join(b"* %d FETCH (UID %d)\r\n" % (u, u) for u in uids)
-                    library.data_received(wire + f"{tag} OK done\r\n".encode())
+                    data = b"".join(b"* %d FETCH (UID %d)\r\n" % (u, u) for u in uids)
+                    wire.data_received(data + f"{tag} OK done\r\n".encode())
             return await done
 
         records, malformed, refused = await fetch_batches(
-            library, [[1, 2], [3, 4], [5, 6], [7]], "(UID)", wait,
+            wire, [[1, 2], [3, 4], [5, 6], [7]], "(UID)", wait,
             lambda batch: handed.append([r.uid or 0 for r in batch]),
         )  # fmt: skip
 
@@ -566,7 +565,7 @@ class TestFetchReader:
         assert [uid for batch in handed for uid in batch] == [1, 2, 3, 4, 5, 6, 7]
         assert len(handed) >= 2  # handed on while later batches were still outstanding
         assert seen_at_wait[-1] > 0  # the last wait came after earlier batches were handed on
-        assert "data_received" not in vars(library)
+        assert not wire.busy
 
 
 _ADDRESS_VALUES = [

@@ -31,7 +31,14 @@ from mailwatch.alerting.lifecycle import AlertKey, AlertStatus
 from mailwatch.app.service import Service
 from mailwatch.cli import cli
 from mailwatch.config.settings import Settings, load
-from mailwatch.core.model import Delivery, DeliveryStatus, Message, Observation, Priority, Recipient
+from mailwatch.core.model import (
+    Delivery,
+    DeliveryStatus,
+    Message,
+    Priority,
+    QueueObservation,
+    Recipient,
+)
 from mailwatch.store import Store
 from mailwatch.web import api, statuspage
 from mailwatch.web.metrics import MailwatchCollector
@@ -48,9 +55,9 @@ class FakeQueueSource:
     name: str
     messages: list[Message] = field(default_factory=list)
 
-    async def probe(self) -> Observation:
+    async def probe(self) -> QueueObservation:
         """Everything it holds, as one observation."""
-        return Observation(self.name, NOW, tuple(self.messages))
+        return QueueObservation(self.name, NOW, tuple(self.messages))
 
 
 def _message(queue_id: str, queue: str, age: timedelta, subject: str) -> Message:

@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from mailwatch.app.service import Service
 from mailwatch.config.settings import load
-from mailwatch.core.model import Observation
+from mailwatch.core.model import QueueObservation
 from mailwatch.store import Store
 from mailwatch.web import api
 
@@ -29,9 +29,9 @@ class EmptyQueueFakeSource:
     def __init__(self, name: str) -> None:
         self.name = name
 
-    async def probe(self) -> Observation:
+    async def probe(self) -> QueueObservation:
         """An empty queue, now."""
-        return Observation(self.name, datetime.now(UTC), ())
+        return QueueObservation(self.name, datetime.now(UTC), ())
 
 
 @pytest.fixture(name="service")

@@ -24,13 +24,13 @@ from mailwatch.core.backlog import count_by_class
 from mailwatch.core.classify import MessageClass
 from mailwatch.core.durations import Duration
 from mailwatch.core.model import (
+    CanaryObservation,
     CanaryResult,
     Classification,
     Delivery,
     DeliveryStatus,
     LogEvent,
     Message,
-    Observation,
     Priority,
     Removed,
     Verdict,
@@ -141,7 +141,7 @@ class TestCanaryEventsKeptUntilStored:
         other = CanaryResult("path1", "path1.fedcba9876543210", NOW, "Q2")
         source._pending = {sent.token: sent, other.token: other}  # as two probes left them
         found = CanaryResult("path1", sent.token, NOW, "Q1", found_at=NOW + timedelta(seconds=3))
-        observation = Observation("path1", NOW, (), canaries=(sent, other))
+        observation = CanaryObservation("path1", NOW, (), canaries=(sent, other))
         source._pending[sent.token] = found  # the next probe found it meanwhile
 
         source.committed(observation)
