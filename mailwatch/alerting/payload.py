@@ -43,6 +43,12 @@ def summary(rule: AlertRule, intent: Intent, priority: Priority | None) -> str:
     if rule.condition is Condition.SOURCE_BLIND:
         blind_for = format_seconds(details.oldest_age_seconds)
         return f"mailwatch is blind: source {key.source} failing for {blind_for}{resolved}"
+    if rule.condition is Condition.DESTINATION_DEFERRING:
+        why = ", ".join(details.categories) or "no reason given"
+        return (
+            f"{key.source} is deferring {details.count} {priority or ''} message(s) ({why});"
+            f" classes: {', '.join(details.classes) or '-'}{resolved}"
+        ).replace("  ", " ")
     if rule.condition is Condition.CANARY_LOST:
         return f"canary lost on path {key.source}: {details.count} not delivered{resolved}"
     if rule.condition is Condition.UNDELIVERABLE:

@@ -29,10 +29,12 @@ import structlog
 from mailwatch.alerting.rules import Situation
 from mailwatch.alerting.situation import class_views
 from mailwatch.app.alert_engine import AlertEngine
+from mailwatch.app.deferrals import DeferralWatch, alerted_destinations
 from mailwatch.app.delivery import DeliveryLoop
 from mailwatch.app.scanner import Scanner, ScanOutcome
 from mailwatch.app.supervisor import every, next_delay, probe_deadline, run_worker
 from mailwatch.config.settings import Settings
+from mailwatch.core.destinations import DestinationWatch
 from mailwatch.core.judgement import Judgement, judge
 from mailwatch.core.model import Verdict, relayhost_of
 from mailwatch.core.snapshot import (
@@ -125,6 +127,7 @@ class Service:
                 health=SourceHealth(up=False, last_duration_seconds=0.0, last_success=None,
                                     errors=dict.fromkeys(sorted(labels), 0)),
             )  # fmt: skip
+        self.deferrals = DeferralWatch(settings.metrics)
         self._pruned_at: datetime | None = None
         self.started_at = clock()
         self.rebuild_snapshot()
@@ -179,7 +182,16 @@ class Service:
             store=self.store.health(),
             relayhosts=self.relayhosts(),
             partners=self.settings.metrics.partner_domains,
+            destinations=self._destinations(),
         )
+
+    def _backlog(self) -> dict[str, Sequence[Verdict]]:
+        return {name: state.verdicts for name, state in self._state.items() if state.backlog}
+
+    def _destinations(self) -> tuple[DestinationWatch, ...]:
+        """The deferral watch, destinations with an alert under way kept in it."""
+        keep = alerted_destinations(self.alerts.states.values(), self.alerts.rules)
+        return self.deferrals.current(keep)
 
     def relayhosts(self) -> dict[str, str | None]:
         """Each source's smarthost as its last good probe saw it."""
@@ -203,6 +215,8 @@ class Service:
             state.failures = 0
             state.verdicts = outcome.verdicts
             state.relayhost = relayhost_of(outcome.observation)
+            if state.backlog:
+                self.deferrals.record(outcome.finished_at, self._backlog(), self.relayhosts())
             state.health = SourceHealth(
                 up=True,
                 last_duration_seconds=outcome.duration_seconds,
@@ -339,6 +353,7 @@ class Service:
             failing_since={n: s.health.first_failure for n, s in self._state.items() if s.probed},
             canaries_lost=self.store.canaries_lost(now),
             overdue_since={n: self._due(s) for n, s in self._state.items()},
+            destinations=self._destinations(),
         )
 
     def _due(self, state: _SourceState) -> datetime:

@@ -17,6 +17,7 @@ from datetime import datetime
 from mailwatch.core.backlog import DrainEstimate, drain_estimate
 from mailwatch.core.breakdown import Breakdown, breakdown
 from mailwatch.core.classify import MessageClass
+from mailwatch.core.destinations import DestinationWatch
 from mailwatch.core.judgement import Judgement
 from mailwatch.core.model import Priority, Verdict
 
@@ -227,6 +228,8 @@ class MetricsSnapshot:
     """Whether the store's writes work, and its failures by kind (``None``: not known)."""
     breakdown: Breakdown = field(default_factory=Breakdown)
     """Stuck queued messages by reason category and by destination (bounded labels)."""
+    destinations: tuple[DestinationWatch, ...] = ()
+    """The deferral watch of the followed destinations (:mod:`mailwatch.core.destinations`)."""
 
 
 def class_priorities(message_class: MessageClass) -> tuple[Priority, ...]:
@@ -254,6 +257,7 @@ def build_snapshot(
     store: StoreHealth | None = None,
     relayhosts: Mapping[str, str | None] | None = None,
     partners: Sequence[str] = (),
+    destinations: tuple[DestinationWatch, ...] = (),
 ) -> MetricsSnapshot:
     """Aggregate the latest verdicts of each backlog source (zeros for every class and source).
 
@@ -318,6 +322,7 @@ def build_snapshot(
             partners,
             undeliverable,
         ),
+        destinations=destinations,
     )
 
 

@@ -21,6 +21,8 @@ from prometheus_client.core import (
 )
 
 from mailwatch import __version__
+from mailwatch.core.destinations import WATCHED_SHARES
+from mailwatch.core.model import Priority
 from mailwatch.core.snapshot import (
     UNCLASSIFIED,
     UNKNOWN_PRIORITY,
@@ -55,6 +57,7 @@ class MailwatchCollector:
             return
         yield from self._backlog(snap)
         yield from self._breakdown(snap)
+        yield from self._destinations(snap)
         yield from self._outcomes(snap)
         yield from self._probes(snap)
         yield from self._canaries(snap)
@@ -152,6 +155,37 @@ class MailwatchCollector:
             for (source, destination, prio), value in sorted(by_dest.items()):
                 family.add_metric([source, destination, str(prio)], value)
             yield family
+
+    def _destinations(self, snap: MetricsSnapshot) -> Iterator[Metric]:
+        prios = sorted({p for _, p in snap.classes}) or [Priority.P1]
+        deferred = GaugeMetricFamily(
+            "mailwatch_destination_deferred_messages",
+            "Queued messages deferred (an attempt failed) to a followed destination: a partner"
+            " domain or one of the most deferred, by message priority.",
+            labels=["destination", "priority"],
+        )
+        ratio = GaugeMetricFamily(
+            "mailwatch_destination_deferral_ratio",
+            "Share of a followed destination's queued mail that is deferred, over"
+            " [metrics] deferral_window.",
+            labels=["destination"],
+        )
+        share = GaugeMetricFamily(
+            "mailwatch_destination_reason_share",
+            "Of a followed destination's deferrals over the window, the share of one reason"
+            " category (throttled, connect, tls).",
+            labels=["destination", "reason"],
+        )
+        for watched in snap.destinations:
+            name = watched.destination
+            for prio in sorted({*prios, *watched.latest.deferred}):
+                deferred.add_metric([name, str(prio)], watched.latest.deferred.get(prio, 0))
+            ratio.add_metric([name], watched.deferral_ratio)
+            for reason in WATCHED_SHARES:
+                share.add_metric([name, reason.value], watched.shares.get(reason, 0.0))
+        yield deferred
+        yield ratio
+        yield share
 
     def _outcomes(self, snap: MetricsSnapshot) -> Iterator[Metric]:
         names = [*(name for name, _ in snap.classes), UNCLASSIFIED]
