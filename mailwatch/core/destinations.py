@@ -15,8 +15,9 @@ than the window are dropped (:func:`trim`), and :func:`watch` turns what is left
 * ``deferred`` (by priority), ``classes``, ``categories``, ``ids``: the latest sample.
 
 Held and frozen messages are not deferrals (an operator holds them, the remote did not
-refuse); neither are messages with no delay reason (not tried yet). A domain appears in no
-label unless it is followed; no address or subject is kept.
+refuse); neither are messages with no delay reason (not tried yet). No address or subject
+is kept; a domain is a metric label only when it is a configured partner (the top-N others
+are followed by the ``destination_deferring`` alert, which names its destination).
 """
 
 from __future__ import annotations
@@ -124,6 +125,9 @@ class DestinationWatch:
     deferral_ratio: float
     shares: Mapping[ReasonCategory, float]
     latest: DestinationSample
+    partner: bool = False
+    """A configured partner domain: only those are metric labels (a top-N destination is an
+    unconfigured domain: the alert names it, ``/metrics`` does not)."""
 
     @property
     def categories(self) -> tuple[str, ...]:
@@ -156,6 +160,7 @@ def watch(
 ) -> tuple[DestinationWatch, ...]:
     """The watch of every followed destination over ``history`` (already trimmed)."""
     latest = history[-1][1] if history else {}
+    partners = list(partners)
     watches = []
     for destination in followed(latest, partners, top, keep):
         queued = deferred = 0
@@ -171,6 +176,6 @@ def watch(
         shares = {c: (n / deferred if deferred else 0.0) for c, n in categories.items()}
         watches.append(DestinationWatch(
             destination, deferred / queued if queued else 0.0, shares,
-            latest.get(destination, DestinationSample()),
+            latest.get(destination, DestinationSample()), destination in partners,
         ))  # fmt: skip
     return tuple(watches)

@@ -160,23 +160,23 @@ class MailwatchCollector:
         prios = sorted({p for _, p in snap.classes}) or [Priority.P1]
         deferred = GaugeMetricFamily(
             "mailwatch_destination_deferred_messages",
-            "Queued messages deferred (an attempt failed) to a followed destination: a partner"
-            " domain or one of the most deferred, by message priority.",
+            "Queued messages deferred (an attempt failed) to a partner destination"
+            " ([metrics] partner_domains), by message priority.",
             labels=["destination", "priority"],
         )
         ratio = GaugeMetricFamily(
             "mailwatch_destination_deferral_ratio",
-            "Share of a followed destination's queued mail that is deferred, over"
+            "Share of a partner destination's queued mail that is deferred, over"
             " [metrics] deferral_window.",
             labels=["destination"],
         )
         share = GaugeMetricFamily(
             "mailwatch_destination_reason_share",
-            "Of a followed destination's deferrals over the window, the share of one reason"
+            "Of a partner destination's deferrals over the window, the share of one reason"
             " category (throttled, connect, tls).",
             labels=["destination", "reason"],
         )
-        for watched in snap.destinations:
+        for watched in (w for w in snap.destinations if w.partner):  # configured domains only
             name = watched.destination
             for prio in sorted({*prios, *watched.latest.deferred}):
                 deferred.add_metric([name, str(prio)], watched.latest.deferred.get(prio, 0))

@@ -130,13 +130,18 @@ def test_alerted_destinations_stay_followed() -> None:
 
 
 def test_metrics_of_the_watch() -> None:
-    """Deferred by priority, the ratio and the three watched shares per followed destination."""
+    """Partners only: deferred by priority, the ratio and the three watched shares.
+
+    police.example is followed (the most deferred) but not configured: the alert may name it,
+    /metrics does not (a recipient domain is a label only when configured).
+    """
     history = ((NOW, sample({"mta1": BACKLOG}, {})),)
     snap = build_snapshot(
         now=NOW, classes=[RECALL, COURT], verdicts={"mta1": BACKLOG}, queues={},
         outcomes=OutcomeTotals(), histories={}, health={},
-        destinations=watch(history, ["courts.example"], top=5),
+        destinations=watch(history, ["justice.example", "courts.example"], top=5),
     )  # fmt: skip
+    assert "police.example" in {w.destination for w in snap.destinations}
     registry = CollectorRegistry()
     registry.register(MailwatchCollector(lambda: snap))
     text = generate_latest(registry).decode()
@@ -144,6 +149,7 @@ def test_metrics_of_the_watch() -> None:
     assert f"{deferred % ('justice.example', 'P1')} 1.0" in text
     assert f"{deferred % ('courts.example', 'P1')} 0.0" in text  # a partner: always there
     assert 'mailwatch_destination_deferral_ratio{destination="justice.example"} 0.5' in text
-    share = 'mailwatch_destination_reason_share{destination="police.example",reason="%s"}'
-    assert f"{share % 'connect'} 1.0" in text
-    assert f"{share % 'throttled'} 0.0" in text
+    share = 'mailwatch_destination_reason_share{destination="justice.example",reason="%s"}'
+    assert f"{share % 'throttled'} 1.0" in text
+    assert f"{share % 'connect'} 0.0" in text
+    assert "police.example" not in text
