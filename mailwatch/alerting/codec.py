@@ -32,7 +32,8 @@ def dump_state(state: AlertState) -> str:
         "details": {"count": d.count, "oldest_age_seconds": d.oldest_age_seconds,
                     "ids": list(d.ids), "recipient_domains": list(d.recipient_domains),
                     "reasons": list(d.reasons),
-                    "priority": str(d.priority) if d.priority else None},
+                    "priority": str(d.priority) if d.priority else None,
+                    "categories": list(d.categories), "classes": list(d.classes)},
     })  # fmt: skip
 
 
@@ -60,5 +61,7 @@ def load_state(key: AlertKey, text: str) -> AlertState:
             recipient_domains=tuple(details.get("recipient_domains", ())),
             reasons=tuple(details.get("reasons", ())),
             priority=Priority.parse(details["priority"]) if details.get("priority") else None,
+            categories=tuple(details.get("categories", ())),
+            classes=tuple(details.get("classes", ())),
         ),
     )

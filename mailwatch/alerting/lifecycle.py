@@ -74,6 +74,10 @@ class Details:
     priority: Priority | None = None
     """The most urgent *message* priority concerned (a rule may raise a message above its
     class's priority: a MAPPA level-3 message is P1 in a P2 class); ``None``: not per class."""
+    categories: tuple[str, ...] = ()
+    """Reason categories concerned (:mod:`mailwatch.core.reasons`, sorted; a fixed set)."""
+    classes: tuple[str, ...] = ()
+    """Classes concerned, for alerts that are not per class (``destination_deferring``)."""
 
 
 @dataclass(frozen=True, slots=True)

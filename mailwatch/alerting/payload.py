@@ -43,6 +43,12 @@ def summary(rule: AlertRule, intent: Intent, priority: Priority | None) -> str:
     if rule.condition is Condition.SOURCE_BLIND:
         blind_for = format_seconds(details.oldest_age_seconds)
         return f"mailwatch is blind: source {key.source} failing for {blind_for}{resolved}"
+    if rule.condition is Condition.DESTINATION_DEFERRING:
+        why = ", ".join(details.categories) or "no reason given"
+        return (
+            f"{key.source} is deferring {details.count} {priority or ''} message(s) ({why});"
+            f" classes: {', '.join(details.classes) or '-'}{resolved}"
+        ).replace("  ", " ")
     if rule.condition is Condition.CANARY_LOST:
         return f"canary lost on path {key.source}: {details.count} not delivered{resolved}"
     if rule.condition is Condition.UNDELIVERABLE:
@@ -51,8 +57,14 @@ def summary(rule: AlertRule, intent: Intent, priority: Priority | None) -> str:
     return f"{details.count} {label} message(s) stuck in {key.source}, oldest {oldest}{resolved}"
 
 
-def categories(reasons: tuple[str, ...]) -> list[str]:
-    """The distinct categories of an alert's reasons (sorted; never an address or subject)."""
+def categories(reasons: tuple[str, ...], known: tuple[str, ...] = ()) -> list[str]:
+    """The distinct categories of an alert (sorted; never an address or subject).
+
+    ``known`` are the ones the judgement gave (it knows the source's relayhost); otherwise
+    they are read from the ``reasons``.
+    """
+    if known:
+        return sorted(set(known))
     return sorted({c.value for c in map(reason_category, reasons) if c is not None})
 
 
@@ -94,8 +106,10 @@ def build(
         "ids": list(details.ids),
         "recipient_domains": list(details.recipient_domains),
         "reasons": reasons,
-        "reason_categories": categories(details.reasons),
+        "reason_categories": categories(details.reasons, details.categories),
     }
+    if details.classes:
+        alert["classes"] = list(details.classes)
     if include_subjects:
         alert["subjects"] = list(details.subjects)
     return {"version": 1, "kind": intent.kind.value, "sent_at": now.isoformat(), "alert": alert}

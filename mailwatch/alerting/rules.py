@@ -9,6 +9,12 @@ their condition stops holding. Conditions:
                    (0.8 warns *before* the SLA runs out);
 ``undeliverable``  a message of the class bounced or expired (within the report window);
 ``canary_lost``    a canary on a path was not delivered within its timeout;
+``destination_deferring``  a destination (a partner domain, or one of the most deferred)
+                   holds at least ``min_count`` deferred messages of the rule's priorities,
+                   and ``deferral_share`` or more of its queued mail deferred over the
+                   deferral window; it resolves when they drain (keyed by destination, in
+                   the ``source`` slot; classes and categories in the details, never
+                   addresses or subjects: see :mod:`mailwatch.core.destinations`);
 ``source_blind``   a source's probes have failed for longer than ``blind_after``, or it has not
                    been scanned successfully for ``blind_after`` past when a scan was due (a
                    probe that hangs, or a worker that stopped, fails nothing: only the age of
@@ -23,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from mailwatch.alerting.lifecycle import AlertKey, Details, Finding, Timing
+from mailwatch.core.destinations import DestinationWatch
 from mailwatch.core.model import Priority
 
 MAX_IDS = 50  # bounds alert payloads: the first ids are enough to act on
@@ -36,6 +43,7 @@ class Condition(enum.StrEnum):
     UNDELIVERABLE = "undeliverable"
     CANARY_LOST = "canary_lost"
     SOURCE_BLIND = "source_blind"
+    DESTINATION_DEFERRING = "destination_deferring"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +55,8 @@ class Item:
     domains: tuple[str, ...] = ()
     reason: str | None = None
     subject: str = ""
+    category: str | None = None
+    """The reason's category (:mod:`mailwatch.core.reasons`), as the judgement gives it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +85,8 @@ class Situation:
     overdue_since: Mapping[str, datetime] = field(default_factory=dict)
     """Per source, when its next successful scan was due: the last success (or, before any,
     the start of watching) plus its interval. Blind once ``blind_after`` past it."""
+    destinations: tuple[DestinationWatch, ...] = ()
+    """The deferral watch of every followed destination (:mod:`mailwatch.core.destinations`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +104,8 @@ class AlertRule:
     sla_fraction: float = 1.0
     blind_after: timedelta = timedelta(minutes=5)
     runbook_url: str = ""
+    deferral_share: float = 0.5
+    """``destination_deferring``: the share of a destination's mail deferred over the window."""
 
     def selects(self, view: ClassView) -> bool:
         """Whether this rule applies to ``view``'s class and source."""
@@ -113,6 +127,7 @@ def _details(items: Sequence[Item], oldest: float | None = None) -> Details:
         recipient_domains=tuple(sorted({d for i in items for d in i.domains})),
         reasons=tuple(dict.fromkeys(i.reason for i in ordered if i.reason))[:10],
         subjects=tuple(i.subject for i in ordered[:MAX_IDS] if i.subject),
+        categories=tuple(sorted({i.category for i in items if i.category})),
     )
 
 
@@ -120,6 +135,9 @@ def evaluate(rule: AlertRule, situation: Situation) -> list[Finding]:
     """One finding per key the rule selects, active or not."""
     if rule.condition is Condition.SOURCE_BLIND:
         return _blind(rule, situation)
+    if rule.condition is Condition.DESTINATION_DEFERRING:
+        return [_deferring(rule, w) for w in situation.destinations
+                if not rule.sources or w.destination in rule.sources]  # fmt: skip
     if rule.condition is Condition.CANARY_LOST:
         return [
             Finding(AlertKey(rule.name, "", path), bool(lost), _details(lost))
@@ -161,6 +179,20 @@ def _class_finding(rule: AlertRule, views: Sequence[ClassView]) -> Finding:
     details = _details(items, oldest)
     priority = min((v.priority for v in concerned or views), default=None)
     return Finding(key, active, replace(details, priority=priority))
+
+
+def _deferring(rule: AlertRule, watched: DestinationWatch) -> Finding:
+    """``destination_deferring`` for one destination (``rule.sources``: destinations)."""
+    latest, wanted = watched.latest, rule.priorities or tuple(Priority)
+    count = sum(n for p, n in latest.deferred.items() if p in wanted)
+    active = count >= rule.min_count and watched.deferral_ratio >= rule.deferral_share
+    details = Details(
+        count=count, oldest_age_seconds=latest.oldest_deferred_seconds, ids=latest.ids,
+        recipient_domains=(watched.destination,), categories=watched.categories,
+        classes=tuple(sorted(latest.classes)),
+        priority=min((p for p in wanted if latest.deferred.get(p)), default=None),
+    )  # fmt: skip
+    return Finding(AlertKey(rule.name, "", watched.destination), active, details)
 
 
 def _blind(rule: AlertRule, situation: Situation) -> list[Finding]:

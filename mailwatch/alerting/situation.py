@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from mailwatch.alerting.rules import ClassView, Item
+from mailwatch.core.breakdown import verdict_category
 from mailwatch.core.classify import MessageClass
 from mailwatch.core.judgement import Judgement
 from mailwatch.core.model import Priority, Verdict
@@ -27,21 +28,35 @@ def _undeliverable_items(judgements: Iterable[Judgement]) -> dict[ViewKey, list[
         if j.undeliverable is None:
             continue
         m = j.message
+        category = j.category.value if j.category else None
         items.setdefault((m.source, m.class_name, m.priority), []).append(
-            Item(m.queue_id, j.age_seconds, m.recipient_domains, j.undeliverable, m.subject)
-        )
+            Item(m.queue_id, j.age_seconds, m.recipient_domains, j.undeliverable, m.subject,
+                 category)
+        )  # fmt: skip
     return items
+
+
+def _stuck_item(verdict: Verdict, relayhost: str | None) -> Item:
+    m = verdict.message
+    category = verdict_category(verdict, relayhost).value
+    return Item(m.queue_id, verdict.age_seconds, m.recipient_domains, verdict.reason, m.subject,
+                category)  # fmt: skip
 
 
 def class_views(
     classes: Sequence[MessageClass],
     verdicts: Mapping[str, Sequence[Verdict]],
     undeliverable: Iterable[Judgement],
+    relayhosts: Mapping[str, str | None] | None = None,
 ) -> tuple[ClassView, ...]:
-    """Views of every backlog source in ``verdicts``, per class and message priority."""
+    """Views of every backlog source in ``verdicts``, per class and message priority.
+
+    ``relayhosts`` (each source's smarthost) makes a connect failure naming it ``relay_down``.
+    """
     gone = _undeliverable_items(undeliverable)
     views = []
     for source, source_verdicts in verdicts.items():
+        relayhost = (relayhosts or {}).get(source)
         by_key: dict[tuple[str, Priority], list[Verdict]] = {}
         for v in source_verdicts:
             found = v.classification
@@ -55,9 +70,7 @@ def class_views(
                 views.append(ClassView(
                     source=source, class_name=c.name, priority=priority, sla_seconds=sla,
                     oldest_age_seconds=max((v.age_seconds for v in mine), default=0.0),
-                    stuck=tuple(Item(v.message.queue_id, v.age_seconds,
-                                     v.message.recipient_domains, v.reason, v.message.subject)
-                                for v in mine if v.stuck),
+                    stuck=tuple(_stuck_item(v, relayhost) for v in mine if v.stuck),
                     undeliverable=tuple(gone.get((source, c.name, priority), ())),
                 ))  # fmt: skip
     return tuple(views)

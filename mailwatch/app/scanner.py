@@ -40,6 +40,7 @@ from mailwatch.core.model import (
     LogObservation,
     Observation,
     Verdict,
+    relayhost_of,
 )
 from mailwatch.core.sla import verdict_at
 from mailwatch.errors import SourceError, StoreError
@@ -185,6 +186,7 @@ class Scanner:
                 malformed=observation.malformed,
                 headers_read=observation.headers_read,
                 warnings=observation.warnings,
+                relayhost=relayhost_of(observation),
             )
         for warning in observation.warnings:
             log.warning("source_warning", source=source.name, warning=warning)
@@ -204,7 +206,8 @@ class Scanner:
         self, name: str, observation: Observation, verdicts: list[Verdict], at: datetime
     ) -> ChangeSet:
         """What this scan changed since the previous one (full on the first since start)."""
-        heartbeat = Heartbeat(name, at.timestamp(), ok=True, messages=len(verdicts))
+        heartbeat = Heartbeat(name, at.timestamp(), ok=True, messages=len(verdicts),
+                              relayhost=relayhost_of(observation))  # fmt: skip
         if isinstance(observation, LogObservation):
             outcomes = outcomes_of(observation.outcomes_for or name, observation.outcomes)
             return ChangeSet(name, heartbeat, outcomes=tuple(outcomes))

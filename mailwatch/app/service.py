@@ -29,13 +29,15 @@ import structlog
 from mailwatch.alerting.rules import Situation
 from mailwatch.alerting.situation import class_views
 from mailwatch.app.alert_engine import AlertEngine
+from mailwatch.app.deferrals import DeferralWatch, alerted_destinations
 from mailwatch.app.delivery import DeliveryLoop
 from mailwatch.app.fleet_push import FleetPusher
 from mailwatch.app.scanner import Scanner, ScanOutcome
 from mailwatch.app.supervisor import every, next_delay, probe_deadline, run_worker
 from mailwatch.config.settings import Settings
+from mailwatch.core.destinations import DestinationWatch
 from mailwatch.core.judgement import Judgement, judge
-from mailwatch.core.model import Verdict
+from mailwatch.core.model import Verdict, relayhost_of
 from mailwatch.core.snapshot import (
     MetricsSnapshot,
     Readiness,
@@ -82,6 +84,8 @@ class _SourceState:
     )
     failures: int = 0
     probed: bool = False
+    relayhost: str | None = None
+    """The smarthost the source's last good probe saw (:attr:`Observation.relayhost`)."""
 
 
 class Service:
@@ -128,6 +132,7 @@ class Service:
                 health=SourceHealth(up=False, last_duration_seconds=0.0, last_success=None,
                                     errors=dict.fromkeys(sorted(labels), 0)),
             )  # fmt: skip
+        self.deferrals = DeferralWatch(settings.metrics)
         self._pruned_at: datetime | None = None
         self.started_at = clock()
         self.rebuild_snapshot()
@@ -180,7 +185,22 @@ class Service:
             canary_paths=[n for n, c in self.settings.sources.items() if c.reports_canaries],
             undeliverable=self.undeliverable(now),
             store=self.store.health(),
+            relayhosts=self.relayhosts(),
+            partners=self.settings.metrics.partner_domains,
+            destinations=self._destinations(),
         )
+
+    def _backlog(self) -> dict[str, Sequence[Verdict]]:
+        return {name: state.verdicts for name, state in self._state.items() if state.backlog}
+
+    def _destinations(self) -> tuple[DestinationWatch, ...]:
+        """The deferral watch, destinations with an alert under way kept in it."""
+        keep = alerted_destinations(self.alerts.states.values(), self.alerts.rules)
+        return self.deferrals.current(keep)
+
+    def relayhosts(self) -> dict[str, str | None]:
+        """Each source's smarthost as its last good probe saw it."""
+        return {name: state.relayhost for name, state in self._state.items()}
 
     def _alerts_firing(self) -> dict[tuple[str, str], int]:
         severities = {rule.name: rule.severity for rule in self.alerts.rules.values()}
@@ -199,6 +219,9 @@ class Service:
         if outcome.ok:
             state.failures = 0
             state.verdicts = outcome.verdicts
+            state.relayhost = relayhost_of(outcome.observation)
+            if state.backlog:
+                self.deferrals.record(outcome.finished_at, self._backlog(), self.relayhosts())
             state.health = SourceHealth(
                 up=True,
                 last_duration_seconds=outcome.duration_seconds,
@@ -327,6 +350,7 @@ class Service:
             self.scanner.classifier.all_classes,
             {name: state.verdicts for name, state in self._state.items() if state.backlog},
             self.undeliverable(now),
+            self.relayhosts(),
         )
         return Situation(
             now=now,
@@ -334,6 +358,7 @@ class Service:
             failing_since={n: s.health.first_failure for n, s in self._state.items() if s.probed},
             canaries_lost=self.store.canaries_lost(now),
             overdue_since={n: self._due(s) for n, s in self._state.items()},
+            destinations=self._destinations(),
         )
 
     def _due(self, state: _SourceState) -> datetime:

@@ -13,6 +13,8 @@ the alert table ``alerts.toml`` beside this module, which also defines the Prome
   escalate to ``ops`` after an hour unacknowledged;
 * ``p2_stuck``           — P2 mail stuck: ticket to ``ops``;
 * ``undeliverable``      — a P1/P2 message bounced or expired: page the duty managers;
+* ``destination_deferring`` — a destination (a partner, or among the most deferred) defers
+  P1 mail (half or more of its mail over the deferral window): page the duty managers;
 * ``canary_lost``        — a canary path lost a canary: page ``ops``;
 * ``source_blind``       — a source failing, or without a successful scan, for 5 minutes past
   when one was due: page ``ops`` (mailwatch is blind).
@@ -118,6 +120,7 @@ class AlertRuleConfig(_Section):
     min_count: int = Field(default=1, ge=1)
     sla_fraction: float = Field(default=1.0, gt=0)
     blind_after: SpanField = Duration(seconds=300)
+    deferral_share: float = Field(default=0.5, gt=0, le=1)
     receivers: list[str] = Field(default_factory=list)
     pending_for: WindowField = Field(default=Duration(0), alias="for")
     keep_firing_for: WindowField = Duration(0)
@@ -139,6 +142,7 @@ class AlertRuleConfig(_Section):
             sla_fraction=self.sla_fraction,
             blind_after=timedelta(seconds=self.blind_after.seconds),
             runbook_url=self.runbook_url,
+            deferral_share=self.deferral_share,
             timing=Timing(
                 receivers=tuple(self.receivers),
                 pending_for=timedelta(seconds=self.pending_for.seconds),

@@ -52,6 +52,7 @@ from mailwatch.config.fields import (
 )
 from mailwatch.config.fleet import FleetConfig
 from mailwatch.config.kinds import SourceConfig, source_types
+from mailwatch.config.metrics import MetricsConfig
 from mailwatch.config.status import StatusPageConfig
 from mailwatch.core.classify import Classifier
 from mailwatch.core.durations import Duration
@@ -164,6 +165,7 @@ class Settings(BaseSettings):
     """Where and on which days business-day SLAs are counted."""
     status: StatusPageConfig = StatusPageConfig()
     """The duty manager's status page (runbook links, refresh)."""
+    metrics: MetricsConfig = MetricsConfig()
     receivers: dict[str, ReceiverConfig] = Field(default_factory=dict)
     alerts: list[AlertRuleConfig] | None = None
     """Alert rules; when absent, the defaults for the shipped taxonomy apply."""

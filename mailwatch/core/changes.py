@@ -82,6 +82,8 @@ class Heartbeat:
     error: str | None = None
     error_kind: str | None = None
     messages: int = 0
+    relayhost: str | None = None
+    """The source's smarthost at this scan: the fleet judges relay_down as the agent does."""
 
 
 @dataclass(frozen=True, slots=True)

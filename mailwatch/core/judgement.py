@@ -22,6 +22,7 @@ checks that both forms agree on every message.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -76,12 +77,20 @@ def reason_category(reason: str | None, relayhost: str | None = None) -> ReasonC
     """The category of a judged reason (:attr:`Judgement.reason`, :attr:`Verdict.reason`).
 
     The one place every interface (``stuck``, ``show``, the API, the status page, metrics and
-    alerts) gets a category from: ``None`` when there is no reason (not stuck).
+    alerts) gets a category from: ``None`` when there is no reason (not stuck). ``relayhost``
+    is the source's smarthost (:attr:`StoredMessage.relayhost`): a connect or DNS failure
+    naming it is ``relay_down``.
     """
     if reason is None:
         return None
     if reason in AT_ONCE_CATEGORY:
         return AT_ONCE_CATEGORY[reason]
+    return _categorize(reason, relayhost)
+
+
+@functools.lru_cache(maxsize=4096)
+def _categorize(reason: str, relayhost: str | None) -> ReasonCategory:
+    """:func:`categorize`, remembered: a backlog repeats a few reasons thousands of times."""
     return categorize(reason, relayhost=relayhost)
 
 
@@ -118,7 +127,7 @@ class Judgement:
     @property
     def category(self) -> ReasonCategory | None:
         """Why it is stuck, in one word (:func:`reason_category`); ``None`` if not stuck."""
-        return reason_category(self.reason)
+        return reason_category(self.reason, self.message.relayhost)
 
     @property
     def priority(self) -> Priority:

@@ -223,6 +223,11 @@ class _Seen:
 class QueueObservation(_Seen):
     """A queue or mailbox: the messages waiting in it (its backlog)."""
 
+    _: KW_ONLY
+    relayhost: str | None = None
+    """The MTA's configured smarthost (Postfix ``relayhost``) at this probe, if it has one:
+    a connect or DNS failure naming it is ``relay_down`` (:mod:`mailwatch.core.reasons`)."""
+
 
 @dataclass(frozen=True, slots=True)
 class LogObservation(_Seen):
@@ -248,6 +253,11 @@ class CanaryObservation(_Seen):
 
 Observation = QueueObservation | LogObservation | CanaryObservation
 """What one probe of one source saw: one variant per kind of thing a source watches."""
+
+
+def relayhost_of(observation: Observation | None) -> str | None:
+    """The smarthost a queue observation saw (``None`` for other kinds, or none known)."""
+    return observation.relayhost if isinstance(observation, QueueObservation) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +316,8 @@ class StoredMessage:
     outcome_text: str | None = None
     dsn: str | None = None
     delivery_delay: float | None = None
+    relayhost: str | None = None
+    """Its source's ``relayhost`` at the source's latest good scan (see :class:`Observation`)."""
 
     @property
     def recipient_domains(self) -> tuple[str, ...]:

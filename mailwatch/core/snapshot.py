@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from mailwatch.core.backlog import DrainEstimate, drain_estimate
+from mailwatch.core.breakdown import Breakdown, breakdown
 from mailwatch.core.classify import MessageClass
+from mailwatch.core.destinations import DestinationWatch
 from mailwatch.core.judgement import Judgement
 from mailwatch.core.model import Priority, Verdict
 
@@ -224,6 +226,10 @@ class MetricsSnapshot:
     (source, class, message priority)."""
     store: StoreHealth | None = None
     """Whether the store's writes work, and its failures by kind (``None``: not known)."""
+    breakdown: Breakdown = field(default_factory=Breakdown)
+    """Stuck queued messages by reason category and by destination (bounded labels)."""
+    destinations: tuple[DestinationWatch, ...] = ()
+    """The deferral watch of the followed destinations (:mod:`mailwatch.core.destinations`)."""
 
 
 def class_priorities(message_class: MessageClass) -> tuple[Priority, ...]:
@@ -249,6 +255,9 @@ def build_snapshot(
     canary_paths: Iterable[str] = (),
     undeliverable: Iterable[Judgement] = (),
     store: StoreHealth | None = None,
+    relayhosts: Mapping[str, str | None] | None = None,
+    partners: Sequence[str] = (),
+    destinations: tuple[DestinationWatch, ...] = (),
 ) -> MetricsSnapshot:
     """Aggregate the latest verdicts of each backlog source (zeros for every class and source).
 
@@ -257,8 +266,10 @@ def build_snapshot(
     in ``canary_paths`` gets a zero loss count and an empty round-trip histogram.
     ``undeliverable`` are the judgements of the messages that bounced or expired within the
     report window (:func:`mailwatch.core.judgement.judge`). Every count carries the *message's*
-    priority (a rule may raise it above its class's).
+    priority (a rule may raise it above its class's). ``relayhosts`` (each source's smarthost)
+    and ``partners`` (the partner domains) feed the breakdown (:mod:`mailwatch.core.breakdown`).
     """
+    undeliverable = tuple(undeliverable)  # read twice
     messages: dict[tuple[str, str, str, Priority], int] = {}
     stuck: dict[tuple[str, str, Priority], int] = {}
     oldest: dict[tuple[str, str, Priority], float] = {}
@@ -304,6 +315,14 @@ def build_snapshot(
         canaries=_canaries_with_zeros(canaries or CanaryTotals(), canary_paths),
         undeliverable=gone,
         store=store,
+        breakdown=breakdown(
+            verdicts,
+            {p for c in classes for p in class_priorities(c)},
+            relayhosts or {},
+            partners,
+            undeliverable,
+        ),
+        destinations=destinations,
     )
 
 

@@ -127,9 +127,11 @@ class FleetReader:
             seen = self._last_scans()
         return [decode(row, seen) for row in rows], int(total_row[0]) if total_row else 0
 
-    def _last_scans(self) -> dict[tuple[str, str], float]:
-        rows = self.db.execute(b"SELECT agent, source, last_scan FROM fleet_heartbeats WHERE ok")
-        return {(a, s): t for a, s, t in rows}
+    def _last_scans(self) -> dict[tuple[str, str], tuple[float, str | None]]:
+        rows = self.db.execute(
+            b"SELECT agent, source, last_scan, relayhost FROM fleet_heartbeats WHERE ok"
+        )
+        return {(a, s): (t, relay) for a, s, t, relay in rows}
 
     def sources(self, now: datetime, since: datetime) -> list[SourceBeat]:
         """Every agent's every source: its last heartbeat and how many messages are stuck."""
@@ -151,7 +153,7 @@ def _at(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
-def decode(row: Any, last_scans: dict[tuple[str, str], float]) -> StoredMessage:
+def decode(row: Any, last_scans: dict[tuple[str, str], tuple[float, str | None]]) -> StoredMessage:
     """A :class:`StoredMessage` from a ``SELECT COLUMNS`` row (source shown as agent/source).
 
     The fleet keeps recipient domains only: each is a recipient ``@domain``.
@@ -160,7 +162,8 @@ def decode(row: Any, last_scans: dict[tuple[str, str], float]) -> StoredMessage:
      delay_reason, domains, subject, status, first_seen, left_at, outcome, outcome_at,
      outcome_text, dsn, delivery_delay) = row  # fmt: skip
     state = Status(status)
-    last = left_at if state is Status.LEFT else last_scans.get((agent, source))
+    scan, relayhost = last_scans.get((agent, source), (None, None))
+    last = left_at if state is Status.LEFT else scan
     return StoredMessage(
         key=key, source=f"{agent}/{source}", queue_id=queue_id, queue=queue,
         arrival=datetime.fromtimestamp(arrival, UTC), size=size, sender="",
@@ -170,5 +173,5 @@ def decode(row: Any, last_scans: dict[tuple[str, str], float]) -> StoredMessage:
         status=state, first_seen=datetime.fromtimestamp(first_seen, UTC), left_at=_at(left_at),
         last_seen=_at(last), outcome=None if outcome is None else DeliveryStatus(outcome),
         outcome_at=_at(outcome_at), outcome_text=outcome_text, dsn=dsn,
-        delivery_delay=delivery_delay,
+        delivery_delay=delivery_delay, relayhost=relayhost,
     )  # fmt: skip

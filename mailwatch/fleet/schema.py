@@ -65,6 +65,11 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (agent, source)
     );
     """,
+    # 2: each source's relayhost at its last good scan, so the fleet's judgement says
+    #    relay_down where the agent's does (mailwatch.core.reasons).
+    """
+    ALTER TABLE fleet_heartbeats ADD COLUMN relayhost text;
+    """,
 )
 
 

@@ -67,10 +67,14 @@ WHERE (m.agent, m.source, m.queue_id, m.arrival) = (
     ORDER BY arrival DESC LIMIT 1)
 """
 _HEARTBEAT = b"""
-INSERT INTO fleet_heartbeats (agent, source, last_scan, ok, error, error_kind, messages)
-VALUES (%(agent)s, %(source)s, %(at)s, %(ok)s, %(error)s, %(error_kind)s, %(messages)s)
+INSERT INTO fleet_heartbeats (agent, source, last_scan, ok, error, error_kind, messages,
+    relayhost)
+VALUES (%(agent)s, %(source)s, %(at)s, %(ok)s, %(error)s, %(error_kind)s, %(messages)s,
+    %(relayhost)s)
 ON CONFLICT (agent, source) DO UPDATE SET last_scan = excluded.last_scan, ok = excluded.ok,
     error = excluded.error, error_kind = excluded.error_kind, messages = excluded.messages,
+    relayhost = CASE WHEN excluded.ok THEN excluded.relayhost
+                ELSE fleet_heartbeats.relayhost END,
     received_at = now()
 WHERE fleet_heartbeats.last_scan <= excluded.last_scan
 """
@@ -161,5 +165,5 @@ def _outcome_args(agent: str, o: Outcome) -> dict[str, object]:
 def _heartbeat_args(agent: str, h: Heartbeat) -> dict[str, object]:
     return {
         "agent": agent, "source": h.source, "at": h.at, "ok": h.ok, "error": h.error,
-        "error_kind": h.error_kind, "messages": h.messages,
+        "error_kind": h.error_kind, "messages": h.messages, "relayhost": h.relayhost,
     }  # fmt: skip

@@ -11,7 +11,11 @@ passes a reference time and the parser picks the year that puts the stamp closes
     Nov 29 12:15:15 host postfix/qmgr[14220]: 7C2BA2101ED: removed
 
 RFC 3339 stamps (``2026-11-29T12:15:15.123456+00:00``, syslog-ng/rsyslog high precision) are
-understood too. Lines that are not delivery events return ``None`` (the caller counts them).
+understood too. The program may be a multi-instance one (``postfix-out/smtp``, its
+``syslog_name``) or a service with its own name (``postfix/submission/smtpd``); the queue id
+short (``7C2BA2101ED``) or long (``4jjVfD1QdfzJ9Mq``, ``enable_long_queue_ids = yes``; see
+:mod:`mailwatch.parsing.queueid`). Lines that are not delivery events (``NOQUEUE``,
+``warning:``, ``connect from``…) return ``None`` (the caller counts them).
 """
 
 from __future__ import annotations
@@ -24,9 +28,13 @@ from mailwatch.core.model import Delivery, DeliveryStatus, LogEvent, Removed
 _BSD_STAMP = re.compile(r"^(?P<mon>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) (?P<time>\d\d:\d\d:\d\d) ")
 _ISO_STAMP = re.compile(r"^(?P<iso>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?) ")
 _BODY = re.compile(
-    r"^\S+ (?P<service>postfix[^\[:\s]*/[\w-]+)(?:\[\d+\])?: "
+    r"^\S+ (?P<service>postfix(?:-[^\s/\[:]+)?(?:/[^\s/\[:]+)*/[\w-]+)(?:\[\d+\])?: "
     r"(?P<qid>[0-9A-Za-z]{6,}): (?P<rest>.*)$"
 )
+# service: postfix/smtp, postfix-NAME/smtp (multi-instance), postfix/submission/smtpd (a
+# master.cf service with its own syslog_name); each segment stops at "/", so it is linear.
+# qid: any run of letters and digits, so both id forms (mailwatch.parsing.queueid) pass; a
+# "NOQUEUE: reject" or "warning:" line has no status= and is not an event anyway.
 _STATUS = re.compile(r"\bstatus=(?P<status>[a-z-]+)(?: \((?P<text>.*)\))?")
 _FIELD = re.compile(r"\b(?P<key>to|orig_to|relay|delay|delays|dsn)=(?P<value><[^<>]*>|[^,\s]+)")
 # ``<[^<>]*>``, not ``<[^>]*>``: a value never scans past the next ``<`` (linear in the line)
@@ -78,6 +86,13 @@ def _delays(text: str | None) -> tuple[float, float, float, float] | None:
         return None
     a, b, c, d = (p or 0.0 for p in parts)
     return (a, b, c, d)
+
+
+def program_and_queue_id(line: str, reference: datetime) -> tuple[str, str] | None:
+    """The Postfix program (``postfix-out/smtp``) and queue id a line is about, if any."""
+    stamped = parse_stamp(line.rstrip("\r\n"), reference)
+    body = _BODY.match(stamped[1]) if stamped else None
+    return (body.group("service"), body.group("qid")) if body else None
 
 
 def parse_line(line: str, reference: datetime) -> LogEvent | None:

@@ -110,6 +110,10 @@ class PrivatePostfix:
     hostname: str = "mailwatch-sandbox.invalid"
     transports: Mapping[str, str] = field(default_factory=dict)
     """Domain → Postfix transport (``lmtp:inet:127.0.0.1:PORT``); other mail goes to the relay."""
+    extra: Mapping[str, str] = field(default_factory=dict)
+    """More ``main.cf`` settings, e.g. ``{"enable_long_queue_ids": "yes"}`` (last wins)."""
+    services: tuple[str, ...] = ()
+    """More ``master.cf`` lines, e.g. a submission smtpd with ``-o syslog_name=…``."""
 
     @property
     def config_dir(self) -> Path:
@@ -134,12 +138,16 @@ class PrivatePostfix:
         smtp_port: int = 0,
         relay_port: int = 0,
         transports: Mapping[str, str] | None = None,
+        extra: Mapping[str, str] | None = None,
+        services: tuple[str, ...] = (),
     ) -> PrivatePostfix:
         """Write a fresh configuration under ``root`` (ports 0 mean "pick a free one").
 
         ``transports`` maps recipient domains to Postfix transports, e.g.
         ``{"canary.example": "lmtp:inet:127.0.0.1:24"}``: mail to those domains is delivered
-        there instead of deferring at the relay.
+        there instead of deferring at the relay. ``extra`` adds (or overrides) ``main.cf``
+        settings, e.g. ``{"enable_long_queue_ids": "yes"}``; ``services`` adds ``master.cf``
+        lines.
         """
         for domain, transport in (transports or {}).items():
             if not (_MAP_WORD.fullmatch(domain) and _MAP_WORD.fullmatch(transport)):
@@ -149,6 +157,8 @@ class PrivatePostfix:
             smtp_port=smtp_port or free_port(),
             relay_port=relay_port or free_port(),
             transports=dict(transports or {}),
+            extra=dict(extra or {}),
+            services=tuple(services),
         )
         instance._write_config()
         return instance
@@ -192,9 +202,11 @@ smtp_connect_timeout = 2s
         if self.transports:  # Postfix >= 3.0 inline map: inline:{ key=value, ... }
             pairs = ", ".join(f"{key}={value}" for key, value in self.transports.items())
             main_cf += f"transport_maps = inline:{{ {pairs} }}\nlmtp_connect_timeout = 2s\n"
+        main_cf += "".join(f"{key} = {value}\n" for key, value in self.extra.items())
         (self.config_dir / "main.cf").write_text(main_cf)
         (self.config_dir / "master.cf").write_text(
             _MASTER_CF.format(smtp_addr=f"127.0.0.1:{self.smtp_port}")
+            + "".join(f"{line}\n" for line in self.services)
         )
         # Postfix waits for a main.cf younger than ~2 s to settle: backdate the files.
         past = time.time() - 60

@@ -94,6 +94,7 @@ class PostfixSource:
         # The last listing's lines and what they gave: a message that did not change prints
         # the same line again, and a dict lookup costs far less than parsing JSON.
         self._lines: dict[bytes, Listed] = {}
+        self._relayhost: str | None = None
 
     @property
     def name(self) -> str:
@@ -138,6 +139,22 @@ class PostfixSource:
             out = await self._run([self.postconf, *self._config_args(), "-h", "queue_directory"])
             self._queue_dir = Path(out.decode().strip())
         return self._queue_dir
+
+    async def relayhost(self) -> str | None:
+        """The instance's ``relayhost`` (``postconf -xh relayhost``), ``None`` when empty.
+
+        Asked at every probe (a ``postfix reload`` may change it), alongside the listing.
+        """
+        out = await self._run([self.postconf, *self._config_args(), "-xh", "relayhost"])
+        return out.decode("utf-8", "replace").strip() or None
+
+    async def _relayhost_or_last(self) -> str | None:
+        """:meth:`relayhost`, or the last one known when postconf fails (the probe goes on)."""
+        try:
+            self._relayhost = await self.relayhost()
+        except SourceError as exc:
+            log.warning("relayhost_unknown", source=self.name, error=exc.detail)
+        return self._relayhost
 
     async def _listing(
         self, worker_of: Callable[[int], ListingWorker]
@@ -201,6 +218,7 @@ class PostfixSource:
         loop = asyncio.get_running_loop()
         finding: list[asyncio.Task[Path]] = []  # postconf, run once a new message needs it
         probing = True
+        relay = loop.create_task(self._relayhost_or_last())
 
         def find_queue_dir() -> None:
             if probing and not finding:
@@ -224,12 +242,12 @@ class PostfixSource:
                     raise SourceTimeout(
                         self.name, f"reading queue files took longer than {self.timeout:g}s"
                     ) from exc
+            relayhost = await relay
         finally:
             probing = False
-            for task in finding:  # never left running; its error matters only if awaited above
+            for task in [*finding, relay]:  # never left running; errors matter only if awaited
                 task.cancel()
-            if finding:
-                await asyncio.wait(finding, timeout=process.KILL_GRACE + 1)
+            await asyncio.wait([*finding, relay], timeout=process.KILL_GRACE + 1)
         if isinstance(worker.error, PermissionError):
             raise SourceUnavailable(
                 self.name,
@@ -257,6 +275,7 @@ class PostfixSource:
             malformed=len(worker.problems),
             headers_read=worker.headers_read,
             warnings=_warnings(stderr),
+            relayhost=relayhost,
         )
 
 

@@ -32,6 +32,7 @@ from mailwatch.core.model import Headers, Message
 from mailwatch.errors import QueueFileError
 from mailwatch.parsing.postqueue import Malformed, QueueEntry, parse_line
 from mailwatch.parsing.queuefile import header_block
+from mailwatch.parsing.queueid import hash_dirs
 
 HEADER_READ_STEPS = (8 * 1024, 64 * 1024)
 """Prefix sizes tried in turn before the whole file. 8 KiB holds almost every envelope and
@@ -63,9 +64,11 @@ def _queue_file_candidates(queue_dir: Path, queue_name: str, queue_id: str) -> I
     # Plain strings: building Path objects cost more than opening the file does.
     root = os.fspath(queue_dir)
     # The listed queue first, then the others (moved between listing and reading: deferred →
-    # active…); hashed queues (deferred, defer) have depth 1.
+    # active…); hashed queues (deferred, defer) have depth 1, named by the id's microseconds
+    # (for a long id, not its first character: mailwatch.parsing.queueid).
+    hashed = hash_dirs(queue_id)
     for name in (queue_name, *(q for q in QUEUE_NAMES if q != queue_name)):
-        yield f"{root}/{name}/{queue_id[:1]}/{queue_id}"
+        yield f"{root}/{name}/{hashed}/{queue_id}"
         yield f"{root}/{name}/{queue_id}"
 
 
@@ -245,7 +248,8 @@ class ListingWorker:
         try:
             try:  # where it almost always is: the listed queue, hashed (read_queue_headers)
                 fd = os.open(
-                    f"{self._root[1]}/{entry.queue_name}/{queue_id[:1]}/{queue_id}", os.O_RDONLY
+                    f"{self._root[1]}/{entry.queue_name}/{hash_dirs(queue_id)}/{queue_id}",
+                    os.O_RDONLY,
                 )
             except FileNotFoundError:
                 raw = read_queue_headers(queue_dir, entry.queue_name, queue_id)

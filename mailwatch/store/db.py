@@ -37,7 +37,7 @@ from mailwatch.store.canaries import CanariesMixin
 from mailwatch.store.connection import StoreConnection, retag
 from mailwatch.store.fleet_queue import FleetQueueMixin
 from mailwatch.store.history import HistoryMixin
-from mailwatch.store.listing import ListingMixin
+from mailwatch.store.listing import RELAYHOSTS_SQL, ListingMixin
 from mailwatch.store.outcomes import OutcomesMixin
 from mailwatch.store.retention import RetentionMixin
 from mailwatch.store.rows import (
@@ -222,12 +222,17 @@ class Store(
         malformed: int = 0,
         headers_read: int = 0,
         warnings: Sequence[str] = (),
+        relayhost: str | None = None,
     ) -> int:
-        """Write one successful scan in one transaction; returns the number of message writes."""
+        """Write one successful scan in one transaction; returns the number of message writes.
+
+        ``relayhost`` is the source's smarthost at this scan (:attr:`Observation.relayhost`).
+        """
         diff = self._diff(source, verdicts, ts(finished_at))
         scan = ScanRecord(
             source, started_at, finished_at, ok=True, error=None, messages=len(verdicts),
             malformed=malformed, headers_read=headers_read, warnings=tuple(warnings),
+            relayhost=relayhost,
         )  # fmt: skip
         try:
             self._db.execute("BEGIN")
@@ -326,7 +331,7 @@ class Store(
     def _insert_scan(self, scan: ScanRecord) -> int:
         cursor = self._db.execute(
             "INSERT INTO scans (source, started_at, finished_at, ok, error, messages, malformed,"
-            " headers_read, warnings) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " headers_read, warnings, relayhost) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 scan.source,
                 ts(scan.started_at),
@@ -337,6 +342,7 @@ class Store(
                 scan.malformed,
                 scan.headers_read,
                 "\n".join(scan.warnings) or None,
+                scan.relayhost,
             ),
         )
         return int(cursor.lastrowid or 0)
@@ -360,6 +366,9 @@ class Store(
         )
         return dict(rows)
 
+    def _relayhosts(self) -> dict[str, str]:
+        return dict(self._db.execute(RELAYHOSTS_SQL))
+
     def queued(self, source: str | None = None) -> list[StoredMessage]:
         """Every message currently queued (optionally in one source)."""
         sql = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE status = ?"
@@ -367,12 +376,12 @@ class Store(
         if source is not None:
             sql += " AND source = ?"
             args.append(source)
-        last_good = self._last_good()
-        return [decode_message(r, last_good) for r in self._db.execute(sql, args)]
+        last_good, relays = self._last_good(), self._relayhosts()
+        return [decode_message(r, last_good, relays) for r in self._db.execute(sql, args)]
 
     def get(self, ident: str) -> StoredMessage:
         """A message by key, or by queue id (the newest one wins when a queue id was reused)."""
-        last_good = self._last_good()
+        last_good, relays = self._last_good(), self._relayhosts()
         row = self._db.execute(
             f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE key = ?", (ident,)
         ).fetchone()
@@ -384,4 +393,4 @@ class Store(
             ).fetchone()
         if row is None:
             raise UnknownMessage(f"no tracked message has id {ident!r}")
-        return decode_message(row, last_good)
+        return decode_message(row, last_good, relays)

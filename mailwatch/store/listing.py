@@ -68,6 +68,18 @@ def last_good(db: sqlite3.Connection) -> dict[str, float]:
     return dict(db.execute("SELECT source, max(finished_at) FROM scans WHERE ok GROUP BY source"))
 
 
+RELAYHOSTS_SQL = (
+    "SELECT source, relayhost FROM scans WHERE relayhost IS NOT NULL AND id IN"
+    " (SELECT max(id) FROM scans WHERE ok GROUP BY source)"
+)
+"""Each source's relayhost as its latest good scan saw it."""
+
+
+def relayhosts(db: sqlite3.Connection) -> dict[str, str]:
+    """Each source's relayhost at its latest good scan (sources without one are absent)."""
+    return dict(db.execute(RELAYHOSTS_SQL))
+
+
 def select_messages(
     db: sqlite3.Connection, now: datetime, since: datetime, wanted: MessageFilter
 ) -> tuple[list[StoredMessage], int]:
@@ -78,8 +90,8 @@ def select_messages(
     if wanted.limit is not None or wanted.offset:
         sql += " LIMIT :limit OFFSET :offset"
         args |= {"limit": -1 if wanted.limit is None else wanted.limit, "offset": wanted.offset}
-    good = last_good(db)
-    return [decode_message(row, good) for row in db.execute(sql, args)], total
+    good, relays = last_good(db), relayhosts(db)
+    return [decode_message(row, good, relays) for row in db.execute(sql, args)], total
 
 
 def count_stuck(
@@ -99,8 +111,8 @@ def select_undeliverable(db: sqlite3.Connection, since: datetime) -> list[Stored
     rows = db.execute(
         f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {UNDELIVERABLE_SQL}", {"since": ts(since)}
     )
-    good = last_good(db)
-    return [decode_message(row, good) for row in rows]
+    good, relays = last_good(db), relayhosts(db)
+    return [decode_message(row, good, relays) for row in rows]
 
 
 def select_recent_of_class(

@@ -36,6 +36,9 @@ class OutcomesMixin:
     def _last_good(self) -> dict[str, float]:
         raise NotImplementedError
 
+    def _relayhosts(self) -> dict[str, str]:
+        raise NotImplementedError
+
     def log_cursor(self, source: str) -> LogCursor | None:
         """Where the log source ``source`` stopped reading, if it ever read."""
         row = self._db.execute(
@@ -139,13 +142,13 @@ class OutcomesMixin:
         self, since: datetime, worst_priority: Priority = Priority.P2
     ) -> list[StoredMessage]:
         """Messages of ``worst_priority`` or more urgent that bounced or expired since ``since``."""
-        last_good = self._last_good()
+        last_good, relays = self._last_good(), self._relayhosts()
         rows = self._db.execute(
             f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE outcome IN ('bounced', 'expired')"
             " AND outcome_at >= ? AND priority <= ?",
             (ts(since), int(worst_priority)),
         )
-        return [decode_message(r, last_good) for r in rows]
+        return [decode_message(r, last_good, relays) for r in rows]
 
     def outcome_totals(self) -> OutcomeTotals:
         """Final outcomes counted so far (running aggregates: cheap whatever the history)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii as _quote
@@ -78,10 +78,17 @@ class ScanRecord:
     malformed: int
     headers_read: int
     warnings: tuple[str, ...] = ()
+    relayhost: str | None = None
 
 
-def decode_message(row: Sequence[Any], last_good: dict[str, float]) -> StoredMessage:
-    """A :class:`StoredMessage` from a ``SELECT MESSAGE_COLUMNS`` row."""
+def decode_message(
+    row: Sequence[Any], last_good: dict[str, float], relayhosts: Mapping[str, str] | None = None
+) -> StoredMessage:
+    """A :class:`StoredMessage` from a ``SELECT MESSAGE_COLUMNS`` row.
+
+    ``last_good`` and ``relayhosts`` are per source: when its latest good scan finished, and
+    the relayhost that scan saw (:func:`mailwatch.store.listing.relayhosts`).
+    """
     (key, source, queue_id, queue, arrival, size, sender, rcpts, headers, subject, marking,
      cls, prio, rule, deadline, delay_reason, status, first_seen, left_at,
      outcome, outcome_at, outcome_text, dsn, delivery_delay) = row  # fmt: skip
@@ -97,4 +104,5 @@ def decode_message(row: Sequence[Any], last_good: dict[str, float]) -> StoredMes
         outcome=None if outcome is None else DeliveryStatus(outcome),
         outcome_at=dt(outcome_at), outcome_text=outcome_text, dsn=dsn,
         delivery_delay=delivery_delay,
+        relayhost=relayhosts.get(source) if relayhosts else None,
     )  # fmt: skip

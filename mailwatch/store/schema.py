@@ -218,4 +218,9 @@ MIGRATIONS: tuple[str, ...] = (
         since REAL NOT NULL
     );
     """,
+    # 10: the source's relayhost at each scan (Postfix ``relayhost``): a connect failure that
+    #     names it is relay_down (mailwatch.core.reasons).
+    """
+    ALTER TABLE scans ADD COLUMN relayhost TEXT;
+    """,
 )

@@ -146,6 +146,9 @@ def _class_figures(snap: MetricsSnapshot, name: str, priority: Priority) -> dict
     expired within the window), judged by :mod:`mailwatch.core.judgement`.
     """
     waiting = sum(v for (_, c, p), v in snap.stuck.items() if (c, p) == (name, priority))
+    why = {
+        r.value: v for (c, p, r), v in snap.breakdown.by_class.items() if (c, p) == (name, priority)
+    }
     gone = sum(v for (_, c, p), v in snap.undeliverable.items() if (c, p) == (name, priority))
     return {
         "total": sum(v for (_, _, c, p), v in snap.messages.items() if (c, p) == (name, priority)),
@@ -155,6 +158,7 @@ def _class_figures(snap: MetricsSnapshot, name: str, priority: Priority) -> dict
             (v for (_, c, p), v in snap.oldest_age.items() if (c, p) == (name, priority)),
             default=0.0,
         ),
+        "reason_categories": dict(sorted(why.items(), key=lambda kv: (-kv[1], kv[0]))),
     }
 
 

@@ -3,8 +3,9 @@
 No global gauges, no stale label sets: each scrape calls :meth:`MailwatchCollector.collect`,
 which reads the one immutable :class:`~mailwatch.core.snapshot.MetricsSnapshot` the service swapped
 in after its last scan and turns it into metric families. It never does I/O. Labels carry only
-source, queue, class, priority, severity, DSN class, error kind and canary path: never a
-subject, address, name or case reference.
+source, queue, class, priority, severity, DSN class, error kind, canary path, reason category
+(a fixed set) and destination (a configured partner domain or ``other``): never a subject,
+address, name or case reference.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from prometheus_client.core import (
 )
 
 from mailwatch import __version__
+from mailwatch.core.destinations import WATCHED_SHARES
+from mailwatch.core.model import Priority
 from mailwatch.core.snapshot import (
     UNCLASSIFIED,
     UNKNOWN_PRIORITY,
@@ -53,6 +56,8 @@ class MailwatchCollector:
         if snap is None:
             return
         yield from self._backlog(snap)
+        yield from self._breakdown(snap)
+        yield from self._destinations(snap)
         yield from self._outcomes(snap)
         yield from self._probes(snap)
         yield from self._canaries(snap)
@@ -121,6 +126,66 @@ class MailwatchCollector:
             eta.add_metric([source, name], estimate.eta_seconds)
         yield rate
         yield eta
+
+    def _breakdown(self, snap: MetricsSnapshot) -> Iterator[Metric]:
+        parts = snap.breakdown
+        for name, help_text, values in (
+            ("mailwatch_stuck_messages_by_reason",
+             "Stuck queued messages by reason category (mailwatch.core.reasons) and priority.",
+             parts.by_reason),
+            ("mailwatch_oldest_stuck_age_seconds_by_reason",
+             "Age of the oldest stuck queued message by reason category (0: none).",
+             parts.oldest_by_reason),
+        ):  # fmt: skip
+            family = GaugeMetricFamily(name, help_text, labels=["source", "priority", "reason"])
+            for (source, prio, reason), value in sorted(values.items()):
+                family.add_metric([source, str(prio), reason.value], value)
+            yield family
+        for name, help_text, by_dest in (
+            ("mailwatch_stuck_messages_by_destination",
+             "Stuck queued messages by destination: a configured partner domain, else other.",
+             parts.by_destination),
+            ("mailwatch_oldest_stuck_age_seconds_by_destination",
+             "Age of the oldest stuck queued message by destination (0: none).",
+             parts.oldest_by_destination),
+        ):  # fmt: skip
+            family = GaugeMetricFamily(
+                name, help_text, labels=["source", "destination", "priority"]
+            )
+            for (source, destination, prio), value in sorted(by_dest.items()):
+                family.add_metric([source, destination, str(prio)], value)
+            yield family
+
+    def _destinations(self, snap: MetricsSnapshot) -> Iterator[Metric]:
+        prios = sorted({p for _, p in snap.classes}) or [Priority.P1]
+        deferred = GaugeMetricFamily(
+            "mailwatch_destination_deferred_messages",
+            "Queued messages deferred (an attempt failed) to a partner destination"
+            " ([metrics] partner_domains), by message priority.",
+            labels=["destination", "priority"],
+        )
+        ratio = GaugeMetricFamily(
+            "mailwatch_destination_deferral_ratio",
+            "Share of a partner destination's queued mail that is deferred, over"
+            " [metrics] deferral_window.",
+            labels=["destination"],
+        )
+        share = GaugeMetricFamily(
+            "mailwatch_destination_reason_share",
+            "Of a partner destination's deferrals over the window, the share of one reason"
+            " category (throttled, connect, tls).",
+            labels=["destination", "reason"],
+        )
+        for watched in (w for w in snap.destinations if w.partner):  # configured domains only
+            name = watched.destination
+            for prio in sorted({*prios, *watched.latest.deferred}):
+                deferred.add_metric([name, str(prio)], watched.latest.deferred.get(prio, 0))
+            ratio.add_metric([name], watched.deferral_ratio)
+            for reason in WATCHED_SHARES:
+                share.add_metric([name, reason.value], watched.shares.get(reason, 0.0))
+        yield deferred
+        yield ratio
+        yield share
 
     def _outcomes(self, snap: MetricsSnapshot) -> Iterator[Metric]:
         names = [*(name for name, _ in snap.classes), UNCLASSIFIED]
