@@ -22,10 +22,12 @@ and of each header value: with every regex linear, that bounds the CPU time one 
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from mailwatch.core import fastpath
 from mailwatch.core.durations import Duration
 from mailwatch.core.model import Classification, Message, Priority
 from mailwatch.core.patterns import SafePattern, TextPattern, compile_pattern
@@ -113,14 +115,26 @@ class MatchRule:
         object.__setattr__(self, "_groups", tuple(TermSet(group) for group in groups))
 
     @property
+    def terms_only(self) -> bool:
+        """The rule has terms and no other condition: :meth:`terms_match` is its match."""
+        return (
+            bool(self._groups) and self.subject is None and self.subject_not is None
+            and not (self.headers or self.senders or self.recipients or self.sources or self.queues)
+        )  # fmt: skip
+
+    @property
     def needs(self) -> tuple[frozenset[str], ...]:
         """Word sets the subject must meet, one per group (a quick test before matching)."""
         return tuple(group.keys for group in self._groups if not group.has_prefix)
 
-    def _terms_match(self, resolved: Resolved) -> str | None:
+    def terms_match(self, resolved: Resolved, *, fast: bool = False) -> str | None:
+        """The evidence that every group of terms occurs in the subject, or ``None``.
+
+        ``fast``: look with :meth:`TermSet.first` (the same answer as :meth:`TermSet.find`).
+        """
         evidence: list[str] = []
         for group in self._groups:
-            hit = group.find(resolved)
+            hit = group.first(resolved) if fast else group.find(resolved)
             if hit is None:
                 return None
             evidence.append(describe(*hit))
@@ -161,7 +175,7 @@ class MatchRule:
             if resolved is None:
                 vocabulary = Vocabulary([*self.terms, *(t for g in self.all_of for t in g)])
                 resolved = resolve(vocabulary, tokenise(subject))
-            found_terms = self._terms_match(resolved)
+            found_terms = self.terms_match(resolved)
             if found_terms is None:
                 return None
             evidence.append(found_terms)
@@ -212,6 +226,9 @@ class Classifier:
     _negatives: Vocabulary = field(init=False, repr=False)
     _always: frozenset[int] = field(init=False, repr=False)
     _by_word: dict[str, frozenset[int]] = field(init=False, repr=False)
+    _index: fastpath.TokenIndex = field(init=False, repr=False)
+    _fast_plan: tuple[fastpath.FastStep, ...] = field(init=False, repr=False)
+    _made: dict[tuple[int, str], Classification] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         order = sorted(enumerate(self.classes), key=lambda pair: (pair[1].priority, pair[0]))
@@ -237,6 +254,10 @@ class Classifier:
         always = frozenset(i for i, step in enumerate(plan) if not step.needs)
         object.__setattr__(self, "_always", always)
         object.__setattr__(self, "_by_word", {w: frozenset(i) for w, i in by_word.items()})
+        token_index = fastpath.TokenIndex(self._vocabulary, negatives, [s.needs for s in plan])
+        object.__setattr__(self, "_index", token_index)
+        object.__setattr__(self, "_fast_plan", tuple(map(_fast_step, plan)))
+        object.__setattr__(self, "_made", {})
 
     def _steps(self, resolved: Resolved | None) -> Sequence[_Step]:
         """The steps that may match: rules whose first group of terms has a word present."""
@@ -277,14 +298,30 @@ class Classifier:
     def classify(self, message: Message, *, prefilter: bool = True) -> Classification:
         """The first matching class in priority order, or the default class.
 
-        ``prefilter=False`` tries every rule's regexes (same result, slower: for tests).
+        ``prefilter=False`` tries every rule's regexes on the plain path (same result,
+        slower: for tests).
         """
+        if prefilter and self._vocabulary:
+            return self._fast(message, None)
         return self._run(message, prefilter, None)
 
-    def explain(self, message: Message) -> tuple[Classification, tuple[str, ...]]:
-        """The classification, and why classes that matched were set aside (``unless``)."""
+    def explain(
+        self, message: Message, *, reference: bool = False
+    ) -> tuple[Classification, tuple[str, ...]]:
+        """The classification, and why classes that matched were set aside (``unless``).
+
+        ``reference=True`` takes the plain path (same result, slower: for tests).
+        """
         notes: list[str] = []
-        return self._run(message, True, notes), tuple(notes)
+        if reference or not self._vocabulary:
+            return self._run(message, True, notes), tuple(notes)
+        return self._fast(message, notes), tuple(notes)
+
+    def _fast(self, message: Message, notes: list[str] | None) -> Classification:
+        """:meth:`_run`, with the subject read once (:mod:`mailwatch.core.fastpath`)."""
+        subject = message.subject[:MAX_CLASSIFIED_CHARS]  # the CPU budget of one message
+        found = fastpath.run(self._fast_plan, self._index, message, subject, notes, self._made)
+        return self._unmatched if found is None else found
 
     def _run(self, message: Message, prefilter: bool, notes: list[str] | None) -> Classification:
         subject = message.subject[:MAX_CLASSIFIED_CHARS]  # the CPU budget of one message
@@ -328,6 +365,14 @@ class _Step(NamedTuple):
     keywords: tuple[str, ...] | None
     needs: tuple[frozenset[str], ...]
     unless: TermSet
+
+
+def _fast_step(step: _Step) -> fastpath.FastStep:
+    rule = step.rule
+    terms = functools.partial(rule.terms_match, fast=True) if rule.terms_only else None
+    has_terms = bool(rule.terms or rule.all_of)
+    return fastpath.FastStep(step.name, step.label, step.priority, step.keywords, terms,
+                             rule.match, has_terms, step.unless)  # fmt: skip
 
 
 def _meets(needs: tuple[frozenset[str], ...], present: frozenset[str]) -> bool:
