@@ -226,9 +226,7 @@ class Classifier:
     _negatives: Vocabulary = field(init=False, repr=False)
     _always: frozenset[int] = field(init=False, repr=False)
     _by_word: dict[str, frozenset[int]] = field(init=False, repr=False)
-    _index: fastpath.TokenIndex = field(init=False, repr=False)
-    _fast_plan: tuple[fastpath.FastStep, ...] = field(init=False, repr=False)
-    _made: dict[tuple[int, str], Classification] = field(init=False, repr=False)
+    _fast: fastpath.FastPath = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         order = sorted(enumerate(self.classes), key=lambda pair: (pair[1].priority, pair[0]))
@@ -254,10 +252,11 @@ class Classifier:
         always = frozenset(i for i, step in enumerate(plan) if not step.needs)
         object.__setattr__(self, "_always", always)
         object.__setattr__(self, "_by_word", {w: frozenset(i) for w, i in by_word.items()})
-        token_index = fastpath.TokenIndex(self._vocabulary, negatives, [s.needs for s in plan])
-        object.__setattr__(self, "_index", token_index)
-        object.__setattr__(self, "_fast_plan", tuple(map(_fast_step, plan)))
-        object.__setattr__(self, "_made", {})
+        fast = fastpath.FastPath(
+            [_fast_step(s) for s in plan], [s.needs for s in plan], self._vocabulary, negatives,
+            [*terms, *(t for c in ordered for t in c.unless)],
+        )  # fmt: skip
+        object.__setattr__(self, "_fast", fast)
 
     def _steps(self, resolved: Resolved | None) -> Sequence[_Step]:
         """The steps that may match: rules whose first group of terms has a word present."""
@@ -302,7 +301,8 @@ class Classifier:
         slower: for tests).
         """
         if prefilter and self._vocabulary:
-            return self._fast(message, None)
+            found = self._fast.classify(message, message.subject[:MAX_CLASSIFIED_CHARS], None)
+            return self._unmatched if found is None else found
         return self._run(message, prefilter, None)
 
     def explain(
@@ -315,13 +315,8 @@ class Classifier:
         notes: list[str] = []
         if reference or not self._vocabulary:
             return self._run(message, True, notes), tuple(notes)
-        return self._fast(message, notes), tuple(notes)
-
-    def _fast(self, message: Message, notes: list[str] | None) -> Classification:
-        """:meth:`_run`, with the subject read once (:mod:`mailwatch.core.fastpath`)."""
-        subject = message.subject[:MAX_CLASSIFIED_CHARS]  # the CPU budget of one message
-        found = fastpath.run(self._fast_plan, self._index, message, subject, notes, self._made)
-        return self._unmatched if found is None else found
+        found = self._fast.classify(message, message.subject[:MAX_CLASSIFIED_CHARS], notes)
+        return (self._unmatched if found is None else found), tuple(notes)
 
     def _run(self, message: Message, prefilter: bool, notes: list[str] | None) -> Classification:
         subject = message.subject[:MAX_CLASSIFIED_CHARS]  # the CPU budget of one message

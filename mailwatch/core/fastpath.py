@@ -1,67 +1,43 @@
-"""The classifier's fast path: a subject read once, a dictionary lookup per token (pure).
+"""The classifier's fast path: the same answers as its plain path, mostly without the work (pure).
 
-:meth:`Classifier.classify <mailwatch.core.classify.Classifier.classify>` asks three things of
-a subject: which words of its vocabulary each token stands for, which words of its negatives
-(``unless``) it holds, and which rules could match at all (a rule needs, from each of its
-groups of terms, a key word present). A :class:`TokenIndex` answers all three for a token at
-once and keeps the answer, so reading a subject costs one fold, one tokenising regex and one
-dictionary lookup per token:
+:meth:`Classifier.classify <mailwatch.core.classify.Classifier.classify>` reads the subject
+once with a :class:`~mailwatch.core.tokenindex.TokenIndex` (a dictionary lookup per token), and
+tries only the rules the words present allow, in classification order, as the plain path does
+(``Classifier._run``; ``Classifier.explain(message, reference=True)``). Term sets are searched
+with :meth:`TermSet.first` (what :meth:`TermSet.find` answers, found faster).
 
-* which words a token stands for, as :meth:`Vocabulary.lookup` answers (typos and prefixes
-  included), in the classifier's vocabulary and in its negatives';
-* the *groups* it opens, as bits: one bit per group of terms a rule needs, set when the token
-  stands for one of that group's key words;
-* the *steps* it opens, as bits: one bit per rule (in classification order) whose first needed
-  group it opens.
+Rules of terms only depend on nothing but the subject's *shape* (its meaningful tokens in
+order, the rest as gaps, and which ``^Prefix:`` terms it starts with; see
+:mod:`mailwatch.core.tokenindex`). So a :class:`FastPath` keeps, per shape, the *outcome* of
+those rules: the rules worth trying in order, and for each rule of terms only the
+classification it gives or the ``unless`` note that sets its class aside. Subjects that differ
+only in names, case references and dates ("Part A recall request - J Bloggs - X123456") share
+one shape, so the second costs the read and a dictionary lookup. Every other rule (headers,
+senders, regexes) is still tried on each message, at its place in the order. A configuration
+with a term that must be followed by a colon (not a ``^Prefix:``) depends on more than the
+shape, and is never kept per shape. ``tests/unit/test_classify_fastpath.py`` checks under
+hypothesis that both paths give the same classification and notes.
 
-A subject's :class:`Reading` ORs these together: the rules worth trying are the bits of
-``steps`` plus the rules that need no word, in order, and a rule whose needed groups are not
-all in ``groups`` cannot match. Most mail holds no key word and is done there. For a rule worth
-trying, :func:`run` builds the :class:`Resolved` subject once per message, exactly as the plain
-path builds it, and searches it with :meth:`TermSet.first` (the answer of
-:meth:`TermSet.find`, found faster). So the fast path finds the same terms, evidence and
-``unless`` notes as the plain one (``Classifier.explain(message, reference=True)``);
-``tests/unit/test_classify_fastpath.py`` checks that under hypothesis.
-
-A token that is not all letters stands only for itself (typos and prefixes are for words), so
-one in neither vocabulary (a case reference, a date) is answered without being kept: the
-answers kept are for words, and the store of them is emptied when it reaches
-:data:`CACHE_SIZE` entries (an answer is a pure function of the token: emptying costs time
-only). The classifications made are kept the same way, per rule and evidence.
+Outcomes are kept for at most :data:`SHAPES` shapes; the store is emptied when full (the
+outcome is a pure function of the shape: emptying costs time only).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from operator import itemgetter
 from typing import NamedTuple
 
 from mailwatch.core.model import Classification, Message, Priority
 from mailwatch.core.prefilter import fold
-from mailwatch.core.terms import Resolved, TermSet, Tokens, Vocabulary, describe, fold_text
-from mailwatch.core.terms import words_of as _words_of
+from mailwatch.core.terms import Resolved, Term, TermSet, Vocabulary, describe
+from mailwatch.core.tokenindex import Reading, Shape, TokenIndex
 
-CACHE_SIZE = 1 << 16
-"""Answers (and classifications) kept per classifier before the store of them is emptied."""
-
-_NOTHING: frozenset[str] = frozenset()
-
-
-class _Answer(NamedTuple):
-    """What one token means to the classifier."""
-
-    meaning: frozenset[str]
-    negative: frozenset[str]
-    groups: int
-    steps: int
-
-
-_NONE = _Answer(_NOTHING, _NOTHING, 0, 0)
-_MEANING, _NEGATIVE = itemgetter(0), itemgetter(1)
+SHAPES = 1 << 14
+"""Outcomes kept per classifier before the store of them is emptied."""
 
 
 class FastStep(NamedTuple):
-    """One rule in classification order, as :func:`run` tries it."""
+    """One rule in classification order, as the fast path tries it."""
 
     name: str
     label: str
@@ -76,184 +52,115 @@ class FastStep(NamedTuple):
     unless: TermSet
 
 
-class TokenIndex:
-    """Per-token answers for one classifier (see the module docstring)."""
+class _Event(NamedTuple):
+    """One rule worth trying for a shape, and what it gives if it is of terms only."""
 
-    __slots__ = ("_answers", "_exact", "_group_bits", "_negatives", "_step_bits", "_vocabulary",
-                 "always", "required")  # fmt: skip
+    number: int
+    live: bool
+    """Not of terms only: tried on the message itself."""
+    result: Classification | None
+    """Terms only: the classification, or ``None`` if the class's ``unless`` sets it aside."""
+    note: str
+    """Terms only, set aside: the note (``not recall_standard: 'training' (unless)``)."""
+
+
+class FastPath:
+    """A classifier's rules, index and outcomes per shape (see the module docstring)."""
+
+    __slots__ = ("_index", "_keep", "_outcomes", "_plan")
 
     def __init__(
         self,
+        plan: Sequence[FastStep],
+        needs: Sequence[tuple[frozenset[str], ...]],
         vocabulary: Vocabulary,
         negatives: Vocabulary,
-        needs: Sequence[tuple[frozenset[str], ...]],
+        terms: Sequence[Term],
     ) -> None:
-        """Index for rules in classification order; ``needs[i]``: rule ``i``'s word groups."""
-        self._vocabulary = vocabulary
-        self._negatives = negatives
-        self._exact = vocabulary.words | negatives.words
-        group_bits: dict[str, int] = {}
-        step_bits: dict[str, int] = {}
-        required: list[int] = []
-        always = 0
-        bit = 0
-        for step, groups in enumerate(needs):
-            bits = 0
-            for group in groups:
-                for word in group:
-                    group_bits[word] = group_bits.get(word, 0) | 1 << bit
-                bits |= 1 << bit
-                bit += 1
-            required.append(bits)
-            if groups:
-                for word in groups[0]:
-                    step_bits[word] = step_bits.get(word, 0) | 1 << step
-            else:
-                always |= 1 << step
-        self._group_bits = group_bits
-        self._step_bits = step_bits
-        self.required = tuple(required)
-        """Per rule, the bits of the groups it needs."""
-        self.always = always
-        """The bits of the rules that need no word (tried for every subject)."""
-        self._answers: dict[str, _Answer] = {}
+        """``plan`` and ``needs`` in classification order; ``terms``: all, negatives too."""
+        prefixes = sorted({t.prefix for t in terms if t.prefix is not None})
+        self._plan = tuple(plan)
+        self._index = TokenIndex(vocabulary, negatives, needs, prefixes)
+        self._keep = not any(t.colon and t.prefix is None for t in terms)
+        self._outcomes: dict[Shape, tuple[_Event, ...]] = {}
 
-    def _answer(self, token: str) -> _Answer:
-        if not token.isalpha() and token not in self._exact:
-            return _NONE  # a number or mixed token in no vocabulary: nothing, and not kept
-        meaning = self._vocabulary.lookup(token)
-        negative = self._negatives.lookup(token)
-        groups = steps = 0
-        for word in meaning:
-            groups |= self._group_bits.get(word, 0)
-            steps |= self._step_bits.get(word, 0)
-        answer = _Answer(meaning, negative, groups, steps) if meaning or negative else _NONE
-        answers = self._answers
-        if len(answers) >= CACHE_SIZE:
-            answers.clear()
-        answers[token] = answer
-        return answer
-
-    def read(self, subject: str) -> Reading:
-        """Read ``subject`` (already cut to the classifier's length limit)."""
-        folded = fold_text(subject)
-        words = _words_of(folded)
-        get = self._answers.get
-        answers = [get(word) or self._answer(word) for word in words]
-        groups = steps = negative = 0
-        for answer in answers:
-            if answer is not _NONE:
-                groups |= answer.groups
-                steps |= answer.steps
-                negative |= bool(answer.negative)
-        return Reading(subject, folded, words, answers, groups, steps | self.always, negative)
-
-
-class Reading:
-    """One subject as the index read it; the :class:`Resolved` forms are built when asked."""
-
-    __slots__ = ("_answers", "_negative", "_negatives", "_resolved", "folded", "groups", "steps",
-                 "text", "words")  # fmt: skip
-
-    def __init__(
-        self,
-        text: str,
-        folded: str,
-        words: list[str],
-        answers: list[_Answer],
-        groups: int,
-        steps: int,
-        negative: int,
-    ) -> None:
-        """What :meth:`TokenIndex.read` found (see there)."""
-        self.text = text
-        self.folded = folded
-        self.words = words
-        self._answers = answers
-        self.groups = groups
-        """Bits of the word groups that some token opens."""
-        self.steps = steps
-        """Bits of the rules worth trying."""
-        self._negative = negative
-        self._resolved: Resolved | None = None
-        self._negatives: Resolved | None = None
-
-    @property
-    def resolved(self) -> Resolved:
-        """The subject's tokens and their meanings in the vocabulary."""
-        if self._resolved is None:
-            tokens = Tokens(tuple(self.words), self.folded, self.text)
-            meanings = tuple(map(_MEANING, self._answers))
-            self._resolved = Resolved(tokens, meanings, _NOTHING.union(*meanings))
-        return self._resolved
-
-    @property
-    def negatives(self) -> Resolved:
-        """The subject's tokens and their meanings in the negatives' vocabulary."""
-        if self._negatives is None:
-            tokens = self.resolved.tokens
-            if self._negative:
-                meanings = tuple(map(_NEGATIVE, self._answers))
-                self._negatives = Resolved(tokens, meanings, _NOTHING.union(*meanings))
-            else:  # no negative word here: what the union would give, without it
-                self._negatives = Resolved(tokens, (_NOTHING,) * len(self.words), _NOTHING)
-        return self._negatives
-
-
-def run(
-    plan: Sequence[FastStep],
-    index: TokenIndex,
-    message: Message,
-    subject: str,
-    notes: list[str] | None,
-    made: dict[tuple[int, str], Classification],
-) -> Classification | None:
-    """The classification of ``message`` (``subject``: its subject cut to length), or ``None``.
-
-    The plain path's loop (``Classifier._run``) over the rules worth trying only; ``made``
-    keeps the classifications returned, by rule and evidence (equal values, built once).
-    """
-    reading = index.read(subject)
-    required, groups = index.required, reading.groups
-    refused: str | None = None
-    folded: str | None = None
-    steps = reading.steps
-    while steps:
-        low = steps & -steps
-        steps ^= low
-        number = low.bit_length() - 1
-        step = plan[number]
-        need = required[number]
-        if step.name == refused or need & groups != need:
-            continue  # a class set aside, or a group of terms none of whose words is here
-        if step.keywords is not None:
-            folded = fold(subject) if folded is None else folded
-            if not any(keyword in folded for keyword in step.keywords):
+    def classify(
+        self, message: Message, subject: str, notes: list[str] | None
+    ) -> Classification | None:
+        """The class of ``message`` (``subject``: its subject cut to length), or ``None``."""
+        reading = self._index.read(subject)
+        outcomes = self._outcomes
+        events = outcomes.get(reading.shape) if self._keep else None
+        if events is None:
+            events = self._events(reading)
+            if self._keep:
+                if len(outcomes) >= SHAPES:
+                    outcomes.clear()
+                outcomes[reading.shape] = events
+        refused: str | None = None
+        for event in events:
+            step = self._plan[event.number]
+            if step.name == refused:
                 continue
-        if step.terms is not None:
+            result, note = (
+                self._try(step, message, subject, reading)
+                if event.live
+                else (event.result, event.note)
+            )
+            if result is not None:
+                return result
+            if note:
+                refused = step.name  # the rest of this class's rules too
+                if notes is not None:
+                    notes.append(note)
+        return None
+
+    def _events(self, reading: Reading) -> tuple[_Event, ...]:
+        """The outcome of the rules worth trying on this reading's shape."""
+        required = self._index.required
+        groups, steps = reading.bits(self._index.always)
+        events: list[_Event] = []
+        while steps:
+            low = steps & -steps
+            steps ^= low
+            number = low.bit_length() - 1
+            if required[number] & groups != required[number]:
+                continue  # a group of terms none of whose words is here
+            step = self._plan[number]
+            if step.terms is None:
+                events.append(_Event(number, True, None, ""))
+                continue
             evidence = step.terms(reading.resolved)
-        else:
-            evidence = step.match(message, subject, reading.resolved if step.has_terms else None)
+            if evidence is None:
+                continue
+            note = _veto(step, reading)
+            result = (
+                None if note else Classification(step.name, step.priority, step.label, evidence)
+            )
+            events.append(_Event(number, False, result, note))
+            if result is not None:
+                break  # nothing after it is ever reached
+        return tuple(events)
+
+    @staticmethod
+    def _try(
+        step: FastStep, message: Message, subject: str, reading: Reading
+    ) -> tuple[Classification | None, str]:
+        """A rule that is not of terms only, tried on the message: its result or veto note."""
+        if step.keywords is not None:
+            folded = fold(subject)
+            if not any(keyword in folded for keyword in step.keywords):
+                return None, ""
+        evidence = step.match(message, subject, reading.resolved if step.has_terms else None)
         if evidence is None:
-            continue
-        veto = step.unless.first(reading.negatives) if step.unless else None
-        if veto is not None:
-            refused = step.name  # the rest of this class's rules too
-            if notes is not None:
-                notes.append(f"not {step.name}: {describe(*veto)} (unless)")
-            continue
-        return _made(made, number, step, evidence)
-    return None
+            return None, ""
+        note = _veto(step, reading)
+        if note:
+            return None, note
+        return Classification(step.name, step.priority, step.label, evidence), ""
 
 
-def _made(
-    made: dict[tuple[int, str], Classification], number: int, step: FastStep, evidence: str
-) -> Classification:
-    found = made.get((number, evidence))
-    if found is None:
-        if len(made) >= CACHE_SIZE:
-            made.clear()
-        found = made[number, evidence] = Classification(
-            step.name, step.priority, step.label, evidence
-        )
-    return found
+def _veto(step: FastStep, reading: Reading) -> str:
+    """The note if the step's class's ``unless`` occurs in the subject, else ``""``."""
+    veto = step.unless.first(reading.negatives) if step.unless else None
+    return "" if veto is None else f"not {step.name}: {describe(*veto)} (unless)"

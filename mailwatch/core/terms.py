@@ -33,6 +33,7 @@ Tokenising uses linear regexes only, on at most as many characters as the caller
 
 from __future__ import annotations
 
+import enum
 import functools
 import re
 import unicodedata
@@ -273,7 +274,7 @@ class TermSet:
                     by_key.setdefault(term.joined, []).append((index, term, True))
         self._by_key = {key: tuple(entries) for key, entries in by_key.items()}
         self._first = {
-            key: tuple((i, term, joined, _at_once(term, joined)) for i, term, joined in entries)
+            key: tuple((i, term, joined, *_shape(term, joined)) for i, term, joined in entries)
             for key, entries in self._by_key.items()
         }
         self.keys = frozenset(by_key)
@@ -308,28 +309,40 @@ class TermSet:
                 return best[1], " ".join(words[start : best[2] + 1])
         return None
 
+    def _prefix_at(self, text: str) -> tuple[Term, str] | None:
+        """The first ``^Prefix:`` term ``text`` starts with, and the prefix."""
+        for term in self._prefixes:
+            if term.prefix is not None and text.startswith(term.prefix):
+                return term, term.prefix
+        return None
+
     def first(self, subject: Resolved) -> tuple[Term, str] | None:
         """What :meth:`find` answers, found faster.
 
         A key's terms are listed in order, so the first found is its best; a term of one token
         (or run together) without ``^`` or ``:`` is found at once.
         """
-        text = subject.tokens.text
-        for term in self._prefixes:
-            if term.prefix is not None and text.startswith(term.prefix):
-                return term, term.prefix
+        if self._prefixes and (hit := self._prefix_at(subject.tokens.text)) is not None:
+            return hit
         if self.keys.isdisjoint(subject.present):
             return None
-        table, limit = self._first, len(self.terms)
-        for start, meaning in enumerate(subject.meanings):
+        table, limit, meanings = self._first, len(self.terms), subject.meanings
+        end = len(meanings) - 1
+        for start, meaning in enumerate(meanings):
             if not meaning:
                 continue
             best_index, best_term, best_last = limit, None, start
+            after = meanings[start + 1] if start < end else _NOTHING
             for key in meaning:
-                for index, term, joined, at_once in table.get(key, ()):
+                for index, term, joined, shape, second in table.get(key, ()):
                     if index >= best_index:
                         break
-                    last = start if at_once else _last(term, joined, start, subject)
+                    if shape is _Shape.AT_ONCE:
+                        last: int | None = start
+                    elif shape is _Shape.PAIR:
+                        last = start + 1 if second in after else None
+                    else:
+                        last = _last(term, joined, start, subject)
                     if last is not None:
                         best_index, best_term, best_last = index, term, last
                         break
@@ -338,9 +351,23 @@ class TermSet:
         return None
 
 
-def _at_once(term: Term, joined: bool) -> bool:
-    """``term`` (looked up by this key) is found wherever the key is: ``_last`` is its start."""
-    return (joined or len(term.words) == 1) and not term.anchored and not term.colon
+class _Shape(enum.Enum):
+    """How :meth:`TermSet.first` decides a term found at a token of its key."""
+
+    AT_ONCE = "one token (or run together): found"
+    PAIR = "two words: found if the next token is the second"
+    OTHER = "anything else: as _last decides"
+
+
+def _shape(term: Term, joined: bool) -> tuple[_Shape, str]:
+    """``term``'s shape when looked up by this key, and its second word (or ``""``)."""
+    if term.anchored or term.colon:
+        return _Shape.OTHER, ""
+    if joined or len(term.words) == 1:
+        return _Shape.AT_ONCE, ""
+    if len(term.words) == 2:
+        return _Shape.PAIR, term.words[1]
+    return _Shape.OTHER, ""
 
 
 def describe(term: Term, found: str) -> str:
