@@ -22,7 +22,6 @@ and of each header value: with every regex linear, that bounds the CPU time one 
 from __future__ import annotations
 
 import fnmatch
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -116,7 +115,7 @@ class MatchRule:
 
     @property
     def terms_only(self) -> bool:
-        """The rule has terms and no other condition: :meth:`terms_match` is its match."""
+        """The rule has terms and no other condition: they alone decide its match."""
         return (
             bool(self._groups) and self.subject is None and self.subject_not is None
             and not (self.headers or self.senders or self.recipients or self.sources or self.queues)
@@ -127,14 +126,15 @@ class MatchRule:
         """Word sets the subject must meet, one per group (a quick test before matching)."""
         return tuple(group.keys for group in self._groups if not group.has_prefix)
 
-    def terms_match(self, resolved: Resolved, *, fast: bool = False) -> str | None:
-        """The evidence that every group of terms occurs in the subject, or ``None``.
+    @property
+    def term_groups(self) -> tuple[TermSet, ...]:
+        """The groups of terms: ``terms`` (if any) first, then each of ``all_of``."""
+        return self._groups
 
-        ``fast``: look with :meth:`TermSet.first` (the same answer as :meth:`TermSet.find`).
-        """
+    def _terms_match(self, resolved: Resolved) -> str | None:
         evidence: list[str] = []
         for group in self._groups:
-            hit = group.first(resolved) if fast else group.find(resolved)
+            hit = group.find(resolved)
             if hit is None:
                 return None
             evidence.append(describe(*hit))
@@ -175,7 +175,7 @@ class MatchRule:
             if resolved is None:
                 vocabulary = Vocabulary([*self.terms, *(t for g in self.all_of for t in g)])
                 resolved = resolve(vocabulary, tokenise(subject))
-            found_terms = self.terms_match(resolved)
+            found_terms = self._terms_match(resolved)
             if found_terms is None:
                 return None
             evidence.append(found_terms)
@@ -364,10 +364,11 @@ class _Step(NamedTuple):
 
 def _fast_step(step: _Step) -> fastpath.FastStep:
     rule = step.rule
-    terms = functools.partial(rule.terms_match, fast=True) if rule.terms_only else None
     has_terms = bool(rule.terms or rule.all_of)
+    terms = rule.term_groups if rule.terms_only else None
+    headers = tuple(condition.name for condition in rule.headers)
     return fastpath.FastStep(step.name, step.label, step.priority, step.keywords, terms,
-                             rule.match, has_terms, step.unless)  # fmt: skip
+                             rule.match, has_terms, step.unless, headers)  # fmt: skip
 
 
 def _meets(needs: tuple[frozenset[str], ...], present: frozenset[str]) -> bool:

@@ -19,7 +19,8 @@ shape, and is never kept per shape. ``tests/unit/test_classify_fastpath.py`` che
 hypothesis that both paths give the same classification and notes.
 
 Outcomes are kept for at most :data:`SHAPES` shapes; the store is emptied when full (the
-outcome is a pure function of the shape: emptying costs time only).
+outcome is a pure function of the shape: emptying costs time only). Classifications are made
+once per rule and evidence, and shared (they are immutable).
 """
 
 from __future__ import annotations
@@ -44,30 +45,26 @@ class FastStep(NamedTuple):
     priority: Priority
     keywords: tuple[str, ...] | None
     """Keywords one of which the folded subject must hold (the regex prefilter), if any."""
-    terms: Callable[[Resolved], str | None] | None
-    """For a rule of terms only: its evidence from the resolved subject."""
+    terms: tuple[TermSet, ...] | None
+    """For a rule of terms only: its groups of terms (``MatchRule.term_groups``)."""
     match: Callable[[Message, str, Resolved | None], str | None]
     """Any other rule: its own match (given the resolved subject if it has terms)."""
     has_terms: bool
     unless: TermSet
+    headers: tuple[str, ...] = ()
+    """Headers the rule needs present (a message without one of them is not tried)."""
 
 
-class _Event(NamedTuple):
-    """One rule worth trying for a shape, and what it gives if it is of terms only."""
-
-    number: int
-    live: bool
-    """Not of terms only: tried on the message itself."""
-    result: Classification | None
-    """Terms only: the classification, or ``None`` if the class's ``unless`` sets it aside."""
-    note: str
-    """Terms only, set aside: the note (``not recall_standard: 'training' (unless)``)."""
+_Event = tuple[FastStep, bool, Classification | None, str]
+"""One rule worth trying for a shape: the rule; whether it is tried on each message (not of
+terms only); else the classification it gives, or ``None`` and the note (``not
+recall_standard: 'training' (unless)``) if its class's ``unless`` sets it aside."""
 
 
 class FastPath:
     """A classifier's rules, index and outcomes per shape (see the module docstring)."""
 
-    __slots__ = ("_index", "_keep", "_outcomes", "_plan")
+    __slots__ = ("_classifications", "_index", "_keep", "_outcomes", "_plan")
 
     def __init__(
         self,
@@ -83,6 +80,7 @@ class FastPath:
         self._index = TokenIndex(vocabulary, negatives, needs, prefixes)
         self._keep = not any(t.colon and t.prefix is None for t in terms)
         self._outcomes: dict[Shape, tuple[_Event, ...]] = {}
+        self._classifications: dict[tuple[int, str], Classification] = {}
 
     def classify(
         self, message: Message, subject: str, notes: list[str] | None
@@ -98,15 +96,10 @@ class FastPath:
                     outcomes.clear()
                 outcomes[reading.shape] = events
         refused: str | None = None
-        for event in events:
-            step = self._plan[event.number]
+        for step, live, kept, kept_note in events:
             if step.name == refused:
                 continue
-            result, note = (
-                self._try(step, message, subject, reading)
-                if event.live
-                else (event.result, event.note)
-            )
+            result, note = self._try(step, message, subject, reading) if live else (kept, kept_note)
             if result is not None:
                 return result
             if note:
@@ -118,7 +111,7 @@ class FastPath:
     def _events(self, reading: Reading) -> tuple[_Event, ...]:
         """The outcome of the rules worth trying on this reading's shape."""
         required = self._index.required
-        groups, steps = reading.bits(self._index.always)
+        groups, steps = reading.groups, reading.steps
         events: list[_Event] = []
         while steps:
             low = steps & -steps
@@ -128,25 +121,38 @@ class FastPath:
                 continue  # a group of terms none of whose words is here
             step = self._plan[number]
             if step.terms is None:
-                events.append(_Event(number, True, None, ""))
+                events.append((step, True, None, ""))
                 continue
-            evidence = step.terms(reading.resolved)
+            evidence = _terms_match(step.terms, reading.resolved)
             if evidence is None:
                 continue
             note = _veto(step, reading)
-            result = (
-                None if note else Classification(step.name, step.priority, step.label, evidence)
-            )
-            events.append(_Event(number, False, result, note))
+            result = None if note else self._made(number, step, evidence)
+            events.append((step, False, result, note))
             if result is not None:
                 break  # nothing after it is ever reached
         return tuple(events)
+
+    def _made(self, number: int, step: FastStep, evidence: str) -> Classification:
+        """Rule ``number``'s classification with this evidence (equal values made once)."""
+        made = self._classifications
+        found = made.get((number, evidence))
+        if found is None:
+            if len(made) >= SHAPES:
+                made.clear()
+            found = made[number, evidence] = Classification(
+                step.name, step.priority, step.label, evidence
+            )
+        return found
 
     @staticmethod
     def _try(
         step: FastStep, message: Message, subject: str, reading: Reading
     ) -> tuple[Classification | None, str]:
         """A rule that is not of terms only, tried on the message: its result or veto note."""
+        for name in step.headers:
+            if message.headers.get(name) is None:
+                return None, ""
         if step.keywords is not None:
             folded = fold(subject)
             if not any(keyword in folded for keyword in step.keywords):
@@ -160,7 +166,23 @@ class FastPath:
         return Classification(step.name, step.priority, step.label, evidence), ""
 
 
+def _terms_match(groups: tuple[TermSet, ...], resolved: Resolved) -> str | None:
+    """``MatchRule.terms_match``, looking with :meth:`TermSet.first`."""
+    if len(groups) == 1:
+        hit = groups[0].first(resolved)
+        return None if hit is None else "term " + describe(*hit)
+    evidence: list[str] = []
+    for group in groups:
+        hit = group.first(resolved)
+        if hit is None:
+            return None
+        evidence.append(describe(*hit))
+    return "term " + " + ".join(evidence)
+
+
 def _veto(step: FastStep, reading: Reading) -> str:
     """The note if the step's class's ``unless`` occurs in the subject, else ``""``."""
-    veto = step.unless.first(reading.negatives) if step.unless else None
+    if not step.unless or not (reading.shape[0] or reading.has_negative):
+        return ""  # no negative word in the subject, and it starts with no ^Prefix: at all
+    veto = step.unless.first(reading.negatives)
     return "" if veto is None else f"not {step.name}: {describe(*veto)} (unless)"

@@ -232,6 +232,8 @@ class Resolved(NamedTuple):
     tokens: Tokens
     meanings: tuple[frozenset[str], ...]
     present: frozenset[str]
+    starts: tuple[int, ...] | None = None
+    """The indexes of the meanings that are not empty, if known (:meth:`TermSet.first`)."""
 
 
 def resolve(vocabulary: Vocabulary, tokens: Tokens) -> Resolved:
@@ -328,7 +330,8 @@ class TermSet:
             return None
         table, limit, meanings = self._first, len(self.terms), subject.meanings
         end = len(meanings) - 1
-        for start, meaning in enumerate(meanings):
+        for start in range(len(meanings)) if subject.starts is None else subject.starts:
+            meaning = meanings[start]
             if not meaning:
                 continue
             best_index, best_term, best_last = limit, None, start

@@ -126,27 +126,37 @@ class TokenIndex:
         folded = fold_text(subject)
         words = words_of(folded)
         get, answer_of = self._answers.get, self._answer
-        answers = [get(word) or answer_of(word) for word in words]
+        answers: list[_Answer] = []
         shape: list[str | None] = []
+        found: list[int] = []  # the tokens that mean something
+        groups = steps = 0
         gap = False
-        for word, answer in zip(words, answers, strict=True):
+        for word in words:
+            answer = get(word) or answer_of(word)
             if answer is not _NONE:
+                found.append(len(answers))
                 shape.append(word)
+                groups |= answer.groups
+                steps |= answer.steps
                 gap = False
             elif not gap:
                 shape.append(None)
                 gap = True
+            answers.append(answer)
         starts = 0
         for bit, prefix in enumerate(self._prefixes):
             if subject.startswith(prefix):
                 starts |= 1 << bit
-        return Reading(subject, folded, words, answers, (starts, tuple(shape)))
+        reading = Reading(subject, folded, words, answers, (starts, tuple(shape)))
+        reading.found, reading.groups, reading.steps = found, groups, steps | self.always
+        return reading
 
 
 class Reading:
     """One subject as the index read it; the :class:`Resolved` forms are built when asked."""
 
-    __slots__ = ("_answers", "_negatives", "_resolved", "folded", "shape", "text", "words")
+    __slots__ = ("_answers", "_negatives", "_resolved", "folded", "found", "groups", "shape",
+                 "steps", "text", "words")  # fmt: skip
 
     def __init__(
         self, text: str, folded: str, words: list[str], answers: list[_Answer], shape: Shape
@@ -157,31 +167,39 @@ class Reading:
         self.words = words
         self._answers = answers
         self.shape = shape
+        self.found: list[int] = []
+        """The indexes of the tokens that mean something to the classifier."""
+        self.groups = 0
+        """Bits of the word groups the tokens open."""
+        self.steps = 0
+        """Bits of the rules worth trying."""
         self._resolved: Resolved | None = None
         self._negatives: Resolved | None = None
 
-    def bits(self, always: int) -> tuple[int, int]:
-        """The bits of the word groups the tokens open, and of the rules worth trying."""
-        groups, steps = 0, always
-        for answer in self._answers:
-            groups |= answer.groups
-            steps |= answer.steps
-        return groups, steps
+    @property
+    def has_negative(self) -> bool:
+        """Some token is a word of the negatives."""
+        answers = self._answers
+        return any(answers[i].negative for i in self.found)
 
     @property
     def resolved(self) -> Resolved:
         """The subject's tokens and their meanings in the vocabulary."""
         if self._resolved is None:
+            answers = self._answers
             tokens = Tokens(tuple(self.words), self.folded, self.text)
-            meanings = tuple(map(_MEANING, self._answers))
-            self._resolved = Resolved(tokens, meanings, _NOTHING.union(*meanings))
+            meanings = tuple(map(_MEANING, answers))
+            starts = tuple(i for i in self.found if answers[i].meaning)
+            self._resolved = Resolved(tokens, meanings, _NOTHING.union(*meanings), starts)
         return self._resolved
 
     @property
     def negatives(self) -> Resolved:
         """The subject's tokens and their meanings in the negatives' vocabulary."""
         if self._negatives is None:
-            meanings = tuple(map(_NEGATIVE, self._answers))
-            tokens = self.resolved.tokens
-            self._negatives = Resolved(tokens, meanings, _NOTHING.union(*meanings))
+            answers = self._answers
+            meanings = tuple(map(_NEGATIVE, answers))
+            starts = tuple(i for i in self.found if answers[i].negative)
+            present = _NOTHING.union(*meanings) if starts else _NOTHING
+            self._negatives = Resolved(self.resolved.tokens, meanings, present, starts)
         return self._negatives
