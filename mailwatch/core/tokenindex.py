@@ -189,7 +189,7 @@ class Reading:
             answers = self._answers
             tokens = Tokens(tuple(self.words), self.folded, self.text)
             meanings = tuple(map(_MEANING, answers))
-            starts = tuple(i for i in self.found if answers[i].meaning)
+            starts = tuple([i for i in self.found if answers[i].meaning])
             self._resolved = Resolved(tokens, meanings, _NOTHING.union(*meanings), starts)
         return self._resolved
 
@@ -199,7 +199,7 @@ class Reading:
         if self._negatives is None:
             answers = self._answers
             meanings = tuple(map(_NEGATIVE, answers))
-            starts = tuple(i for i in self.found if answers[i].negative)
+            starts = tuple([i for i in self.found if answers[i].negative])
             present = _NOTHING.union(*meanings) if starts else _NOTHING
             self._negatives = Resolved(self.resolved.tokens, meanings, present, starts)
         return self._negatives
