@@ -130,7 +130,7 @@ class TokenIndex:
         shape: list[str | None] = []
         found: list[int] = []  # the tokens that mean something
         groups = steps = 0
-        gap = False
+        gap = negative = False
         for word in words:
             answer = get(word) or answer_of(word)
             if answer is not _NONE:
@@ -138,6 +138,7 @@ class TokenIndex:
                 shape.append(word)
                 groups |= answer.groups
                 steps |= answer.steps
+                negative = negative or bool(answer.negative)
                 gap = False
             elif not gap:
                 shape.append(None)
@@ -149,14 +150,15 @@ class TokenIndex:
                 starts |= 1 << bit
         reading = Reading(subject, folded, words, answers, (starts, tuple(shape)))
         reading.found, reading.groups, reading.steps = found, groups, steps | self.always
+        reading.has_negative = negative
         return reading
 
 
 class Reading:
     """One subject as the index read it; the :class:`Resolved` forms are built when asked."""
 
-    __slots__ = ("_answers", "_negatives", "_resolved", "folded", "found", "groups", "shape",
-                 "steps", "text", "words")  # fmt: skip
+    __slots__ = ("_answers", "_negatives", "_resolved", "folded", "found", "groups",
+                 "has_negative", "shape", "steps", "text", "words")  # fmt: skip
 
     def __init__(
         self, text: str, folded: str, words: list[str], answers: list[_Answer], shape: Shape
@@ -173,14 +175,10 @@ class Reading:
         """Bits of the word groups the tokens open."""
         self.steps = 0
         """Bits of the rules worth trying."""
+        self.has_negative = False
+        """Some token is a word of the negatives."""
         self._resolved: Resolved | None = None
         self._negatives: Resolved | None = None
-
-    @property
-    def has_negative(self) -> bool:
-        """Some token is a word of the negatives."""
-        answers = self._answers
-        return any(answers[i].negative for i in self.found)
 
     @property
     def resolved(self) -> Resolved:
