@@ -10,7 +10,9 @@ Classification runs once per new message, so a large queue means many regex sear
 whose subject pattern requires keywords (:mod:`mailwatch.core.prefilter`) is skipped outright when
 the subject contains none of them: it could not have matched. Every other rule is tried as
 written, so the result (class, priority, rule and ``matched_on``) is exactly the result of
-trying every rule in order (``classify(message, prefilter=False)``).
+trying every rule in order (``classify(message, prefilter=False)``). Terms are matched on the
+fast path (:mod:`mailwatch.core.fastpath`: the subject read once, outcomes kept per subject
+shape), which gives what this module's plain loop gives (``explain(message, reference=True)``).
 
 Operator patterns run on RE2 (:func:`compile_pattern`), a linear-time engine: no pattern, however
 written, can backtrack catastrophically on a hostile subject. RE2 has no lookarounds or back
