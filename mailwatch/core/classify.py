@@ -10,7 +10,9 @@ Classification runs once per new message, so a large queue means many regex sear
 whose subject pattern requires keywords (:mod:`mailwatch.core.prefilter`) is skipped outright when
 the subject contains none of them: it could not have matched. Every other rule is tried as
 written, so the result (class, priority, rule and ``matched_on``) is exactly the result of
-trying every rule in order (``classify(message, prefilter=False)``).
+trying every rule in order (``classify(message, prefilter=False)``). Terms are matched on the
+fast path (:mod:`mailwatch.core.fastpath`: the subject read once, outcomes kept per subject
+shape), which gives what this module's plain loop gives (``explain(message, reference=True)``).
 
 Operator patterns run on RE2 (:func:`compile_pattern`), a linear-time engine: no pattern, however
 written, can backtrack catastrophically on a hostile subject. RE2 has no lookarounds or back
@@ -26,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from mailwatch.core import fastpath
 from mailwatch.core.durations import Duration
 from mailwatch.core.model import Classification, Message, Priority
 from mailwatch.core.patterns import SafePattern, TextPattern, compile_pattern
@@ -113,9 +116,22 @@ class MatchRule:
         object.__setattr__(self, "_groups", tuple(TermSet(group) for group in groups))
 
     @property
+    def terms_only(self) -> bool:
+        """The rule has terms and no other condition: they alone decide its match."""
+        return (
+            bool(self._groups) and self.subject is None and self.subject_not is None
+            and not (self.headers or self.senders or self.recipients or self.sources or self.queues)
+        )  # fmt: skip
+
+    @property
     def needs(self) -> tuple[frozenset[str], ...]:
         """Word sets the subject must meet, one per group (a quick test before matching)."""
         return tuple(group.keys for group in self._groups if not group.has_prefix)
+
+    @property
+    def term_groups(self) -> tuple[TermSet, ...]:
+        """The groups of terms: ``terms`` (if any) first, then each of ``all_of``."""
+        return self._groups
 
     def _terms_match(self, resolved: Resolved) -> str | None:
         evidence: list[str] = []
@@ -212,6 +228,7 @@ class Classifier:
     _negatives: Vocabulary = field(init=False, repr=False)
     _always: frozenset[int] = field(init=False, repr=False)
     _by_word: dict[str, frozenset[int]] = field(init=False, repr=False)
+    _fast: fastpath.FastPath = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         order = sorted(enumerate(self.classes), key=lambda pair: (pair[1].priority, pair[0]))
@@ -237,6 +254,11 @@ class Classifier:
         always = frozenset(i for i, step in enumerate(plan) if not step.needs)
         object.__setattr__(self, "_always", always)
         object.__setattr__(self, "_by_word", {w: frozenset(i) for w, i in by_word.items()})
+        fast = fastpath.FastPath(
+            [_fast_step(s) for s in plan], [s.needs for s in plan], self._vocabulary, negatives,
+            [*terms, *(t for c in ordered for t in c.unless)],
+        )  # fmt: skip
+        object.__setattr__(self, "_fast", fast)
 
     def _steps(self, resolved: Resolved | None) -> Sequence[_Step]:
         """The steps that may match: rules whose first group of terms has a word present."""
@@ -277,14 +299,26 @@ class Classifier:
     def classify(self, message: Message, *, prefilter: bool = True) -> Classification:
         """The first matching class in priority order, or the default class.
 
-        ``prefilter=False`` tries every rule's regexes (same result, slower: for tests).
+        ``prefilter=False`` tries every rule's regexes on the plain path (same result,
+        slower: for tests).
         """
+        if prefilter and self._vocabulary:
+            found = self._fast.classify(message, message.subject[:MAX_CLASSIFIED_CHARS], None)
+            return self._unmatched if found is None else found
         return self._run(message, prefilter, None)
 
-    def explain(self, message: Message) -> tuple[Classification, tuple[str, ...]]:
-        """The classification, and why classes that matched were set aside (``unless``)."""
+    def explain(
+        self, message: Message, *, reference: bool = False
+    ) -> tuple[Classification, tuple[str, ...]]:
+        """The classification, and why classes that matched were set aside (``unless``).
+
+        ``reference=True`` takes the plain path (same result, slower: for tests).
+        """
         notes: list[str] = []
-        return self._run(message, True, notes), tuple(notes)
+        if reference or not self._vocabulary:
+            return self._run(message, True, notes), tuple(notes)
+        found = self._fast.classify(message, message.subject[:MAX_CLASSIFIED_CHARS], notes)
+        return (self._unmatched if found is None else found), tuple(notes)
 
     def _run(self, message: Message, prefilter: bool, notes: list[str] | None) -> Classification:
         subject = message.subject[:MAX_CLASSIFIED_CHARS]  # the CPU budget of one message
@@ -328,6 +362,15 @@ class _Step(NamedTuple):
     keywords: tuple[str, ...] | None
     needs: tuple[frozenset[str], ...]
     unless: TermSet
+
+
+def _fast_step(step: _Step) -> fastpath.FastStep:
+    rule = step.rule
+    has_terms = bool(rule.terms or rule.all_of)
+    terms = rule.term_groups if rule.terms_only else None
+    headers = tuple(condition.name for condition in rule.headers)
+    return fastpath.FastStep(step.name, step.label, step.priority, step.keywords, terms,
+                             rule.match, has_terms, step.unless, headers)  # fmt: skip
 
 
 def _meets(needs: tuple[frozenset[str], ...], present: frozenset[str]) -> bool:

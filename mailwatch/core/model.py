@@ -71,7 +71,10 @@ class Headers:
     def get(self, name: str) -> str | None:
         """The first value of header ``name`` (case-insensitive), or ``None``."""
         wanted = name.lower()
+        size = len(wanted)
         for key, value in self.items:
+            if len(key) != size and key.isascii():
+                continue  # lower() keeps an ASCII name's length: not this one
             if key.lower() == wanted:
                 return value
         return None

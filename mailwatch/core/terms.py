@@ -33,6 +33,7 @@ Tokenising uses linear regexes only, on at most as many characters as the caller
 
 from __future__ import annotations
 
+import enum
 import functools
 import re
 import unicodedata
@@ -52,6 +53,13 @@ NOT_TYPOS = frozenset(
 """Real words one edit from a key word: never read as its typo."""
 
 _TOKEN = re.compile(r"[^\W\d_]+|\d+")
+_ASCII_TOKEN = re.compile(r"[a-z]+|[0-9]+")
+"""The same tokens in lower-case ASCII text (where the two classes mean the same), faster."""
+
+
+def words_of(folded: str) -> list[str]:
+    """The tokens of text already folded (:func:`fold_text`)."""
+    return (_ASCII_TOKEN if folded.isascii() else _TOKEN).findall(folded)
 
 
 class Tokens(NamedTuple):
@@ -84,17 +92,31 @@ def _fold_char(char: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
+class _FoldTable(dict[int, str]):
+    """``str.translate`` table folding each character as :func:`_fold_char` does, filled as met."""
+
+    def __missing__(self, code: int) -> str:
+        char = chr(code)
+        folded = char if char.isascii() else _fold_char(char)
+        if len(self) < 1 << 16:  # every code point is at most 1.1 million small entries
+            self[code] = folded
+        return folded
+
+
+_FOLD_TABLE = _FoldTable()
+
+
 def fold_text(text: str) -> str:
     """``text`` in the form tokens are read from (ASCII subjects: just lower-cased)."""
     if text.isascii():
         return text.lower()
-    return "".join(c if c.isascii() else _fold_char(c) for c in text).lower()
+    return text.translate(_FOLD_TABLE).lower()
 
 
 def tokenise(text: str) -> Tokens:
     """The tokens of ``text`` (see the module docstring)."""
     folded = fold_text(text)
-    return Tokens(tuple(_TOKEN.findall(folded)), folded, text)
+    return Tokens(tuple(words_of(folded)), folded, text)
 
 
 def one_edit(a: str, b: str) -> bool:
@@ -178,9 +200,14 @@ class Vocabulary:
                 for variant in _deletions(word):
                     index.setdefault(variant, set()).add(word)
         self._index = {k: frozenset(v) for k, v in index.items()}
-        self.resolve = functools.lru_cache(maxsize=1 << 16)(self._resolve)
+        self.resolve = functools.lru_cache(maxsize=1 << 16)(self.lookup)
 
-    def _resolve(self, token: str) -> frozenset[str]:
+    @property
+    def words(self) -> frozenset[str]:
+        """The words matched exactly (every word, without the prefixes)."""
+        return self._exact
+
+    def lookup(self, token: str) -> frozenset[str]:
         """The vocabulary words (prefixes with their ``*``) that ``token`` stands for."""
         exact = token in self._exact
         if not token.isalpha():  # digits: exact only
@@ -205,6 +232,8 @@ class Resolved(NamedTuple):
     tokens: Tokens
     meanings: tuple[frozenset[str], ...]
     present: frozenset[str]
+    starts: tuple[int, ...] | None = None
+    """The indexes of the meanings that are not empty, if known (:meth:`TermSet.first`)."""
 
 
 def resolve(vocabulary: Vocabulary, tokens: Tokens) -> Resolved:
@@ -234,7 +263,7 @@ def _last(term: Term, joined: bool, start: int, subject: Resolved) -> int | None
 class TermSet:
     """Terms compiled for lookup: each indexed by its first word and its run-together form."""
 
-    __slots__ = ("_by_key", "_prefixes", "keys", "terms")
+    __slots__ = ("_by_key", "_first", "_prefixes", "keys", "terms")
 
     def __init__(self, terms: Iterable[Term]) -> None:
         self.terms = tuple(terms)
@@ -246,6 +275,10 @@ class TermSet:
                 if term.joined is not None:
                     by_key.setdefault(term.joined, []).append((index, term, True))
         self._by_key = {key: tuple(entries) for key, entries in by_key.items()}
+        self._first = {
+            key: tuple((i, term, joined, *_shape(term, joined)) for i, term, joined in entries)
+            for key, entries in self._by_key.items()
+        }
         self.keys = frozenset(by_key)
         """Words one of which a subject must hold for any term here to occur in it."""
 
@@ -277,6 +310,67 @@ class TermSet:
             if best is not None:
                 return best[1], " ".join(words[start : best[2] + 1])
         return None
+
+    def _prefix_at(self, text: str) -> tuple[Term, str] | None:
+        """The first ``^Prefix:`` term ``text`` starts with, and the prefix."""
+        for term in self._prefixes:
+            if term.prefix is not None and text.startswith(term.prefix):
+                return term, term.prefix
+        return None
+
+    def first(self, subject: Resolved) -> tuple[Term, str] | None:
+        """What :meth:`find` answers, found faster.
+
+        A key's terms are listed in order, so the first found is its best; a term of one token
+        (or run together) without ``^`` or ``:`` is found at once.
+        """
+        if self._prefixes and (hit := self._prefix_at(subject.tokens.text)) is not None:
+            return hit
+        if self.keys.isdisjoint(subject.present):
+            return None
+        table, limit, meanings = self._first, len(self.terms), subject.meanings
+        end = len(meanings) - 1
+        for start in range(len(meanings)) if subject.starts is None else subject.starts:
+            meaning = meanings[start]
+            if not meaning:
+                continue
+            best_index, best_term, best_last = limit, None, start
+            after = meanings[start + 1] if start < end else _NOTHING
+            for key in meaning:
+                for index, term, joined, shape, second in table.get(key, ()):
+                    if index >= best_index:
+                        break
+                    if shape is _Shape.AT_ONCE:
+                        last: int | None = start
+                    elif shape is _Shape.PAIR:
+                        last = start + 1 if second in after else None
+                    else:
+                        last = _last(term, joined, start, subject)
+                    if last is not None:
+                        best_index, best_term, best_last = index, term, last
+                        break
+            if best_term is not None:
+                return best_term, " ".join(subject.tokens.words[start : best_last + 1])
+        return None
+
+
+class _Shape(enum.Enum):
+    """How :meth:`TermSet.first` decides a term found at a token of its key."""
+
+    AT_ONCE = "one token (or run together): found"
+    PAIR = "two words: found if the next token is the second"
+    OTHER = "anything else: as _last decides"
+
+
+def _shape(term: Term, joined: bool) -> tuple[_Shape, str]:
+    """``term``'s shape when looked up by this key, and its second word (or ``""``)."""
+    if term.anchored or term.colon:
+        return _Shape.OTHER, ""
+    if joined or len(term.words) == 1:
+        return _Shape.AT_ONCE, ""
+    if len(term.words) == 2:
+        return _Shape.PAIR, term.words[1]
+    return _Shape.OTHER, ""
 
 
 def describe(term: Term, found: str) -> str:
