@@ -13,12 +13,11 @@ from typing import Any, Protocol
 from mailwatch.alerting.lifecycle import AlertStatus
 from mailwatch.core.classify import Classifier
 from mailwatch.core.durations import format_seconds
-from mailwatch.core.judgement import Judgement, judge, urgency
+from mailwatch.core.judgement import Judgement, MessageFilter, judge, urgency
 from mailwatch.core.model import StoredMessage
 from mailwatch.core.redaction import mask_addresses
 from mailwatch.core.shape import Shape, build_shape
 from mailwatch.store import Store
-from mailwatch.store.listing import MessageFilter
 from mailwatch.store.shape import ShapeFilter
 
 __all__ = [

@@ -163,3 +163,19 @@ def urgency(judgement: Judgement) -> tuple[bool, int, datetime, str]:
 def judge_all(messages: Iterable[StoredMessage], now: datetime, since: datetime) -> list[Judgement]:
     """Judge every message, most urgent first."""
     return sorted((judge(m, now, since) for m in messages), key=urgency)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFilter:
+    """What ``stuck``, ``stuck --fleet`` and ``GET /api/v1/messages`` select.
+
+    The store and the fleet turn it into SQL built from the forms above.
+    """
+
+    stuck_only: bool = True
+    class_name: str | None = None
+    priority: Priority | None = None
+    older_than: float | None = None
+    source: str | None = None
+    limit: int | None = None
+    offset: int = 0

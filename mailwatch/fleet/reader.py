@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-from mailwatch.core.judgement import LISTED_SQL, STUCK_SQL
+from mailwatch.core.judgement import LISTED_SQL, STUCK_SQL, MessageFilter
 from mailwatch.core.model import (
     DeliveryStatus,
     Headers,
@@ -46,20 +46,6 @@ ORDER = f"ORDER BY coalesce({STUCK}, false) DESC, priority, arrival, key"
 
 
 @dataclass(frozen=True, slots=True)
-class Wanted:
-    """What ``stuck --fleet`` selects (the fields of :class:`~mailwatch.store.MessageFilter`)."""
-
-    stuck_only: bool = True
-    class_name: str | None = None
-    priority: Priority | None = None
-    older_than: float | None = None
-    source: str | None = None
-    """``agent/source``, a source name, or an agent name."""
-    limit: int | None = None
-    offset: int = 0
-
-
-@dataclass(frozen=True, slots=True)
 class SourceBeat:
     """One source of one agent, as its last heartbeat says."""
 
@@ -83,7 +69,7 @@ class SourceBeat:
         return "ok" if self.ok else "failing"
 
 
-def _where(now: datetime, since: datetime, wanted: Any) -> tuple[str, dict[str, Any]]:
+def _where(now: datetime, since: datetime, wanted: MessageFilter) -> tuple[str, dict[str, Any]]:
     clauses = [STUCK if wanted.stuck_only else LISTED]
     args: dict[str, Any] = {"now": now.timestamp(), "since": since.timestamp()}
     if wanted.class_name is not None:
@@ -108,11 +94,11 @@ class FleetReader:
         self.db = db
 
     def list_messages(
-        self, now: datetime, since: datetime, wanted: Any
+        self, now: datetime, since: datetime, wanted: MessageFilter
     ) -> tuple[list[StoredMessage], int]:
         """The page of matching messages of every agent, most urgent first, and the total.
 
-        ``wanted`` is a :class:`Wanted` or a ``MessageFilter`` (same fields).
+        ``wanted.source`` may be ``agent/source``, a source name, or an agent name.
         """
         where, args = _where(now, since, wanted)
         sql = f"SELECT {COLUMNS} FROM fleet_messages WHERE {where} {ORDER}"

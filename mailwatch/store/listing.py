@@ -14,31 +14,16 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mailwatch.core.judgement import LISTED_SQL, STUCK_SQL, UNDELIVERABLE_SQL
+from mailwatch.core.judgement import LISTED_SQL, STUCK_SQL, UNDELIVERABLE_SQL, MessageFilter
 from mailwatch.core.model import Priority, StoredMessage
 from mailwatch.errors import StoreError
 from mailwatch.store.connection import retag
 from mailwatch.store.rows import MESSAGE_COLUMNS, decode_message, ts
 from mailwatch.store.shape import ShapeFilter, shape_cells
-
-
-@dataclass(frozen=True, slots=True)
-class MessageFilter:
-    """What ``stuck`` / ``GET /api/v1/messages`` select."""
-
-    stuck_only: bool = True
-    class_name: str | None = None
-    priority: Priority | None = None
-    older_than: float | None = None
-    source: str | None = None
-    limit: int | None = None
-    offset: int = 0
-
 
 ORDER_SQL = f"ORDER BY ifnull({STUCK_SQL}, 0) DESC, priority, arrival, key"
 """The order of :func:`mailwatch.core.judgement.urgency`, in SQL (a NULL outcome makes the

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailwatch.core.judgement import Judgement, judge, urgency
+from mailwatch.core.judgement import Judgement, MessageFilter, judge, urgency
 from mailwatch.core.model import DeliveryStatus, Headers, Priority, Recipient, Status, StoredMessage
 from mailwatch.store import Store
-from mailwatch.store.listing import MessageFilter, count_stuck, select_messages
+from mailwatch.store.listing import count_stuck, select_messages
 from mailwatch.store.rows import INSERT_COLUMNS, ts
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)

@@ -27,13 +27,12 @@ from mailwatch.core.backlog import count_by_class
 from mailwatch.core.breakdown import OTHER, destination_labels
 from mailwatch.core.classify import MessageClass
 from mailwatch.core.durations import Duration
-from mailwatch.core.judgement import judge
+from mailwatch.core.judgement import MessageFilter, judge
 from mailwatch.core.model import Classification, Message, Priority, Recipient, Verdict
 from mailwatch.core.reasons import ReasonCategory
 from mailwatch.core.sla import evaluate as evaluate_sla
 from mailwatch.core.snapshot import OutcomeTotals, build_snapshot
 from mailwatch.store import Store
-from mailwatch.store.listing import MessageFilter
 from mailwatch.web import pagemodel
 from mailwatch.web.metrics import MailwatchCollector
 
