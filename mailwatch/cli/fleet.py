@@ -84,7 +84,7 @@ def stuck_fleet(
     if show_subject and not config.include_subjects:
         fail("--show-subject --fleet: subjects are not stored centrally (include_subjects)", 2)
     with fleet_reader(ctx) as reader:
-        items, _ = fleet_queries.messages(
+        items, total = fleet_queries.messages(
             reader, now, wanted, show_subject=show_subject,
             undeliverable_for=settings.undeliverable_for.seconds,
         )  # fmt: skip
@@ -92,8 +92,12 @@ def stuck_fleet(
             reader, now, stale_after=config.stale_after.seconds,
             undeliverable_for=settings.undeliverable_for.seconds,
         )  # fmt: skip
+    more = max(total - len(items), 0)
+    footer = f"{more} more; use --limit N, or --limit 0 for every one" if more else None
     if as_json:
         click.echo(json.dumps(items, indent=2))
+        if footer:
+            click.echo(footer, err=True)
         return
     for line in fleet_queries.status_lines(sources):
         click.echo(line)
@@ -101,5 +105,7 @@ def stuck_fleet(
         click.echo("no agent has pushed to the fleet yet")
     if items:
         click.echo(stuck_table(items, show_subject=show_subject))
+        if footer:
+            click.echo(footer)
     else:
         click.echo("nothing stuck" if wanted.stuck_only else "nothing queued")

@@ -87,7 +87,9 @@ def stuck(
             fail("--fleet reads the fleet database: use GET /api/v1/fleet/messages remotely", 2)
         from mailwatch.cli.fleet import stuck_fleet  # only --fleet loads the database driver
 
-        wanted = queries.MessageFilter(not include_all, class_name, priority, older_than, source)
+        wanted = queries.MessageFilter(
+            not include_all, class_name, priority, older_than, source, limit or None
+        )
         stuck_fleet(ctx, wanted, as_json=as_json, show_subject=show_subject)
         return
     items, total, scans = _select(

@@ -10,6 +10,7 @@ silent (its sources turn unknown), two pushes racing on the same rows.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -322,3 +323,8 @@ def test_cli_scan_pushes_or_queues(
     with Store(tmp_path / "mw.db") as store:
         assert store.fleet_backlog() == (0, 0)
         assert fleet_rows(fleet_url, "cron") == sorted((m.key, "queued") for m in store.queued())
+    page = runner.invoke(cli, ["-c", str(config), "stuck", "--fleet", "--all", "--limit", "2",
+                               "--json"])  # fmt: skip
+    assert page.exit_code == 0, page.output
+    assert len(json.loads(page.stdout)) == 2
+    assert page.stderr.startswith("1 more; use --limit N")
