@@ -68,6 +68,11 @@ def _reason(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 async def fleet_section(
     app: web.Application, now: datetime, zone: Any
 ) -> fleetmodel.FleetView | None:
@@ -79,6 +84,7 @@ async def fleet_section(
     state = app[PANEL_KEY]
     if state.pending is None or state.pending.done():
         state.pending = asyncio.ensure_future(asyncio.to_thread(read, config, settings, now))
+        state.pending.add_done_callback(_retrieved)  # a late failure is not logged as lost
     wait = min(WAIT_SECONDS, config.timeout.seconds)
     try:
         judged, total, items = await asyncio.wait_for(asyncio.shield(state.pending), wait)
