@@ -28,7 +28,7 @@ from mailwatch.app import queries
 from mailwatch.app.service import Service
 from mailwatch.core.durations import format_seconds, parse_duration
 from mailwatch.errors import NotAcknowledgeable
-from mailwatch.web import pagemodel, statuspage
+from mailwatch.web import fleetpanel, pagemodel, statuspage
 from mailwatch.web.auth import Caller
 from mailwatch.web.keys import READER_KEY, SERVICE_KEY, SETTINGS_KEY, TOKENS_KEY
 from mailwatch.web.sessions import COOKIE, Session, Sessions, same_origin
@@ -125,13 +125,14 @@ async def overview(request: web.Request) -> web.Response:
         _to_login(request)
     now, zone = _now(), _zone(request)
     inputs, summary, _, _ = await _inputs(request, now, None)
+    fleet = await fleetpanel.fleet_section(request.app, now, zone)
 
     def shown(iso: str) -> str:
         return pagemodel.local(datetime.fromisoformat(iso), zone, now)
 
     html = statuspage.overview(
         pagemodel.tiles(inputs), summary, sources=statuspage.sources_view(summary, shown),
-        updated=pagemodel.local(now, zone, now), **_common(request, caller, session),
+        updated=pagemodel.local(now, zone, now), fleet=fleet, **_common(request, caller, session),
     )  # fmt: skip
     return _html(html)
 
@@ -258,6 +259,7 @@ def register(app: web.Application, summary: Summary) -> None:
     """Add the page's routes; ``summary`` is :func:`mailwatch.web.api.status_summary`."""
     app[SESSIONS_KEY] = Sessions()
     app[SUMMARY_KEY] = summary
+    app[fleetpanel.PANEL_KEY] = fleetpanel.PanelState()
     app.router.add_get("/", overview)
     app.router.add_get("/class/{name}", class_page)
     app.router.add_get("/login", login_form)

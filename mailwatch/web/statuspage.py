@@ -67,7 +67,8 @@ def overview(tiles_: list[Tile], summary: dict[str, Any], **values: Any) -> str:
     return page(
         "index.html", p1=p1, others=[t for t in tiles_ if t.priority != "P1"],
         p1_stuck=sum(t.stuck for t in p1), blind=summary["blind"], sources=sources,
-        alerts_open=summary["alerts_open"], **({"refresh": REFRESH_SECONDS} | values),
+        alerts_open=summary["alerts_open"],
+        **({"refresh": REFRESH_SECONDS, "fleet": None} | values),
     )  # fmt: skip
 
 
