@@ -120,43 +120,26 @@ _by = click.option("--by", "by", help="On behalf of whom (audited next to the lo
                    " next to the token's name with --server).")  # fmt: skip
 
 
-@click.command()
-@click.argument("ident")
-@_yes
-@_by
-@remote_options
-@pass_ctx
-@guard
-def retry(ctx: Context, ident: str, yes: bool, by: str | None, server: str | None,
-          token_file: Path | None) -> None:  # fmt: skip
-    """Retry delivery of one message now (postqueue -i)."""
-    _act(ctx, Action.RETRY, ident, None, yes, by, (server, token_file))
+def _message_action(action: Action, help_text: str) -> click.Command:
+    """The command acting on one message (``retry``, ``hold``, ``release``)."""
+
+    @click.command(action.value, help=help_text)
+    @click.argument("ident")
+    @_yes
+    @_by
+    @remote_options
+    @pass_ctx
+    @guard
+    def command(ctx: Context, ident: str, yes: bool, by: str | None, server: str | None,
+                token_file: Path | None) -> None:  # fmt: skip
+        _act(ctx, action, ident, None, yes, by, (server, token_file))
+
+    return command
 
 
-@click.command()
-@click.argument("ident")
-@_yes
-@_by
-@remote_options
-@pass_ctx
-@guard
-def hold(ctx: Context, ident: str, yes: bool, by: str | None, server: str | None,
-         token_file: Path | None) -> None:  # fmt: skip
-    """Put one message on hold (postsuper -h)."""
-    _act(ctx, Action.HOLD, ident, None, yes, by, (server, token_file))
-
-
-@click.command()
-@click.argument("ident")
-@_yes
-@_by
-@remote_options
-@pass_ctx
-@guard
-def release(ctx: Context, ident: str, yes: bool, by: str | None, server: str | None,
-            token_file: Path | None) -> None:  # fmt: skip
-    """Release one held message (postsuper -H)."""
-    _act(ctx, Action.RELEASE, ident, None, yes, by, (server, token_file))
+retry = _message_action(Action.RETRY, "Retry delivery of one message now (postqueue -i).")
+hold = _message_action(Action.HOLD, "Put one message on hold (postsuper -h).")
+release = _message_action(Action.RELEASE, "Release one held message (postsuper -H).")
 
 
 @click.command()

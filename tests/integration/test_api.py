@@ -18,10 +18,12 @@ from openapi_spec_validator import validate as validate_spec
 
 from mailwatch.cli import cli
 from mailwatch.config.settings import Settings, load
-from mailwatch.sandbox.postfix import PrivatePostfix, free_port, make_message
+from mailwatch.sandbox.postfix import PrivatePostfix, make_message
 from mailwatch.store import Store
 from mailwatch.web import api
 from mailwatch.web.runner import run_service
+
+from .service_config import service_toml
 
 pytestmark = pytest.mark.postfix
 
@@ -37,29 +39,9 @@ def fixture_settings(
     monkeypatch.setenv("MW_TEST_READ", READ)
     monkeypatch.setenv("MW_TEST_WRITE", WRITE)
     config = tmp_path / "mailwatch.toml"
-    config.write_text(f"""
-[store]
-path = "mw.db"
-[http]
-listen = "127.0.0.1:{free_port()}"
-[[http.tokens]]
-name = "dashboard"
-scope = "read"
-secret = {{ env = "MW_TEST_READ" }}
-[[http.tokens]]
-name = "on-call"
-scope = "write"
-secret = {{ env = "MW_TEST_WRITE" }}
-[sources.mta1]
-type = "postfix"
-config_dir = "{postfix.config_dir}"
-interval = "1s"
-[classes.recall_emergency]
-priority = "P1"
-stuck_after = "0s"
-[[classes.recall_emergency.match]]
-subject = 'emergency recall'
-""")
+    config.write_text(service_toml(postfix, [
+        ("dashboard", "read", "MW_TEST_READ"), ("on-call", "write", "MW_TEST_WRITE"),
+    ]))  # fmt: skip
     return load(config)
 
 

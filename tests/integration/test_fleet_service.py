@@ -20,10 +20,11 @@ import yaml
 from mailwatch.config.settings import Settings, load
 from mailwatch.fleet import schema
 from mailwatch.fleet.connect import connect
-from mailwatch.sandbox.postfix import PrivatePostfix, free_port, make_message
+from mailwatch.sandbox.postfix import PrivatePostfix, make_message
 from mailwatch.sandbox.postgres import PrivatePostgres
 from mailwatch.web.runner import run_service
 
+from .service_config import service_toml
 from .test_api import OPENAPI, READ, call
 
 pytestmark = [pytest.mark.postfix, pytest.mark.postgres]
@@ -36,29 +37,10 @@ def fixture_settings(
     """An agent named edge1 scanning every second, pushing into a migrated fleet database."""
     monkeypatch.setenv("MW_TEST_READ", READ)
     config = tmp_path / "mailwatch.toml"
-    config.write_text(f"""
-[store]
-path = "mw.db"
-[http]
-listen = "127.0.0.1:{free_port()}"
-[[http.tokens]]
-name = "dashboard"
-scope = "read"
-secret = {{ env = "MW_TEST_READ" }}
-[sources.mta1]
-type = "postfix"
-config_dir = "{postfix.config_dir}"
-interval = "1s"
-[classes.recall_emergency]
-priority = "P1"
-stuck_after = "0s"
-[[classes.recall_emergency.match]]
-subject = 'emergency recall'
-[fleet]
-url = "{fleet_url}"
-agent = "edge1"
-timeout = "2s"
-""")
+    config.write_text(service_toml(
+        postfix, [("dashboard", "read", "MW_TEST_READ")],
+        extra=f'[fleet]\nurl = "{fleet_url}"\nagent = "edge1"\ntimeout = "2s"\n',
+    ))  # fmt: skip
     settings = load(config)
     assert settings.fleet is not None
     with connect(settings.fleet) as db:

@@ -18,9 +18,11 @@ from click.testing import CliRunner
 from mailwatch.cli import cli
 from mailwatch.config.settings import Settings, load
 from mailwatch.sandbox.dovecot import make_certificates
-from mailwatch.sandbox.postfix import PrivatePostfix, free_port, make_message
+from mailwatch.sandbox.postfix import PrivatePostfix, make_message
 from mailwatch.store import Store
 from mailwatch.web.runner import run_service
+
+from .service_config import service_toml
 
 pytestmark = pytest.mark.postfix
 WRITE, READ = "remote-write-secret", "remote-read-secret"
@@ -36,31 +38,12 @@ def fixture_settings(
     monkeypatch.delenv("MAILWATCH_CA_FILE", raising=False)
     _, cert, key = make_certificates(tmp_path / "pki")
     config = tmp_path / "mailwatch.toml"
-    config.write_text(f"""
-[store]
-path = "{tmp_path / "mw.db"}"
-[http]
-listen = "127.0.0.1:{free_port()}"
-tls_cert_file = "{cert}"
-tls_key_file = "{key}"
-[[http.tokens]]
-name = "on-call"
-scope = "write"
-secret = {{ env = "MW_REMOTE_WRITE" }}
-[[http.tokens]]
-name = "dashboard"
-scope = "read"
-secret = {{ env = "MW_REMOTE_READ" }}
-[sources.mta1]
-type = "postfix"
-config_dir = "{postfix.config_dir}"
-interval = "1s"
-[classes.recall_emergency]
-priority = "P1"
-stuck_after = "0s"
-[[classes.recall_emergency.match]]
-subject = 'emergency recall'
-""")
+    config.write_text(service_toml(
+        postfix,
+        [("on-call", "write", "MW_REMOTE_WRITE"), ("dashboard", "read", "MW_REMOTE_READ")],
+        store=tmp_path / "mw.db",
+        http=f'tls_cert_file = "{cert}"\ntls_key_file = "{key}"\n',
+    ))  # fmt: skip
     return load(config)
 
 
