@@ -28,6 +28,8 @@ log = structlog.get_logger(__name__)
 KILL_GRACE = 2.0
 """Seconds to wait for a killed process group's leader to be reaped before giving up on it."""
 
+_REAPING: set[asyncio.Future[None]] = set()  # strong references: running reaps are not lost
+
 
 class _Collector(asyncio.Protocol):
     """Collects a pipe's bytes (the first ``limit`` of them) until EOF."""
@@ -101,15 +103,31 @@ class Child:
                 os.close(write)
             raise
         child = cls(proc, {})
-        for name, (read, write, limit) in pipes.items():
+        for _, write, _ in pipes.values():
             os.close(write)  # the child has its copy: EOF comes when every holder has exited
-            collector = _Collector(limit, loop.create_future())
-            transport, _ = await loop.connect_read_pipe(
-                lambda c=collector: c,  # type: ignore[misc]
-                os.fdopen(read, "rb", buffering=0),
-            )
-            child.collectors[name] = collector
-            child.transports.append(transport)
+        unwrapped = [read for read, _, _ in pipes.values()]
+        try:
+            for name, (read, _, limit) in pipes.items():
+                collector = _Collector(limit, loop.create_future())
+                pipe = os.fdopen(read, "rb", buffering=0)
+                unwrapped.remove(read)
+                try:
+                    transport, _ = await loop.connect_read_pipe(
+                        lambda c=collector: c,  # type: ignore[misc]
+                        pipe,
+                    )
+                except BaseException:
+                    pipe.close()
+                    raise
+                child.collectors[name] = collector
+                child.transports.append(transport)
+        except BaseException:
+            # Cancelled (or out of resources) after the child started: it must not outlive
+            # us unreaped (its transport would be garbage-collected later, anywhere).
+            for read in unwrapped:
+                os.close(read)
+            await child.abandon()
+            raise
         return child
 
     @property
@@ -142,11 +160,26 @@ class Child:
             os.killpg(self.proc.pid, signal.SIGKILL)
 
     async def abandon(self) -> None:
-        """Kill the group, wait at most :data:`KILL_GRACE` s for the exit, close the pipes."""
+        """Kill the group, wait at most :data:`KILL_GRACE` s for the exit, close the pipes.
+
+        The wait runs as a task of its own, so a cancellation that arrives meanwhile (the
+        caller's caller giving up too) does not leave the child unreaped: it is still waited
+        for, within the same bound, before the cancellation is passed on.
+        """
         self.kill_group()
+        reaping = asyncio.ensure_future(self._reap())
+        _REAPING.add(reaping)
+        reaping.add_done_callback(_REAPING.discard)
+        try:
+            await asyncio.shield(reaping)
+        except asyncio.CancelledError:
+            await asyncio.wait([reaping])  # bounded: _reap gives up after KILL_GRACE
+            raise
+
+    async def _reap(self) -> None:
         try:
             async with asyncio.timeout(KILL_GRACE):
-                await asyncio.shield(self.proc.wait())
+                await self.proc.wait()
             await asyncio.sleep(0)  # as in finish()
         except TimeoutError:
             log.error("child_not_reaped", pid=self.proc.pid, grace_seconds=KILL_GRACE)
