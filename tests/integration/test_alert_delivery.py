@@ -465,7 +465,7 @@ include_subjects = true
                 return bool(again["updatedAt"] > alert["updatedAt"]
                             and again["endsAt"] > alert["endsAt"])  # fmt: skip
 
-            await eventually(resent, 3, "the re-send loop refreshed endsAt")
+            await eventually(resent, 10, "the re-send loop refreshed endsAt")
 
             with sink_open(postfix):
                 await asyncio.to_thread(postfix.flush)
@@ -521,7 +521,7 @@ resend_every = 60.0
                 found = await eventually(both_alerts, 20, "both alerts delivered after the outage")
                 assert {a["labels"]["class"] for a in found} == {"recall_emergency",
                                                                   "safeguarding"}  # fmt: skip
-                await eventually(lambda: outbox_rows(settings) == [], 5, "outbox empty")
+                await eventually(lambda: outbox_rows(settings) == [], 20, "outbox empty")
         finally:
             down.stop()
 
