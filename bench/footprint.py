@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import sqlite3
@@ -170,3 +171,92 @@ def read_commands(workdir: Path, runs: int) -> dict[str, dict[str, float]]:
                          "stuck": stuck,
                          "peak_rss_mib": max(s["peak_rss_mib"] for s in samples)}  # fmt: skip
     return results
+
+
+# --------------------------------------------------------------------------------------------
+# Command line: the footprint rows alone, on a kept queue (``bench/postfix_scan.py --keep``).
+# --------------------------------------------------------------------------------------------
+
+
+def _instance(root: Path) -> tuple[Any, bool]:
+    """The kept Postfix instance under ``root``, started if it is not running (and whether)."""
+    sys.path.insert(0, str(HERE.parent))
+    from mailwatch.sandbox.postfix import PrivatePostfix
+
+    running = PrivatePostfix(root=root.resolve(), smtp_port=0, relay_port=0)
+    if running.is_running():  # another benchmark's: use it as it is, leave it running
+        return running, False
+    instance = PrivatePostfix.create(root)
+    sys.path.insert(0, str(HERE))
+    from postfix_scan import quieten
+
+    quieten(instance)
+    instance.start()
+    return instance, True
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python bench/footprint.py --keep DIR``: own scan peak, run RSS, tracemalloc top-N."""
+    import argparse
+    import tempfile
+
+    parser = argparse.ArgumentParser(
+        description="mailwatch's memory at scale on a kept Postfix queue: own peak RSS of"
+        " `mailwatch scan`, `mailwatch run` RSS after N scans, and the tracemalloc top-N of"
+        " the heap held after one scan."
+    )
+    parser.add_argument(
+        "--keep",
+        metavar="DIR",
+        required=True,
+        help="a queue kept by bench/postfix_scan.py --keep (never modified)",
+    )
+    parser.add_argument(
+        "--scans",
+        type=int,
+        nargs="*",
+        default=[3, 10],
+        help="`run` RSS after each of these scan counts (3 10)",
+    )
+    parser.add_argument("--top", type=int, default=15, help="tracemalloc rows (15)")
+    parser.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["scan", "run", "trace"],
+        help="measurements to leave out",
+    )
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    args = parser.parse_args(argv)
+    from mailwatch.sandbox.postfix import free_port
+
+    instance, started = _instance(Path(args.keep))
+    results: dict[str, Any] = {"loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}
+    try:
+        with tempfile.TemporaryDirectory(prefix="mw-footprint-") as tmp:
+            workdir = Path(tmp)
+            if "scan" not in args.skip:
+                results["scan"] = own_scan(workdir, instance.config_dir)
+                print(f"mailwatch scan: {results['scan']}", flush=True)
+            for scans in [] if "run" in args.skip else args.scans:
+                got = run_rss(workdir, instance.config_dir, free_port(), scans)
+                results[f"run_{scans}"] = got
+                print(f"mailwatch run after {scans} scans: {got}", flush=True)
+            if "trace" not in args.skip:
+                results["trace"] = traced = tracemalloc_top(workdir, instance.config_dir, args.top)
+                print(f"tracemalloc: held after one scan {traced['traced_after_scan_mib']:.1f}"
+                      f" MiB, peak {traced['traced_peak_mib']:.1f} MiB")  # fmt: skip
+                for row in traced["top"]:
+                    print(f"  {row['mib']:7.1f} MiB {row['blocks']:>9} blocks  {row['where']}")
+    finally:
+        if started:
+            instance.stop()
+    results["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    print(f"load average: {results['loadavg_at_start']} -> {results['loadavg_at_end']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
