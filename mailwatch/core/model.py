@@ -13,6 +13,8 @@ from dataclasses import KW_ONLY, dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
+from mailwatch.core.headerset import Headers as Headers  # noqa: PLC0414 (re-exported)
+
 
 class Priority(enum.IntEnum):
     """Business priority of a class of mail; P1 is the most urgent."""
@@ -60,24 +62,6 @@ class Recipient:
 def domains_of(recipients: Iterable[Recipient]) -> tuple[str, ...]:
     """Sorted distinct domains of ``recipients`` (what may be shown instead of addresses)."""
     return tuple(sorted({r.domain for r in recipients if r.domain}))
-
-
-@dataclass(frozen=True, slots=True)
-class Headers:
-    """The message headers mailwatch keeps: decoded, unfolded, in order, names as sent."""
-
-    items: tuple[tuple[str, str], ...] = ()
-
-    def get(self, name: str) -> str | None:
-        """The first value of header ``name`` (case-insensitive), or ``None``."""
-        wanted = name.lower()
-        size = len(wanted)
-        for key, value in self.items:
-            if len(key) != size and key.isascii():
-                continue  # lower() keeps an ASCII name's length: not this one
-            if key.lower() == wanted:
-                return value
-        return None
 
 
 class Message(NamedTuple):
