@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -130,6 +130,7 @@ class Scanner:
     sink: ChangeSink | None = None
     """Told what each scan changed (the fleet pusher); ``None``: nobody is."""
     _backlogs: dict[str, Backlog] = field(default_factory=dict)
+    _latest: dict[str, Sequence[Verdict]] = field(default_factory=dict)
     _scans: int = 0
     _pushed: dict[str, dict[str, Upsert]] = field(default_factory=dict)
 
@@ -178,7 +179,7 @@ class Scanner:
             source.committed(observation)
         backlog = self.backlog(source.name)
         delta = backlog.update(observation.messages, self._first_seen, observation.observed_at)
-        verdicts = tuple(backlog.verdicts.values())
+        verdicts = self._latest[source.name] = tuple(backlog.verdicts.values())
         counts = (
             []  # a log holds no backlog of its own
             if isinstance(observation, LogObservation)
@@ -220,6 +221,11 @@ class Scanner:
         if kept is None:
             kept = self._backlogs[source] = Backlog(source, self.classifier.all_classes)
         return kept
+
+    def kept(self, verdicts: Mapping[str, Sequence[Verdict]]) -> dict[str, Backlog]:
+        """The kept backlogs of the sources whose ``verdicts`` are their latest scan's."""
+        return {name: self._backlogs[name] for name, latest in verdicts.items()
+                if self._latest.get(name) is latest}  # fmt: skip
 
     def _first_seen(self, message: Message) -> tuple[Classification, datetime]:
         """A new message's class and deadline (both fixed while it is queued)."""

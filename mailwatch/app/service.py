@@ -188,6 +188,7 @@ class Service:
             relayhosts=self.relayhosts(),
             partners=self.settings.metrics.partner_domains,
             destinations=self._destinations(),
+            backlogs=self.scanner.kept(self._backlog()),  # counted without walking verdicts
         )
 
     def _backlog(self) -> dict[str, Sequence[Verdict]]:

@@ -11,7 +11,6 @@ largest part of the heap held between scans. :class:`Headers` packs them in one 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from sys import intern
 
 _SEP = "\x00"
 
@@ -43,18 +42,23 @@ class Headers:
             return packed
         if not packed:
             return ()
-        parts = packed.split(_SEP)
-        return tuple(zip([intern(n) for n in parts[::2]], parts[1::2], strict=True))
+        parts = iter(packed.split(_SEP))
+        return tuple(zip(parts, parts, strict=False))
 
     def get(self, name: str) -> str | None:
         """The first value of header ``name`` (case-insensitive), or ``None``."""
+        packed = self._packed
+        if not packed:
+            return None
+        parts = packed.split(_SEP) if isinstance(packed, str) else [p for i in packed for p in i]
         wanted = name.lower()
         size = len(wanted)
-        for key, value in self.items:
+        for i in range(0, len(parts), 2):
+            key = parts[i]
             if len(key) != size and key.isascii():
                 continue  # lower() keeps an ASCII name's length: not this one
             if key.lower() == wanted:
-                return value
+                return parts[i + 1]
         return None
 
     def __setattr__(self, name: str, value: object) -> None:

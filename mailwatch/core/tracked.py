@@ -132,8 +132,10 @@ class Backlog:
         """Judge from scratch (first scan; a clock that went back may un-stick messages)."""
         old = self.verdicts
         self.judged = judged = JudgedAt(now)
-        self.verdicts, self._due = {}, []
-        self._queued, self._stuck, self._arrivals, self._sums = {}, {}, {}, {}
+        self.verdicts, self._queued, self._stuck, self._sums = {}, {}, {}, {}
+        arrivals: dict[ClassKey, list[int]] = {}
+        due: list[tuple[datetime, str]] = []
+        queued, stuck, sums = self._queued, self._stuck, self._sums
         for message in messages:
             kept = old.get(message.key)
             found, deadline = (
@@ -141,7 +143,17 @@ class Backlog:
             )
             verdict = verdict_at(message, found, deadline, now, judged)
             self.verdicts[message.key] = verdict
-            self._count(verdict)
+            where, arrival = (found.name, found.priority), micros(message.arrival)
+            place = (found.name, found.priority, message.queue)
+            queued[place] = queued.get(place, 0) + 1
+            stuck[where] = stuck.get(where, 0) + verdict.stuck
+            sums[where] = sums.get(where, 0) + arrival
+            arrivals.setdefault(where, []).append(arrival)
+            if not verdict.stuck:
+                due.append((deadline, message.key))
+        self._arrivals = {where: array("q", sorted(a)) for where, a in arrivals.items()}
+        heapq.heapify(due)
+        self._due = due
         removed = tuple(v for key, v in old.items() if key not in self.verdicts)
         return ScanDelta(tuple(self.verdicts.values()), removed=removed, full=True)
 

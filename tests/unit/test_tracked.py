@@ -27,7 +27,7 @@ from mailwatch.core.model import (
     Verdict,
 )
 from mailwatch.core.sla import verdict_at
-from mailwatch.core.snapshot import AGE_BUCKETS, Histogram
+from mailwatch.core.snapshot import AGE_BUCKETS, Histogram, OutcomeTotals, build_snapshot
 from mailwatch.core.tracked import Backlog
 from mailwatch.store import Store
 
@@ -181,3 +181,26 @@ def test_the_store_diffs_only_what_changed(tmp_path: Path) -> None:
     assert writes == 3
     queued = {m.key: m.queue for m in store.queued("mx")}
     assert queued == {m.key: m.queue for m in messages}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(SCAN, min_size=1, max_size=5))
+def test_snapshot_from_kept_counts_equals_walking_the_verdicts(scans: list) -> None:  # type: ignore[type-arg]
+    """The metrics snapshot counted from a kept backlog equals the one that walks verdicts."""
+    backlog = Backlog("mx", CLASSES)
+    now = T0
+    for present, minutes in scans:
+        now += timedelta(minutes=minutes)
+        messages = [_message(i, q, r) for i, (q, r) in sorted(present.items())]
+        backlog.update(messages, _first, now)
+    verdicts = {"mx": tuple(backlog.verdicts.values())}
+    args = (now, CLASSES, verdicts, {"mx": QUEUES}, OutcomeTotals(), {}, {})
+    walked = build_snapshot(*args)
+    kept = build_snapshot(*args, backlogs={"mx": backlog})
+    assert kept.messages == walked.messages
+    assert kept.stuck == walked.stuck
+    assert kept.oldest_age == walked.oldest_age
+    assert kept.age.keys() == walked.age.keys()
+    for name, histogram in walked.age.items():
+        assert kept.age[name].cumulative == histogram.cumulative
+        assert kept.age[name].total == pytest.approx(histogram.total, abs=1e-3)
