@@ -194,9 +194,9 @@ def test_snapshot_from_kept_counts_equals_walking_the_verdicts(scans: list) -> N
         messages = [_message(i, q, r) for i, (q, r) in sorted(present.items())]
         backlog.update(messages, _first, now)
     verdicts = {"mx": tuple(backlog.verdicts.values())}
-    args = (now, CLASSES, verdicts, {"mx": QUEUES}, OutcomeTotals(), {}, {})
-    walked = build_snapshot(*args)
-    kept = build_snapshot(*args, backlogs={"mx": backlog})
+    walked = build_snapshot(now, CLASSES, verdicts, {"mx": QUEUES}, OutcomeTotals(), {}, {})
+    kept = build_snapshot(now, CLASSES, verdicts, {"mx": QUEUES}, OutcomeTotals(), {}, {},
+                          backlogs={"mx": backlog})  # fmt: skip
     assert kept.messages == walked.messages
     assert kept.stuck == walked.stuck
     assert kept.oldest_age == walked.oldest_age
