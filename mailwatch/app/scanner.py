@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import functools
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -86,6 +87,30 @@ def _store_failure_logged(source: str) -> Iterator[None]:
         log.error("store_write_failed", source=source, kind=exc.kind, error=str(exc))
 
 
+def _malloc_trim() -> Callable[[int], int] | None:
+    """The C library's ``malloc_trim`` (glibc; ``None`` elsewhere)."""
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
+
+
+_TRIM = _malloc_trim()
+
+
+def _release_free_memory() -> None:
+    """Hand the C heap's free pages back to the system after a scan (glibc only).
+
+    A scan of a large queue allocates and frees hundreds of MiB of short-lived objects (the
+    listing's lines and parsed records); glibc keeps the freed pages mapped, so the resident
+    size of ``mailwatch run`` stayed near the scan's peak between scans. ``malloc_trim(0)``
+    returns them (tens of ms at 100,000 messages, once per scan).
+    """
+    if _TRIM is not None:
+        _TRIM(0)
+
+
 Known = tuple[Classification, datetime]
 """What a scan keeps per queued message: its class and its deadline (both fixed while it is
 queued: headers and arrival do not change), so a rescan neither classifies nor counts business
@@ -144,7 +169,9 @@ class Scanner:
             structlog.contextvars.bound_contextvars(source=source.name, scan=self._scans),
             collection_paused(),
         ):
-            return await self._scan(source)
+            outcome = await self._scan(source)
+        _release_free_memory()
+        return outcome
 
     async def _scan(self, source: Source) -> ScanOutcome:
         started_at, t0 = self.clock(), time.perf_counter()

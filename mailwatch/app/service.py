@@ -352,6 +352,7 @@ class Service:
             {name: state.verdicts for name, state in self._state.items() if state.backlog},
             self.undeliverable(now),
             self.relayhosts(),
+            self.scanner.kept(self._backlog()),
         )
         return Situation(
             now=now,

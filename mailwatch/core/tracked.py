@@ -80,6 +80,7 @@ class Backlog:
         self._stuck: dict[ClassKey, int] = {}
         self._arrivals: dict[ClassKey, array[int]] = {}
         self._sums: dict[ClassKey, int] = {}
+        self._stuck_keys: set[str] = set()
 
     @property
     def now(self) -> datetime | None:
@@ -133,6 +134,7 @@ class Backlog:
         old = self.verdicts
         self.judged = judged = JudgedAt(now)
         self.verdicts, self._queued, self._stuck, self._sums = {}, {}, {}, {}
+        self._stuck_keys = stuck_keys = set()
         arrivals: dict[ClassKey, list[int]] = {}
         due: list[tuple[datetime, str]] = []
         queued, stuck, sums = self._queued, self._stuck, self._sums
@@ -149,7 +151,9 @@ class Backlog:
             stuck[where] = stuck.get(where, 0) + verdict.stuck
             sums[where] = sums.get(where, 0) + arrival
             arrivals.setdefault(where, []).append(arrival)
-            if not verdict.stuck:
+            if verdict.stuck:
+                stuck_keys.add(message.key)
+            else:
                 due.append((deadline, message.key))
         self._arrivals = {where: array("q", sorted(a)) for where, a in arrivals.items()}
         heapq.heapify(due)
@@ -166,7 +170,9 @@ class Backlog:
         arrival = micros(verdict.message.arrival)
         insort(self._arrivals.setdefault(where, array("q")), arrival)
         self._sums[where] = self._sums.get(where, 0) + arrival
-        if not verdict.stuck:
+        if verdict.stuck:
+            self._stuck_keys.add(verdict.message.key)
+        else:
             heapq.heappush(self._due, (verdict.deadline, verdict.message.key))
 
     def _forget(self, verdict: Verdict) -> None:
@@ -177,6 +183,7 @@ class Backlog:
         arrivals, arrival = self._arrivals[where], micros(verdict.message.arrival)
         del arrivals[bisect_left(arrivals, arrival)]
         self._sums[where] -= arrival
+        self._stuck_keys.discard(verdict.message.key)
 
     def _flip(self, now: datetime) -> list[Verdict]:
         """Messages that became stuck since the last scan because ``now`` passed a deadline."""
@@ -191,6 +198,7 @@ class Backlog:
             if verdict.stuck:
                 c = verdict.classification
                 self._stuck[(c.name, c.priority)] += 1
+                self._stuck_keys.add(key)
                 verdicts[key] = verdict
                 flipped.append(verdict)
         return flipped
@@ -210,6 +218,13 @@ class Backlog:
     def stuck(self) -> dict[ClassKey, int]:
         """Stuck messages by (class, message priority), zeros dropped."""
         return {key: n for key, n in self._stuck.items() if n}
+
+    def stuck_verdicts(self) -> list[Verdict]:
+        """The verdicts of the stuck messages (what the alert rules list), oldest first."""
+        verdicts = self.verdicts
+        stuck = [verdicts[key] for key in self._stuck_keys]
+        stuck.sort(key=lambda v: (v.message.arrival, v.message.key))
+        return stuck
 
     def oldest_age(self, where: ClassKey) -> float:
         """Age of the oldest message of (class, priority) at the latest scan (0 if none)."""

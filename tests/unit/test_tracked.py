@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mailwatch.alerting.situation import class_views
 from mailwatch.app.scanner import Scanner
 from mailwatch.config.settings import load
 from mailwatch.core.backlog import count_by_class
@@ -185,8 +186,8 @@ def test_the_store_diffs_only_what_changed(tmp_path: Path) -> None:
 
 @settings(max_examples=40, deadline=None)
 @given(st.lists(SCAN, min_size=1, max_size=5))
-def test_snapshot_from_kept_counts_equals_walking_the_verdicts(scans: list) -> None:  # type: ignore[type-arg]
-    """The metrics snapshot counted from a kept backlog equals the one that walks verdicts."""
+def test_snapshot_and_alert_views_from_kept_counts(scans: list) -> None:  # type: ignore[type-arg]
+    """The snapshot and alert views read from a kept backlog equal those that walk verdicts."""
     backlog = Backlog("mx", CLASSES)
     now = T0
     for present, minutes in scans:
@@ -204,3 +205,11 @@ def test_snapshot_from_kept_counts_equals_walking_the_verdicts(scans: list) -> N
     for name, histogram in walked.age.items():
         assert kept.age[name].cumulative == histogram.cumulative
         assert kept.age[name].total == pytest.approx(histogram.total, abs=1e-3)
+    views = class_views(CLASSES, verdicts, ())
+    kept_views = class_views(CLASSES, verdicts, (), None, {"mx": backlog})
+    assert len(kept_views) == len(views)
+    for view, kept_view in zip(views, kept_views, strict=True):
+        assert kept_view.oldest_age_seconds == view.oldest_age_seconds
+        assert sorted(kept_view.stuck, key=repr) == sorted(view.stuck, key=repr)
+        assert (kept_view.source, kept_view.class_name, kept_view.priority) == (
+            view.source, view.class_name, view.priority)  # fmt: skip
