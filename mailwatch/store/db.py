@@ -41,7 +41,7 @@ from mailwatch.store.retention import RetentionMixin
 from mailwatch.store.rows import (
     MESSAGE_COLUMNS,
     ScanRecord,
-    State,
+    Written,
     at,
     decode_message,
     ts,
@@ -106,7 +106,7 @@ class Store(
         try:
             if readonly:
                 self._db = _open_readonly(Path(path))
-                self._index: dict[str, dict[str, State]] = {}
+                self._index: dict[str, dict[str, Written]] = {}
                 self._stale: dict[str, set[str]] = {}
                 return
             if str(path) != ":memory:":

@@ -24,14 +24,14 @@ from mailwatch.core.snapshot import (
 )
 from mailwatch.errors import StoreError
 from mailwatch.store.connection import StoreConnection, retag
-from mailwatch.store.rows import MESSAGE_COLUMNS, State, decode_message, ts
+from mailwatch.store.rows import MESSAGE_COLUMNS, Written, decode_message, ts
 
 
 class OutcomesMixin:
     """Outcome methods of :class:`~mailwatch.store.Store` (which provides the connection)."""
 
     _db: StoreConnection
-    _index: dict[str, dict[str, State]]
+    _index: dict[str, dict[str, Written]]
     _stale: dict[str, set[str]]
 
     def _last_good(self) -> dict[str, float]:

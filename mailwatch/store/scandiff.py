@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 from mailwatch.core.model import Status, Verdict
 from mailwatch.core.tracked import ScanDelta
 from mailwatch.store.connection import StoreConnection
-from mailwatch.store.rows import INSERT_COLUMNS, State, headers_json, recipients_json, recipients_of
+from mailwatch.store.rows import (
+    INSERT_COLUMNS,
+    State,
+    Written,
+    headers_json,
+    recipients_json,
+    recipients_of,
+    state_of,
+)
 
 
 @dataclass(slots=True)
@@ -28,7 +36,7 @@ class Diff:
     as SQLite takes them, never all at once (100,000 rows held together were ~100 MiB)."""
     updates: list[tuple[object, ...]] = field(default_factory=list)
     gone: list[tuple[object, ...]] = field(default_factory=list)
-    seen: dict[str, State] = field(default_factory=dict)
+    seen: dict[str, Written] = field(default_factory=dict)
     """Every queued message's state after this scan (the next scan's index); with a delta,
     only the entries that changed (applied to the index once the scan is written)."""
     left: list[str] = field(default_factory=list)
@@ -57,11 +65,11 @@ class ScanDiffMixin:
     """The scan diff of :class:`~mailwatch.store.Store` (which provides the connection)."""
 
     _db: StoreConnection
-    _index: dict[str, dict[str, State]]
+    _index: dict[str, dict[str, Written]]
     _stale: dict[str, set[str]]
     """Keys an outcome marked left while the index held them: compared again next scan."""
 
-    def _source_index(self, source: str) -> dict[str, State]:
+    def _source_index(self, source: str) -> dict[str, Written]:
         index = self._index.get(source)
         if index is None:
             rows = self._db.execute(
@@ -111,12 +119,13 @@ class ScanDiffMixin:
         return diff
 
     @staticmethod
-    def _compare(diff: Diff, index: Mapping[str, State], v: Verdict) -> None:
+    def _compare(diff: Diff, index: Mapping[str, Written], v: Verdict) -> None:
         m, c = v.message, v.classification
         priority, deadline = int(c.priority), v.deadline.timestamp()
         state: State = (m.queue, c.name, priority, c.rule, deadline, m.recipients)
-        previous = index.get(m.key)
-        diff.seen[m.key] = previous if previous == state else state  # keep one copy
+        found = index.get(m.key)
+        previous = state_of(found) if isinstance(found, Verdict) else found
+        diff.seen[m.key] = v  # the index keeps the verdict, alive anyway: no tuple per message
         if previous is None:
             diff.inserts.append(v)  # its row is built while it is written (see _rows)
         elif previous != state:
