@@ -240,7 +240,9 @@ backlogs = {"bench": scanner.backlog("bench")} if hasattr(scanner, "backlog") el
 extra = {"backlogs": backlogs} if backlogs is not None else {}
 _, r = cpu("snapshot", lambda: build_snapshot(clock[0], classes, verdicts, {"bench": ("deferred",)},
            OutcomeTotals(), {}, {}, **extra)); results |= r
-_, r = cpu("alert_views", lambda: class_views(classes, verdicts, ())); results |= r
+views = (lambda: class_views(classes, verdicts, (), None, backlogs)) if backlogs else (
+    lambda: class_views(classes, verdicts, ()))
+_, r = cpu("alert_views", views); results |= r
 _, r = cpu("deferral_sample", lambda: sample(verdicts, {})); results |= r
 print(json.dumps(results))
 """
