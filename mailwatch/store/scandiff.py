@@ -110,6 +110,9 @@ class ScanDiffMixin:
         for key in self._stale.pop(source, ()):
             if key not in diff.seen and (still := current.get(key)) is not None:
                 self._compare(diff, index, still)
+        for v in changes.flipped:  # no row changes; the index lets go of the old verdict
+            if v.message.key in index and v.message.key not in diff.seen:
+                diff.seen[v.message.key] = v
         queued, left = Status.QUEUED.value, Status.LEFT.value
         for v in changes.removed:
             key = v.message.key

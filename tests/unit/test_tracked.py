@@ -213,3 +213,19 @@ def test_snapshot_and_alert_views_from_kept_counts(scans: list) -> None:  # type
         assert sorted(kept_view.stuck, key=repr) == sorted(view.stuck, key=repr)
         assert (kept_view.source, kept_view.class_name, kept_view.priority) == (
             view.source, view.class_name, view.priority)  # fmt: skip
+
+
+def test_a_flip_writes_nothing_and_keeps_one_verdict(tmp_path: Path) -> None:
+    """A deadline passing changes no row, and the store's index lets go of the old verdict."""
+    store = Store(tmp_path / "mw.db")
+    backlog = Backlog("mx", CLASSES)
+    messages = [_message(i, "deferred", None) for i in range(1, 4)]
+    delta = backlog.update(messages, _first, T0 - timedelta(hours=2))
+    store.record_scan("mx", T0, T0, tuple(backlog.verdicts.values()), [], changes=delta,
+                      current=backlog.verdicts)  # fmt: skip
+    delta = backlog.update(messages, _first, T0 + timedelta(hours=2))
+    assert len(delta.flipped) == 3
+    writes = store.record_scan("mx", T0, T0, tuple(backlog.verdicts.values()), [],
+                               changes=delta, current=backlog.verdicts)  # fmt: skip
+    assert writes == 0
+    assert all(store._index["mx"][k] is v for k, v in backlog.verdicts.items())
