@@ -317,16 +317,17 @@ class Verdict:
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"Verdict is immutable (cannot set {name})")
 
-    def _values(self) -> tuple[object, ...]:
+    def values(self) -> tuple[object, ...]:
+        """Its fields, in order (what equality and hashing compare)."""
         return tuple(getattr(self, name) for name in _VERDICT_FIELDS)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Verdict):
             return NotImplemented
-        return self._values() == other._values()
+        return self.values() == other.values()
 
     def __hash__(self) -> int:
-        return hash(self._values())
+        return hash(self.values())
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in _VERDICT_FIELDS)
