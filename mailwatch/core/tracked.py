@@ -220,11 +220,15 @@ class Backlog:
         return {key: n for key, n in self._stuck.items() if n}
 
     def stuck_verdicts(self) -> list[Verdict]:
-        """The verdicts of the stuck messages (what the alert rules list), oldest first."""
+        """The verdicts of the stuck messages (what the alert rules list), in a stable order.
+
+        In the order they were first seen when most are stuck (one pass, no sort: an
+        incident), else by key (a sort of the few).
+        """
         verdicts = self.verdicts
-        stuck = [verdicts[key] for key in self._stuck_keys]
-        stuck.sort(key=lambda v: (v.message.arrival, v.message.key))
-        return stuck
+        if 4 * len(self._stuck_keys) > len(verdicts):
+            return [v for v in verdicts.values() if v.stuck]
+        return [verdicts[key] for key in sorted(self._stuck_keys)]
 
     def oldest_age(self, where: ClassKey) -> float:
         """Age of the oldest message of (class, priority) at the latest scan (0 if none)."""
