@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import sqlite3
@@ -170,3 +171,192 @@ def read_commands(workdir: Path, runs: int) -> dict[str, dict[str, float]]:
                          "stuck": stuck,
                          "peak_rss_mib": max(s["peak_rss_mib"] for s in samples)}  # fmt: skip
     return results
+
+
+PYTHON_SIDE = """
+import asyncio, json, random, sys, time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from mailwatch.alerting.situation import class_views
+from mailwatch.app.scanner import Scanner
+from mailwatch.config.settings import load
+from mailwatch.core.destinations import sample
+from mailwatch.core.model import Headers, Message, QueueObservation, Recipient
+from mailwatch.core.snapshot import OutcomeTotals, build_snapshot
+from mailwatch.store import Store
+
+n, store_path = int(sys.argv[1]), sys.argv[2]
+rng = random.Random(13)
+now = datetime.now(UTC)
+REASONS = ("connect to 10.0.0.1[10.0.0.1]:25: Connection refused",
+           "host mx said: 451 4.7.1 try later")
+SUBJECTS = ("Recall of CRN X{} urgent", "Victim contact update {}", "Weekly report {}",
+            "MAPPA level 3 {}")
+
+def message(i, queue="deferred", reason=None):
+    arrival = now - timedelta(seconds=rng.randint(0, 6 * 3600))
+    subject = SUBJECTS[i % 4].format(i)
+    headers = Headers((("From", f"officer{i}@justice.example"), ("Subject", subject)))
+    return Message(f"bench/Q{i:08X}/{int(arrival.timestamp())}", "bench", f"Q{i:08X}", queue,
+                   arrival, 2000, f"officer{i}@justice.example",
+                   (Recipient(f"ap{i}@partner{i % 50}.example", reason or REASONS[i % 2]),),
+                   headers, subject)
+
+messages = [message(i) for i in range(n)]
+settings = load(None)
+scanner = Scanner(settings.classifier(), Store(store_path))
+clock = [now]
+
+@dataclass
+class Source:
+    name: str = "bench"
+    async def probe(self):
+        clock[0] += timedelta(seconds=30)
+        return QueueObservation("bench", clock[0], tuple(messages))
+
+source = Source()
+kept = []
+async def scan():  # returns nothing: asyncio.run reprs a result (CPython issue 112559)
+    kept[:] = [await scanner.scan(source)]
+
+def run_scan():
+    asyncio.run(scan())
+    return kept[0]
+
+def cpu(label, fn):
+    t0 = time.process_time()
+    out = fn()
+    return out, {label: round(time.process_time() - t0, 4)}
+
+results = {}
+outcome, r = cpu("first_scan", run_scan); results |= r
+outcome, r = cpu("rescan_unchanged", run_scan); results |= r
+for i in rng.sample(range(n), n // 100):  # 1%: moved or a new delay reason
+    messages[i] = messages[i]._replace(queue="hold" if i % 2 else "active")
+outcome, r = cpu("rescan_1pct", run_scan); results |= r
+classes = scanner.classifier.all_classes
+verdicts = {"bench": outcome.verdicts}
+backlogs = {"bench": scanner.backlog("bench")} if hasattr(scanner, "backlog") else None
+extra = {"backlogs": backlogs} if backlogs is not None else {}
+_, r = cpu("snapshot", lambda: build_snapshot(clock[0], classes, verdicts, {"bench": ("deferred",)},
+           OutcomeTotals(), {}, {}, **extra)); results |= r
+views = (lambda: class_views(classes, verdicts, (), None, backlogs)) if backlogs else (
+    lambda: class_views(classes, verdicts, ()))
+_, r = cpu("alert_views", views); results |= r
+_, r = cpu("deferral_sample", lambda: sample(verdicts, {})); results |= r
+print(json.dumps(results))
+"""
+
+
+def python_side(messages: int, workdir: Path) -> dict[str, float]:
+    """CPU seconds of the scan-side Python on a fake source of ``messages`` (no Postfix).
+
+    First scan, unchanged rescan, rescan with 1% moved, then the metrics snapshot, the alert
+    views and the deferral sample built from the result: what grows with the backlog.
+    """
+    out = subprocess.run(  # our interpreter, the script above
+        [sys.executable, "-c", PYTHON_SIDE, str(messages), str(workdir / "python.sqlite")],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    result: dict[str, float] = json.loads(out.splitlines()[-1])
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Command line: the footprint rows alone, on a kept queue (``bench/postfix_scan.py --keep``).
+# --------------------------------------------------------------------------------------------
+
+
+def _instance(root: Path) -> tuple[Any, bool]:
+    """The kept Postfix instance under ``root``, started if it is not running (and whether)."""
+    sys.path.insert(0, str(HERE.parent))
+    from mailwatch.sandbox.postfix import PrivatePostfix
+
+    running = PrivatePostfix(root=root.resolve(), smtp_port=0, relay_port=0)
+    if running.is_running():  # another benchmark's: use it as it is, leave it running
+        return running, False
+    instance = PrivatePostfix.create(root)
+    sys.path.insert(0, str(HERE))
+    from postfix_scan import quieten
+
+    quieten(instance)
+    instance.start()
+    return instance, True
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python bench/footprint.py --keep DIR``: own scan peak, run RSS, tracemalloc top-N."""
+    import argparse
+    import tempfile
+
+    parser = argparse.ArgumentParser(
+        description="mailwatch's memory at scale on a kept Postfix queue: own peak RSS of"
+        " `mailwatch scan`, `mailwatch run` RSS after N scans, and the tracemalloc top-N of"
+        " the heap held after one scan."
+    )
+    parser.add_argument(
+        "--keep",
+        metavar="DIR",
+        help="a queue kept by bench/postfix_scan.py --keep (never modified)",
+    )
+    parser.add_argument(
+        "--python", type=int, metavar="N",
+        help="only the scan-side Python CPU on a fake source of N messages",
+    )  # fmt: skip
+    parser.add_argument(
+        "--scans",
+        type=int,
+        nargs="*",
+        default=[3, 10],
+        help="`run` RSS after each of these scan counts (3 10)",
+    )
+    parser.add_argument("--top", type=int, default=15, help="tracemalloc rows (15)")
+    parser.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["scan", "run", "trace"],
+        help="measurements to leave out",
+    )
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    args = parser.parse_args(argv)
+    if args.python:
+        with tempfile.TemporaryDirectory(prefix="mw-footprint-") as tmp:
+            loadavg = [round(x, 2) for x in os.getloadavg()]
+            side = python_side(args.python, Path(tmp)) | {"loadavg": loadavg}
+        print(json.dumps(side))
+        return 0
+    if args.keep is None:
+        parser.error("--keep DIR is required (or --python N)")
+    from mailwatch.sandbox.postfix import free_port
+
+    instance, started = _instance(Path(args.keep))
+    results: dict[str, Any] = {"loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}
+    try:
+        with tempfile.TemporaryDirectory(prefix="mw-footprint-") as tmp:
+            workdir = Path(tmp)
+            if "scan" not in args.skip:
+                results["scan"] = own_scan(workdir, instance.config_dir)
+                print(f"mailwatch scan: {results['scan']}", flush=True)
+            for scans in [] if "run" in args.skip else args.scans:
+                got = run_rss(workdir, instance.config_dir, free_port(), scans)
+                results[f"run_{scans}"] = got
+                print(f"mailwatch run after {scans} scans: {got}", flush=True)
+            if "trace" not in args.skip:
+                results["trace"] = traced = tracemalloc_top(workdir, instance.config_dir, args.top)
+                print(f"tracemalloc: held after one scan {traced['traced_after_scan_mib']:.1f}"
+                      f" MiB, peak {traced['traced_peak_mib']:.1f} MiB")  # fmt: skip
+                for row in traced["top"]:
+                    print(f"  {row['mib']:7.1f} MiB {row['blocks']:>9} blocks  {row['where']}")
+    finally:
+        if started:
+            instance.stop()
+    results["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    print(f"load average: {results['loadavg_at_start']} -> {results['loadavg_at_end']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -18,6 +18,7 @@ from mailwatch.core.classify import MessageClass
 from mailwatch.core.judgement import Judgement
 from mailwatch.core.model import Priority, Verdict
 from mailwatch.core.snapshot import class_priorities
+from mailwatch.core.tracked import Backlog
 
 ViewKey = tuple[str, str, Priority]
 
@@ -48,17 +49,25 @@ def class_views(
     verdicts: Mapping[str, Sequence[Verdict]],
     undeliverable: Iterable[Judgement],
     relayhosts: Mapping[str, str | None] | None = None,
+    backlogs: Mapping[str, Backlog] | None = None,
 ) -> tuple[ClassView, ...]:
     """Views of every backlog source in ``verdicts``, per class and message priority.
 
     ``relayhosts`` (each source's smarthost) makes a connect failure naming it ``relay_down``.
+    A source in ``backlogs`` (the scanner's kept backlog of the same verdicts) is read from
+    it: its stuck verdicts and kept oldest ages, not a walk over every verdict.
     """
     gone = _undeliverable_items(undeliverable)
     views = []
     for source, source_verdicts in verdicts.items():
         relayhost = (relayhosts or {}).get(source)
+        backlog = (backlogs or {}).get(source)
         by_key: dict[tuple[str, Priority], list[Verdict]] = {}
-        for v in source_verdicts:
+        oldest: dict[tuple[str, Priority], float] = {}
+        if backlog is not None:
+            oldest = {(n, p): backlog.oldest_age((n, p)) for n, p, _ in backlog.queued()}
+            by_key = {key: [] for key in oldest}
+        for v in source_verdicts if backlog is None else backlog.stuck_verdicts():
             found = v.classification
             by_key.setdefault((found.name, found.priority), []).append(v)
         for c in classes:
@@ -67,9 +76,11 @@ def class_views(
             seen |= {p for s, name, p in gone if s == source and name == c.name}
             for priority in sorted({*class_priorities(c), *seen}):
                 mine = by_key.get((c.name, priority), [])
+                age = (oldest.get((c.name, priority), 0.0) if backlog is not None
+                       else max((v.age_seconds for v in mine), default=0.0))  # fmt: skip
                 views.append(ClassView(
                     source=source, class_name=c.name, priority=priority, sla_seconds=sla,
-                    oldest_age_seconds=max((v.age_seconds for v in mine), default=0.0),
+                    oldest_age_seconds=age,
                     stuck=tuple(_stuck_item(v, relayhost) for v in mine if v.stuck),
                     undeliverable=tuple(gone.get((source, c.name, priority), ())),
                 ))  # fmt: skip

@@ -188,6 +188,7 @@ class Service:
             relayhosts=self.relayhosts(),
             partners=self.settings.metrics.partner_domains,
             destinations=self._destinations(),
+            backlogs=self.scanner.kept(self._backlog()),  # counted without walking verdicts
         )
 
     def _backlog(self) -> dict[str, Sequence[Verdict]]:
@@ -351,6 +352,7 @@ class Service:
             {name: state.verdicts for name, state in self._state.items() if state.backlog},
             self.undeliverable(now),
             self.relayhosts(),
+            self.scanner.kept(self._backlog()),
         )
         return Situation(
             now=now,

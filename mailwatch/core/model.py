@@ -13,6 +13,8 @@ from dataclasses import KW_ONLY, dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
+from mailwatch.core.headerset import Headers as Headers  # noqa: PLC0414 (re-exported)
+
 
 class Priority(enum.IntEnum):
     """Business priority of a class of mail; P1 is the most urgent."""
@@ -60,24 +62,6 @@ class Recipient:
 def domains_of(recipients: Iterable[Recipient]) -> tuple[str, ...]:
     """Sorted distinct domains of ``recipients`` (what may be shown instead of addresses)."""
     return tuple(sorted({r.domain for r in recipients if r.domain}))
-
-
-@dataclass(frozen=True, slots=True)
-class Headers:
-    """The message headers mailwatch keeps: decoded, unfolded, in order, names as sent."""
-
-    items: tuple[tuple[str, str], ...] = ()
-
-    def get(self, name: str) -> str | None:
-        """The first value of header ``name`` (case-insensitive), or ``None``."""
-        wanted = name.lower()
-        size = len(wanted)
-        for key, value in self.items:
-            if len(key) != size and key.isascii():
-                continue  # lower() keeps an ASCII name's length: not this one
-            if key.lower() == wanted:
-                return value
-        return None
 
 
 class Message(NamedTuple):
@@ -275,17 +259,79 @@ class Classification:
     """The text the rule matched, e.g. ``subject: 'emergency recall'``."""
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """A message with its class and its SLA evaluation at one instant."""
+class JudgedAt:
+    """The instant a kept backlog (:class:`mailwatch.core.tracked.Backlog`) last judged at.
 
+    Moved forward at each scan: a reused :class:`Verdict`'s age follows it.
+    """
+
+    __slots__ = ("at",)
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+
+_VERDICT_FIELDS = ("message", "classification", "age_seconds", "deadline", "stuck", "reason")
+
+
+class Verdict:
+    """A message with its class and its SLA evaluation at one instant (immutable).
+
+    ``age_seconds`` is given, or derived from the arrival and ``judged`` (a kept backlog's
+    verdicts: reused while their judgement is unchanged, their ages follow its latest scan).
+    """
+
+    __slots__ = ("_age", "_judged", "classification", "deadline", "message", "reason", "stuck")
     message: Message
     classification: Classification
-    age_seconds: float
     deadline: datetime
     stuck: bool
     reason: str | None
     """Why it is stuck: ``"held"``, the MTA's delay reason, or ``"over SLA"``."""
+    _age: float
+    _judged: JudgedAt | None
+
+    def __init__(
+        self,
+        message: Message,
+        classification: Classification,
+        age_seconds: float,
+        deadline: datetime,
+        stuck: bool,
+        reason: str | None,
+        *,
+        judged: JudgedAt | None = None,
+    ) -> None:
+        put = object.__setattr__
+        put(self, "message", message), put(self, "classification", classification)
+        put(self, "_age", float(age_seconds)), put(self, "deadline", deadline)
+        put(self, "stuck", stuck), put(self, "reason", reason), put(self, "_judged", judged)
+
+    @property
+    def age_seconds(self) -> float:
+        """Its age at the instant it was (last) judged at, never negative."""
+        if self._judged is None:
+            return self._age
+        return max((self._judged.at - self.message.arrival).total_seconds(), 0.0)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Verdict is immutable (cannot set {name})")
+
+    def values(self) -> tuple[object, ...]:
+        """Its fields, in order (what equality and hashing compare)."""
+        return tuple(getattr(self, name) for name in _VERDICT_FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Verdict):
+            return NotImplemented
+        return self.values() == other.values()
+
+    def __hash__(self) -> int:
+        return hash(self.values())
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in _VERDICT_FIELDS)
+        return f"Verdict({shown})"
 
 
 @dataclass(frozen=True, slots=True)

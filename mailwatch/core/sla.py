@@ -13,7 +13,7 @@ from datetime import datetime
 
 from mailwatch.core.classify import MessageClass
 from mailwatch.core.judgement import STUCK_AT_ONCE, waiting_reason
-from mailwatch.core.model import Classification, Message, Verdict
+from mailwatch.core.model import Classification, JudgedAt, Message, Verdict
 
 __all__ = [
     "STUCK_AT_ONCE", "evaluate", "evaluate_all", "stuck_reason", "urgency_key", "verdict_at",
@@ -32,23 +32,25 @@ def evaluate(
 
 
 def verdict_at(
-    message: Message, classification: Classification, deadline: datetime, now: datetime
+    message: Message,
+    classification: Classification,
+    deadline: datetime,
+    now: datetime,
+    judged: JudgedAt | None = None,
 ) -> Verdict:
     """Judge one message whose ``deadline`` is known (computed once, when first seen).
 
     A deadline depends only on the message's arrival and class, so a rescan need not count
     business days again: it compares ``now`` with the deadline kept from the first scan.
+    With ``judged`` (whose instant is ``now``: a kept backlog's), the verdict's age follows
+    that instant (see :class:`~mailwatch.core.model.Verdict`).
     """
-    age = (now - message.arrival).total_seconds()
     reason = stuck_reason(message.queue, deadline, message.delay_reason, now)
-    return Verdict(
-        message=message,
-        classification=classification,
-        age_seconds=max(age, 0.0),
-        deadline=deadline,
-        stuck=reason is not None,
-        reason=reason,
-    )
+    if judged is not None:
+        return Verdict(message, classification, 0.0, deadline, reason is not None, reason,
+                       judged=judged)  # fmt: skip
+    age = (now - message.arrival).total_seconds()
+    return Verdict(message, classification, max(age, 0.0), deadline, reason is not None, reason)
 
 
 def evaluate_all(

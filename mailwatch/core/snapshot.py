@@ -20,6 +20,7 @@ from mailwatch.core.classify import MessageClass
 from mailwatch.core.destinations import DestinationWatch
 from mailwatch.core.judgement import Judgement
 from mailwatch.core.model import Priority, Verdict
+from mailwatch.core.tracked import Backlog
 
 AGE_BUCKETS: tuple[float, ...] = (
     60,
@@ -258,6 +259,7 @@ def build_snapshot(
     relayhosts: Mapping[str, str | None] | None = None,
     partners: Sequence[str] = (),
     destinations: tuple[DestinationWatch, ...] = (),
+    backlogs: Mapping[str, Backlog] | None = None,
 ) -> MetricsSnapshot:
     """Aggregate the latest verdicts of each backlog source (zeros for every class and source).
 
@@ -268,6 +270,8 @@ def build_snapshot(
     report window (:func:`mailwatch.core.judgement.judge`). Every count carries the *message's*
     priority (a rule may raise it above its class's). ``relayhosts`` (each source's smarthost)
     and ``partners`` (the partner domains) feed the breakdown (:mod:`mailwatch.core.breakdown`).
+    A source in ``backlogs`` (the scanner's kept backlog of the same verdicts) is counted from
+    its kept counts, not by walking its verdicts: the cost does not grow with the backlog.
     """
     undeliverable = tuple(undeliverable)  # read twice
     messages: dict[tuple[str, str, str, Priority], int] = {}
@@ -275,6 +279,7 @@ def build_snapshot(
     oldest: dict[tuple[str, str, Priority], float] = {}
     gone: dict[tuple[str, str, Priority], int] = {}
     ages: dict[str, list[float]] = {c.name: [] for c in classes}
+    kept: dict[str, tuple[list[int], float]] = {}
     for source, source_verdicts in verdicts.items():
         for c in classes:
             for prio in class_priorities(c):
@@ -282,6 +287,10 @@ def build_snapshot(
                     messages[(source, queue, c.name, prio)] = 0
                 stuck[(source, c.name, prio)] = oldest[(source, c.name, prio)] = 0
                 gone[(source, c.name, prio)] = 0
+        backlog = (backlogs or {}).get(source)
+        if backlog is not None:
+            _count_kept(source, backlog, messages, stuck, oldest, kept)
+            continue
         for v in source_verdicts:
             name, prio = v.classification.name, v.classification.priority
             key = (source, v.message.queue, name, prio)
@@ -307,7 +316,7 @@ def build_snapshot(
         messages=messages,
         stuck=stuck,
         oldest_age={key: float(age) for key, age in oldest.items()},
-        age={name: Histogram.of(values, AGE_BUCKETS) for name, values in ages.items()},
+        age=_age_histograms(ages, kept),
         drain=drain,
         outcomes=outcomes,
         health=dict(health),
@@ -324,6 +333,41 @@ def build_snapshot(
         ),
         destinations=destinations,
     )
+
+
+def _count_kept(
+    source: str,
+    backlog: Backlog,
+    messages: dict[tuple[str, str, str, Priority], int],
+    stuck: dict[tuple[str, str, Priority], int],
+    oldest: dict[tuple[str, str, Priority], float],
+    ages: dict[str, tuple[list[int], float]],
+) -> None:
+    """Add a kept backlog's counts (what walking its verdicts would count)."""
+    for (name, prio, queue), n in backlog.queued().items():
+        messages[(source, queue, name, prio)] = messages.get((source, queue, name, prio), 0) + n
+        oldest[(source, name, prio)] = max(oldest.get((source, name, prio), 0.0),
+                                           backlog.oldest_age((name, prio)))  # fmt: skip
+        stuck.setdefault((source, name, prio), 0)
+    for (name, prio), n in backlog.stuck().items():
+        stuck[(source, name, prio)] = stuck.get((source, name, prio), 0) + n
+    for name in {name for name, _, _ in backlog.queued()}:
+        cumulative, total = backlog.age_counts(name, AGE_BUCKETS)
+        before, before_total = ages.get(name, ([0] * len(cumulative), 0.0))
+        ages[name] = ([a + b for a, b in zip(before, cumulative, strict=True)],
+                      before_total + total)  # fmt: skip
+
+
+def _age_histograms(
+    ages: Mapping[str, list[float]], kept: Mapping[str, tuple[list[int], float]]
+) -> dict[str, Histogram]:
+    """Age histograms per class: observed ages, plus the kept backlogs' cumulative counts."""
+    out = {name: Histogram.of(values, AGE_BUCKETS) for name, values in ages.items()}
+    for name, (cumulative, total) in kept.items():
+        walked = out.get(name, Histogram.of((), AGE_BUCKETS))
+        summed = tuple(a + b for a, b in zip(walked.cumulative, cumulative, strict=True))
+        out[name] = Histogram(AGE_BUCKETS, summed, walked.total + total)
+    return out
 
 
 def _canaries_with_zeros(totals: CanaryTotals, paths: Iterable[str]) -> CanaryTotals:

@@ -15,8 +15,7 @@ Durability is unchanged: WAL, ``synchronous=NORMAL``, default checkpoints.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -24,13 +23,12 @@ import structlog
 
 from mailwatch.core.backlog import ClassCount
 from mailwatch.core.model import (
-    Classification,
-    Message,
     Status,
     StoredMessage,
     Verdict,
 )
 from mailwatch.core.snapshot import StoreHealth
+from mailwatch.core.tracked import ScanDelta
 from mailwatch.errors import StoreError, UnknownMessage
 from mailwatch.store.alerts import AlertsMixin
 from mailwatch.store.canaries import CanariesMixin
@@ -41,43 +39,17 @@ from mailwatch.store.listing import RELAYHOSTS_SQL, ListingMixin
 from mailwatch.store.outcomes import OutcomesMixin
 from mailwatch.store.retention import RetentionMixin
 from mailwatch.store.rows import (
-    INSERT_COLUMNS,
     MESSAGE_COLUMNS,
     ScanRecord,
-    State,
+    Written,
     at,
     decode_message,
-    headers_json,
-    recipients_json,
-    recipients_of,
     ts,
 )
+from mailwatch.store.scandiff import ScanDiffMixin
 from mailwatch.store.schema import MIGRATIONS
 
 PAGE_SIZE = 8192
-Recorded = tuple[Message, Classification]
-"""The objects a message was last recorded from (see :meth:`Store._diff`)."""
-
-
-@dataclass(slots=True)
-class Diff:
-    """What one scan changes in the messages table."""
-
-    source: str
-    now: float
-    inserts: list[Verdict] = field(default_factory=list)
-    """New messages; their rows (headers as JSON: the bulk of a row) are built one at a time
-    as SQLite takes them, never all at once (100,000 rows held together were ~100 MiB)."""
-    updates: list[tuple[object, ...]] = field(default_factory=list)
-    gone: list[tuple[object, ...]] = field(default_factory=list)
-    seen: dict[str, State] = field(default_factory=dict)
-    """Every queued message's state after this scan (the next scan's index)."""
-    recorded: dict[str, Recorded] = field(default_factory=dict)
-
-    @property
-    def writes(self) -> int:
-        """Message rows written."""
-        return len(self.inserts) + len(self.updates) + len(self.gone)
 
 
 log = structlog.get_logger(__name__)
@@ -103,20 +75,8 @@ def _open_readonly(path: Path) -> StoreConnection:
     return db
 
 
-def _rows(diff: Diff) -> Iterator[tuple[object, ...]]:
-    """The row of each new message, built as ``executemany`` asks for it."""
-    queued, source, now = Status.QUEUED.value, diff.source, diff.now
-    for v in diff.inserts:
-        m, c = v.message, v.classification
-        yield (
-            m.key, source, m.queue_id, m.queue, m.arrival.timestamp(), m.size, m.sender,
-            recipients_json(m.recipients), headers_json(m.headers.items), m.subject, m.marking,
-            c.name, int(c.priority), c.rule, v.deadline.timestamp(), m.delay_reason, queued, now,
-            None,
-        )  # fmt: skip
-
-
 class Store(
+    ScanDiffMixin,
     OutcomesMixin,
     AlertsMixin,
     CanariesMixin,
@@ -146,8 +106,8 @@ class Store(
         try:
             if readonly:
                 self._db = _open_readonly(Path(path))
-                self._index: dict[str, dict[str, State]] = {}
-                self._recorded: dict[str, dict[str, Recorded]] = {}
+                self._index: dict[str, dict[str, Written]] = {}
+                self._stale: dict[str, set[str]] = {}
                 return
             if str(path) != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -163,7 +123,7 @@ class Store(
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open store {path}: {exc}") from exc
         self._index = {}
-        self._recorded = {}
+        self._stale = {}
 
     def health(self) -> StoreHealth:
         """Whether writes work now, and failures by kind since the store was opened."""
@@ -196,21 +156,6 @@ class Store(
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             self._db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
 
-    def _source_index(self, source: str) -> dict[str, State]:
-        index = self._index.get(source)
-        if index is None:
-            rows = self._db.execute(
-                "SELECT key, queue, class, priority, rule, deadline, recipients FROM messages"
-                " WHERE source = ? AND status = ?",
-                (source, Status.QUEUED.value),
-            )
-            index = {
-                key: (queue, cls, prio, rule, deadline, recipients_of(rcpts))
-                for key, queue, cls, prio, rule, deadline, rcpts in rows
-            }
-            self._index[source] = index
-        return index
-
     def record_scan(
         self,
         source: str,
@@ -223,12 +168,23 @@ class Store(
         headers_read: int = 0,
         warnings: Sequence[str] = (),
         relayhost: str | None = None,
+        changes: ScanDelta | None = None,
+        current: Mapping[str, Verdict] | None = None,
     ) -> int:
         """Write one successful scan in one transaction; returns the number of message writes.
 
         ``relayhost`` is the source's smarthost at this scan (:attr:`Observation.relayhost`).
+        ``changes`` (what the scanner's kept backlog says changed since its previous scan)
+        with ``current`` (its verdicts by key) make the diff cost what changed; without them,
+        or when the store's index of the source is cold, every verdict is compared.
         """
-        diff = self._diff(source, verdicts, ts(finished_at))
+        now = ts(finished_at)
+        warm = source in self._index and changes is not None and not changes.full
+        diff = (
+            self._delta(source, changes, current or {}, now)
+            if warm and changes is not None
+            else self._diff(source, verdicts, now)
+        )
         scan = ScanRecord(
             source, started_at, finished_at, ok=True, error=None, messages=len(verdicts),
             malformed=malformed, headers_read=headers_read, warnings=tuple(warnings),
@@ -246,68 +202,19 @@ class Store(
             self._db.rollback_quietly()
             self._forget(source)
             raise
-        self._index[source] = diff.seen
-        self._recorded[source] = diff.recorded
+        if warm:
+            index = self._index[source]
+            index.update(diff.seen)
+            for key in diff.left:
+                index.pop(key, None)
+        else:
+            self._index[source] = diff.seen
         return diff.writes
 
     def _forget(self, source: str) -> None:
         """After a failed write: what the store holds is re-read from it next time."""
         self._index.pop(source, None)
-        self._recorded.pop(source, None)
-
-    def _diff(self, source: str, verdicts: Sequence[Verdict], now: float) -> Diff:
-        """What to write: new messages, changed ones, and those that left the queue.
-
-        A message whose :class:`Message` and :class:`Classification` are the very objects the
-        last recorded scan had is unchanged (both are frozen; sources reuse a message's object
-        while its listing is unchanged, the scanner its classification), so it costs two
-        identity checks, not a state tuple and a comparison.
-        """
-        index = self._source_index(source)
-        recorded = self._recorded.get(source, {})
-        diff = Diff(source, now)
-        queued = Status.QUEUED.value
-        for v in verdicts:
-            m, c = v.message, v.classification
-            diff.recorded[m.key] = (m, c)
-            same = recorded.get(m.key)
-            if same is not None and same[0] is m and same[1] is c:
-                kept = index.get(m.key)  # an outcome may have dropped it: then write it again
-                if kept is not None:
-                    diff.seen[m.key] = kept
-                    continue
-            priority, deadline = int(c.priority), v.deadline.timestamp()
-            state: State = (m.queue, c.name, priority, c.rule, deadline, m.recipients)
-            diff.seen[m.key] = state
-            previous = index.get(m.key)
-            if previous is None:
-                diff.inserts.append(v)  # its row is built while it is written (see _rows)
-            elif previous != state:
-                diff.updates.append((
-                    m.queue, c.name, priority, c.rule, deadline, recipients_json(m.recipients),
-                    m.delay_reason, m.key,
-                ))  # fmt: skip
-        diff.gone = [(Status.LEFT.value, now, key, queued) for key in index if key not in diff.seen]
-        return diff
-
-    def _write_diff(self, diff: Diff) -> None:
-        if diff.inserts:
-            self._db.executemany(
-                f"INSERT OR REPLACE INTO messages ({INSERT_COLUMNS}) VALUES"
-                f" ({', '.join('?' * 19)})",
-                _rows(diff),
-            )
-        if diff.updates:
-            self._db.executemany(
-                "UPDATE messages SET queue = ?, class = ?, priority = ?, rule = ?,"
-                " deadline = ?, recipients = ?, delay_reason = ? WHERE key = ?",
-                diff.updates,
-            )
-        if diff.gone:
-            self._db.executemany(
-                "UPDATE messages SET status = ?, left_at = ? WHERE key = ? AND status = ?",
-                diff.gone,
-            )
+        self._stale.pop(source, None)
 
     def _insert_counts(self, scan_id: int, source: str, counts: Iterable[ClassCount]) -> None:
         self._db.executemany(

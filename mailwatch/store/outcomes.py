@@ -24,14 +24,15 @@ from mailwatch.core.snapshot import (
 )
 from mailwatch.errors import StoreError
 from mailwatch.store.connection import StoreConnection, retag
-from mailwatch.store.rows import MESSAGE_COLUMNS, State, decode_message, ts
+from mailwatch.store.rows import MESSAGE_COLUMNS, Written, decode_message, ts
 
 
 class OutcomesMixin:
     """Outcome methods of :class:`~mailwatch.store.Store` (which provides the connection)."""
 
     _db: StoreConnection
-    _index: dict[str, dict[str, State]]
+    _index: dict[str, dict[str, Written]]
+    _stale: dict[str, set[str]]
 
     def _last_good(self) -> dict[str, float]:
         raise NotImplementedError
@@ -81,8 +82,9 @@ class OutcomesMixin:
                         "UPDATE messages SET status = ?, left_at = ? WHERE key = ? AND status = ?",
                         (Status.LEFT.value, ts(event.at), target[0], Status.QUEUED.value),
                     )
-                    if outcomes_for in self._index:
+                    if outcomes_for in self._index:  # written again if a scan still sees it
                         self._index[outcomes_for].pop(target[0], None)
+                        self._stale.setdefault(outcomes_for, set()).add(target[0])
             if cursor is not None:
                 self._db.execute(
                     "INSERT OR REPLACE INTO log_cursors VALUES (?, ?, ?, ?)",

@@ -16,6 +16,7 @@ from mailwatch.core.model import (
     Recipient,
     Status,
     StoredMessage,
+    Verdict,
 )
 
 INSERT_COLUMNS = (
@@ -26,6 +27,15 @@ MESSAGE_COLUMNS = INSERT_COLUMNS + ", outcome, outcome_at, outcome_text, dsn, de
 
 # What, if it changes between scans, needs a row update.
 State = tuple[str, str, int, str, float, tuple[Recipient, ...]]
+Written = State | Verdict
+"""What the index keeps per queued message: the verdict it was last written from (or, read
+back from the store at start, its state)."""
+
+
+def state_of(verdict: Verdict) -> State:
+    """The state of the row a verdict was written as."""
+    m, c = verdict.message, verdict.classification
+    return (m.queue, c.name, int(c.priority), c.rule, verdict.deadline.timestamp(), m.recipients)
 
 
 def ts(moment: datetime) -> float:
