@@ -265,16 +265,15 @@ class ImapSource:
                     messages.pop(uid, None)
             wanted = [uid for uid in still if uid not in messages]
         fetched: dict[int, Message] = {}
+        answered: set[int] = set()
         decode = self._decoder(
-            folder, mailbox.uidvalidity, reason, {"\\Deleted", flag}, fetched, now
+            folder, mailbox.uidvalidity, reason, {"\\Deleted", flag}, fetched, answered, now
         )
-        records, malformed = (
-            await client.fetch(wanted, self.fetch_items, decode) if wanted else ([], 0)
-        )
-        if len(fetched) < len(wanted) and set(wanted) - {r.uid for r in records}:
-            mailbox = replace(mailbox, highestmodseq=None)  # malformed or gone: retry next poll
+        malformed = (await client.fetch(wanted, self.fetch_items, decode))[1] if wanted else 0
+        if len(answered) < len(wanted):  # malformed, or expunged meanwhile
+            mailbox = replace(mailbox, highestmodseq=None)  # so the next poll retries them
         self.state[folder] = FolderState(mailbox, _merged(messages, fetched))
-        return len(records), malformed
+        return len(answered), malformed
 
     async def _changes(
         self, client: ImapClient, before: MailboxState, after: MailboxState, criteria: str
@@ -307,14 +306,20 @@ class ImapSource:
         reason: str,
         done: set[str | None],
         into: dict[int, Message],
+        answered: set[int],
         now: datetime,
     ) -> Callable[[list[FetchRecord]], None]:
-        """What decodes each batch of header records into ``into`` (while more arrive)."""
+        """What decodes each batch of header records into ``into`` (while more arrive).
+
+        Every record's UID goes into ``answered``, those of messages actioned since the
+        SEARCH too (they are not decoded).
+        """
         done = done - {None}
         name, keep = self.name, self._keep
         prefix, wait_reason = f"{name}/{folder}/{uidvalidity}/", f"{reason} {folder}"
 
         def decode(batch: list[FetchRecord]) -> None:
+            answered.update(r.uid for r in batch if r.uid is not None)
             live = [  # not those actioned between the SEARCH and the FETCH
                 r for r in batch if r.uid is not None and done.isdisjoint(r.flags or ())
             ]

@@ -29,7 +29,13 @@ _ORDINARY = re.compile(
 _FALLBACK = re.compile(r'["()\\]|=\?')
 
 
-@functools.lru_cache(maxsize=4096)
+# A mailbox holds a few thousand senders but tens of thousands of recipient lists (one to
+# three of many addresses): the caches hold that many. An entry costs ~100 bytes; its key and
+# value are the header value and the recipients every message with that list shares anyway.
+_VALUES_CACHED = 65536
+
+
+@functools.lru_cache(maxsize=_VALUES_CACHED)
 def _ordinary(value: str) -> tuple[tuple[str, str], ...] | None:
     """The pairs of one header value if every entry is ordinary, else ``None``."""
     if not value or _FALLBACK.search(value):
@@ -66,44 +72,59 @@ def addresses(values: Sequence[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+_ROLES = {"from": 0, "to": 1, "cc": 2, "subject": 3}
+_ROLE_OF: dict[str, int] = {}
+"""The role of each header name as spelled (``From``, ``FROM``…): -1 for the other names."""
+_ROLE_SPELLINGS = 1024  # more distinct spellings than this are looked up, not remembered
+
+
+def _role(key: str) -> int:
+    role = _ROLES.get(key.lower(), -1)
+    if len(_ROLE_OF) < _ROLE_SPELLINGS:
+        _ROLE_OF[key] = role
+    return role
+
+
 def describe(headers: Headers) -> tuple[str, tuple[Recipient, ...], NormalisedSubject]:
     """A message's sender, recipients and normalised subject, from its headers.
 
     The sender is the first address of ``From``; the recipients are the distinct addresses
     of every ``To``, then every ``Cc``, in order; the subject is the first ``Subject``.
     """
-    senders: list[str] = []
-    to: list[str] = []
-    cc: list[str] = []
-    subject: str | None = None
-    for key, value in headers.items:  # one pass, not one per header looked up
-        lower = key.lower()
-        if lower == "from":
-            senders.append(value)
-        elif lower == "to":
-            to.append(value)
-        elif lower == "cc":
-            cc.append(value)
-        elif lower == "subject" and subject is None:
-            subject = value
+    found: list[list[str]] = [[], [], [], []]  # from, to, cc, subject: one pass over the items
+    role_of = _ROLE_OF.get
+    for key, value in headers.items:
+        role = role_of(key)
+        if role is None:
+            role = _role(key)
+        if role >= 0:
+            found[role].append(value)
+    senders, to, cc, subjects = found
     if len(senders) == 1:
         sender = _sender_of(senders[0])
     else:
         sender = next((a for _, a in addresses(senders) if a), "") if senders else ""
-    listed = to + cc if cc else to
-    if len(listed) == 1:
-        recipients = _recipients_of(listed[0])
-    elif listed and all(_ordinary(value) is not None for value in listed):
+    if not cc:
+        recipients = _recipients_of(to[0]) if len(to) == 1 else _listed(tuple(to))
+    else:
+        recipients = _listed((*to, *cc))
+    return sender, recipients, normalise_subject(subjects[0] if subjects else "", decoded=True)
+
+
+@functools.lru_cache(maxsize=_VALUES_CACHED)
+def _listed(values: tuple[str, ...]) -> tuple[Recipient, ...]:
+    """The distinct recipients of several ``To`` and ``Cc`` values, in order (cached)."""
+    if not values:
+        return ()
+    if all(_ordinary(value) is not None for value in values):
         # each ordinary value's addresses are its own (see addresses()): merge the cached
         # per-value recipients, first occurrences in order, as one parse of them all would
         merged: dict[str, Recipient] = {}
-        for value in listed:
+        for value in values:
             for recipient in _recipients_of(value):
                 merged.setdefault(recipient.address, recipient)
-        recipients = tuple(merged.values())
-    else:
-        recipients = _recipients(listed) if listed else ()
-    return sender, recipients, normalise_subject(subject or "", decoded=True)
+        return tuple(merged.values())
+    return _recipients(values)
 
 
 def _recipients(values: Sequence[str]) -> tuple[Recipient, ...]:
@@ -112,13 +133,13 @@ def _recipients(values: Sequence[str]) -> tuple[Recipient, ...]:
 
 
 # Senders and recipient lists repeat across a mailbox: each distinct value is parsed once.
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=_VALUES_CACHED)
 def _sender_of(value: str) -> str:
     """The first address of one ``From`` value (``""`` if it has none)."""
     return next((a for _, a in addresses((value,)) if a), "")
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=_VALUES_CACHED)
 def _recipients_of(value: str) -> tuple[Recipient, ...]:
     """:func:`_recipients` of one value (the usual single ``To``)."""
     return _recipients((value,))
