@@ -37,7 +37,9 @@ One connection per probe: login costs a round trip or two (plus a TLS handshake)
 next to a poll interval of tens of seconds, and there is no idle connection to be dropped by
 the server (RFC 3501 allows it after 30 minutes), reconnected, or leaked. All state that
 makes polls cheap is kept here, not in the connection. A folder's state is replaced only
-after its sync completes, so a failed probe leaves the previous state intact.
+after its sync completes, so a failed probe leaves the previous state intact (or, after
+a failure midway through a sync by mod-sequence, a state that has the next poll search the
+whole folder again).
 """
 
 from __future__ import annotations
@@ -257,9 +259,12 @@ class ImapSource:
             unactioned = await client.uid_search(criteria)
             messages = {uid: known[uid] for uid in unactioned if uid in known}
             wanted = [uid for uid in unactioned if uid not in known]
-        else:
+        else:  # the known messages are updated in place (a copy would cost the folder's size)
             changed, still = changes
-            messages = dict(known)  # the old state stays whole until this sync completes
+            messages = known
+            # until this sync completes, the state says "search everything next time": the
+            # dict stays a true cache of decoded messages by UID, whatever was removed so far
+            self.state[folder] = FolderState(replace(mailbox, highestmodseq=None), messages)
             for uid in changed:
                 if uid not in still:  # actioned (or deleted) since the last sync
                     messages.pop(uid, None)

@@ -20,6 +20,7 @@ import pytest
 
 from integration.conftest import T0, CuttingProxy, Mailbox
 from mailwatch.core.model import Message
+from mailwatch.errors import SourceUnavailable
 from mailwatch.parsing.imap import format_sequence_set, parse_search
 from mailwatch.sources.imap import ImapSource
 
@@ -120,6 +121,33 @@ class TestPollCost:
             *(uid for uid in range(1, 31) if uid % 3 and uid != 2),
             31,
         ]
+
+
+class TestCutMidSync:
+    """A poll by mod-sequence that is cut midway loses nothing: the next one searches all."""
+
+    async def test_cut_during_the_fetch_of_new_mail(
+        self, mailbox: Mailbox, proxy: CuttingProxy, proxied_source: Callable[..., ImapSource]
+    ) -> None:
+        """Two read and 250 new, cut mid-FETCH: the next poll reports the folder exactly."""
+        mailbox.deliver_many(30)
+        source = proxied_source()
+        await source.probe()
+        mailbox.store("1,2", "+FLAGS", "\\Seen")
+        mailbox.deliver_many(250, received=T0 + timedelta(hours=1))
+        proxy.cut_after(b"UID FETCH", 3000)
+        with pytest.raises(SourceUnavailable):
+            await source.probe()
+        proxy.heal()
+        sent = len(proxy.sent)
+
+        healed = await source.probe()
+
+        searches = [c for c in proxy.commands(sent) if c.upper().startswith("UID SEARCH")]
+        assert len(searches) == 1
+        assert "MODSEQ" not in searches[0]  # the whole unread set, searched again
+        assert unread_uids(healed.messages) == list(range(3, 281))
+        assert healed.messages == (await proxied_source().probe()).messages
 
 
 class TestIncrementalEqualsFull:
