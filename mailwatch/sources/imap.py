@@ -334,9 +334,9 @@ class ImapSource:
                 arrival, size = record.internaldate or now, record.size or 0
                 sender, recipients, subject = describe(headers)
                 queue_id = str(uid)
-                into[uid] = Message(
+                into[uid] = Message(  # positional: a third cheaper than wait_reason=…
                     prefix + queue_id, name, queue_id, folder, arrival, size, sender,
-                    recipients, headers, subject.text, subject.marking, wait_reason=wait_reason,
+                    recipients, headers, subject.text, subject.marking, False, wait_reason,
                 )  # fmt: skip
 
         return decode
