@@ -342,15 +342,17 @@ class ImapSource:
         return decode
 
     def _messages(self) -> tuple[Message, ...]:
-        out: list[Message] = []
+        reported: list[tuple[Message, ...]] = []
         for folder in self.folders:
             state = self.state.get(folder)
             if state is None:
                 continue
             if state.reported is None:  # messages are immutable: one tuple per completed sync
                 state.reported = tuple(state.messages.values())  # kept in UID order
-            out.extend(state.reported)
-        return tuple(out)
+            reported.append(state.reported)
+        if len(reported) == 1:
+            return reported[0]  # one folder: its tuple as it is, not copied twice
+        return tuple(message for folder in reported for message in folder)
 
 
 def _merged(messages: dict[int, Message], fetched: dict[int, Message]) -> dict[int, Message]:
