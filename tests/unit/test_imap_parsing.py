@@ -318,6 +318,34 @@ class TestParseSearch:
         with pytest.raises(ImapParseError):
             parse_search([b"1 two 3", b"Search completed."])
 
+    @pytest.mark.parametrize(
+        ("raw", "expected"),
+        [  # RFC 7162 §3.1.5: a search by MODSEQ also returns the highest mod-sequence found
+            (b"* SEARCH 2 5 6 7 11 12 18 19 20 23 (MODSEQ 917162500)\r\n",
+             [2, 5, 6, 7, 11, 12, 18, 19, 20, 23]),
+            (b'* ESEARCH (TAG "a") UID ALL 2,5:7 MODSEQ 917162500\r\n', [2, 5, 6, 7]),
+            (b"* SEARCH\r\n", []),
+            (b'* ESEARCH (TAG "b") UID\r\n', []),
+        ],
+    )  # fmt: skip
+    def test_modseq_search(self, raw: bytes, expected: list[int]) -> None:
+        """A search by MODSEQ (the poll of what changed) ends with the mod-sequence: ignored."""
+        assert parse_search(_frame(raw + b"x OK Search completed.\r\n")) == expected
+
+    @given(
+        st.lists(st.integers(1, 2**32 - 1), max_size=40),
+        st.integers(1, 2**63 - 1),
+        st.booleans(),
+    )
+    def test_modseq_search_any_uids(self, uids: list[int], modseq: int, esearch: bool) -> None:
+        """Any UIDs with any mod-sequence, in either form, give the sorted distinct UIDs."""
+        if esearch:
+            found = f" ALL {format_sequence_set(uids)}" if uids else ""
+            line = f'* ESEARCH (TAG "t") UID{found} MODSEQ {modseq}' if uids else "* ESEARCH"
+        else:
+            line = f"* SEARCH {' '.join(map(str, uids))} (MODSEQ {modseq})" if uids else "* SEARCH"
+        assert parse_search([line.encode(), b"OK"]) == sorted(set(uids))
+
 
 class TestCapabilities:
     """Capabilities come from CAPABILITY lines or [CAPABILITY ...] response codes."""
