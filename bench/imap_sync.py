@@ -62,6 +62,7 @@ from mailwatch.errors import SourceError
 from mailwatch.parsing.imap import MAX_UIDS_PER_FETCH, format_sequence_set, parse_search
 from mailwatch.sandbox.dovecot import DovecotCommandError, PrivateDovecot
 from mailwatch.sources.imap import ImapSource
+from mailwatch.sources.imap_addresses import clear_caches
 
 FIRST_SYNC_TARGET = 1.5  # issue 13: first_sync / fastest stdlib fetch of every message's headers
 POLL_LIMIT_MS = 50.0  # unchanged poll at N messages, milliseconds
@@ -478,10 +479,12 @@ async def measure(
         for batch in batch_sizes:
             seconds = stdlib_fetch(large.dovecot, large.user, large.password, batch)
             results.add(_batch_key(batch), seconds)
+        clear_caches()  # as in a new process: no address parsed yet
         large_source = large.source(fetch_batch)  # brand-new: nothing cached
         first = await probe(large_source, large, large.unseen, "first sync")
         results.add("first_sync", first.seconds)
         results.add("first_sync_cpu", first.cpu)
+        clear_caches()
         small_source = small.source(fetch_batch)
         first_small = await probe(small_source, small, small.unseen, "first sync (small)")
         results.add("first_sync_small", first_small.seconds)
