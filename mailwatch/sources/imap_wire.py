@@ -38,10 +38,12 @@ _WIRE_FETCH = re.compile(rb"\* " + FAST_FETCH_ITEMS + rb"\r\n")
 _LITERAL = re.compile(rb"\{(\d{1,20})\+?\}$")
 _FETCH = re.compile(rb"\* \d+ FETCH \(", re.IGNORECASE)
 _TAGGED = re.compile(rb"[A-Za-z0-9.]+ (?:OK|NO|BAD)\b", re.IGNORECASE)
-FETCH_WINDOW = 16
+FETCH_WINDOW = 64
 """Header FETCH batches in flight at once (each at most ``fetch_batch`` UIDs): enough for the
-server to run ahead while a busy (or descheduled) client decodes, instead of waking up for
-each batch; what it sends ahead waits in the socket, bounded by TCP flow control."""
+server to run ahead while a busy (or descheduled) client decodes, instead of waiting for the
+next command after each batch; what it sends ahead waits in the socket, bounded by TCP flow
+control. (First sync of 9,000 headers on a shared 2-CPU machine, median wall: 3 in flight
+0.36 s, 16 0.29 s, 64 0.27 s; the same CPU time.)"""
 TAG_PREFIX = "MW"
 
 Status = tuple[str, str]
