@@ -73,6 +73,7 @@ _TOKEN = re.compile(
     rb")"
 )
 _CODE = re.compile(rb"\[([A-Z0-9-]+)(?: ([^\]]*))?\]", re.IGNORECASE)
+_SEARCH_MODSEQ = re.compile(rb"\s*\(MODSEQ \d{1,20}\)\s*$", re.IGNORECASE)
 _EXISTS = re.compile(rb"^(?:\* )?(\d+) EXISTS", re.IGNORECASE)
 Value = str | bytes | None | list["Value"]
 """A parsed IMAP value: an atom (str), a string or literal (bytes), NIL, or a list."""
@@ -336,7 +337,11 @@ def parse_examine(lines: Sequence[Line]) -> MailboxState:
 
 
 def parse_search(lines: Sequence[Line]) -> list[int]:
-    """The UIDs of a SEARCH (``1 2 3``) or ESEARCH (``(TAG "x") UID ALL 1:3,5``) response."""
+    """The UIDs of a SEARCH (``1 2 3``) or ESEARCH (``(TAG "x") UID ALL 1:3,5``) response.
+
+    A search with a ``MODSEQ`` criterion ends its SEARCH response with ``(MODSEQ n)`` and
+    its ESEARCH response with ``MODSEQ n`` (RFC 7162 §3.1.5): both are ignored.
+    """
     uids: list[int] = []
     for line in lines[:-1]:  # the last line is the tagged status text
         text = _strip_untagged(_as_bytes(line)).strip()
@@ -350,6 +355,7 @@ def parse_search(lines: Sequence[Line]) -> list[int]:
                 if keyword.upper() == b"ALL":
                     uids.extend(parse_sequence_set(value.decode("ascii", "replace")))
         elif text:
+            text = _SEARCH_MODSEQ.sub(b"", text)  # a MODSEQ search ends "(MODSEQ n)" (RFC 7162)
             numbers = [_digits(word) for word in text.split()]
             if None in numbers:
                 raise ImapParseError(f"unexpected SEARCH response {text[:40]!r}")

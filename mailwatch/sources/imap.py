@@ -13,14 +13,20 @@ Cost grows with what changed, not with the mailbox:
   MESSAGES and HIGHESTMODSEQ equal to what the last sync saw mean no message arrived, left or
   changed a flag (CONDSTORE, RFC 7162: every flag change raises HIGHESTMODSEQ), so nothing is
   fetched. A server without CONDSTORE cannot promise that: every poll then re-syncs.
-* **Something changed**: ``EXAMINE`` (read-only) then one ``UID SEARCH`` for the unactioned
-  set (``UNSEEN UNDELETED``…; ESEARCH keeps the answer to a compact UID set). That one answer
-  covers new mail, flag changes both ways and expunges, so no per-UID flag state is kept, and
-  nothing is fetched for mail that was actioned before this source saw it. Headers are
-  fetched only for unactioned UIDs not already cached, in batches. A flag refresh by
-  ``FETCH (FLAGS) (CHANGEDSINCE …)`` was considered: it answers only "which flags changed",
-  its unbounded response would itself have to be batched, and expunges need a
-  second query anyway; the search answers the actual question in one round trip.
+* **Something changed** (CONDSTORE): ``EXAMINE`` (read-only), then two ``UID SEARCH``es
+  with ``MODSEQ`` above the last sync's HIGHESTMODSEQ: every message that arrived or changed
+  a flag since, and which of those are unactioned (``UNSEEN UNDELETED``…). New unactioned
+  UIDs are fetched, changed ones no longer unactioned leave the set; both answers, and the
+  Python work, are as long as what changed, not as the folder. An expunge leaves no
+  mod-sequence: it is seen in the counts (the last MESSAGES plus the UIDs that arrived must
+  equal this MESSAGES), and then the whole set is searched as below.
+* **First sync, an expunge, or no CONDSTORE**: one ``UID SEARCH`` for the unactioned set
+  (ESEARCH keeps the answer to a compact UID set). That one answer covers new mail, flag
+  changes both ways and expunges, so no per-UID flag state is kept, and nothing is fetched
+  for mail that was actioned before this source saw it. Headers are fetched only for
+  unactioned UIDs not already cached, in batches. A flag refresh by ``FETCH (FLAGS)
+  (CHANGEDSINCE …)`` was considered: its unbounded response would itself have to be
+  batched, and expunges need a second query anyway; the searches answer the question.
 * **A header FETCH came back incomplete** (a malformed response, a message expunged between
   SEARCH and FETCH): the folder is stored without its HIGHESTMODSEQ, so the next poll syncs
   again and asks only for what is still missing; an unread message is never silently dropped.
@@ -31,35 +37,39 @@ One connection per probe: login costs a round trip or two (plus a TLS handshake)
 next to a poll interval of tens of seconds, and there is no idle connection to be dropped by
 the server (RFC 3501 allows it after 30 minutes), reconnected, or leaked. All state that
 makes polls cheap is kept here, not in the connection. A folder's state is replaced only
-after its sync completes, so a failed probe leaves the previous state intact.
+after its sync completes, so a failed probe leaves the previous state intact (or, after
+a failure midway through a sync by mod-sequence, a state that has the next poll search the
+whole folder again).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from email.utils import getaddresses
 from pathlib import Path
 from typing import Literal
 
 import structlog
 
-from mailwatch.core.headers import (
-    TRACE_HEADERS,
-    NormalisedSubject,
-    keep_set,
-    normalise_subject,
-    parse_header_blocks,
-)
-from mailwatch.core.model import Headers, Message, QueueObservation, Recipient
+from mailwatch.core.headers import TRACE_HEADERS, keep_set, parse_header_blocks
+from mailwatch.core.model import Message, QueueObservation
 from mailwatch.errors import SourceError, SourceTimeout
 from mailwatch.gcpause import collection_paused
 from mailwatch.parsing.imap import MAX_UIDS_PER_FETCH, FetchRecord, MailboxState
+from mailwatch.sources.imap_addresses import addresses, describe
 from mailwatch.sources.imap_client import ImapClient, Security, make_ssl_context
+
+__all__ = [  # addresses and describe re-exported (their home: imap_addresses)
+    "DEFAULT_HEADER_FIELDS",
+    "Actioned",
+    "FolderState",
+    "ImapSource",
+    "addresses",
+    "describe",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -86,118 +96,11 @@ class FolderState:
 
     mailbox: MailboxState
     messages: dict[int, Message] = field(default_factory=dict)
-    """The unactioned messages by UID, as reported (built once per UID, then reused)."""
+    """The unactioned messages by UID, as reported (built once per UID, then reused), with
+    the UIDs in ascending order: :meth:`ImapSource.probe` reports the values as they are."""
     reported: tuple[Message, ...] | None = None
     """``messages`` in UID order, built at the first probe that reports them: an unchanged
     poll reuses it instead of rebuilding one tuple entry per unactioned message."""
-
-
-# An ordinary address list: comma-separated ``local@domain``, ``<local@domain>`` or ``Name
-# <local@domain>``, with ASCII atoms only in the address and no character in the name that
-# getaddresses treats specially (quotes, parentheses, backslashes, brackets, @ , : ;).
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_ADDR = rf"{_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
-_WORD = r'[^\s()<>@,:;"\[\]\\]+'  # a display-name atom getaddresses reads as one
-_ORDINARY = re.compile(
-    rf"[ \t]*(?:(?P<bare>{_ADDR})|(?P<name>{_WORD}(?:[ \t]+{_WORD})*)?[ \t]*<(?P<addr>{_ADDR})>)"
-    r"[ \t]*"
-)
-_FALLBACK = re.compile(r'["()\\]|=\?')
-
-
-@functools.lru_cache(maxsize=4096)
-def _ordinary(value: str) -> tuple[tuple[str, str], ...] | None:
-    """The pairs of one header value if every entry is ordinary, else ``None``."""
-    if not value or _FALLBACK.search(value):
-        return None
-    pairs: list[tuple[str, str]] = []
-    for entry in value.split(","):
-        found = _ORDINARY.fullmatch(entry)
-        if found is None:
-            return None
-        bare = found["bare"]
-        if bare is not None:
-            pairs.append(("", bare))
-        else:
-            name = found["name"]
-            pairs.append((" ".join(name.split()) if name else "", found["addr"]))
-    return tuple(pairs)
-
-
-def addresses(values: Sequence[str]) -> list[tuple[str, str]]:
-    """``email.utils.getaddresses(values)``, parsed directly when every entry is ordinary.
-
-    Quotes, parentheses, backslashes or encoded words anywhere, or any entry that is not
-    ``addr``, ``<addr>`` or ``Name <addr>`` (groups, bare words, empty entries or values,
-    odd spacing or characters) take getaddresses itself; the direct parse gives the same
-    pairs. getaddresses joins the values with ", ", so for ordinary values its answer is
-    the values' answers in turn: each value's is cached (senders and lists repeat).
-    """
-    pairs: list[tuple[str, str]] = []
-    for value in values:
-        found = _ordinary(value)
-        if found is None:
-            return getaddresses(values)
-        pairs.extend(found)
-    return pairs
-
-
-def describe(headers: Headers) -> tuple[str, tuple[Recipient, ...], NormalisedSubject]:
-    """A message's sender, recipients and normalised subject, from its headers.
-
-    The sender is the first address of ``From``; the recipients are the distinct addresses
-    of every ``To``, then every ``Cc``, in order; the subject is the first ``Subject``.
-    """
-    senders: list[str] = []
-    to: list[str] = []
-    cc: list[str] = []
-    subject: str | None = None
-    for key, value in headers.items:  # one pass, not one per header looked up
-        lower = key.lower()
-        if lower == "from":
-            senders.append(value)
-        elif lower == "to":
-            to.append(value)
-        elif lower == "cc":
-            cc.append(value)
-        elif lower == "subject" and subject is None:
-            subject = value
-    if len(senders) == 1:
-        sender = _sender_of(senders[0])
-    else:
-        sender = next((a for _, a in addresses(senders) if a), "") if senders else ""
-    listed = to + cc if cc else to
-    if len(listed) == 1:
-        recipients = _recipients_of(listed[0])
-    elif listed and all(_ordinary(value) is not None for value in listed):
-        # each ordinary value's addresses are its own (see addresses()): merge the cached
-        # per-value recipients, first occurrences in order, as one parse of them all would
-        merged: dict[str, Recipient] = {}
-        for value in listed:
-            for recipient in _recipients_of(value):
-                merged.setdefault(recipient.address, recipient)
-        recipients = tuple(merged.values())
-    else:
-        recipients = _recipients(listed) if listed else ()
-    return sender, recipients, normalise_subject(subject or "", decoded=True)
-
-
-def _recipients(values: Sequence[str]) -> tuple[Recipient, ...]:
-    """The distinct addresses of ``values`` in order, as recipients without delay reasons."""
-    return tuple(Recipient(a) for a in dict.fromkeys(a for _, a in addresses(values) if a))
-
-
-# Senders and recipient lists repeat across a mailbox: each distinct value is parsed once.
-@functools.lru_cache(maxsize=4096)
-def _sender_of(value: str) -> str:
-    """The first address of one ``From`` value (``""`` if it has none)."""
-    return next((a for _, a in addresses((value,)) if a), "")
-
-
-@functools.lru_cache(maxsize=4096)
-def _recipients_of(value: str) -> tuple[Recipient, ...]:
-    """:func:`_recipients` of one value (the usual single ``To``)."""
-    return _recipients((value,))
 
 
 class ImapSource:
@@ -282,7 +185,8 @@ class ImapSource:
         for (folder, uidvalidity), messages in by_folder.items():
             current = self.state.get(folder)  # keys of two UIDVALIDITYs: the newer one counts
             if current is None or (current.mailbox.uidvalidity or 0) < uidvalidity:
-                self.state[folder] = FolderState(MailboxState(uidvalidity=uidvalidity), messages)
+                ordered = dict(sorted(messages.items()))
+                self.state[folder] = FolderState(MailboxState(uidvalidity=uidvalidity), ordered)
 
     @property
     def name(self) -> str:
@@ -348,14 +252,79 @@ class ImapSource:
         elif old is not None:  # every cached UID is void: sync the folder as if new
             log.info("imap_uidvalidity_changed", source=self.name, folder=folder)
         flag, criteria, reason = _ACTIONED[self.actioned]
-        unactioned = await client.uid_search(criteria)
-        wanted = [uid for uid in unactioned if uid not in known]
-        messages = {uid: known[uid] for uid in unactioned if uid in known}
-        done = {"\\Deleted", flag} - {None}
-        name, keep = self.name, self._keep
-        prefix, wait_reason = f"{name}/{folder}/{mailbox.uidvalidity}/", f"{reason} {folder}"
+        changes = None
+        if old is not None and known is old.messages and condstore:
+            changes = await self._changes(client, old.mailbox, mailbox, criteria)
+        if changes is None:  # the whole unactioned set: first sync, or something expunged
+            unactioned = await client.uid_search(criteria)
+            messages = {uid: known[uid] for uid in unactioned if uid in known}
+            wanted = [uid for uid in unactioned if uid not in known]
+        else:  # the known messages are updated in place (a copy would cost the folder's size)
+            changed, still = changes
+            messages = known
+            # until this sync completes, the state says "search everything next time": the
+            # dict stays a true cache of decoded messages by UID, whatever was removed so far
+            self.state[folder] = FolderState(replace(mailbox, highestmodseq=None), messages)
+            for uid in changed:
+                if uid not in still:  # actioned (or deleted) since the last sync
+                    messages.pop(uid, None)
+            wanted = [uid for uid in still if uid not in messages]
+        fetched: dict[int, Message] = {}
+        answered: set[int] = set()
+        decode = self._decoder(
+            folder, mailbox.uidvalidity, reason, {"\\Deleted", flag}, fetched, answered, now
+        )
+        malformed = (await client.fetch(wanted, self.fetch_items, decode))[1] if wanted else 0
+        if len(answered) < len(wanted):  # malformed, or expunged meanwhile
+            mailbox = replace(mailbox, highestmodseq=None)  # so the next poll retries them
+        self.state[folder] = FolderState(mailbox, _merged(messages, fetched))
+        return len(answered), malformed
 
-        def decode(batch: list[FetchRecord]) -> None:  # while the next batches are in flight
+    async def _changes(
+        self, client: ImapClient, before: MailboxState, after: MailboxState, criteria: str
+    ) -> tuple[list[int], set[int]] | None:
+        """The UIDs changed since the last sync and which of them are unactioned now.
+
+        Two ``UID SEARCH``es with ``MODSEQ`` (RFC 7162 §3.1.5): every message that arrived or
+        changed a flag since the last sync's HIGHESTMODSEQ, and those of them that match
+        ``criteria``; both answers are as long as what changed, not as the folder. An
+        expunge leaves no mod-sequence behind, so the counts decide: the last sync's
+        MESSAGES plus the changed UIDs that arrived since (from its UIDNEXT to this
+        EXAMINE's) equal this EXAMINE's MESSAGES exactly when nothing it saw was expunged.
+        ``None`` otherwise (or without the counters): the caller searches the whole set.
+        """
+        if (before.highestmodseq is None or before.uidnext is None or before.messages is None
+                or after.uidnext is None or after.messages is None):  # fmt: skip
+            return None
+        since = f"MODSEQ {before.highestmodseq + 1}"
+        changed = await client.uid_search(since)
+        arrived = sum(1 for uid in changed if before.uidnext <= uid < after.uidnext)
+        if before.messages + arrived != after.messages:
+            return None  # something was expunged: only the whole set says which
+        still = await client.uid_search(f"{since} {criteria}") if changed else []
+        return changed, set(still)
+
+    def _decoder(
+        self,
+        folder: str,
+        uidvalidity: int | None,
+        reason: str,
+        done: set[str | None],
+        into: dict[int, Message],
+        answered: set[int],
+        now: datetime,
+    ) -> Callable[[list[FetchRecord]], None]:
+        """What decodes each batch of header records into ``into`` (while more arrive).
+
+        Every record's UID goes into ``answered``, those of messages actioned since the
+        SEARCH too (they are not decoded).
+        """
+        done = done - {None}
+        name, keep = self.name, self._keep
+        prefix, wait_reason = f"{name}/{folder}/{uidvalidity}/", f"{reason} {folder}"
+
+        def decode(batch: list[FetchRecord]) -> None:
+            answered.update(r.uid for r in batch if r.uid is not None)
             live = [  # not those actioned between the SEARCH and the FETCH
                 r for r in batch if r.uid is not None and done.isdisjoint(r.flags or ())
             ]
@@ -365,26 +334,37 @@ class ImapSource:
                 arrival, size = record.internaldate or now, record.size or 0
                 sender, recipients, subject = describe(headers)
                 queue_id = str(uid)
-                messages[uid] = Message(
+                into[uid] = Message(  # positional: a third cheaper than wait_reason=…
                     prefix + queue_id, name, queue_id, folder, arrival, size, sender,
-                    recipients, headers, subject.text, subject.marking, wait_reason=wait_reason,
+                    recipients, headers, subject.text, subject.marking, False, wait_reason,
                 )  # fmt: skip
 
-        records, malformed = (
-            await client.fetch(wanted, self.fetch_items, decode) if wanted else ([], 0)
-        )
-        if set(wanted) - {r.uid for r in records}:  # malformed, or expunged meanwhile
-            mailbox = replace(mailbox, highestmodseq=None)  # so the next poll retries them
-        self.state[folder] = FolderState(mailbox, messages)
-        return len(records), malformed
+        return decode
 
     def _messages(self) -> tuple[Message, ...]:
-        out: list[Message] = []
+        reported: list[tuple[Message, ...]] = []
         for folder in self.folders:
             state = self.state.get(folder)
             if state is None:
                 continue
             if state.reported is None:  # messages are immutable: one tuple per completed sync
-                state.reported = tuple(state.messages[uid] for uid in sorted(state.messages))
-            out.extend(state.reported)
-        return tuple(out)
+                state.reported = tuple(state.messages.values())  # kept in UID order
+            reported.append(state.reported)
+        if len(reported) == 1:
+            return reported[0]  # one folder: its tuple as it is, not copied twice
+        return tuple(message for folder in reported for message in folder)
+
+
+def _merged(messages: dict[int, Message], fetched: dict[int, Message]) -> dict[int, Message]:
+    """``messages`` and ``fetched`` in one dict whose keys ascend (:attr:`FolderState.messages`).
+
+    ``messages`` ascends already; when every fetched UID is above its last (new mail, the
+    usual case) the fetched are appended, costing what was fetched, else everything is sorted.
+    """
+    if not fetched:
+        return messages
+    ordered = sorted(fetched.items())
+    if messages and ordered[0][0] < next(reversed(messages)):
+        return dict(sorted([*messages.items(), *ordered]))
+    messages.update(ordered)
+    return messages

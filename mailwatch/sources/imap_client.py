@@ -337,7 +337,8 @@ class ImapClient:
         """``UID FETCH`` of ``items`` for ``uids``, batched; returns records and malformed count.
 
         ``each`` is handed the records as each batch completes, while later batches are
-        still in flight (see :func:`~mailwatch.sources.imap_wire.fetch_batches`).
+        still in flight (see :func:`~mailwatch.sources.imap_wire.fetch_batches`); they are
+        then not kept, and the list returned is empty.
         """
         wire = self.wire
         try:

@@ -38,8 +38,12 @@ _WIRE_FETCH = re.compile(rb"\* " + FAST_FETCH_ITEMS + rb"\r\n")
 _LITERAL = re.compile(rb"\{(\d{1,20})\+?\}$")
 _FETCH = re.compile(rb"\* \d+ FETCH \(", re.IGNORECASE)
 _TAGGED = re.compile(rb"[A-Za-z0-9.]+ (?:OK|NO|BAD)\b", re.IGNORECASE)
-FETCH_WINDOW = 3
-"""Header FETCH batches in flight at once (each at most ``fetch_batch`` UIDs)."""
+FETCH_WINDOW = 64
+"""Header FETCH batches in flight at once (each at most ``fetch_batch`` UIDs): enough for the
+server to run ahead while a busy (or descheduled) client decodes, instead of waiting for the
+next command after each batch; what it sends ahead waits in the socket, bounded by TCP flow
+control. (First sync of 9,000 headers on a shared 2-CPU machine, median wall: 3 in flight
+0.36 s, 16 0.29 s, 64 0.27 s; the same CPU time.)"""
 TAG_PREFIX = "MW"
 
 Status = tuple[str, str]
@@ -235,7 +239,9 @@ async def fetch_batches(
     Dovecot answers the next pipelined FETCH before it tags the previous one, so records are
     kept by the UIDs asked for, not by position. With ``each``, the records read so far are
     handed to it after every tagged line (each record once, before the function returns), so
-    the caller decodes one batch while the server is still sending the next ones.
+    the caller decodes one batch while the server is still sending the next ones; they are
+    then not kept here (the list returned is empty), so their raw header blocks are freed
+    as soon as they are decoded.
     """
     wire.take_records()  # nothing left over from an earlier command counts here
     sent: collections.deque[asyncio.Future[Status]] = collections.deque()
@@ -249,8 +255,9 @@ async def fetch_batches(
         fresh, bad = wire.take_records()
         malformed += bad
         fresh = [r for r in fresh if r.uid in wanted]
-        kept.extend(fresh)
-        if each is not None and fresh:
+        if each is None:
+            kept.extend(fresh)
+        elif fresh:
             each(fresh)
 
     try:

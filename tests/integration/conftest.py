@@ -203,6 +203,8 @@ class CuttingProxy:
         self.port = 0
         self.sent = bytearray()
         """Everything any client sent, in order (plaintext sessions only are readable)."""
+        self.received = bytearray()
+        """Everything the server sent to any client, as forwarded (after rewrites)."""
         self.connections = 0
         self._trigger: bytes | None = None
         self._budget = 0
@@ -267,6 +269,7 @@ class CuttingProxy:
             while data := await up_reader.read(65536):
                 for old, new in self.rewrites.items():
                     data = data.replace(old, new)
+                self.received += data
                 if link.budget is not None:
                     if len(data) >= link.budget:
                         writer.write(data[: link.budget])

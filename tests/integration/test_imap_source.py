@@ -10,7 +10,6 @@ and the IMAP client's defences are in ``test_imap_failures.py``.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -267,16 +266,13 @@ class TestIncremental:
         mailbox.deliver_many(1000)
         source = proxied_source(fetch_batch=200)
 
-        started = time.perf_counter()
-        observation = await source.probe()
-        elapsed = time.perf_counter() - started
+        observation = await source.probe()  # its speed is measured in bench/imap_sync.py
 
         batches = proxy.fetched_uid_sets()
         assert max(len(batch) for batch in batches) <= 200
         assert sorted(uid for batch in batches for uid in batch) == list(range(1, 1001))
         assert len(observation.messages) == observation.headers_read == 1000
         assert observation.malformed == 0
-        assert elapsed < 5
 
 
 class TestRestart:
