@@ -8,25 +8,27 @@ and print them with the same renderer. Subjects are included only when asked for
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from mailwatch.alerting.lifecycle import AlertStatus
-from mailwatch.core.classify import Classifier
 from mailwatch.core.durations import format_seconds
 from mailwatch.core.judgement import Judgement, MessageFilter, judge, urgency
 from mailwatch.core.model import StoredMessage
 from mailwatch.core.redaction import mask_addresses
-from mailwatch.core.shape import Shape, build_shape
-from mailwatch.store import Store
+from mailwatch.store.rows import ScanRecord
 from mailwatch.store.shape import ShapeFilter
+
+if TYPE_CHECKING:  # the read commands (stuck, check) import this module: keep it light
+    from mailwatch.core.classify import Classifier
+    from mailwatch.core.shape import Shape
+    from mailwatch.store import Store
 
 __all__ = [
     "MessageFilter", "ShapeFilter", "alerts", "judged", "message", "messages", "near_misses",
     "scans", "shape",
 ]  # fmt: skip
 
-ALERT_ORDER = {AlertStatus.FIRING: 0, AlertStatus.ACKNOWLEDGED: 1, AlertStatus.PENDING: 2,
-               AlertStatus.RESOLVED: 3, AlertStatus.INACTIVE: 4}  # fmt: skip
+ALERT_ORDER = ("firing", "acknowledged", "pending", "resolved", "inactive")
+"""Alert statuses (``AlertStatus`` values), most urgent first."""
 
 
 class MessageLister(Protocol):
@@ -35,6 +37,12 @@ class MessageLister(Protocol):
     def list_messages(
         self, now: datetime, since: datetime, wanted: MessageFilter
     ) -> tuple[list[StoredMessage], int]: ...
+
+
+class ScanReader(Protocol):
+    """A store, or a read-only view of one (:class:`mailwatch.store.listing.StoreView`)."""
+
+    def last_scans(self) -> dict[str, ScanRecord]: ...
 
 
 class ShapeReader(Protocol):
@@ -47,6 +55,8 @@ class ShapeReader(Protocol):
 
 def shape(store: ShapeReader, now: datetime, wanted: ShapeFilter) -> Shape:
     """The qshape matrix (domain by age) of the queued messages ``wanted`` selects, P1 first."""
+    from mailwatch.core.shape import build_shape
+
     return build_shape(
         store.shape_cells(now, wanted), buckets=wanted.buckets, tick_minutes=wanted.tick_minutes,
         counting="messages" if wanted.messages else "recipients",
@@ -82,7 +92,7 @@ def messages(
     return [stuck_json(r, show_subject=show_subject) for r in rows], total
 
 
-def scans(store: Store, now: datetime) -> list[dict[str, Any]]:
+def scans(store: ScanReader, now: datetime) -> list[dict[str, Any]]:
     """The latest scan of each source."""
     return [
         {"source": name, "finished_at": s.finished_at.isoformat(), "ok": s.ok, "error": s.error,
@@ -102,11 +112,13 @@ def message(
 
 def alerts(store: Store, now: datetime, *, show_all: bool = False) -> dict[str, Any]:
     """Alerts (most urgent first), active silences and the outbox backlog."""
+    from mailwatch.alerting.lifecycle import AlertStatus
+
     silences = store.silences(now)
     states = [s for s in store.alert_states().values()
               if show_all or s.status in (AlertStatus.FIRING, AlertStatus.ACKNOWLEDGED,
                                           AlertStatus.PENDING)]  # fmt: skip
-    states.sort(key=lambda s: (ALERT_ORDER[s.status], -s.details.oldest_age_seconds))
+    states.sort(key=lambda s: (ALERT_ORDER.index(s.status.value), -s.details.oldest_age_seconds))
     return {
         "alerts": [{
             "id": str(s.key), "rule": s.key.rule, "class": s.key.class_name,
