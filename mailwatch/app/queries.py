@@ -7,6 +7,8 @@ and print them with the same renderer. Subjects are included only when asked for
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -14,6 +16,7 @@ from mailwatch.core.durations import format_seconds
 from mailwatch.core.judgement import Judgement, MessageFilter, judge, urgency
 from mailwatch.core.model import StoredMessage
 from mailwatch.core.redaction import mask_addresses
+from mailwatch.store.listing import Cursor, Page
 from mailwatch.store.rows import ScanRecord
 from mailwatch.store.shape import ShapeFilter
 
@@ -23,8 +26,8 @@ if TYPE_CHECKING:  # the read commands (stuck, check) import this module: keep i
     from mailwatch.store import Store
 
 __all__ = [
-    "MessageFilter", "ShapeFilter", "alerts", "judged", "message", "messages", "near_misses",
-    "scans", "shape",
+    "MessageFilter", "ShapeFilter", "alerts", "decode_cursor", "encode_cursor", "judged",
+    "message", "messages", "messages_page", "near_misses", "scans", "shape",
 ]  # fmt: skip
 
 ALERT_ORDER = ("firing", "acknowledged", "pending", "resolved", "inactive")
@@ -90,6 +93,55 @@ def messages(
     """Matching messages as JSON items, most urgent first, and how many matched before paging."""
     rows, total = judged(store, now, wanted, undeliverable_for=undeliverable_for)
     return [stuck_json(r, show_subject=show_subject) for r in rows], total
+
+
+class PageLister(Protocol):
+    """A store, or a read-only reader of one, that pages with a cursor (keyset paging)."""
+
+    def list_page(
+        self, now: datetime, since: datetime, wanted: MessageFilter, after: Cursor | None
+    ) -> Page: ...
+
+
+def messages_page(
+    store: PageLister,
+    now: datetime,
+    wanted: MessageFilter,
+    after: Cursor | None,
+    *,
+    undeliverable_for: float,
+) -> tuple[list[dict[str, Any]], int, str | None]:
+    """:func:`messages` after ``after`` (``None``: at the offset); the next page's cursor."""
+    since = now - timedelta(seconds=undeliverable_for)
+    page = store.list_page(now, since, wanted, after)
+    rows = sorted((judge(m, now, since) for m in page.messages), key=urgency)
+    if wanted.stuck_only:
+        rows = [r for r in rows if r.stuck]  # as in judged(): a guard, not a filter
+    following = None if page.after is None else encode_cursor(page.after)
+    return [stuck_json(r) for r in rows], page.total, following
+
+
+def encode_cursor(after: Cursor) -> str:
+    """An opaque, URL-safe cursor for ``after``."""
+    return base64.urlsafe_b64encode(json.dumps(list(after)).encode()).decode().rstrip("=")
+
+
+def decode_cursor(text: str | None) -> Cursor | None:
+    """The place a cursor from :func:`encode_cursor` names (``None``: none given).
+
+    ``ValueError`` if it is not one.
+    """
+    if text is None:
+        return None
+    try:
+        value = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (ValueError, TypeError):
+        raise ValueError("not a cursor this server gave") from None
+    if not (isinstance(value, list) and len(value) == 4 and value[0] in (0, 1)
+            and type(value[1]) is int and type(value[2]) in (int, float)
+            and isinstance(value[3], str)):  # fmt: skip
+        raise ValueError("not a cursor this server gave")
+    return (value[0], value[1], float(value[2]), value[3])
 
 
 def scans(store: ScanReader, now: datetime) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ by concern (:mod:`.inspection`, :mod:`.service`, :mod:`.ops`, :mod:`.alerts`) an
 A command's module is imported only when that command runs (or ``--help`` lists them all):
 ``mailwatch stuck`` must answer in well under half a second at 100,000 stuck, and importing
 every command's dependencies (the service, the fleet database driver, the alert engine) was
-most of its start-up. ``tests/unit/test_cli_imports.py`` checks what a read command imports.
+most of its start-up. ``tests/unit/test_read_commands.py`` checks what a read command imports.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import sqlite3
 import threading
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from mailwatch.core.judgement import LISTED_SQL, STUCK_SQL, UNDELIVERABLE_SQL, MessageFilter
 from mailwatch.core.model import Priority, StoredMessage
@@ -27,9 +27,9 @@ from mailwatch.store.shape import ShapeFilter, shape_cells
 
 ORDER_SQL = f"ORDER BY ifnull({STUCK_SQL}, 0) DESC, priority, arrival, key"
 """The order of :func:`mailwatch.core.judgement.urgency`, in SQL (a NULL outcome makes the
-predicate NULL, not 0: ``ifnull`` keeps those rows with the other non-stuck ones)."""
-STUCK_ORDER_SQL = "ORDER BY priority, arrival, key"
-"""The same order among stuck messages only (the predicate is 1 for every one of them)."""
+predicate NULL, not 0: ``ifnull`` keeps those rows with the other non-stuck ones).
+:func:`select_page` sorts by the same key written as a rank (0 stuck, 1 not), and by
+``priority, arrival, key`` alone when only stuck ones are selected."""
 
 
 def retag(exc: StoreError, context: str) -> StoreError:
@@ -74,24 +74,61 @@ def relayhosts(db: sqlite3.Connection) -> dict[str, str]:
     return dict(db.execute(RELAYHOSTS_SQL))
 
 
+Cursor = tuple[int, int, float, str]
+"""Where a page ended, in the listing's order: (0 if stuck else 1, priority, arrival, key)."""
+
+
+class Page(NamedTuple):
+    """A page of messages, how many matched in all, and where the next page starts."""
+
+    messages: list[StoredMessage]
+    total: int
+    after: Cursor | None
+    """The last row's place when more rows follow (pass it back as ``after``), else ``None``."""
+
+
 def select_messages(
     db: sqlite3.Connection, now: datetime, since: datetime, wanted: MessageFilter
 ) -> tuple[list[StoredMessage], int]:
-    """The page of matching messages, most urgent first, and how many matched in all.
+    """The page of matching messages, most urgent first, and how many matched in all."""
+    page = select_page(db, now, since, wanted)
+    return page.messages, page.total
 
-    Only row ids are sorted (whole rows, headers included, made the sort of 100,000 rows
-    ~2.5 times slower); the page's rows are then read by id and decoded, and nothing else is.
+
+def select_page(
+    db: sqlite3.Connection,
+    now: datetime,
+    since: datetime,
+    wanted: MessageFilter,
+    after: Cursor | None = None,
+) -> Page:
+    """The page of matching messages after ``after`` (keyset paging), or at ``wanted.offset``.
+
+    Only the sort key and row id of each matching row are sorted (whole rows, headers
+    included, made the sort of 100,000 rows ~2.5 times slower); the page's rows are then read
+    by id and decoded, and nothing else is. A cursor page costs what the first page costs, and
+    a scan between two pages neither repeats nor skips a message whose place did not change.
     """
     where, args = _where(now, since, wanted)
     total = int(db.execute(f"SELECT count(*) FROM messages WHERE {where}", args).fetchone()[0])
-    order = STUCK_ORDER_SQL if wanted.stuck_only else ORDER_SQL
-    sql = f"SELECT rowid FROM messages WHERE {where} {order}"
+    rank = "0" if wanted.stuck_only else f"(1 - ifnull({STUCK_SQL}, 0))"
+    if after is not None:
+        where += f" AND ({rank}, priority, arrival, key) > (:a_rank, :a_prio, :a_arrival, :a_key)"
+        args |= dict(zip(("a_rank", "a_prio", "a_arrival", "a_key"), after, strict=True))
+    sql = f"SELECT rowid, {rank}, priority, arrival, key FROM messages WHERE {where}"
+    sql += " ORDER BY " + ("" if wanted.stuck_only else f"{rank}, ") + "priority, arrival, key"
     if wanted.limit is not None or wanted.offset:
         sql += " LIMIT :limit OFFSET :offset"
-        args |= {"limit": -1 if wanted.limit is None else wanted.limit, "offset": wanted.offset}
-    ids = [row[0] for row in db.execute(sql, args)]
+        more = -1 if wanted.limit is None else wanted.limit + 1  # one more: is there a next?
+        args |= {"limit": more, "offset": 0 if after is not None else wanted.offset}
+    keys = db.execute(sql, args).fetchall()
+    full = wanted.limit is not None and len(keys) > wanted.limit
+    keys = keys[: wanted.limit] if full else keys
+    last = keys[-1] if full and keys else None
+    following = None if last is None else (int(last[1]), int(last[2]), float(last[3]), last[4])
     good, relays = last_good(db), relayhosts(db)
-    return [decode_message(row, good, relays) for row in _rows_by_id(db, ids)], total
+    rows = _rows_by_id(db, [k[0] for k in keys])
+    return Page([decode_message(r, good, relays) for r in rows], total, following)
 
 
 _CHUNK = 500
@@ -154,6 +191,15 @@ class ListingMixin:
         """See :func:`select_messages`."""
         try:
             return select_messages(self._db, now, since, wanted)
+        except StoreError as exc:
+            raise retag(exc, "cannot list messages") from exc
+
+    def list_page(
+        self, now: datetime, since: datetime, wanted: MessageFilter, after: Cursor | None
+    ) -> Page:
+        """See :func:`select_page`."""
+        try:
+            return select_page(self._db, now, since, wanted, after)
         except StoreError as exc:
             raise retag(exc, "cannot list messages") from exc
 
@@ -222,6 +268,15 @@ class MessageReader:
         """See :func:`select_messages`."""
         try:
             return select_messages(self._db(), now, since, wanted)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot list messages: {exc}") from exc
+
+    def list_page(
+        self, now: datetime, since: datetime, wanted: MessageFilter, after: Cursor | None
+    ) -> Page:
+        """See :func:`select_page`."""
+        try:
+            return select_page(self._db(), now, since, wanted, after)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot list messages: {exc}") from exc
 
