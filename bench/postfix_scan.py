@@ -909,25 +909,43 @@ def environment_facts() -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
+def users_of(root: Path) -> list[int]:
+    """Other processes whose command line names ``root`` (another benchmark using it)."""
+    mine, pid = set(), os.getpid()
+    while pid > 1:  # this process and its ancestors (a shell may name root too)
+        mine.add(pid)
+        try:
+            pid = int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) in mine:
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(str(root).encode() in arg for arg in argv):
+            found.append(int(proc.name))
+    return found
+
+
 def wait_idle(root: Path, timeout: float) -> None:
-    """Wait while another run uses the kept instance in ``root`` (its master is alive).
+    """Wait while another run uses the kept instance in ``root``.
 
     Two runs on one kept queue would rewrite each other's ``main.cf``, stop each other's
-    Postfix and time each other's load: the second waits, then gives up.
+    Postfix and time each other's load: the second waits (for every process naming ``root``
+    to end), then gives up. A Postfix left running by another run is reused (and reloaded
+    with this run's configuration), and left running.
     """
-    pid_file = root / "spool" / "pid" / "master.pid"
     deadline = time.monotonic() + timeout
     told = False
-    while True:
-        try:
-            pid = int(pid_file.read_text().split()[0])
-            os.kill(pid, 0)
-        except (OSError, ValueError, IndexError):
-            return
+    while users := users_of(root):
         if time.monotonic() > deadline:
-            raise BenchError(f"{root} is in use by another run (Postfix master {pid})")
+            raise BenchError(f"{root} is in use by another run (processes {users})")
         if not told:
-            print(f"{root} is in use by another run (Postfix master {pid}); waiting", flush=True)
+            print(f"{root} is in use by another run (processes {users}); waiting", flush=True)
             told = True
         time.sleep(5)
 
@@ -1006,10 +1024,15 @@ def run(args: argparse.Namespace) -> int:
         quieten(instance)
         started = False
         try:
-            print(f"starting Postfix in {root}", flush=True)
             t0 = time.perf_counter()
-            instance.start()
-            started = True
+            if instance.is_running():  # left running by another run: use it, leave it running
+                print(f"reloading the running Postfix in {root}", flush=True)
+                subprocess.run(["postfix", "-c", str(instance.config_dir), "reload"],
+                               check=True, capture_output=True, timeout=60)  # fmt: skip
+            else:
+                print(f"starting Postfix in {root}", flush=True)
+                started = True
+            instance.start()  # (waits for the SMTP port either way)
             injected, rate = prepare_queue(instance, rng, args.messages, args.connections)
             built = time.perf_counter() - t0
             environment["queue_build_seconds"] = round(built, 1)
