@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from mailwatch.config import validated
 from mailwatch.config.essentials import Essentials, load_essentials
 from mailwatch.core.durations import format_seconds, parse_duration
 from mailwatch.core.model import Priority
@@ -73,27 +74,31 @@ class Context:
             from mailwatch.config.settings import load
             from mailwatch.logs import configure as configure_logging
 
+            before = validated.fingerprint(self.path)
             try:
                 self._settings = load(self.path)
             except ConfigError as exc:
                 _config_problems(exc)
+            if validated.fingerprint(self.path) == before:  # not edited while it was read
+                validated.remember(before)
             configure_logging(self._settings.log.level, self._settings.log.format)
         return self._settings
 
     @property
     def essentials(self) -> Essentials:
-        """What the read commands use of the configuration, validated without the model.
+        """The configuration keys the read commands use (:mod:`mailwatch.config.essentials`).
 
-        ``store.path``, ``undeliverable_for``, ``log`` (see :mod:`mailwatch.config.essentials`);
-        exit 2 naming each bad key.
+        Read without the model only when this very configuration passed the full validation
+        before (:mod:`mailwatch.config.validated`); otherwise validated whole, every problem
+        listed (exit 2), as every command does.
         """
         if self._essentials is None:
-            if self._settings is None:
+            if self._settings is None and validated.was_validated(validated.fingerprint(self.path)):
                 try:
                     self._essentials = load_essentials(self.path)
                 except ConfigError as exc:
                     _config_problems(exc)
-            if self._essentials is None:  # loaded already, or the environment needs the model
+            if self._essentials is None:  # not validated before, or the environment needs it
                 s = self.settings
                 self._essentials = Essentials(
                     s.store.path, s.undeliverable_for.seconds, s.log.level, s.log.format

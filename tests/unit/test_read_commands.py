@@ -7,8 +7,10 @@ nobody runs:
 - what ``stuck`` and ``check`` import (each in a fresh interpreter: ``sys.modules`` after the
   command ran): not the configuration model (pydantic), the store's writer (structlog), the
   service, the web server, the fleet driver, ``holidays`` or RE2;
-- the configuration keys they read are validated by :mod:`mailwatch.config.essentials` with
-  the same rules and messages as the full load (a bad key still gets one line naming it);
+- they read the configuration keys they use with :mod:`mailwatch.config.essentials` (same
+  rules and messages as the full load), and only for a configuration that passed the full
+  validation before (:mod:`mailwatch.config.validated`): a broken or edited one is validated
+  whole and every problem is listed, as before;
 - every command is still registered, under its name, though imported only when it runs;
 - the listing sorts only each matching row's sort key and row id, then reads and decodes the
   page's rows by id: pages by offset and by cursor are what judging every message in Python
@@ -19,6 +21,7 @@ nobody runs:
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -30,6 +33,7 @@ from click.testing import CliRunner
 
 from mailwatch.app.queries import decode_cursor, encode_cursor
 from mailwatch.cli import COMMANDS, cli, load_command
+from mailwatch.config import validated
 from mailwatch.config.essentials import TOP_LEVEL_KEYS, load_essentials
 from mailwatch.config.settings import Settings, load
 from mailwatch.core.backlog import count_by_class
@@ -78,7 +82,10 @@ def _store(tmp_path: Path, count: int = 40) -> Path:
 def _imported_by(
     config: Path, args: list[str], heavy: tuple[str, ...] = HEAVY
 ) -> tuple[list[str], str]:
-    """The ``heavy`` modules loaded by ``mailwatch ARGS`` in a new interpreter; its output."""
+    """The ``heavy`` modules loaded by ``mailwatch ARGS`` in a new interpreter; its output.
+
+    The user cache (validated configurations) is ``cache`` next to the configuration.
+    """
     probe = (
         "import json, sys\nfrom mailwatch.cli import main\n"
         f"sys.argv = ['mailwatch', '-c', {str(config)!r}, *{args!r}]\n"
@@ -86,8 +93,9 @@ def _imported_by(
         "print('\\nMODULES', json.dumps(sorted(sys.modules)))\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=False, timeout=120
-    )
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False, timeout=120,
+        env=os.environ | {"XDG_CACHE_HOME": str(config.parent / "cache")},
+    )  # fmt: skip
     output, _, modules = done.stdout.rpartition("\nMODULES ")
     loaded = json.loads(modules)
     return [m for m in loaded if any(m == h or m.startswith(f"{h}.") for h in heavy)], output
@@ -97,8 +105,14 @@ def _imported_by(
     "args", [["stuck"], ["stuck", "--json"], ["stuck", "--priority", "P1"], ["check"]]
 )
 def test_read_commands_import_nothing_heavy(tmp_path: Path, args: list[str]) -> None:
-    """``stuck`` (table, JSON, a priority) and ``check`` answer without the heavy modules."""
+    """``stuck`` (table, JSON, a priority) and ``check`` answer without the heavy modules.
+
+    The first run validates the new configuration whole (the model is imported); the next
+    runs, of the same configuration, do not.
+    """
     config = _store(tmp_path)
+    first, _ = _imported_by(config, args)
+    assert "pydantic" in first
     heavy, output = _imported_by(config, args)
     assert heavy == []
     assert "Q000000" in output or "MAILWATCH CRITICAL" in output  # it did answer
@@ -109,6 +123,8 @@ def test_no_re2_unless_a_printed_reason_needs_it(tmp_path: Path, args: list[str]
     """Held messages (their reason is their queue) and ``check`` (no row decoded): no RE2."""
     config = tmp_path / "mailwatch.toml"
     _store(tmp_path, 1)  # one held message
+    _imported_by(config, ["config", "check", str(config)])
+    _imported_by(config, args)  # validates the configuration whole, once
     heavy, output = _imported_by(config, args, (*HEAVY, "re2"))
     assert heavy == []
     assert "Q00000000" in output or "MAILWATCH CRITICAL" in output
@@ -119,6 +135,68 @@ def test_the_import_probe_sees_heavy_modules(tmp_path: Path) -> None:
     heavy, output = _imported_by(_store(tmp_path, 1), ["classes"])
     assert "pydantic" in heavy
     assert "recall_emergency" in output
+
+
+def test_a_broken_configuration_is_validated_whole(tmp_path: Path) -> None:
+    """Validated once, then edited: ``stuck`` and ``check`` list every problem, and exit 2.
+
+    The classes' problems too, which they do not read; fixed again, they answer.
+    """
+    config = _store(tmp_path, 1)
+    good = config.read_text(encoding="utf-8")
+    for args in (["stuck"], ["check"]):
+        assert CliRunner().invoke(cli, ["-c", str(config), *args]).exit_code in (0, 2)
+    config.write_text(good + '[classes.recall_emergency]\nstuck_after = "10 minuts"\n'
+                      '[log]\nlevel = "loud"\n', encoding="utf-8")  # fmt: skip
+    for args in (["stuck"], ["check"]):
+        result = CliRunner().invoke(cli, ["-c", str(config), *args])
+        assert result.exit_code == 2
+        lines = result.stderr.splitlines()
+        assert all(line.startswith("mailwatch: config: ") for line in lines)
+        assert {
+            'mailwatch: config: classes.recall_emergency.stuck_after: "10 minuts" is not a'
+            " duration (e.g. 45s, 10m, 2h10m, 1bd)",
+            "mailwatch: config: log.level: Input should be 'debug', 'info', 'warning' or 'error'",
+        } <= set(lines)
+    config.write_text(good, encoding="utf-8")
+    result = CliRunner().invoke(cli, ["-c", str(config), "stuck"])
+    assert result.exit_code == 0
+    assert "Q00000000" in result.stdout
+
+
+def test_the_fingerprint_follows_the_file_the_settings_variables_and_the_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same bytes, path, settings variables and code: same; any of them changed: different."""
+    config = tmp_path / "a.toml"
+    config.write_text('[store]\npath = "x.db"\n', encoding="utf-8")
+    first = validated.fingerprint(config)
+    assert first is not None
+    assert first == validated.fingerprint(config)
+    monkeypatch.setenv("MAILWATCH_TOKEN", "not a setting")
+    monkeypatch.setenv("MAILWATCH_SERVER", "https://elsewhere.example")
+    assert validated.fingerprint(config) == first
+    monkeypatch.setenv("MAILWATCH_UNDELIVERABLE_FOR", '"2h"')
+    assert validated.fingerprint(config) != first
+    monkeypatch.delenv("MAILWATCH_UNDELIVERABLE_FOR")
+    config.write_text('[store]\npath = "y.db"\n', encoding="utf-8")
+    assert validated.fingerprint(config) != first
+    config.write_text('[store]\npath = "x.db"\n', encoding="utf-8")
+    assert validated.fingerprint(config) == first
+    monkeypatch.setattr(validated, "_PACKAGE", tmp_path)  # other code
+    assert validated.fingerprint(config) != first
+    assert validated.fingerprint(tmp_path / "missing.toml") is None
+
+
+def test_the_cache_keeps_the_latest_fingerprints(tmp_path: Path) -> None:
+    """At most KEEP, the newest kept; an unwritable cache is not an error."""
+    for n in range(validated.KEEP + 3):
+        validated.remember(f"{n:064x}")
+    kept = validated.cache_file().read_text(encoding="ascii").split()
+    assert kept == [f"{n:064x}" for n in range(3, validated.KEEP + 3)]
+    assert validated.was_validated(f"{validated.KEEP + 2:064x}")
+    assert not validated.was_validated(f"{0:064x}")
+    assert not validated.was_validated(None)
 
 
 def test_every_command_is_registered_under_its_name() -> None:
