@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 from mailwatch.config.essentials import TOP_LEVEL_KEYS
 
@@ -40,7 +41,7 @@ def cache_file() -> Path:
     return Path(base) / "mailwatch" / "validated-configs"
 
 
-def _code(digest: hashlib._Hash) -> None:
+def _code(digest: Any) -> None:
     """Size and modification time of every file of the package (an upgrade or an edit)."""
     for folder, dirs, files in os.walk(_PACKAGE):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
