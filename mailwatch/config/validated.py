@@ -35,9 +35,17 @@ KEEP = 16
 _PACKAGE = Path(__file__).resolve().parent.parent
 
 
-def cache_file() -> Path:
-    """``$XDG_CACHE_HOME/mailwatch/validated-configs`` (default ``~/.cache/...``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+def cache_file() -> Path | None:
+    """``$XDG_CACHE_HOME/mailwatch/validated-configs`` (default ``~/.cache/...``).
+
+    ``None`` when there is no home directory to default to.
+    """
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        try:
+            base = str(Path.home() / ".cache")
+        except RuntimeError:  # no HOME and no passwd entry
+            return None
     return Path(base) / "mailwatch" / "validated-configs"
 
 
@@ -77,19 +85,20 @@ def fingerprint(path: Path | None) -> str | None:
 
 def was_validated(print_: str | None) -> bool:
     """Whether the configuration with this fingerprint passed the full validation before."""
-    if print_ is None:
+    target = cache_file()
+    if print_ is None or target is None:
         return False
     try:
-        return print_ in cache_file().read_text(encoding="ascii").split()
+        return print_ in target.read_text(encoding="ascii").split()
     except (OSError, UnicodeDecodeError):
         return False
 
 
 def remember(print_: str | None) -> None:
     """Record a fingerprint that passed the full validation (best effort, atomic)."""
-    if print_ is None:
-        return
     target = cache_file()
+    if print_ is None or target is None:
+        return
     try:
         known = target.read_text(encoding="ascii").split() if target.exists() else []
     except (OSError, UnicodeDecodeError):

@@ -192,11 +192,26 @@ def test_the_cache_keeps_the_latest_fingerprints(tmp_path: Path) -> None:
     """At most KEEP, the newest kept; an unwritable cache is not an error."""
     for n in range(validated.KEEP + 3):
         validated.remember(f"{n:064x}")
-    kept = validated.cache_file().read_text(encoding="ascii").split()
+    cache = validated.cache_file()
+    assert cache is not None
+    kept = cache.read_text(encoding="ascii").split()
     assert kept == [f"{n:064x}" for n in range(3, validated.KEEP + 3)]
     assert validated.was_validated(f"{validated.KEEP + 2:064x}")
     assert not validated.was_validated(f"{0:064x}")
     assert not validated.was_validated(None)
+
+
+def test_no_home_directory_means_validating_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ``XDG_CACHE_HOME`` and no home directory: nothing remembered, nothing raised."""
+    monkeypatch.delenv("XDG_CACHE_HOME")
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", no_home)
+    assert validated.cache_file() is None
+    validated.remember(f"{1:064x}")
+    assert not validated.was_validated(f"{1:064x}")
 
 
 def test_every_command_is_registered_under_its_name() -> None:
