@@ -55,6 +55,7 @@ from mailwatch.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import footprint  # bench/footprint.py, next to this script
+import incident  # bench/incident.py: qshape, the exporter, the API, run RSS over 10 scans
 
 FIRST_SCAN_TARGET = 2.0  # first_scan / (postqueue -j + batched postcat -h)
 RESCAN_TARGET = 1.5  # rescan / postqueue -j
@@ -531,6 +532,8 @@ class Results:
     """tracemalloc: Python heap held after one scan, top allocation sites."""
     reads: dict[str, dict[str, float]] = field(default_factory=dict)
     """``stuck``, ``stuck --json``, ``check``... with every queued message stuck."""
+    incident: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """qshape, the exporter's scrape, the API's pages, ``run`` RSS over 10 scans."""
 
     def add(self, name: str, seconds: float) -> None:
         """Record one sample."""
@@ -581,6 +584,7 @@ async def measure(
         results.markings = dict(Counter(v.message.marking or "(none)" for v in outcome.verdicts))
     if scan is None:
         raise BenchError("no runs")
+    await asyncio.to_thread(baselines, instance, results, runs)
 
     try:
         for _ in range(runs):  # unchanged queue: no header reads, no message rows written
@@ -655,6 +659,21 @@ def footprints(instance: PrivatePostfix, workdir: Path, results: Results, runs: 
     print(f"  mailwatch run after {results.run['scans']} scans: {results.run}", flush=True)
     results.memory = footprint.tracemalloc_top(workdir, instance.config_dir)
     print(f"  tracemalloc: {results.memory['traced_after_scan_mib']:.0f} MiB held", flush=True)
+    api = incident.api_messages(workdir, workdir / "footprint.sqlite", runs)
+    results.incident["api"] = api
+    print(f"  GET /api/v1/messages?stuck=true: {api}", flush=True)
+    results.incident["run10"] = incident.run_rss_series(workdir, instance.config_dir, 10)
+    print(f"  mailwatch run over 10 scans: {results.incident['run10']}", flush=True)
+
+
+def baselines(instance: PrivatePostfix, results: Results, runs: int) -> None:
+    """Postfix's own tools and the exporter, on the same queue as A and B, in this run."""
+    results.incident["qshape"] = incident.qshape(instance.config_dir, runs)
+    print(f"  qshape deferred: {results.incident['qshape']}", flush=True)
+    results.incident["exporter"] = incident.exporter_scrape(
+        instance.queue_dir, instance.log_path, runs
+    )
+    print(f"  prometheus-postfix-exporter scrape: {results.incident['exporter']}", flush=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -701,6 +720,8 @@ def report(args: argparse.Namespace, results: Results, environment: dict[str, An
         f"{environment['cpus']} CPUs, load average at start {environment['loadavg_at_start']}, "
         f"at end {[round(x, 2) for x in os.getloadavg()]}"
     )
+    print(f"{environment['cpu_model']}, {environment['memory_gib']} GiB, Linux"
+          f" {environment['kernel']}; mailwatch bytecode: {environment['bytecode']}")  # fmt: skip
     print()
     baseline = med("postqueue_j") + med("batched_postcat")
     print(f"{'measurement':<46} {'median s':>9} {'min s':>8} {'max s':>8} {'cpu s':>7}"
@@ -748,6 +769,7 @@ def report(args: argparse.Namespace, results: Results, environment: dict[str, An
               f" {peak:.1f} MiB at peak; top sites:")  # fmt: skip
         for row in memory["top"]:
             print(f"  {row['mib']:7.1f} MiB {row['blocks']:>9} blocks  {row['where']}")
+    incident_table(results)
     print(f"classes (last first scan): {dict(sorted(results.classes.items()))}")
     print(f"markings (last first scan): {dict(sorted(results.markings.items()))}")
     print()
@@ -768,6 +790,7 @@ def report(args: argparse.Namespace, results: Results, environment: dict[str, An
             "run": results.run,
             "memory": results.memory,
             "reads": results.reads,
+            "incident": results.incident,
             "targets": [
                 {"name": t.name, "value": t.value, "limit": t.limit, "passed": t.passed}
                 for t in targets
@@ -777,6 +800,62 @@ def report(args: argparse.Namespace, results: Results, environment: dict[str, An
         Path(args.json).write_text(json.dumps(document, indent=2) + "\n")
         print(f"\nresults written to {args.json}")
     return all(t.passed for t in targets)
+
+
+def _incident_rows(results: Results) -> list[tuple[str, float, float | None]]:
+    """(label, wall seconds, CPU seconds or None) of every mailwatch row of issue 13's table."""
+    med = results.median
+    rows: list[tuple[str, float, float | None]] = []
+    for key, label in (("first_scan", "first scan"), ("rescan", "rescan, unchanged"),
+                       ("rescan_1pct", "rescan, 1% changed"),
+                       ("rescan_added", "rescan after +K new")):  # fmt: skip
+        if results.samples.get(key):
+            cpu = med(key + "_cpu") if results.samples.get(key + "_cpu") else None
+            rows.append((label, med(key), cpu))
+    for name, read in results.reads.items():
+        rows.append((f"`{name}`, {int(read['stuck'])} stuck", read["seconds"],
+                     read["cpu_seconds"]))  # fmt: skip
+    api = results.incident.get("api", {})
+    if api:
+        rows.append((f"API ?stuck=true first page, {api['stuck']} stuck",
+                     api["first_page_seconds"], None))  # fmt: skip
+        if api.get("cursor_page_1000_seconds") is not None:
+            rows.append(("API cursor page of 1000", api["cursor_page_1000_seconds"], None))
+        rows.append((f"API offset={api['offset']} page of 1000", api["offset_page_1000_seconds"],
+                     None))  # fmt: skip
+    return rows
+
+
+def incident_table(results: Results) -> None:
+    """Issue 13's table: every mailwatch row as a ratio against every baseline of this run."""
+    med = results.median
+    bases = {"/A": med("postqueue_j"), "/(A+B)": med("postqueue_j") + med("batched_postcat")}
+    for key, name in (("qshape", "/qshape"), ("exporter", "/exporter")):
+        measured = results.incident.get(key, {})
+        if "seconds" in measured:
+            bases[name] = measured["seconds"]
+    print()
+    print("issue 13 table: A = postqueue -j, B = batched postcat -h, qshape = `qshape deferred`,")
+    print("exporter = one prometheus-postfix-exporter scrape of /metrics (all in this run)")
+    for key in ("qshape", "exporter"):
+        measured = results.incident.get(key, {})
+        if "skipped" in measured:
+            print(f"  {key}: skipped: {measured['skipped']}")
+        elif measured:
+            cpu = f", CPU {measured['cpu_seconds']:.3f} s" if "cpu_seconds" in measured else ""
+            print(f"  {key}: {measured['seconds']:.3f} s{cpu}")
+    header = "".join(f"{name:>10}" for name in bases)
+    print(f"{'mailwatch':<44} {'wall s':>8} {'cpu s':>7}{header}")
+    for label, seconds, cpu_s in _incident_rows(results):
+        shown = f"{cpu_s:7.3f}" if cpu_s is not None else f"{'-':>7}"
+        ratios = "".join(f"{seconds / base:>10.2f}" for base in bases.values())
+        print(f"{label:<44} {seconds:>8.3f} {shown}{ratios}")
+    run10 = results.incident.get("run10")
+    if run10:
+        print(f"`mailwatch run` VmRSS after each of {run10['scans']} scans (MiB): "
+              f"{run10['rss_mib']}; VmHWM {run10['VmHWM']:.0f} MiB")  # fmt: skip
+    print("IMAP first sync / stdlib imaplib: see bench/imap_sync.py (its own row)")
+    print()
 
 
 def issue_targets(results: Results) -> list[Target]:
@@ -797,6 +876,9 @@ def issue_targets(results: Results) -> list[Target]:
     if results.run:
         rss = results.run["VmRSS"]
         targets.append(Target("`mailwatch run` VmRSS after 3 scans, MiB", rss, 300))
+    if results.incident.get("run10"):
+        rss = results.incident["run10"]["VmRSS"]
+        targets.append(Target("`mailwatch run` VmRSS after 10 scans, MiB", rss, 300))
     for name, read in results.reads.items():
         if name != "stuck --priority P1":
             targets.append(Target(f"`mailwatch {name}` seconds", read["seconds"], 0.5))
@@ -816,12 +898,69 @@ def environment_facts() -> dict[str, Any]:
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
         "platform": platform.platform(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
+        "bytecode": os.environ.get("PYTHONPYCACHEPREFIX", "default __pycache__")
+        if not os.environ.get("PYTHONDONTWRITEBYTECODE")
+        else "none (compiled at every start)",
+    } | incident.machine()
 
 
 # --------------------------------------------------------------------------------------------
 # Main.
 # --------------------------------------------------------------------------------------------
+
+
+def users_of(root: Path) -> list[int]:
+    """Other processes whose command line names ``root`` (another benchmark using it)."""
+    mine, pid = set(), os.getpid()
+    while pid > 1:  # this process and its ancestors (a shell may name root too)
+        mine.add(pid)
+        try:
+            pid = int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) in mine:
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(str(root).encode() in arg for arg in argv):
+            found.append(int(proc.name))
+    return found
+
+
+def wait_idle(root: Path, timeout: float) -> None:
+    """Wait while another run uses the kept instance in ``root``.
+
+    Two runs on one kept queue would rewrite each other's ``main.cf``, stop each other's
+    Postfix and time each other's load: the second waits (for every process naming ``root``
+    to end), then gives up. A Postfix left running by another run is reused (and reloaded
+    with this run's configuration), and left running.
+    """
+    deadline = time.monotonic() + timeout
+    told = False
+    while users := users_of(root):
+        if time.monotonic() > deadline:
+            raise BenchError(f"{root} is in use by another run (processes {users})")
+        if not told:
+            print(f"{root} is in use by another run (processes {users}); waiting", flush=True)
+            told = True
+        time.sleep(5)
+
+
+def bytecode(keep: str | None) -> None:
+    """Let the commands timed in child processes start from cached bytecode, as installed.
+
+    A packaged or pip-installed mailwatch has its ``.pyc`` files; with
+    ``PYTHONDONTWRITEBYTECODE`` set (as on this project's machines) an editable install
+    compiles every module at every start (~0.06 s of a read command). The cache goes to
+    ``PYTHONPYCACHEPREFIX`` (under ``--keep``), never into the source tree.
+    """
+    if os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None:
+        base = Path(keep) if keep else Path(tempfile.gettempdir())
+        os.environ.setdefault("PYTHONPYCACHEPREFIX", str(base / "pycache"))
 
 
 @contextmanager
@@ -855,6 +994,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument(
+        "--wait", type=float, default=3600, metavar="SECONDS",
+        help="while another run uses the --keep instance, wait this long for it (3600)",
+    )  # fmt: skip
+    parser.add_argument(
         "--build-only", action="store_true",
         help="with --keep: only build (or top up) the kept queue, measure nothing",
     )  # fmt: skip
@@ -870,19 +1013,26 @@ def run(args: argparse.Namespace) -> int:
         check(shutil.which(tool) is not None, f"{tool} not found (is Postfix installed?)")
     check(os.geteuid() == 0, "run as root: the private Postfix instance needs it")
     rng = random.Random(args.seed)
+    bytecode(args.keep)
     environment = environment_facts()
     with (
         instance_root(args.keep) as root,
         tempfile.TemporaryDirectory(prefix="mailwatch-bench-store-") as store_dir,
     ):
+        wait_idle(root, args.wait)
         instance = PrivatePostfix.create(root)
         quieten(instance)
         started = False
         try:
-            print(f"starting Postfix in {root}", flush=True)
             t0 = time.perf_counter()
-            instance.start()
-            started = True
+            if instance.is_running():  # left running by another run: use it, leave it running
+                print(f"reloading the running Postfix in {root}", flush=True)
+                subprocess.run(["postfix", "-c", str(instance.config_dir), "reload"],
+                               check=True, capture_output=True, timeout=60)  # fmt: skip
+            else:
+                print(f"starting Postfix in {root}", flush=True)
+                started = True
+            instance.start()  # (waits for the SMTP port either way)
             injected, rate = prepare_queue(instance, rng, args.messages, args.connections)
             built = time.perf_counter() - t0
             environment["queue_build_seconds"] = round(built, 1)
@@ -912,7 +1062,7 @@ def run(args: argparse.Namespace) -> int:
             if args.keep is not None and args.added > 0:  # leave exactly N for the next run
                 prepare_queue(instance, rng, args.messages, args.connections)
         finally:
-            if started or instance.is_running():
+            if started:
                 instance.stop()
     return 0 if report(args, results, environment) else 1
 

@@ -18,6 +18,17 @@ def _logging() -> None:
     configure("debug", "json", cache=False)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _user_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A cache directory of the session's own, not the user's ``~/.cache``.
+
+    The CLI remembers there which configurations it validated (mailwatch/config/validated.py).
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+        yield
+
+
 @pytest.fixture(name="postfix_instance", scope="session")
 def fixture_postfix_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivatePostfix]:
     """A real Postfix on loopback, for the whole session; everything it queues defers."""

@@ -7,26 +7,31 @@ and print them with the same renderer. Subjects are included only when asked for
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from mailwatch.alerting.lifecycle import AlertStatus
-from mailwatch.core.classify import Classifier
 from mailwatch.core.durations import format_seconds
 from mailwatch.core.judgement import Judgement, MessageFilter, judge, urgency
 from mailwatch.core.model import StoredMessage
 from mailwatch.core.redaction import mask_addresses
-from mailwatch.core.shape import Shape, build_shape
-from mailwatch.store import Store
+from mailwatch.store.listing import Cursor, Page
+from mailwatch.store.rows import ScanRecord
 from mailwatch.store.shape import ShapeFilter
 
+if TYPE_CHECKING:  # the read commands (stuck, check) import this module: keep it light
+    from mailwatch.core.classify import Classifier
+    from mailwatch.core.shape import Shape
+    from mailwatch.store import Store
+
 __all__ = [
-    "MessageFilter", "ShapeFilter", "alerts", "judged", "message", "messages", "near_misses",
-    "scans", "shape",
+    "MessageFilter", "ShapeFilter", "alerts", "decode_cursor", "encode_cursor", "judged",
+    "message", "messages", "messages_page", "near_misses", "scans", "shape",
 ]  # fmt: skip
 
-ALERT_ORDER = {AlertStatus.FIRING: 0, AlertStatus.ACKNOWLEDGED: 1, AlertStatus.PENDING: 2,
-               AlertStatus.RESOLVED: 3, AlertStatus.INACTIVE: 4}  # fmt: skip
+ALERT_ORDER = ("firing", "acknowledged", "pending", "resolved", "inactive")
+"""Alert statuses (``AlertStatus`` values), most urgent first."""
 
 
 class MessageLister(Protocol):
@@ -35,6 +40,12 @@ class MessageLister(Protocol):
     def list_messages(
         self, now: datetime, since: datetime, wanted: MessageFilter
     ) -> tuple[list[StoredMessage], int]: ...
+
+
+class ScanReader(Protocol):
+    """A store, or a read-only view of one (:class:`mailwatch.store.listing.StoreView`)."""
+
+    def last_scans(self) -> dict[str, ScanRecord]: ...
 
 
 class ShapeReader(Protocol):
@@ -47,6 +58,8 @@ class ShapeReader(Protocol):
 
 def shape(store: ShapeReader, now: datetime, wanted: ShapeFilter) -> Shape:
     """The qshape matrix (domain by age) of the queued messages ``wanted`` selects, P1 first."""
+    from mailwatch.core.shape import build_shape
+
     return build_shape(
         store.shape_cells(now, wanted), buckets=wanted.buckets, tick_minutes=wanted.tick_minutes,
         counting="messages" if wanted.messages else "recipients",
@@ -82,7 +95,56 @@ def messages(
     return [stuck_json(r, show_subject=show_subject) for r in rows], total
 
 
-def scans(store: Store, now: datetime) -> list[dict[str, Any]]:
+class PageLister(Protocol):
+    """A store, or a read-only reader of one, that pages with a cursor (keyset paging)."""
+
+    def list_page(
+        self, now: datetime, since: datetime, wanted: MessageFilter, after: Cursor | None
+    ) -> Page: ...
+
+
+def messages_page(
+    store: PageLister,
+    now: datetime,
+    wanted: MessageFilter,
+    after: Cursor | None,
+    *,
+    undeliverable_for: float,
+) -> tuple[list[dict[str, Any]], int, str | None]:
+    """:func:`messages` after ``after`` (``None``: at the offset); the next page's cursor."""
+    since = now - timedelta(seconds=undeliverable_for)
+    page = store.list_page(now, since, wanted, after)
+    rows = sorted((judge(m, now, since) for m in page.messages), key=urgency)
+    if wanted.stuck_only:
+        rows = [r for r in rows if r.stuck]  # as in judged(): a guard, not a filter
+    following = None if page.after is None else encode_cursor(page.after)
+    return [stuck_json(r) for r in rows], page.total, following
+
+
+def encode_cursor(after: Cursor) -> str:
+    """An opaque, URL-safe cursor for ``after``."""
+    return base64.urlsafe_b64encode(json.dumps(list(after)).encode()).decode().rstrip("=")
+
+
+def decode_cursor(text: str | None) -> Cursor | None:
+    """The place a cursor from :func:`encode_cursor` names (``None``: none given).
+
+    ``ValueError`` if it is not one.
+    """
+    if text is None:
+        return None
+    try:
+        value = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (ValueError, TypeError):
+        raise ValueError("not a cursor this server gave") from None
+    if not (isinstance(value, list) and len(value) == 4 and value[0] in (0, 1)
+            and type(value[1]) is int and type(value[2]) in (int, float)
+            and isinstance(value[3], str)):  # fmt: skip
+        raise ValueError("not a cursor this server gave")
+    return (value[0], value[1], float(value[2]), value[3])
+
+
+def scans(store: ScanReader, now: datetime) -> list[dict[str, Any]]:
     """The latest scan of each source."""
     return [
         {"source": name, "finished_at": s.finished_at.isoformat(), "ok": s.ok, "error": s.error,
@@ -102,11 +164,13 @@ def message(
 
 def alerts(store: Store, now: datetime, *, show_all: bool = False) -> dict[str, Any]:
     """Alerts (most urgent first), active silences and the outbox backlog."""
+    from mailwatch.alerting.lifecycle import AlertStatus
+
     silences = store.silences(now)
     states = [s for s in store.alert_states().values()
               if show_all or s.status in (AlertStatus.FIRING, AlertStatus.ACKNOWLEDGED,
                                           AlertStatus.PENDING)]  # fmt: skip
-    states.sort(key=lambda s: (ALERT_ORDER[s.status], -s.details.oldest_age_seconds))
+    states.sort(key=lambda s: (ALERT_ORDER.index(s.status.value), -s.details.oldest_age_seconds))
     return {
         "alerts": [{
             "id": str(s.key), "rule": s.key.rule, "class": s.key.class_name,

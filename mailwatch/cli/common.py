@@ -19,13 +19,17 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from mailwatch.cli.api_client import ApiClient
-from mailwatch.config import settings as config_module
+from mailwatch.config import validated
+from mailwatch.config.essentials import Essentials, load_essentials
 from mailwatch.core.durations import format_seconds, parse_duration
 from mailwatch.core.model import Priority
 from mailwatch.errors import ConfigError, MailwatchError
-from mailwatch.logs import configure as configure_logging
-from mailwatch.store import Store
+from mailwatch.store.listing import StoreView
+
+if TYPE_CHECKING:  # imported when used: a read command needs none of them (see cli/__init__)
+    from mailwatch.cli.api_client import ApiClient
+    from mailwatch.config.settings import Settings
+    from mailwatch.store import Store
 
 CONFIG_ENV = "MAILWATCH_CONFIG"
 
@@ -49,25 +53,57 @@ def config_path(explicit: Path | None) -> Path | None:
     return default if default.is_file() else None
 
 
+def _config_problems(exc: ConfigError) -> NoReturn:
+    for problem in exc.problems:
+        click.echo(f"mailwatch: config: {problem}", err=True)
+    sys.exit(2)
+
+
 class Context:
     """What every command needs: the configuration path, loaded lazily."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self._settings: config_module.Settings | None = None
+        self._settings: Settings | None = None
+        self._essentials: Essentials | None = None
 
     @property
-    def settings(self) -> config_module.Settings:
+    def settings(self) -> Settings:
         """The validated configuration (exit 2 with every problem listed if invalid)."""
         if self._settings is None:
+            from mailwatch.config.settings import load
+            from mailwatch.logs import configure as configure_logging
+
+            before = validated.fingerprint(self.path)
             try:
-                self._settings = config_module.load(self.path)
+                self._settings = load(self.path)
             except ConfigError as exc:
-                for problem in exc.problems:
-                    click.echo(f"mailwatch: config: {problem}", err=True)
-                sys.exit(2)
+                _config_problems(exc)
+            if validated.fingerprint(self.path) == before:  # not edited while it was read
+                validated.remember(before)
             configure_logging(self._settings.log.level, self._settings.log.format)
         return self._settings
+
+    @property
+    def essentials(self) -> Essentials:
+        """The configuration keys the read commands use (:mod:`mailwatch.config.essentials`).
+
+        Read without the model only when this very configuration passed the full validation
+        before (:mod:`mailwatch.config.validated`); otherwise validated whole, every problem
+        listed (exit 2), as every command does.
+        """
+        if self._essentials is None:
+            if self._settings is None and validated.was_validated(validated.fingerprint(self.path)):
+                try:
+                    self._essentials = load_essentials(self.path)
+                except ConfigError as exc:
+                    _config_problems(exc)
+            if self._essentials is None:  # not validated before, or the environment needs it
+                s = self.settings
+                self._essentials = Essentials(
+                    s.store.path, s.undeliverable_for.seconds, s.log.level, s.log.format
+                )
+        return self._essentials
 
     @contextmanager
     def store(self, *, write: bool = False, create: bool = False) -> Iterator[Store]:
@@ -75,9 +111,17 @@ class Context:
 
         Read-only unless ``write``; a missing store is an error unless ``create``.
         """
+        from mailwatch.store.db import Store
+
         path = self.settings.store.path
         with Store(path, create=create, readonly=not (write or create)) as store:
             yield store
+
+    @contextmanager
+    def view(self) -> Iterator[StoreView]:
+        """The configured store, read-only and lightly (:class:`StoreView`), closed afterwards."""
+        with StoreView(self.essentials.store_path) as view:
+            yield view
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -284,4 +328,6 @@ def api_client(server: str | None, token_file: Path | None) -> ApiClient | None:
     ca_file = current.meta.get(_CA_FILE) if current is not None else None
     if ca_file is not None and not ca_file.is_file():
         fail(f"--ca-file: {ca_file} is not a readable file", 2)
+    from mailwatch.cli.api_client import ApiClient
+
     return ApiClient(server, token, ca_file)

@@ -146,17 +146,16 @@ def _select(
         page = client.request("GET", "/api/v1/messages", params=params)
         items, total = page["items"], int(page.get("total", len(page["items"])))
         return items, total, client.request("GET", "/api/v1/summary")["scans"]
-    settings = ctx.settings
-    if class_name is not None and class_name not in settings.all_classes():
-        fail(f"--class: unknown class {class_name!r}", 2)
+    if class_name is not None and class_name not in ctx.settings.all_classes():
+        fail(f"--class: unknown class {class_name!r}", 2)  # the only filter needing the model
     wanted = queries.MessageFilter(
         not include_all, class_name, priority, older_than, source, limit or None
     )
     now = utc_now()
-    with ctx.store() as store:
+    with ctx.view() as store:
         items, total = queries.messages(
             store, now, wanted, show_subject=show_subject,
-            undeliverable_for=settings.undeliverable_for.seconds,
+            undeliverable_for=ctx.essentials.undeliverable_for,
         )  # fmt: skip
         return items, total, queries.scans(store, now)
 
@@ -296,8 +295,8 @@ def check(
     try:
         wanted = {Priority.parse(p) for p in priorities}
         now = datetime.now(UTC)
-        since = now - timedelta(seconds=ctx.settings.undeliverable_for.seconds)
-        with ctx.store() as store:
+        since = now - timedelta(seconds=ctx.essentials.undeliverable_for)
+        with ctx.view() as store:
             scans = store.last_scans()
             stuck = store.count_stuck(now, since)  # the judgement's SQL form: counted in SQL
     except Exception as exc:  # noqa: BLE001 - a monitoring check must answer UNKNOWN, not crash

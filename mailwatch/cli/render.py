@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailwatch.cli.terminal import visible
-from mailwatch.core.backlog import ClassCount
 from mailwatch.core.durations import format_seconds
 from mailwatch.core.model import Priority
+
+if TYPE_CHECKING:  # core.backlog imports the classifier (re2): `stuck` needs neither
+    from mailwatch.core.backlog import ClassCount
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

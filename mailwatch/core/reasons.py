@@ -29,8 +29,8 @@ never backtracks); the text is cut to :data:`MAX_REASON_CHARS` first.
 from __future__ import annotations
 
 import enum
-
-import re2
+import functools
+from typing import Any
 
 MAX_REASON_CHARS = 2048
 """Only this many characters of a reason are read (real reasons are a few hundred)."""
@@ -133,13 +133,24 @@ ENHANCED_CODES: tuple[tuple[str, ReasonCategory], ...] = (
 BASIC_CODES = {"421": C.THROTTLED, "452": C.THROTTLED}
 """Bare SMTP reply codes that say something on their own."""
 
-_CODE = re2.compile(r"(?:^|[^0-9.])([245]\.[0-9]{1,3}\.[0-9]{1,3})(?:[^0-9.]|\.?$|\.[^0-9])")
-_BASIC = re2.compile(r"(?:^|[^0-9.\-])([245][0-9][0-9])(?:[ \-]|$)")
+
+@functools.cache
+def _patterns() -> tuple[Any, Any]:
+    """The enhanced and basic status-code patterns, compiled on first use.
+
+    ``mailwatch stuck`` imports this module, and most of its pages never need RE2.
+    """
+    import re2
+
+    return (
+        re2.compile(r"(?:^|[^0-9.])([245]\.[0-9]{1,3}\.[0-9]{1,3})(?:[^0-9.]|\.?$|\.[^0-9])"),
+        re2.compile(r"(?:^|[^0-9.\-])([245][0-9][0-9])(?:[ \-]|$)"),
+    )
 
 
 def enhanced_code(text: str) -> str | None:
     """The first RFC 3463 enhanced status code in ``text`` (``"4.7.500"``), or ``None``."""
-    found = _CODE.search(text[:MAX_REASON_CHARS])
+    found = _patterns()[0].search(text[:MAX_REASON_CHARS])
     return found.group(1) if found else None
 
 
@@ -198,7 +209,7 @@ def _permanent(text: str) -> bool:
     code = enhanced_code(text)
     if code is not None:
         return code.startswith("5")
-    basic = _BASIC.search(text)
+    basic = _patterns()[1].search(text)
     return basic is not None and basic.group(1).startswith("5")
 
 
@@ -215,5 +226,5 @@ def _by_codes(text: str) -> ReasonCategory | None:
         found = _by_code(code)
         if found is not None:
             return found
-    basic = _BASIC.search(text)
+    basic = _patterns()[1].search(text)
     return BASIC_CODES.get(basic.group(1)) if basic else None

@@ -102,20 +102,26 @@ async def list_messages(request: web.Request) -> web.Response:
 
     Selected and paged in SQL by the judgement's SQL form, on a read-only connection in a
     worker thread: a request never judges every row, nor blocks the event loop (the scans).
+    Pages by ``offset``, or by ``cursor`` (each response's ``next_cursor``: keyset paging).
     """
     settings, service = request.app[SETTINGS_KEY], request.app[SERVICE_KEY]
-    wanted = _filter(request, settings)
-    reader = request.app[READER_KEY]
+    wanted, reader = _filter(request, settings), request.app[READER_KEY]
+    try:
+        after = queries.decode_cursor(request.query.get("cursor"))
+    except ValueError as exc:
+        raise _error(400, f"cursor: {exc}") from None
+    args = (_now(), wanted, after)
     window = settings.undeliverable_for.seconds
     if reader is None:  # an in-memory store has no file to open again: judge on the loop
-        items, total = queries.messages(service.store, _now(), wanted, undeliverable_for=window)
-    else:
-        items, total = await asyncio.to_thread(
-            queries.messages, reader, _now(), wanted, undeliverable_for=window
+        items, total, following = queries.messages_page(
+            service.store, *args, undeliverable_for=window
         )
-    return web.json_response(
-        {"items": items, "total": total, "limit": wanted.limit, "offset": wanted.offset}
-    )
+    else:
+        items, total, following = await asyncio.to_thread(
+            queries.messages_page, reader, *args, undeliverable_for=window
+        )
+    return web.json_response({"items": items, "total": total, "limit": wanted.limit,
+                              "offset": wanted.offset, "next_cursor": following})  # fmt: skip
 
 
 async def get_message(request: web.Request) -> web.Response:

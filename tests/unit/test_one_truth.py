@@ -210,6 +210,35 @@ class TestEveryInterfaceAgrees:
         assert whole == cli_order == paged
         assert total == len(STUCK)
 
+    @pytest.mark.parametrize("stuck", ["true", "false"])
+    def test_api_cursor_pages_agree_with_the_cli(
+        self, settings: Settings, service: Service, monkeypatch: pytest.MonkeyPatch, stuck: str
+    ) -> None:
+        """Pages by ``cursor`` (keyset paging) add up to the CLI's list; a bad cursor is 400."""
+        monkeypatch.setenv("MW_ONE_TRUTH_TOKEN", TOKEN)
+        args = ("stuck", "--json") if stuck == "true" else ("stuck", "--all", "--json")
+        cli_order = [i["queue_id"] for i in json.loads(_cli(settings, *args).output)]
+
+        async def fetch() -> tuple[list[str], int]:
+            async with TestClient(TestServer(api.build(service, settings))) as client:
+                headers = {"Authorization": f"Bearer {TOKEN}"}
+                paged: list[str] = []
+                params = {"limit": "3", "stuck": stuck}
+                while True:
+                    body = await (await client.get("/api/v1/messages", params=params,
+                                                   headers=headers)).json()  # fmt: skip
+                    paged += [i["queue_id"] for i in body["items"]]
+                    if body["next_cursor"] is None:
+                        break
+                    params["cursor"] = body["next_cursor"]
+                bad = await client.get("/api/v1/messages", params={"cursor": "x!"},
+                                       headers=headers)  # fmt: skip
+                return paged, bad.status
+
+        paged, bad_status = asyncio.run(fetch())
+        assert paged == cli_order
+        assert bad_status == 400
+
     def test_status_page(self, service: Service) -> None:
         """The status page counts the same stuck messages per class and message priority."""
         summary = api.status_summary(service, NOW)
