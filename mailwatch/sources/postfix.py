@@ -1,21 +1,35 @@
-"""The Postfix queue source: ``postqueue -j`` for the listing, queue files for headers.
+"""The Postfix queue source: the queue directories read incrementally, ``postqueue -j`` to check.
 
-Cost grows with what changed, not with the backlog: headers are read only for messages this
-source has not seen before (cache keyed by source + queue id + arrival time, because Postfix
-reuses queue ids), and entries of messages that left the queue are dropped from the cache.
-The listing is consumed as it streams by a worker thread that also reads and decodes new
-messages' headers (:mod:`mailwatch.sources.postfix_listing`), overlapping postqueue's work.
-Only the headers mailwatch uses are kept when ``keep_headers`` is given (see
-:func:`mailwatch.core.headers.keep_set`).
+Cost grows with what changed, not with the backlog. Two ways to see the queue:
+
+* **The queue directories** (:mod:`mailwatch.sources.postfix_qdir`): directories ``stat`` -ed,
+  only changed ones listed, only new or changed queue files read (envelope and headers in one
+  read), defer logs only of messages that changed. This is every scan's way when
+  ``full_listing_every`` is not zero, **including the first**: a first scan through the
+  listing reads every queue file twice (showq for ``postqueue -j``, then mailwatch for the
+  headers) and parses the JSON, while the directories give the same in one read per file;
+  and it builds the state every later rescan needs.
+* **The listing**, ``postqueue -j`` consumed as it streams by a worker thread that reads new
+  messages' headers (:mod:`mailwatch.sources.postfix_listing`): every ``full_listing_every``
+  (a reconciliation: the incremental view is compared with it, differences logged as a count
+  and kept in :attr:`PostfixSource.reconcile_differences`, differing messages forgotten so the
+  next scan re-reads them, and the listing's result is the probe's), after an error reading
+  the directories, and at every scan when ``full_listing_every`` is zero (the old behaviour).
+
+Headers are cached by source + queue id + arrival time (Postfix reuses queue ids); entries of
+messages that left the queue are dropped. "Mail system is down" is postqueue's warning on the
+listing path and, on the directory path, what ``master.pid`` says (the master is not running).
+``postconf -xh relayhost`` is asked only when ``main.cf`` changed. Only the headers mailwatch
+uses are kept when ``keep_headers`` is given (:func:`mailwatch.core.headers.keep_set`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, MutableMapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,9 +46,14 @@ from mailwatch.sources.postfix_listing import (
     CachedHeaders,
     Listed,
     ListingWorker,
+    call_soon,
+    grow_pipe,
+    listing_warnings,
     message_key,
     read_queue_headers,
+    settle,
 )
+from mailwatch.sources.postfix_qdir import QueueDirWatcher, differences, mail_system_down
 from mailwatch.sources.process import Child
 
 __all__ = [
@@ -49,13 +68,7 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 STDERR_LIMIT = 4096  # bounds memory if a broken command floods stderr
-PIPE_SIZE = 1 << 20  # lets postqueue run ahead of the worker (best effort, Linux)
 WORKER_GRACE = 5.0  # s: a stopped listing worker returns within POLL_MS unless a read hangs
-
-
-def _grow_pipe(fd: int) -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
 
 
 class PostfixSource:
@@ -73,12 +86,14 @@ class PostfixSource:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         header_cache: MutableMapping[str, CachedHeaders] | None = None,
         keep_headers: Iterable[str] | None = None,
+        full_listing_every: float = 600.0,
     ) -> None:
         """A source named ``name``; see the class docstring for the commands it runs.
 
         ``keep_headers`` names the headers class rules use: with it, only those and the
         essential ones (:data:`mailwatch.core.headers.ESSENTIAL_HEADERS`) are kept and decoded;
-        without it, every header but the trace headers.
+        without it, every header but the trace headers. ``full_listing_every`` (seconds): how
+        often ``postqueue -j`` checks the incremental view (0: every scan, no directories read).
         """
         self._name = name
         self.config_dir = config_dir
@@ -95,6 +110,12 @@ class PostfixSource:
         # the same line again, and a dict lookup costs far less than parsing JSON.
         self._lines: dict[bytes, Listed] = {}
         self._relayhost: str | None = None
+        self._main_cf_mtime: int | None = None
+        self.full_listing_every = full_listing_every
+        self._watcher: QueueDirWatcher | None = None
+        self._listed_at: float | None = None  # monotonic time of the last full view
+        self.reconcile_differences = 0
+        """Messages the last reconciliations found different (a running total)."""
 
     @property
     def name(self) -> str:
@@ -149,9 +170,20 @@ class PostfixSource:
         return out.decode("utf-8", "replace").strip() or None
 
     async def _relayhost_or_last(self) -> str | None:
-        """:meth:`relayhost`, or the last one known when postconf fails (the probe goes on)."""
+        """:meth:`relayhost`, asked again only when main.cf changed (or postconf failed).
+
+        The last one known is kept when postconf fails (the probe goes on).
+        """
+        main_cf = (self.config_dir or Path("/etc/postfix")) / "main.cf"
+        try:
+            mtime: int | None = main_cf.stat().st_mtime_ns
+        except OSError:
+            mtime = None
+        if mtime is not None and mtime == self._main_cf_mtime:
+            return self._relayhost
         try:
             self._relayhost = await self.relayhost()
+            self._main_cf_mtime = mtime
         except SourceError as exc:
             log.warning("relayhost_unknown", source=self.name, error=exc.detail)
         return self._relayhost
@@ -169,7 +201,7 @@ class PostfixSource:
         except OSError as exc:  # out of descriptors: as if the command could not be started
             raise SourceUnavailable(self.name, f"cannot run {argv[0]}: {exc.strerror}") from exc
         try:
-            _grow_pipe(read_fd)
+            grow_pipe(read_fd)
             child = await self._start(argv, write_fd)
         except BaseException:
             os.close(read_fd)
@@ -187,7 +219,7 @@ class PostfixSource:
             except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
                 failure = exc
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(_settle, done, failure)
+                loop.call_soon_threadsafe(settle, done, failure)
 
         threading.Thread(target=work, name=f"postqueue-{self.name}", daemon=True).start()
         try:
@@ -210,6 +242,95 @@ class PostfixSource:
         return worker, stderr.decode("utf-8", "replace")
 
     async def probe(self) -> QueueObservation:
+        """The queue now: by its directories, or by ``postqueue -j`` when that is due."""
+        if self.full_listing_every <= 0:
+            return await self._probe_listing()
+        due = self._listed_at is None or (
+            time.monotonic() - self._listed_at >= self.full_listing_every
+        )
+        if self._watcher is not None and not due:
+            try:
+                return await self._probe_directories()
+            except SourceTimeout:
+                raise
+            except (SourceError, OSError) as exc:  # a directory error: the listing instead
+                log.warning("queue_directories_unreadable", source=self.name, error=str(exc))
+                self._watcher = None
+        if self._watcher is None:  # the first scan (or after an error): the directories
+            queue_dir = await self.queue_dir()
+            self._watcher = QueueDirWatcher(
+                self.name, os.fspath(queue_dir), self.header_cache, self.keep
+            )
+            if self._listed_at is None:
+                observation = await self._probe_directories()
+                self._listed_at = time.monotonic()
+                return observation
+        return await self._reconcile()
+
+    async def _reconcile(self) -> QueueObservation:
+        """A full listing, compared with the incremental view (differences counted)."""
+        observation = await self._probe_listing()
+        self._listed_at = time.monotonic()
+        watcher = self._watcher
+        if watcher is None:
+            return observation
+        try:
+            seen = await self._scan_directories(watcher)
+        except (SourceError, OSError) as exc:
+            log.warning("queue_directories_unreadable", source=self.name, error=str(exc))
+            self._watcher = None
+            return observation
+        differing = differences(observation.messages, seen)
+        for queue_id in differing:
+            watcher.forget(queue_id)
+        self.reconcile_differences += len(differing)
+        log.info("postfix_reconciled", source=self.name, differences=len(differing))
+        return observation
+
+    async def _scan_directories(self, watcher: QueueDirWatcher) -> list[Message]:
+        watcher.deadline = time.monotonic() + self.timeout
+        try:
+            async with asyncio.timeout(self.timeout + 1):
+                return await asyncio.to_thread(watcher.scan)
+        except TimeoutError as exc:  # the thread stops at its own deadline
+            watcher.stop()
+            raise SourceTimeout(
+                self.name, f"reading the queue directories took longer than {self.timeout:g}s"
+            ) from exc
+        except PermissionError as exc:
+            raise SourceUnavailable(
+                self.name,
+                f"cannot read the queue under {self._queue_dir} ({exc.strerror}); "
+                "run mailwatch as root or give it read access to the queue",
+            ) from exc
+
+    async def _probe_directories(self) -> QueueObservation:
+        """The queue by its directories (:class:`QueueDirWatcher`): what changed is read."""
+        watcher = self._watcher
+        if watcher is None:
+            raise SourceError(self.name, "the queue directories are not being watched")
+        relay = asyncio.get_running_loop().create_task(self._relayhost_or_last())
+        try:
+            messages = await self._scan_directories(watcher)
+            relayhost = await relay
+        finally:
+            relay.cancel()
+            await asyncio.wait([relay], timeout=process.KILL_GRACE + 1)
+        if watcher.changes:
+            present = {message.key for message in messages}
+            for stale in [k for k in self.header_cache if k not in present]:
+                del self.header_cache[stale]
+        down = mail_system_down(watcher.queue_dir)
+        return QueueObservation(
+            source=self.name,
+            observed_at=self._clock(),
+            messages=tuple(messages),
+            headers_read=watcher.headers_read,
+            warnings=(down,) if down else (),
+            relayhost=relayhost,
+        )
+
+    async def _probe_listing(self) -> QueueObservation:
         """List the queue, read headers of new messages only, and return what was seen.
 
         As root, postqueue reads the queue directly when the mail system is down and says so
@@ -228,7 +349,7 @@ class PostfixSource:
             worker, stderr = await self._listing(
                 lambda fd: ListingWorker(
                     self.name, fd, self._lines, self.header_cache, lambda: self._queue_dir,
-                    lambda: _call_soon(loop, find_queue_dir), self.keep,
+                    lambda: call_soon(loop, find_queue_dir), self.keep,
                 )
             )  # fmt: skip
             observed_at = self._clock()
@@ -274,30 +395,6 @@ class PostfixSource:
             messages=tuple(messages),
             malformed=len(worker.problems),
             headers_read=worker.headers_read,
-            warnings=_warnings(stderr),
+            warnings=listing_warnings(stderr),
             relayhost=relayhost,
         )
-
-
-def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
-    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-        loop.call_soon_threadsafe(callback)
-
-
-def _settle(done: asyncio.Future[None], failure: BaseException | None) -> None:
-    if done.done():
-        return
-    if failure is None:
-        done.set_result(None)
-    else:
-        done.set_exception(failure)
-
-
-def _warnings(stderr: str) -> tuple[str, ...]:
-    return tuple(
-        dict.fromkeys(
-            line.split("warning:", 1)[1].strip()
-            for line in stderr.splitlines()
-            if "warning:" in line
-        )
-    )
