@@ -53,7 +53,10 @@ def parse_defer_log(data: bytes) -> tuple[tuple[str, str], ...]:
     """``(recipient, reason)`` per entry, in file order (a recipient may repeat)."""
     entries: list[tuple[str, str]] = []
     lines: list[str] = []
-    for raw in data.split(b"\n"):
+    raw_lines = data.split(b"\n")
+    if not raw_lines[-1]:
+        raw_lines.pop()  # what follows the last newline: nothing, not a blank line
+    for raw in raw_lines:
         if not raw:
             if lines:
                 entries.append(_entry(lines))

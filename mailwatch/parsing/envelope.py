@@ -18,8 +18,8 @@ the sender ends the walk, as in showq. The same walk returns the header block (t
 lines of the content, :func:`mailwatch.parsing.queuefile.header_block_at`), so one read of a
 new queue file gives everything a message needs.
 
-The caller usually holds only the start of the file: :class:`Gap` (a
-:class:`~mailwatch.errors.QueueFileError`) says at which offset more bytes are needed; it
+The caller usually holds only the start of the file:
+:class:`~mailwatch.errors.QueueFileGap` says at which offset more bytes are needed; the caller
 reads from there and calls again with ``tail`` (see :func:`parse_queue_file`).
 """
 
@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from sys import intern
 
 from mailwatch.errors import QueueFileError
+from mailwatch.errors import QueueFileGap as Gap
 from mailwatch.parsing.queuefile import header_block_at, record_at
 
 EMPTY_ADDRESS = "MAILER-DAEMON"
@@ -41,16 +42,6 @@ REVERSE_JUMP_LIMIT = 10_000
 """``rec_goto``'s guard against pointer loops."""
 _SIZE_CHARS = frozenset(b"0123456789 ")
 _SPECIALS = frozenset(b'()<>@,;:\\"[]')
-
-
-class Gap(QueueFileError):
-    """The walk needs the bytes from ``offset`` on, which the data handed in does not hold."""
-
-    def __init__(self, offset: int, in_content: bool) -> None:
-        super().__init__(f"queue file data needed from offset {offset}")
-        self.offset = offset
-        self.in_content = in_content
-        """Whether the gap is inside the message content (the header block is longer)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,8 +182,8 @@ def parse_queue_file(
     """The envelope of a queue file of ``file_size`` bytes; ``None`` when showq lists nothing.
 
     ``head`` is the start of the file, ``tail`` (if any) the bytes from ``tail_at`` on.
-    Raises :class:`Gap` when bytes in neither are needed, and :class:`QueueFileError` when
-    the file ends before its header block does (what showq lists does not need it).
+    Raises :class:`~mailwatch.errors.QueueFileGap` when bytes in neither are needed; a file
+    that ends before its header block does gives empty headers.
     """
     walk = _Walk(head, tail, tail_at, file_size)
     found = _Found()

@@ -40,8 +40,9 @@ from datetime import UTC, datetime
 from mailwatch.core.headers import TRACE_HEADERS, normalise_subject, parse_header_block
 from mailwatch.core.model import Message, Recipient
 from mailwatch.errors import QueueFileError, SourceTimeout
+from mailwatch.errors import QueueFileGap as Gap
 from mailwatch.parsing.deferlog import parse_defer_log
-from mailwatch.parsing.envelope import STAT_EXPIRE, STAT_READY, Envelope, Gap, parse_queue_file
+from mailwatch.parsing.envelope import STAT_EXPIRE, STAT_READY, Envelope, parse_queue_file
 from mailwatch.parsing.queueid import is_queue_id
 from mailwatch.sources.postfix_listing import NO_HEADERS, CachedHeaders, message_key
 
@@ -77,10 +78,6 @@ class _File:
     message: Message | None = None
     changed: bool = False
     """Created by this scan (new, moved or modified): its defer log is checked too."""
-
-
-def _same_content(old: Stamp, new: Stamp) -> bool:
-    return old[0] == new[0] and old[1] == new[1] and old[3] == new[3]
 
 
 @dataclass
@@ -206,9 +203,6 @@ class QueueDirWatcher:
         stamp = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_mode)
         if old is not None and old.path == path and old.stamp == stamp:
             return old
-        if old is not None and old.envelope is not None and _same_content(old.stamp, stamp):
-            # moved or chmod-ed (a rename changes the ctime): the content is the same
-            return _File(queue, path, stamp, old.envelope, old.defer, old.message, changed=True)
         envelope = None
         if (st.st_mode & STAT_READY) == STAT_READY and (st.st_mode & 0o170000) == 0o100000:
             envelope = self._read(path, st.st_size, st.st_mtime_ns // 1_000_000_000)
