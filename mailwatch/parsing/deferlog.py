@@ -28,12 +28,17 @@ from mailwatch.parsing.envelope import printable
 NO_ADDRESS = "(recipient address unavailable)"
 NO_REASON = "(description unavailable)"
 EMPTY_RECIPIENT = "(MAILER-DAEMON)"
+_PLAIN = bytes(range(32, 127)) + b"\n"
 
 
 def _entry(lines: list[str]) -> tuple[str, str]:
     address = reason = ""
     for line in lines:
-        if line[:1].isascii() and line[:1].isalnum():
+        if line.startswith("recipient="):  # as Postfix writes them: no blanks around "="
+            address = line[10:].strip() or EMPTY_RECIPIENT
+        elif line.startswith("reason="):
+            reason = line[7:].strip()
+        elif line[:1].isascii() and line[:1].isalnum():
             name, sep, value = line.partition("=")
             if not sep or not name.strip():
                 continue  # split_nameval: malformed, skipped
@@ -53,7 +58,10 @@ def parse_defer_log(data: bytes) -> tuple[tuple[str, str], ...]:
     """``(recipient, reason)`` per entry, in file order (a recipient may repeat)."""
     entries: list[tuple[str, str]] = []
     lines: list[str] = []
-    raw_lines = data.split(b"\n")
+    if not data.translate(None, _PLAIN):  # printable ASCII only (the usual case): one decode
+        raw_lines = data.decode("ascii").split("\n")
+    else:
+        raw_lines = [printable(line) for line in data.split(b"\n")]
     if not raw_lines[-1]:
         raw_lines.pop()  # what follows the last newline: nothing, not a blank line
     for raw in raw_lines:
@@ -62,6 +70,6 @@ def parse_defer_log(data: bytes) -> tuple[tuple[str, str], ...]:
                 entries.append(_entry(lines))
                 lines = []
             continue
-        lines.append(printable(raw))
+        lines.append(raw)
     # An entry not yet ended by its blank line (being written) is not read, as in showq.
     return tuple(entries)

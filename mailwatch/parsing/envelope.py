@@ -26,6 +26,7 @@ reads from there and calls again with ``tail`` (see :func:`parse_queue_file`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from sys import intern
 
 from mailwatch.errors import QueueFileError
@@ -40,7 +41,9 @@ STAT_READY = 0o700
 """``MAIL_QUEUE_STAT_READY``: a queue file whose owner bits are not all set is not listed."""
 REVERSE_JUMP_LIMIT = 10_000
 """``rec_goto``'s guard against pointer loops."""
-_SIZE_CHARS = frozenset(b"0123456789 ")
+_SIZE_CHARS = b"0123456789 "
+_HANDLED = frozenset(b"TCSORMEp")
+"""The record types the walk acts on; every other one (A, N, X…) is stepped over."""
 _SPECIALS = frozenset(b'()<>@,;:\\"[]')
 
 
@@ -101,8 +104,12 @@ def printable(data: bytes) -> str:
     return "".join("?" if ch == "\ufffd" or ord(ch) < 32 or ord(ch) == 127 else ch for ch in text)
 
 
+@lru_cache(maxsize=1 << 14)
 def address(payload: bytes) -> str:
-    """An envelope address as showq prints it (empty: ``MAILER-DAEMON``)."""
+    """An envelope address as showq prints it (empty: ``MAILER-DAEMON``).
+
+    Cached: a backlog repeats a few thousand addresses across its messages.
+    """
     if not payload.split(b"\0", 1)[0]:
         return EMPTY_ADDRESS
     return intern(printable(quote_local(payload)))
@@ -151,7 +158,7 @@ class _Found:
                 self.arrival = _atol(payload)
         elif rec_type == 67:  # 'C'
             if not self.size_ok:
-                self.size_ok = all(ch in _SIZE_CHARS for ch in payload) and _atol(payload) >= 0
+                self.size_ok = not payload.translate(None, _SIZE_CHARS) and _atol(payload) >= 0
                 self.size = _atol(payload) if self.size_ok else walk.file_size
         elif rec_type == 83:  # 'S'
             if self.sender is not None:
@@ -189,8 +196,19 @@ def parse_queue_file(
     found = _Found()
     pos: int | None = 0
     reverse = 0
-    while pos is not None and (record := walk.record(pos)) is not None:
-        rec_type, payload, end = record
+    inline = min(len(head), file_size)  # records here are read inline (the usual case)
+    handled = _HANDLED
+    while pos is not None:
+        if pos + 1 < inline and head[pos + 1] < 0x80 and pos + 2 + head[pos + 1] <= inline:
+            rec_type, end = head[pos], pos + 2 + head[pos + 1]
+            if rec_type not in handled:
+                pos = end
+                continue
+            payload = head[pos + 2 : end]
+        elif (record := walk.record(pos)) is not None:
+            rec_type, payload, end = record
+        else:
+            break
         if rec_type != 112:  # not a 'p' (pointer) record
             pos = found.take(walk, rec_type, payload, end)
             continue

@@ -30,6 +30,7 @@ file in ``deferred`` or ``hold`` with nothing else changing in its directory (``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -37,7 +38,12 @@ from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from mailwatch.core.headers import TRACE_HEADERS, normalise_subject, parse_header_block
+from mailwatch.core.headers import (
+    TRACE_HEADERS,
+    NormalisedSubject,
+    normalise_subject,
+    parse_header_block,
+)
 from mailwatch.core.model import Message, Recipient
 from mailwatch.errors import QueueFileError, SourceTimeout
 from mailwatch.errors import QueueFileGap as Gap
@@ -100,6 +106,7 @@ class QueueDirWatcher:
     """Messages new, changed or gone at the last scan."""
     _stop: threading.Event = field(default_factory=threading.Event)
     _running: threading.Lock = field(default_factory=threading.Lock)
+    _reading: bool = True
 
     def stop(self) -> None:
         """Ask a running scan to stop soon (its result is then discarded)."""
@@ -110,18 +117,43 @@ class QueueDirWatcher:
         self.files.pop(queue_id, None)
         self.dirs.clear()
 
-    def scan(self) -> list[Message]:
+    def scan(self, *, read: bool = True) -> list[Message]:
         """The messages queued now, in showq's order; raises ``OSError`` on a directory error.
 
+        With ``read=False`` every queue file and defer log is only stamped (``stat``), none
+        read, and nothing returned: :meth:`seed` then takes what a listing says of them.
         Raises :class:`SourceTimeout` past ``deadline``, when stopped, or while the scan of an
         earlier, timed-out probe still runs (one scan at a time).
         """
         if not self._running.acquire(blocking=False):
             raise SourceTimeout(self.source, "the previous queue directory scan still runs")
+        self._reading = read
         try:
             return self._scan()
         finally:
             self._running.release()
+
+    def seed(self, listing: Iterable[Message]) -> None:
+        """Take a listing made after a ``scan(read=False)`` as the content of stamped files.
+
+        A file listed in another queue than it was stamped in, or not stamped at all, is left
+        for the next scan to read; so is one that changed after its stamp (the stamp differs).
+        """
+        for message in listing:
+            entry = self.files.get(message.queue_id)
+            if entry is None or entry.queue != message.queue or entry.envelope is not None:
+                continue
+            entry.envelope = Envelope(
+                int(message.arrival.timestamp()),
+                message.size,
+                message.sender,
+                tuple(recipient.address for recipient in message.recipients),
+                b"",
+            )
+            if entry.defer is not None:
+                reasons = tuple((r.address, r.delay_reason) for r in message.recipients)
+                entry.defer = (entry.defer[0], tuple((a, r) for a, r in reasons if r))
+            entry.message, entry.changed = message, False
 
     def _scan(self) -> list[Message]:
         self._stop.clear()
@@ -147,6 +179,9 @@ class QueueDirWatcher:
                 current[queue_id] = entry
                 if entry.changed:
                     self.changes += 1
+                if not self._reading:
+                    self._stamp_defer(queue_id, entry, defers.get(queue_id))
+                    continue
                 message = self._message(queue_id, entry, defers.get(queue_id))
                 if message is not None:
                     messages.append(message)
@@ -204,7 +239,9 @@ class QueueDirWatcher:
         if old is not None and old.path == path and old.stamp == stamp:
             return old
         envelope = None
-        if (st.st_mode & STAT_READY) == STAT_READY and (st.st_mode & 0o170000) == 0o100000:
+        if not self._reading:
+            pass  # stamped only (see scan)
+        elif (st.st_mode & STAT_READY) == STAT_READY and (st.st_mode & 0o170000) == 0o100000:
             envelope = self._read(path, st.st_size, st.st_mtime_ns // 1_000_000_000)
         return _File(queue, path, stamp, envelope, changed=True)
 
@@ -235,6 +272,14 @@ class QueueDirWatcher:
         finally:
             os.close(fd)
 
+    def _stamp_defer(self, queue_id: str, entry: _File, where: tuple[str, bool] | None) -> None:
+        entry.defer = None
+        if where is not None:
+            with contextlib.suppress(FileNotFoundError):
+                st = os.stat(f"{where[0]}/{queue_id}")
+                stamp = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_mode)
+                entry.defer = (stamp, ())
+
     def _defer(self, queue_id: str, entry: _File, where: tuple[str, bool] | None) -> None:
         """Bring ``entry.defer`` up to date with the defer log (see the module docstring)."""
         if where is None:
@@ -249,8 +294,14 @@ class QueueDirWatcher:
             stamp = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_mode)
             if entry.defer is not None and entry.defer[0] == stamp:
                 return
-            with open(path, "rb") as log:
-                entry.defer = (stamp, parse_defer_log(log.read()))
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                data = os.read(fd, max(st.st_size, 4096) + 1)
+                while chunk := os.read(fd, 1 << 16):
+                    data += chunk
+            finally:
+                os.close(fd)
+            entry.defer = (stamp, parse_defer_log(data))
         except FileNotFoundError:
             entry.defer = None
 
@@ -275,6 +326,10 @@ class QueueDirWatcher:
         arrival = datetime.fromtimestamp(envelope.arrival, UTC)
         key = message_key(self.source, queue_id, arrival)
         cached = self.header_cache.get(key)
+        if cached is None and message is not None and message.key == key:  # seeded
+            cached = CachedHeaders(
+                message.headers, NormalisedSubject(message.subject, message.marking)
+            )
         if cached is None:
             headers = parse_header_block(envelope.headers, skip=TRACE_HEADERS, keep=self.keep)
             subject = normalise_subject(headers.get("Subject") or "", decoded=True)
@@ -309,51 +364,3 @@ def recipients(envelope: Envelope, deferred: tuple[tuple[str, str], ...]) -> tup
         listed.append(Recipient(address, reason))
     listed.extend(Recipient(a) for a in envelope.recipients if a not in seen)
     return tuple(listed)
-
-
-def _listed(message: Message) -> tuple[object, ...]:
-    """What ``postqueue -j`` says of a message (what a reconciliation compares)."""
-    return (
-        message.queue,
-        message.arrival,
-        message.size,
-        message.sender,
-        message.recipients,
-        message.forced_expire,
-    )
-
-
-def differences(listing: Iterable[Message], seen: Iterable[Message]) -> set[str]:
-    """Queue ids listed by one and not the other, or listed differently."""
-    by_id = {message.queue_id: _listed(message) for message in listing}
-    other = {message.queue_id: _listed(message) for message in seen}
-    return {
-        queue_id
-        for queue_id in by_id.keys() | other.keys()
-        if by_id.get(queue_id) != other.get(queue_id)
-    }
-
-
-MAIL_SYSTEM_DOWN = "Mail system is down -- accessing queue directly (master is not running)"
-
-
-def mail_system_down(queue_dir: str) -> str | None:
-    """The warning postqueue gives when the instance's master process is not running, else ``None``.
-
-    The master writes its pid to ``pid/master.pid`` under the queue directory; a pid file
-    that is missing, unreadable as a number, or names no process means it is down.
-    """
-    try:
-        with open(f"{queue_dir}/pid/master.pid", "rb") as pid_file:
-            pid = int(pid_file.read().strip() or b"0")
-    except (OSError, ValueError):
-        return MAIL_SYSTEM_DOWN
-    if pid <= 0:
-        return MAIL_SYSTEM_DOWN
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return MAIL_SYSTEM_DOWN
-    except PermissionError:
-        return None  # alive, owned by someone else
-    return None

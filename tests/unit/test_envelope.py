@@ -251,3 +251,19 @@ def test_defer_log_appended_while_active(tmp_path: Path) -> None:
         out.write(b"recipient=b@x\nreason=second\n\n")
     (message,) = watcher.scan()
     assert [r.delay_reason for r in message.recipients] == ["first", "second"]
+
+
+def test_seeded_file_changed_after_its_stamp_is_read(tmp_path: Path) -> None:
+    """A first scan stamps, a listing seeds; a file rewritten after its stamp is re-read."""
+    path = _write(tmp_path, "deferred", queue_file(recipients=(("R", b"a@x"), ("R", b"b@x"))))
+    watcher = _watcher(tmp_path)
+    assert watcher.scan(read=False) == []
+    unchanged = _watcher(tmp_path)  # what a listing made right now would say
+    listing = unchanged.scan()
+    watcher.seed(listing)
+    assert [id(m) for m in watcher.scan()] == [id(m) for m in listing]  # seeded, reused
+    watcher.scan(read=False)
+    watcher.seed(listing)
+    path.write_bytes(queue_file(recipients=(("D", b"a@x"), ("R", b"b@x"))))  # after the stamp
+    (message,) = watcher.scan()
+    assert [r.address for r in message.recipients] == ["b@x"]
