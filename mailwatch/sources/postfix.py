@@ -1,22 +1,15 @@
 """The Postfix queue source: the queue directories read incrementally, ``postqueue -j`` to check.
 
-A rescan costs what changed, not the backlog. Between full listings a probe reads the queue
-directories (:mod:`mailwatch.sources.postfix_qdir`): directories ``stat`` -ed, only changed
-ones listed, only new or changed queue files read (envelope and headers in one read), defer
-logs only of messages that changed. A full listing, ``postqueue -j`` consumed as it streams by
-a worker thread that reads new messages' headers (:mod:`mailwatch.sources.postfix_listing`),
-is taken:
-
-* **at the first scan** (and after an error reading the directories): every queue file is
-  ``stat`` -ed first, then listed, and the listing seeds the watcher (a file changed after
-  its ``stat`` has a new stamp, so the next scan re-reads it). Measured on this project's 2-core
-  machine, reading every file directly costs about twice the CPU of this process (the
-  envelope walk in Python) against showq's C doing it in another process in parallel;
-* **every** ``full_listing_every``: a reconciliation. The incremental view is compared with
-  the listing, differences are logged as a count and added to
-  :attr:`PostfixSource.reconcile_differences`, differing messages are forgotten (re-read at
-  the next scan), and the listing is the probe's result;
-* at every scan when ``full_listing_every`` is zero (the old behaviour).
+Between full listings a probe reads the queue directories (:mod:`.postfix_qdir`): only changed
+directories listed, only new or changed queue files and defer logs read, so a rescan costs
+what changed. A full listing (``postqueue -j`` consumed as it streams by a thread that reads new
+messages' headers, :mod:`.postfix_listing`) is taken **at the first scan** (and after an error
+reading the directories) while every queue file is stamped, and seeds the incremental view
+(reading every file directly instead cost this process about twice the CPU on a 2-core
+machine: the envelope walk in Python, against showq's C working in parallel); **every**
+``full_listing_every``, as a reconciliation (differences with the incremental view logged as
+a count and added to :attr:`PostfixSource.reconcile_differences`, those messages re-read at
+the next scan, the listing being the result); and at every scan when that is zero.
 
 Headers are cached by source + queue id + arrival (Postfix reuses queue ids). "Mail system is
 down" is postqueue's warning, or between listings what ``master.pid`` says. ``postconf -xh
@@ -256,17 +249,24 @@ class PostfixSource:
             return await self._first_listing()
 
     async def _first_listing(self) -> QueueObservation:
-        """Stamp every queue file, list, and seed the watcher with the listing (see above)."""
+        """List while every queue file is stamped; seed the watcher with the listing."""
         watcher = QueueDirWatcher(
             self.name, os.fspath(await self.queue_dir()), self.header_cache, self.keep
         )
+        started = time.time_ns()
+        stamping = asyncio.ensure_future(self._scan_directories(watcher, read=False))
         try:
-            await self._scan_directories(watcher, read=False)
+            observation = await self._probe_listing()
+        except BaseException:
+            watcher.stop()
+            stamping.cancel()
+            raise
+        try:
+            await stamping
         except (SourceError, OSError) as exc:
             log.warning("queue_directories_unreadable", source=self.name, error=str(exc))
-            return await self._probe_listing()  # and try the directories again next time
-        observation = await self._probe_listing()
-        watcher.seed(observation.messages)
+            return observation  # the directories are tried again at the next probe
+        watcher.seed(observation.messages, started)
         self._watcher, self._listed_at = watcher, time.monotonic()
         return observation
 

@@ -86,6 +86,11 @@ class _File:
     """Created by this scan (new, moved or modified): its defer log is checked too."""
 
 
+def _ready(mode: int) -> bool:
+    """Whether showq lists a file of this mode: regular, owner bits all set."""
+    return (mode & STAT_READY) == STAT_READY and (mode & 0o170000) == 0o100000
+
+
 @dataclass
 class QueueDirWatcher:
     """One Postfix instance's queue directories, scanned incrementally (module docstring)."""
@@ -133,15 +138,25 @@ class QueueDirWatcher:
         finally:
             self._running.release()
 
-    def seed(self, listing: Iterable[Message]) -> None:
-        """Take a listing made after a ``scan(read=False)`` as the content of stamped files.
+    def seed(self, listing: Iterable[Message], started_ns: int) -> None:
+        """Take a listing started at ``started_ns`` as the content of the stamped files.
 
-        A file listed in another queue than it was stamped in, or not stamped at all, is left
-        for the next scan to read; so is one that changed after its stamp (the stamp differs).
+        The stamps (``scan(read=False)``) may be taken while the listing runs: a queue file or
+        defer log whose ctime is not older than the listing's start (by more than the
+        granularity) may have changed while it ran, and is left for the next scan to read;
+        so is a file listed in another queue than it was stamped in, or not stamped. A file
+        that changes after its stamp has a new one, and is read again too.
         """
+        recent = started_ns - GRANULARITY_NS
         for message in listing:
             entry = self.files.get(message.queue_id)
-            if entry is None or entry.queue != message.queue or entry.envelope is not None:
+            if (
+                entry is None
+                or entry.queue != message.queue
+                or entry.envelope is not None
+                or entry.stamp[2] >= recent
+                or (entry.defer is not None and entry.defer[0][2] >= recent)
+            ):
                 continue
             entry.envelope = Envelope(
                 int(message.arrival.timestamp()),
@@ -236,12 +251,13 @@ class QueueDirWatcher:
         except FileNotFoundError:
             return None
         stamp = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_mode)
-        if old is not None and old.path == path and old.stamp == stamp:
-            return old
+        unread = old is not None and old.envelope is None and _ready(st.st_mode) and self._reading
+        if old is not None and old.path == path and old.stamp == stamp and not unread:
+            return old  # (a ready file that was stamped, never read, is read now)
         envelope = None
         if not self._reading:
             pass  # stamped only (see scan)
-        elif (st.st_mode & STAT_READY) == STAT_READY and (st.st_mode & 0o170000) == 0o100000:
+        elif _ready(st.st_mode):
             envelope = self._read(path, st.st_size, st.st_mtime_ns // 1_000_000_000)
         return _File(queue, path, stamp, envelope, changed=True)
 

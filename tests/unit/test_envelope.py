@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from mailwatch.errors import ParseError
 from mailwatch.errors import QueueFileGap as Gap
 from mailwatch.parsing.deferlog import NO_REASON, parse_defer_log
 from mailwatch.parsing.envelope import parse_queue_file, quote_local
-from mailwatch.sources.postfix_qdir import QueueDirWatcher
+from mailwatch.sources.postfix_qdir import GRANULARITY_NS, QueueDirWatcher
 
 
 def _varint(n: int) -> bytes:
@@ -253,17 +254,19 @@ def test_defer_log_appended_while_active(tmp_path: Path) -> None:
     assert [r.delay_reason for r in message.recipients] == ["first", "second"]
 
 
-def test_seeded_file_changed_after_its_stamp_is_read(tmp_path: Path) -> None:
-    """A first scan stamps, a listing seeds; a file rewritten after its stamp is re-read."""
+def test_seeded_messages_are_reused_unless_changed_since(tmp_path: Path) -> None:
+    """Stamped files take the listing's messages; recent or rewritten ones are read again."""
     path = _write(tmp_path, "deferred", queue_file(recipients=(("R", b"a@x"), ("R", b"b@x"))))
+    listing = _watcher(tmp_path).scan()  # what postqueue -j would say
     watcher = _watcher(tmp_path)
     assert watcher.scan(read=False) == []
-    unchanged = _watcher(tmp_path)  # what a listing made right now would say
-    listing = unchanged.scan()
-    watcher.seed(listing)
-    assert [id(m) for m in watcher.scan()] == [id(m) for m in listing]  # seeded, reused
+    watcher.seed(listing, time.time_ns())  # changed within the granularity: not taken
+    assert watcher.scan()[0] is not listing[0]
+    assert watcher.files_read == 1
+    watcher = _watcher(tmp_path)
     watcher.scan(read=False)
-    watcher.seed(listing)
+    watcher.seed(listing, time.time_ns() + 10 * GRANULARITY_NS)  # listed long after
+    assert [id(m) for m in watcher.scan()] == [id(m) for m in listing]  # seeded, reused
     path.write_bytes(queue_file(recipients=(("D", b"a@x"), ("R", b"b@x"))))  # after the stamp
     (message,) = watcher.scan()
     assert [r.address for r in message.recipients] == ["b@x"]
