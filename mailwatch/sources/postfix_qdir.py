@@ -30,7 +30,6 @@ file in ``deferred`` or ``hold`` with nothing else changing in its directory (``
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import time
@@ -80,7 +79,8 @@ class _File:
     path: str
     stamp: Stamp
     envelope: Envelope | None
-    defer: tuple[Stamp, tuple[tuple[str, str], ...]] | None = None
+    defer: tuple[Stamp | None, tuple[tuple[str, str], ...]] | None = None
+    """The defer log's stamp (``None``: seeded from a listing, not stamped) and entries."""
     message: Message | None = None
     changed: bool = False
     """Created by this scan (new, moved or modified): its defer log is checked too."""
@@ -141,9 +141,9 @@ class QueueDirWatcher:
     def seed(self, listing: Iterable[Message], started_ns: int) -> None:
         """Take a listing started at ``started_ns`` as the content of the stamped files.
 
-        The stamps (``scan(read=False)``) may be taken while the listing runs: a queue file or
-        defer log whose ctime is not older than the listing's start (by more than the
-        granularity) may have changed while it ran, and is left for the next scan to read;
+        The stamps (``scan(read=False)``) may be taken while the listing runs: a queue file
+        whose ctime is not older than the listing's start (by more than the granularity) may
+        have changed while it ran, and is left for the next scan to read;
         so is a file listed in another queue than it was stamped in, or not stamped. A file
         that changes after its stamp has a new one, and is read again too.
         """
@@ -155,7 +155,6 @@ class QueueDirWatcher:
                 or entry.queue != message.queue
                 or entry.envelope is not None
                 or entry.stamp[2] >= recent
-                or (entry.defer is not None and entry.defer[0][2] >= recent)
             ):
                 continue
             entry.envelope = Envelope(
@@ -165,9 +164,12 @@ class QueueDirWatcher:
                 tuple(recipient.address for recipient in message.recipients),
                 b"",
             )
-            if entry.defer is not None:
-                reasons = tuple((r.address, r.delay_reason) for r in message.recipients)
-                entry.defer = (entry.defer[0], tuple((a, r) for a, r in reasons if r))
+            delayed = tuple(
+                (r.address, r.delay_reason) for r in message.recipients if r.delay_reason
+            )
+            # Not stamped: a defer log changes only while its message is active (re-checked
+            # at every scan) and is re-read once its message or its directory changes.
+            entry.defer = (None, delayed) if delayed else None
             entry.message, entry.changed = message, False
 
     def _scan(self) -> list[Message]:
@@ -195,7 +197,6 @@ class QueueDirWatcher:
                 if entry.changed:
                     self.changes += 1
                 if not self._reading:
-                    self._stamp_defer(queue_id, entry, defers.get(queue_id))
                     continue
                 message = self._message(queue_id, entry, defers.get(queue_id))
                 if message is not None:
@@ -287,14 +288,6 @@ class QueueDirWatcher:
             return None
         finally:
             os.close(fd)
-
-    def _stamp_defer(self, queue_id: str, entry: _File, where: tuple[str, bool] | None) -> None:
-        entry.defer = None
-        if where is not None:
-            with contextlib.suppress(FileNotFoundError):
-                st = os.stat(f"{where[0]}/{queue_id}")
-                stamp = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_mode)
-                entry.defer = (stamp, ())
 
     def _defer(self, queue_id: str, entry: _File, where: tuple[str, bool] | None) -> None:
         """Bring ``entry.defer`` up to date with the defer log (see the module docstring)."""
