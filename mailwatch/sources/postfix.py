@@ -11,9 +11,8 @@ machine: the envelope walk in Python, against showq's C working in parallel); **
 a count and added to :attr:`PostfixSource.reconcile_differences`, those messages re-read at
 the next scan, the listing being the result); and at every scan when that is zero.
 
-Headers are cached by source + queue id + arrival (Postfix reuses queue ids). "Mail system is
-down" is postqueue's warning, or between listings what ``master.pid`` says. ``postconf -xh
-relayhost`` is asked again only when ``main.cf`` changed.
+A changed (or vanished) ``main.cf`` also brings a listing; ``postconf -xh relayhost`` is asked
+only then. "Mail system is down": postqueue's warning, or between listings ``master.pid``.
 """
 
 from __future__ import annotations
@@ -100,16 +99,15 @@ class PostfixSource:
             header_cache if header_cache is not None else {}
         )
         self.keep = None if keep_headers is None else keep_set(keep_headers)
-        # The last listing's lines and what they gave: a message that did not change prints
-        # the same line again, and a dict lookup costs far less than parsing JSON.
+        # The last listing's lines and what they gave (an unchanged line is not parsed again).
         self._lines: dict[bytes, Listed] = {}
         self._relayhost: str | None = None
         self._main_cf_mtime: int | None = None
         self.full_listing_every = full_listing_every
         self._watcher: QueueDirWatcher | None = None
         self._listed_at: float | None = None  # monotonic time of the last full view
-        self.reconcile_differences = 0
-        """Messages the last reconciliations found different (a running total)."""
+        self._listed_cf: int | None = None  # main.cf's mtime then (changed: list again)
+        self.reconcile_differences = 0  # messages reconciliations found different (in total)
 
     @property
     def name(self) -> str:
@@ -163,12 +161,12 @@ class PostfixSource:
         out = await self._run([self.postconf, *self._config_args(), "-xh", "relayhost"])
         return out.decode("utf-8", "replace").strip() or None
 
-    async def _relayhost_or_last(self) -> str | None:
-        """:meth:`relayhost`, asked again only when main.cf changed (or postconf failed).
+    def _main_cf(self) -> int | None:
+        return mtime_ns((self.config_dir or Path("/etc/postfix")) / "main.cf")
 
-        The last one known is kept when postconf fails (the probe goes on).
-        """
-        mtime = mtime_ns((self.config_dir or Path("/etc/postfix")) / "main.cf")
+    async def _relayhost_or_last(self) -> str | None:
+        """:meth:`relayhost` when main.cf changed; else (or when postconf fails) the last."""
+        mtime = self._main_cf()
         if mtime is not None and mtime == self._main_cf_mtime:
             return self._relayhost
         try:
@@ -237,7 +235,8 @@ class PostfixSource:
             return await self._probe_listing()
         if self._watcher is None or self._listed_at is None:
             return await self._first_listing()
-        if time.monotonic() - self._listed_at >= self.full_listing_every:
+        due = time.monotonic() - self._listed_at >= self.full_listing_every
+        if due or self._main_cf() != self._listed_cf:  # a config change (or gone): a listing
             return await self._reconcile(self._watcher)
         try:
             return await self._probe_directories(self._watcher)
@@ -253,7 +252,7 @@ class PostfixSource:
         watcher = QueueDirWatcher(
             self.name, os.fspath(await self.queue_dir()), self.header_cache, self.keep
         )
-        started = time.time_ns()
+        started, main_cf = time.time_ns(), self._main_cf()
         stamping = asyncio.ensure_future(self._scan_directories(watcher, read=False))
         try:
             observation = await self._probe_listing()
@@ -267,7 +266,7 @@ class PostfixSource:
             log.warning("queue_directories_unreadable", source=self.name, error=str(exc))
             return observation  # the directories are tried again at the next probe
         watcher.seed(observation.messages, started)
-        self._watcher, self._listed_at = watcher, time.monotonic()
+        self._watcher, self._listed_at, self._listed_cf = watcher, time.monotonic(), main_cf
         return observation
 
     async def _reconcile(self, watcher: QueueDirWatcher) -> QueueObservation:
@@ -278,8 +277,9 @@ class PostfixSource:
             log.warning("queue_directories_unreadable", source=self.name, error=str(exc))
             self._watcher = None
             return await self._first_listing()
+        main_cf = self._main_cf()
         observation = await self._probe_listing()
-        self._listed_at = time.monotonic()
+        self._listed_at, self._listed_cf = time.monotonic(), main_cf
         differing = differences(observation.messages, seen)
         for queue_id in differing:
             watcher.forget(queue_id)
