@@ -18,6 +18,7 @@
     ├── ParseError(ValueError)           a parser was given text it cannot read
     │   ├── ImapParseError               an IMAP response without the expected shape
     │   └── QueueFileError               bytes that are not a Postfix queue file
+    │       └── QueueFileGap             more of the queue file is needed (an offset)
     ├── UnknownMessage(LookupError)      no tracked message has that id
     ├── UnknownAlert(LookupError)        no alert has that id
     ├── NotAcknowledgeable(ValueError)   only a firing alert can be acknowledged
@@ -181,6 +182,16 @@ class ImapParseError(ParseError):
 
 class QueueFileError(ParseError):
     """The bytes are not a Postfix queue file (or are cut off before the headers end)."""
+
+
+class QueueFileGap(QueueFileError):
+    """Reading a queue file needs the bytes from ``offset`` on, which were not handed in."""
+
+    def __init__(self, offset: int, in_content: bool) -> None:
+        super().__init__(f"queue file data needed from offset {offset}")
+        self.offset = offset
+        self.in_content = in_content
+        """Whether the gap is inside the message content (the header block is longer)."""
 
 
 class UnknownAlert(MailwatchError, LookupError):

@@ -12,7 +12,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from mailwatch.config.fields import IntervalField, SecretRef, TimeoutField
+from mailwatch.config.fields import DurationField, IntervalField, SecretRef, TimeoutField
 from mailwatch.config.kinds import SourceConfigBase, register_config
 from mailwatch.core.durations import Duration
 from mailwatch.core.model import LOST_QUEUE
@@ -33,6 +33,9 @@ class PostfixSourceConfig(SourceConfigBase):
     postconf: str = "postconf"
     interval: IntervalField = Duration(seconds=30)
     timeout: TimeoutField = Duration(seconds=60)
+    full_listing_every: DurationField = Duration(seconds=600)
+    """How often a full ``postqueue -j`` listing checks (and replaces) what the queue
+    directories showed; between them a scan reads only what changed. ``"0s"``: every scan."""
 
     def queues(self, name: str) -> tuple[str, ...]:
         """The queues ``postqueue -j`` reports."""

@@ -26,7 +26,7 @@ REC_END_OF_CONTENT = ord("X")
 REC_END = ord("E")
 
 
-def _record_at(data: bytes, pos: int) -> tuple[int, int, int] | None:
+def record_at(data: bytes, pos: int) -> tuple[int, int, int] | None:
     """The record at ``pos``: (type, payload start, payload end); ``None`` if it is cut off."""
     size = len(data)
     if pos + 1 >= size:
@@ -68,7 +68,7 @@ def _content_start(data: bytes) -> int | None:
     if offset is not None:
         return offset
     pos = 0
-    while (record := _record_at(data, pos)) is not None:
+    while (record := record_at(data, pos)) is not None:
         pos = record[2]
         if record[0] == REC_MESSAGE:
             return pos
@@ -85,13 +85,21 @@ def header_block(data: bytes) -> bytes:
     pos = _content_start(data)
     if pos is None:
         raise QueueFileError("no message content record")
+    return header_block_at(data, pos)
+
+
+def header_block_at(data: bytes, pos: int) -> bytes:
+    """The header block of the content whose first record is at ``pos`` (see :func:`header_block`).
+
+    Raises :class:`QueueFileError` when ``data`` ends before the header block does.
+    """
     lines: list[bytes] = []
     current: list[bytes] = []
     size = len(data)
     while pos + 1 < size:
         rec_type, length = data[pos], data[pos + 1]
         if length & 0x80:  # a length of more than one byte: rare (lines over 127 bytes)
-            record = _record_at(data, pos)
+            record = record_at(data, pos)
             if record is None:
                 break
             _, start, pos = record

@@ -51,6 +51,7 @@ def build_postfix(name: str, config: PostfixSourceConfig, context: BuildContext)
         clock=context.clock,
         header_cache=cache,
         keep_headers=context.settings.header_names(),
+        full_listing_every=config.full_listing_every.seconds,
     )
 
 

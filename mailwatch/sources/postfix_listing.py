@@ -14,6 +14,9 @@ the end of the header block (see :mod:`mailwatch.parsing.queuefile`).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
 import os
 import select
 import threading
@@ -42,6 +45,7 @@ READ_CHUNK = 1 << 20
 POLL_MS = 100  # how often a worker waiting for output checks whether it was stopped
 BATCH_PAUSE = 0.002  # s: after a small chunk, let output accumulate (fewer wake-ups)
 SMALL_CHUNK = 1 << 16
+PIPE_SIZE = 1 << 20  # lets postqueue run ahead of the worker (best effort, Linux)
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,3 +292,36 @@ class ListingWorker:
         )
         listed.cached, listed.message = cached, message
         return message
+
+
+def grow_pipe(fd: int) -> None:
+    """Enlarge a pipe's buffer so postqueue runs ahead of the worker (best effort, Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+
+
+def call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    """``loop.call_soon_threadsafe(callback)`` from a thread, unless the loop has closed."""
+    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+        loop.call_soon_threadsafe(callback)
+
+
+def settle(done: asyncio.Future[None], failure: BaseException | None) -> None:
+    """Finish ``done`` with ``failure`` (or success), unless it is already finished."""
+    if done.done():
+        return
+    if failure is None:
+        done.set_result(None)
+    else:
+        done.set_exception(failure)
+
+
+def listing_warnings(stderr: str) -> tuple[str, ...]:
+    """The distinct ``warning:`` texts postqueue printed on stderr."""
+    return tuple(
+        dict.fromkeys(
+            line.split("warning:", 1)[1].strip()
+            for line in stderr.splitlines()
+            if "warning:" in line
+        )
+    )

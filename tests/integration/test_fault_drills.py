@@ -139,7 +139,7 @@ class TestHungProbe:
     async def test_probe_times_out_and_kills_the_group(self, tmp_path: Path) -> None:
         """The probe ends at its timeout; wrapper and child are both gone afterwards."""
         wrapper, pids = _wrapper(tmp_path)
-        source = PostfixSource("stalled", postqueue=wrapper, timeout=1.0)
+        source = PostfixSource("stalled", postqueue=wrapper, timeout=1.0, full_listing_every=0)
         started = time.monotonic()
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(source.probe(), 30)  # the test's own guard, generous
@@ -172,6 +172,7 @@ class TestHungProbe:
             'interval = "1s"\n'
             f'[sources.stalled]\ntype = "postfix"\nconfig_dir = "{postfix.config_dir}"\n'
             f'postqueue = "{wrapper}"\ninterval = "1s"\ntimeout = "1s"\n'
+            'full_listing_every = "0s"\n'
             '[[alerts]]\nname = "source_blind"\ncondition = "source_blind"\n'
             'blind_after = "2s"\n'
         )

@@ -66,7 +66,7 @@ class TestProbeFailures:
         """A postqueue that exits non-zero fails the probe; stored messages stay queued."""
         postfix.inject([make_message("Emergency recall X3")])
         postfix.wait_for_queue(1)
-        source = PostfixSource("mta1", config_dir=postfix.config_dir)
+        source = PostfixSource("mta1", config_dir=postfix.config_dir, full_listing_every=0)
         assert (await scanner.scan(source)).ok
         source.config_dir = tmp_path / "no-such-config"
         with pytest.raises(SourceCommandFailed) as raised:
@@ -86,7 +86,9 @@ class TestProbeFailures:
 
     async def test_missing_command_is_unavailable(self, tmp_path: Path) -> None:
         """A postqueue that does not exist raises SourceUnavailable (a ConnectionError)."""
-        source = PostfixSource("mta1", postqueue=str(tmp_path / "no-such-postqueue"))
+        source = PostfixSource(
+            "mta1", postqueue=str(tmp_path / "no-such-postqueue"), full_listing_every=0
+        )
         with pytest.raises(SourceUnavailable) as raised:
             await source.probe()
         assert isinstance(raised.value, ConnectionError)
@@ -94,7 +96,7 @@ class TestProbeFailures:
     async def test_hung_postqueue_times_out(self, tmp_path: Path) -> None:
         """fake_postqueue_hangs never answers: the probe times out and kills it."""
         fake = _fake_postqueue(tmp_path, "fake_postqueue_hangs", "exec sleep 30")
-        source = PostfixSource("mta1", postqueue=fake, timeout=0.3)
+        source = PostfixSource("mta1", postqueue=fake, timeout=0.3, full_listing_every=0)
         started = datetime.now(UTC)
         with pytest.raises(SourceTimeout) as raised:
             await source.probe()
@@ -110,7 +112,7 @@ class TestProbeFailures:
             ' "message_size": 10, "sender": "a@b.example", "recipients": []}'
         )
         fake = _fake_postqueue(tmp_path, "fake_postqueue_one", f"echo '{line}'")
-        source = PostfixSource("mta1", postqueue=fake, queue_dir=tmp_path)
+        source = PostfixSource("mta1", postqueue=fake, queue_dir=tmp_path, full_listing_every=0)
         real_open = os.open
 
         def refuse(path: str, flags: int, *args: int) -> int:
@@ -139,7 +141,9 @@ class TestBadOutput:
         listing = tmp_path / "listing.jsonl"
         listing.write_text("\n".join([garbage[0], real[0], *garbage[1:], real[1]]) + "\n")
         fake = _fake_postqueue(tmp_path, "fake_postqueue_garbage", f"cat {listing}")
-        source = PostfixSource("mta1", postqueue=fake, queue_dir=postfix.queue_dir)
+        source = PostfixSource(
+            "mta1", postqueue=fake, queue_dir=postfix.queue_dir, full_listing_every=0
+        )
         outcome = await scanner.scan(source)
         assert outcome.ok
         assert outcome.observation is not None
@@ -158,7 +162,9 @@ class TestBadOutput:
             ' "message_size": 10, "sender": "a@b.example", "recipients": []}'
         )
         fake = _fake_postqueue(tmp_path, "fake_postqueue_vanished", f"echo '{line}'")
-        source = PostfixSource("mta1", postqueue=fake, queue_dir=postfix.queue_dir)
+        source = PostfixSource(
+            "mta1", postqueue=fake, queue_dir=postfix.queue_dir, full_listing_every=0
+        )
         first = await source.probe()
         assert first.headers_read == 0
         assert first.messages[0].subject == ""
@@ -174,7 +180,9 @@ class TestBadOutput:
         listing = tmp_path / "listing.jsonl"
         listing.write_text(real + "\n")
         fake = _fake_postqueue(tmp_path, "fake_postqueue_reuse", f"cat {listing}")
-        source = PostfixSource("mta1", postqueue=fake, queue_dir=postfix.queue_dir)
+        source = PostfixSource(
+            "mta1", postqueue=fake, queue_dir=postfix.queue_dir, full_listing_every=0
+        )
         assert (await source.probe()).headers_read == 1
         assert (await source.probe()).headers_read == 0
         arrival = int(str(entry["arrival_time"]))
