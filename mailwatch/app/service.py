@@ -37,7 +37,7 @@ from mailwatch.app.supervisor import every, next_delay, probe_deadline, run_work
 from mailwatch.config.settings import Settings
 from mailwatch.core.destinations import DestinationWatch
 from mailwatch.core.judgement import Judgement, judge
-from mailwatch.core.model import Verdict, relayhost_of
+from mailwatch.core.model import Verdict, reconciled_of, relayhost_of
 from mailwatch.core.snapshot import (
     MetricsSnapshot,
     Readiness,
@@ -229,18 +229,16 @@ class Service:
                 last_success=outcome.finished_at,
                 errors=old.errors,
                 warnings=warning_kinds(outcome.observation.warnings if outcome.observation else ()),
+                reconciled=old.reconciled + reconciled_of(outcome.observation),
             )
         else:
             state.failures += 1
             kind = error_kind(outcome, self.settings)
-            state.health = SourceHealth(
-                up=False,
-                last_duration_seconds=outcome.duration_seconds,
-                last_success=old.last_success,
+            state.health = dataclasses.replace(  # last success, warnings, reconciled: as before
+                old, up=False, last_duration_seconds=outcome.duration_seconds,
                 errors={**old.errors, kind: old.errors.get(kind, 0) + 1},
                 first_failure=old.first_failure or outcome.started_at,
-                warnings=old.warnings,
-            )
+            )  # fmt: skip
 
     async def probe_once(self, source: Source) -> ScanOutcome:
         """Scan ``source`` once; update its health, the alerts and the snapshot.

@@ -214,6 +214,9 @@ class QueueObservation(_Seen):
     relayhost: str | None = None
     """The MTA's configured smarthost (Postfix ``relayhost``) at this probe, if it has one:
     a connect or DNS failure naming it is ``relay_down`` (:mod:`mailwatch.core.reasons`)."""
+    reconciled: int = 0
+    """Messages a full listing at this probe found different from the source's incremental
+    view (Postfix change detection, ``full_listing_every``): 0 when it missed nothing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +248,11 @@ Observation = QueueObservation | LogObservation | CanaryObservation
 def relayhost_of(observation: Observation | None) -> str | None:
     """The smarthost a queue observation saw (``None`` for other kinds, or none known)."""
     return observation.relayhost if isinstance(observation, QueueObservation) else None
+
+
+def reconciled_of(observation: Observation | None) -> int:
+    """Differences a full listing found at this probe (0 for other kinds of observation)."""
+    return observation.reconciled if isinstance(observation, QueueObservation) else 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -120,6 +120,8 @@ class SourceHealth:
     """Start of the current run of failures (``None`` while up): how long it has been blind."""
     warnings: frozenset[str] = frozenset()
     """Kinds of warning (:data:`WARNING_KINDS`) the last successful probe carried."""
+    reconciled: int = 0
+    """Messages full listings found different from the incremental view, since start."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import threading
 import time
@@ -285,7 +286,7 @@ class PostfixSource:
             watcher.forget(queue_id)
         self.reconcile_differences += len(differing)
         log.info("postfix_reconciled", source=self.name, differences=len(differing))
-        return observation
+        return dataclasses.replace(observation, reconciled=len(differing))
 
     async def _scan_directories(
         self, watcher: QueueDirWatcher, *, read: bool = True

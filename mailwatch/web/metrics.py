@@ -281,10 +281,18 @@ class MailwatchCollector:
             " 'Mail system is down', the MTA is stopped and nothing in its queue moves).",
             labels=["source", "kind"],
         )
+        reconciled = CounterMetricFamily(
+            "mailwatch_source_reconcile_differences",
+            "Messages a periodic full listing found different from the incremental view of the"
+            " queue (Postfix change detection): above 0, the incremental view missed something.",
+            labels=["source"],
+        )
         for source, health in sorted(snap.health.items()):
             for kind in WARNING_KINDS:
                 warning.add_metric([source, kind], 1.0 if kind in health.warnings else 0.0)
+            reconciled.add_metric([source], health.reconciled)
         yield warning
+        yield reconciled
 
     def _store(self, snap: MetricsSnapshot) -> Iterator[Metric]:
         if snap.store is None:

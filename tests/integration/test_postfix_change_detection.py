@@ -262,5 +262,6 @@ async def test_reconciliation_counts_what_the_directories_missed(
     listing = await source.probe()
     assert [m.forced_expire for m in listing.messages] == [True]
     assert source.reconcile_differences == 1
+    assert listing.reconciled == 1  # what the scanner and the metric are told
     source.full_listing_every = 3600
     assert (await _agree(source, postfix))[queue_id][3] is True  # re-read since: expired

@@ -189,7 +189,8 @@ def _metrics(**health: object) -> str:
         now=NOW, classes=(), verdicts={}, queues={}, outcomes=OutcomeTotals(), histories={},
         health={"mta1": SourceHealth(up=False, last_duration_seconds=1.0, last_success=None,
                                      errors={"internal": 2},
-                                     warnings=frozenset({"mail_system_down"}))},
+                                     warnings=frozenset({"mail_system_down"}),
+                                     reconciled=3)},
         store=StoreHealth(**health),  # type: ignore[arg-type]
     )  # fmt: skip
     registry = CollectorRegistry(auto_describe=False)
@@ -216,6 +217,11 @@ class TestHealthMetrics:
         """The postqueue warning as a bounded label, never its text."""
         text = _metrics()
         assert 'mailwatch_source_warning{kind="mail_system_down",source="mta1"} 1.0' in text
+
+    def test_reconcile_differences_are_a_counter_per_source(self) -> None:
+        """What full listings found that the incremental view had missed, since start."""
+        text = _metrics()
+        assert 'mailwatch_source_reconcile_differences_total{source="mta1"} 3.0' in text
 
     def test_warning_kinds_from_postqueue_text(self) -> None:
         """Only known kinds; case does not matter; other warnings give nothing."""
