@@ -188,6 +188,7 @@ class Service:
             relayhosts=self.relayhosts(),
             partners=self.settings.metrics.partner_domains,
             destinations=self._destinations(),
+            drain_halflife=self.settings.metrics.drain_halflife.seconds,
         )
 
     def _backlog(self) -> dict[str, Sequence[Verdict]]:

@@ -258,6 +258,7 @@ def build_snapshot(
     relayhosts: Mapping[str, str | None] | None = None,
     partners: Sequence[str] = (),
     destinations: tuple[DestinationWatch, ...] = (),
+    drain_halflife: float = 600.0,
 ) -> MetricsSnapshot:
     """Aggregate the latest verdicts of each backlog source (zeros for every class and source).
 
@@ -297,7 +298,7 @@ def build_snapshot(
                 gone.get((m.source, m.class_name, m.priority), 0) + 1
             )
     drain = {
-        (source, c.name): drain_estimate(histories.get((source, c.name), ()))
+        (source, c.name): drain_estimate(histories.get((source, c.name), ()), drain_halflife)
         for source in verdicts
         for c in classes
     }
