@@ -40,7 +40,10 @@ def write_config(stack: Stack, port: int, scale: float, probe: float) -> tuple[P
     ``probe`` is the probe interval in compressed seconds (the real equivalent is
     ``probe * scale``); the canary is sent every probe and lost after 10 real minutes.
     """
-    assert stack.hub and stack.relay and stack.dovecot and stack.alertmanager
+    assert stack.hub
+    assert stack.relay
+    assert stack.dovecot
+    assert stack.alertmanager
     taxonomy, slas = scaled_taxonomy(TAXONOMY.read_text(), scale)
     timing = Timing(
         probe=int(probe), canary_interval=int(probe),

@@ -68,8 +68,13 @@ def render(data: dict[str, Any]) -> str:
             f"{_s(r['actual_remaining'])} | {_pct(r['remaining_error'])} | "
             f"{_pct(r['duration_error'])} |"
         )
-    lines += ["", "## Agents", "", "| Agent | peak RSS (VmHWM) MiB | longest probe per source (s) |",
-              "|---|---|---|"]  # fmt: skip
+    lines += [
+        "",
+        "## Agents",
+        "",
+        "| Agent | peak RSS (VmHWM) MiB | longest probe per source (s) |",
+        "|---|---|---|",
+    ]
     for name, agent in data["agents"].items():
         probes = ", ".join(f"{s} {v:.2f}" for s, v in sorted(agent["probe_max_seconds"].items()))
         lines.append(f"| {name} | {_s(agent['peak_rss_mib'])} | {probes} |")

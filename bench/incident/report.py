@@ -148,7 +148,10 @@ def summarise(latencies: Sequence[float]) -> dict[str, float | None]:
     if not latencies:
         return {"count": 0, "max": None, "median": None, "p95": None}
     ordered = sorted(latencies)
-    pick = lambda q: ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]  # noqa: E731
+
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
+
     return {"count": len(ordered), "max": ordered[-1], "median": pick(0.5), "p95": pick(0.95)}
 
 
@@ -156,9 +159,10 @@ def predicted_remaining(
     etas: Mapping[tuple[str, str], float], counts: Mapping[tuple[str, str], float],
     share: float = 0.05,
 ) -> float | None:  # fmt: skip
-    """The backlog's clear ETA from per-(source, class) ETAs: the slowest of the series that
-    hold at least ``share`` of the messages (tiny classes drain in jumps; their ETA is noise).
-    ``None`` when nothing is waiting.
+    """The backlog's clear ETA from per-(source, class) ETAs (``None``: nothing waiting).
+
+    The slowest of the series that hold at least ``share`` of the messages: tiny classes drain
+    in jumps, so their ETA is noise.
     """
     total = sum(counts.values())
     if total <= 0:

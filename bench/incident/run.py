@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import signal
+import sys
 import threading
 import time
 import urllib.request
@@ -19,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from incident import report
-from incident.agent import Agent, Timing, write_config
+from incident.agent import Agent, write_config
+from incident.evidence import build
 from incident.markdown import render
-from incident.observe import Sampler, screenshot, value, vector_at
+from incident.observe import Sampler, screenshot
 from incident.scenario import COURTS, HUB, RECALLS, RELAY, Planned, build_message, plan_messages
 from incident.servers import USERS, Stack
 from incident.traffic import inject, work_through
@@ -95,10 +96,15 @@ def play(opts: Options, stack: Stack, agent: Agent, echo: Echo) -> dict[str, Any
     check_classes(agent.config, rec.planned)
     agent.start()
     wait_until(lambda: _ready(agent), 60, "mailwatch /readyz")
-    assert stack.hub and stack.relay and stack.dovecot and stack.prometheus
+    assert stack.hub
+    assert stack.relay
+    assert stack.prometheus
     sampler = Sampler(stack)
     sampler.start()
-    echo(f"status page: {agent.url}/   (config: {agent.config})")
+    echo(f"status page: {agent.url}/")
+    echo(f"working directory (removed on exit): {stack.root}")
+    if opts.demo:
+        echo(try_these(agent))
     ports = {HUB: stack.hub.smtp_port, "relay": stack.relay.smtp_port}
     rec.marks["normal"] = time.time()
     normal = [
@@ -126,7 +132,7 @@ def play(opts: Options, stack: Stack, agent: Agent, echo: Echo) -> dict[str, Any
     rec.marks["resolved"] = time.time()
     peak_shot(opts, agent, stack, "end")
     sampler.stop()
-    data = build(opts, stack, agent, rec, sampler, timing)
+    data = build(opts, stack, agent, rec, sampler, timing)  # before the agent stops: its RSS
     data["still_open_at_end"] = still_open
     return data
 
@@ -134,6 +140,20 @@ def play(opts: Options, stack: Stack, agent: Agent, echo: Echo) -> dict[str, Any
 def _describe(alert: dict[str, Any]) -> str:
     labels = alert["labels"]
     return " ".join(f"{k}={labels[k]}" for k in ("alertname", "class", "source") if k in labels)
+
+
+def try_these(agent: Agent) -> str:
+    """The commands a newcomer can try while the demo plays."""
+    mw = f"{Path(sys.executable).parent / 'mailwatch'} -c {agent.config}"
+    return "\n".join([
+        "Try, while it plays (another terminal):",
+        f"  {mw} stuck --priority P1          # what is stuck, most urgent first",
+        f"  {mw} shape deferred               # where the queued mail is going, by age",
+        f"  {mw} alerts                       # firing alerts and their ids",
+        f"  {mw} ack ALERT_ID --by you --note 'phoning PPCS'",
+        f"  {mw} backlog                      # per-class backlog, drain rate, clear ETA",
+        "Ctrl-C stops everything and removes the working directory.",
+    ])  # fmt: skip
 
 
 def _open_alerts(stack: Stack) -> list[dict[str, Any]]:
@@ -147,7 +167,7 @@ def recover(opts: Options, stack: Stack, agent: Agent, rec: Record, sampler: Sam
     sizes = [len(build_message(p).as_bytes()) for p in rec.planned[:200]]
     per_message = sum(sizes) / len(sizes) + 300  # SMTP commands and replies
     stack.recover(opts.drain_rate * per_message)
-    echo_flush = agent.cli("flush", "--yes")
+    agent.cli("flush", "--yes")  # the operator retries the deferred mail: mailwatch flush
     rec.marks["flushed"] = time.time()
     readers = []
     for source in (RECALLS, COURTS):
@@ -174,7 +194,6 @@ def recover(opts: Options, stack: Stack, agent: Agent, rec: Record, sampler: Sam
         ),
         time.time(),
     )
-    rec.marks["flush_output"] = 0.0 if echo_flush else 1.0
 
 
 def peak_shot(opts: Options, agent: Agent, stack: Stack, when: str) -> None:
@@ -188,113 +207,6 @@ def peak_shot(opts: Options, agent: Agent, stack: Stack, when: str) -> None:
         print(f"screenshot {when} failed: {exc}")
 
 
-def _sent(rec: Record, timing: Timing, priority_of: dict[str, str]) -> list[report.Sent]:
-    out = []
-    for index, item in enumerate(rec.planned):
-        arrival = rec.arrival.get(index)
-        if arrival is None:
-            continue
-        if item.entry in (HUB, RELAY):
-            left: float | None = rec.marks["recovery"]
-        else:
-            left = rec.read.get(" ".join(item.subject.split()))
-        out.append(report.Sent(f"{item.entry}#{index}", item.class_name, item.entry,
-                               float(int(arrival)), timing.slas[item.class_name], left))  # fmt: skip
-    _ = priority_of
-    return out
-
-
-def build(
-    opts: Options, stack: Stack, agent: Agent, rec: Record, sampler: Sampler, timing: Timing
-) -> dict[str, Any]:
-    """The report's data from the records, Alertmanager's samples and Prometheus."""
-    assert stack.prometheus is not None
-    classes = {c.name: str(c.priority) for c in load(agent.config).classifier().all_classes}
-    sent = _sent(rec, timing, classes)
-    seen = report.timeline(sampler.alerts)
-    p1 = [s for s in sent if classes[s.class_name] == "P1"]
-    results, excused = report.p1_results(p1, seen, timing.probe, rec.marks["resolved"])
-    latencies = [r.latency for r in results if r.latency is not None]
-    stuck = report.stuck_classes(sent)
-    if rec.marks["recovery"] - rec.marks["outage"] > timing.slas["canary"]:
-        stuck.add("canary")
-    start, clear = rec.marks["recovery"], rec.marks["clear"]
-    readings = []
-    for fraction in report.FRACTIONS:
-        at = start + fraction * (clear - start)
-        etas = {
-            (s["metric"]["source"], s["metric"]["class"]): value(s)
-            for s in vector_at(
-                stack.prometheus, 'mailwatch_backlog_clear_eta_seconds{source=~"hub|relay"}', at
-            )
-        }
-        counts = {
-            (s["metric"]["source"], s["metric"]["class"]): value(s)
-            for s in vector_at(
-                stack.prometheus,
-                'sum by (source, class) (mailwatch_messages{source=~"hub|relay"})',
-                at,
-            )
-        }
-        remaining = report.predicted_remaining(etas, counts)
-        readings.append(
-            report.eta_error(at, remaining if remaining is not None else float("nan"), start, clear)
-        )
-    span = int(rec.marks["resolved"] - rec.marks["normal"]) + 5
-    probes = {
-        s["metric"]["source"]: value(s)
-        for s in vector_at(
-            stack.prometheus,
-            f"max_over_time(mailwatch_probe_duration_seconds[{span}s])",
-            rec.marks["resolved"],
-        )
-    }
-    limit = timing.canary_interval + timing.canary_timeout + timing.probe + report.SLACK
-    return {
-        "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(opts).items()},
-        "timing": {
-            "probe": timing.probe,
-            "canary_interval": timing.canary_interval,
-            "canary_timeout": timing.canary_timeout,
-            "drain_halflife": timing.halflife,
-            "slas": timing.slas,
-        },
-        "marks": {k: v - rec.marks["normal"] for k, v in rec.marks.items() if k != "flush_output"},
-        "peak_backlog": max((sum(c.values()) for _, c in sampler.backlog), default=0),
-        "peak_by_mta": max(
-            (c for _, c in sampler.backlog), key=lambda c: sum(c.values()), default={}
-        ),
-        "mailbox_messages": sum(1 for p in rec.planned if p.entry in (RECALLS, COURTS)),
-        "p1": {
-            "target": timing.probe + report.SLACK,
-            "expected": len(results),
-            "excused": excused,
-            "never_alerted": [r.ident for r in results if r.latency is None],
-            "latency": report.summarise(latencies),
-            "over_target": sum(1 for x in latencies if x > timing.probe + report.SLACK),
-            "per_message": [vars_of(r) for r in results],
-        },
-        "false_alerts": report.false_alerts(seen, stuck),
-        "alerts_seen": sorted(
-            f"{n} class={c} source={s} states={sorted(sampler.states.get((n, c, s), set()))}"
-            for n, c, s in seen
-        ),
-        "canary": report.canary_detection(rec.marks["outage"], seen, limit),
-        "eta": {"readings": readings, "met": report.eta_verdict(readings)},
-        "agents": {
-            "mailwatch": {"peak_rss_mib": agent.peak_rss_mib(), "probe_max_seconds": probes}
-        },
-        "load_average": os.getloadavg(),
-        "gateway_accepted": stack.gateway.handler.accepted if stack.gateway else None,
-    }
-
-
-def vars_of(result: report.P1Result) -> dict[str, Any]:
-    """A P1 result as JSON."""
-    return {"id": result.ident, "class": result.class_name, "source": result.source,
-            "latency": result.latency}  # fmt: skip
-
-
 def write(data: dict[str, Any], opts: Options) -> None:
     """``NAME-MESSAGES.json`` and ``.md`` in the output directory."""
     if opts.out is None:
@@ -305,29 +217,58 @@ def write(data: dict[str, Any], opts: Options) -> None:
     stem.with_suffix(".md").write_text(render(data))
 
 
+DEMO = {"messages": 3000, "outage": 150.0, "drain_rate": 40.0}
+"""The demo's defaults: a few minutes, a few thousand messages."""
+
+
 def parse(argv: list[str] | None) -> Options:
-    """Options from the command line."""
+    """Options from the command line (``--demo`` changes the defaults: ``DEMO``)."""
     parser = argparse.ArgumentParser(prog="bench/replay.py", description=__doc__)
-    parser.add_argument("--messages", type=int, default=30_000, help="queued at the peak (30000)")
+    parser.add_argument("--messages", type=int, help="queued at the peak (30000; demo 3000)")
     parser.add_argument("--scale", type=float, default=60.0, help="time compression (60x)")
     parser.add_argument("--probe", type=float, default=5.0, help="probe interval, compressed s")
-    parser.add_argument("--outage", type=float, default=300.0, help="outage, compressed s")
-    parser.add_argument("--drain-rate", type=float, default=150.0, help="link, messages/s")
+    parser.add_argument("--outage", type=float, help="outage, compressed s (300; demo 150)")
+    parser.add_argument("--drain-rate", type=float, help="link, messages/s (150; demo 40)")
     parser.add_argument("--read-rate", type=float, default=5.0, help="mailbox reading, msg/s")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     parser.add_argument("--name", default="replay")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="the short demo: print the commands to try, keep running to Ctrl-C",
+    )
     args = parser.parse_args(argv)
-    return Options(messages=args.messages, scale=args.scale, probe=args.probe,
-                   outage=args.outage, drain_rate=args.drain_rate, read_rate=args.read_rate,
-                   out=args.out, name=args.name)  # fmt: skip
+    defaults = DEMO if args.demo else {"messages": 30_000, "outage": 300.0, "drain_rate": 150.0}
+    chosen = {k: v if (v := getattr(args, k)) is not None else defaults[k] for k in defaults}
+    return Options(scale=args.scale, probe=args.probe, read_rate=args.read_rate,
+                   out=None if args.demo else args.out, name=args.name, demo=args.demo,
+                   **chosen)  # type: ignore[arg-type]  # fmt: skip
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def echo(text: str) -> None:
+    """Print at once (the demo's output is read as it comes)."""
+    print(text, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the replay; exit 0 when every target is met, 1 otherwise."""
+    """Run the replay; exit 0 when every target is met, 1 otherwise (130 on Ctrl-C)."""
     opts = parse(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
     stack, agent = Stack.create(opts.scale), Agent.plan()
     try:
-        data = play(opts, stack, agent, print)
+        data = play(opts, stack, agent, echo)
+        if opts.demo:
+            echo(render(data))
+            echo(f"All clear. The servers and {agent.url}/ stay up: Ctrl-C to stop and clean up.")
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        echo("stopping: every server, then the working directory")
+        return 130
     finally:
         agent.stop()
         stack.close()

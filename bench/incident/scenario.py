@@ -23,8 +23,10 @@ CANARY_DOMAIN = "canary.probation.example"
 # Synthetic: every name and reference is invented. Ordinary mail dominates; a few dozen P1.
 HUB_MIX: tuple[tuple[str, float, str, str], ...] = (
     ("general", 7000, "Team update {n}: rota and leave", "everyone@probation.example"),
-    ("court_report", 700, "Pre-sentence report request - case X{n:06d}", "courts@justice.example"),
-    ("allocation", 600, "Case allocation - X{n:06d} to new practitioner", "alloc@probation.example"),
+    ("court_report", 700, "Pre-sentence report request - case X{n:06d}",
+     "courts@justice.example"),
+    ("allocation", 600, "Case allocation - X{n:06d} to new practitioner",
+     "alloc@probation.example"),
     ("breach", 450, "Breach of licence conditions - X{n:06d}", "enforce@justice.example"),
     ("release", 350, "Release notification - X{n:06d}", "om@probation.example"),
     ("court_result", 300, "Court results {n}", "results@justice.example"),
@@ -36,7 +38,8 @@ HUB_MIX: tuple[tuple[str, float, str, str], ...] = (
      "nps.duty@justice.example"),
     ("recall_notification", 5, "Recall notification - X{n:06d} returned to custody",
      "ppcs@justice.example"),
-    ("safeguarding", 5, "MASH referral - child protection concern X{n:06d}", "mash@council.example"),
+    ("safeguarding", 5, "MASH referral - child protection concern X{n:06d}",
+     "mash@council.example"),
 )  # fmt: skip
 MAILBOX_MIX: dict[str, tuple[str, str, int]] = {
     # mailbox source -> (class, subject template, messages per 10,000 queued)

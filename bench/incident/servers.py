@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,13 +116,15 @@ class Stack:
 
     def outage(self) -> None:
         """The relay goes away: the hub's link and the relay's onward gateway are cut."""
-        assert self.link is not None and self.gateway is not None
+        assert self.link is not None
+        assert self.gateway is not None
         self.loop.call(self.link.down())
         self.gateway.down()
 
     def recover(self, rate: float | None) -> None:
         """The relay returns, its link limited to ``rate`` bytes a second."""
-        assert self.link is not None and self.gateway is not None
+        assert self.link is not None
+        assert self.gateway is not None
         self.link.rate = rate
         self.gateway.up()
         self.loop.call(self.link.up())
@@ -136,16 +139,20 @@ class Stack:
 
     def close(self) -> None:
         """Stop every daemon (even half-started ones) and remove the directory."""
-        for step in (
-            lambda: self.prometheus and self.prometheus.stop(),
-            lambda: self.alertmanager and self.alertmanager.stop(),
-            lambda: self.hub and self.hub.stop(),
-            lambda: self.link and self.loop.call(self.link.down()),
-            lambda: self.relay and self.relay.stop(),
-            lambda: self.gateway and self.gateway.down(),
-            lambda: self.dovecot and self.dovecot.stop(),
-            self.loop.close,
-        ):
+        steps: list[Callable[[], object]] = []
+        for each in (self.prometheus, self.alertmanager, self.hub):
+            if each is not None:
+                steps.append(each.stop)
+        if self.link is not None:
+            link = self.link
+            steps.append(lambda: self.loop.call(link.down()))
+        for other in (self.relay, self.dovecot):
+            if other is not None:
+                steps.append(other.stop)
+        if self.gateway is not None:
+            steps.append(self.gateway.down)
+        steps.append(self.loop.close)
+        for step in steps:
             with contextlib.suppress(Exception):
                 step()
         shutil.rmtree(self.root, ignore_errors=True)

@@ -1,0 +1,153 @@
+"""The report's data: the replay's records, Alertmanager's samples and Prometheus's answers."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from incident import report
+from incident.observe import Sampler, value, vector_at
+from incident.scenario import COURTS, HUB, RECALLS, RELAY
+from mailwatch.config.settings import load
+from mailwatch.sandbox.prometheus import PrivatePrometheus
+
+if TYPE_CHECKING:
+    from incident.agent import Agent, Timing
+    from incident.run import Options, Record
+    from incident.servers import Stack
+
+MTAS = f'source=~"{HUB}|{RELAY}"'
+
+
+def sent_messages(rec: Record, timing: Timing) -> list[report.Sent]:
+    """Every message the replay sent, with when mailwatch saw it arrive and when it left.
+
+    Arrival: the second the MTA accepted it (queue arrival times are whole seconds). Left:
+    queued mail cannot leave before the relay returns (the recovery mark); mailbox mail leaves
+    when it is read.
+    """
+    out = []
+    for index, item in enumerate(rec.planned):
+        arrival = rec.arrival.get(index)
+        if arrival is None:
+            continue
+        if item.entry in (HUB, RELAY):
+            left: float | None = rec.marks["recovery"]
+        else:
+            left = rec.read.get(" ".join(item.subject.split()))
+        sla = timing.slas[item.class_name]
+        ident = f"{item.entry}#{index}"
+        out.append(report.Sent(ident, item.class_name, item.entry, float(int(arrival)), sla, left))
+    return out
+
+
+def eta_readings(prometheus: PrivatePrometheus, start: float, clear: float) -> list[dict[str, Any]]:
+    """The clear ETA Prometheus held at 25/50/75% of the recovery, against the clear time."""
+    readings = []
+    for fraction in report.FRACTIONS:
+        at = start + fraction * (clear - start)
+        etas = {
+            (s["metric"]["source"], s["metric"]["class"]): value(s)
+            for s in vector_at(prometheus, f"mailwatch_backlog_clear_eta_seconds{{{MTAS}}}", at)
+        }
+        counts = {
+            (s["metric"]["source"], s["metric"]["class"]): value(s)
+            for s in vector_at(
+                prometheus, f"sum by (source, class) (mailwatch_messages{{{MTAS}}})", at
+            )
+        }
+        remaining = report.predicted_remaining(etas, counts)
+        predicted = remaining if remaining is not None else float("nan")
+        readings.append(report.eta_error(at, predicted, start, clear))
+    return readings
+
+
+def probe_max(prometheus: PrivatePrometheus, start: float, end: float) -> dict[str, float]:
+    """The longest probe of each source over the run (``mailwatch_probe_duration_seconds``)."""
+    expr = f"max_over_time(mailwatch_probe_duration_seconds[{int(end - start) + 5}s])"
+    return {s["metric"]["source"]: value(s) for s in vector_at(prometheus, expr, end)}
+
+
+def dump_raw(path: Path, seen: dict[report.AlertKey, list[float]], rec: Record,
+             sent: list[report.Sent], sampler: Sampler) -> None:  # fmt: skip
+    """The raw record, to recompute the report without a rerun."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = {"seen": [[list(k), v] for k, v in seen.items()], "marks": rec.marks,
+           "sent": [[s.ident, s.class_name, s.source, s.arrival, s.sla, s.left] for s in sent],
+           "backlog": sampler.backlog}  # fmt: skip
+    path.write_text(json.dumps(raw))
+
+
+def p1_section(
+    sent: list[report.Sent], priorities: dict[str, str], seen: dict[report.AlertKey, list[float]],
+    timing: Timing, end: float,
+) -> dict[str, Any]:  # fmt: skip
+    """The P1 targets: latency per message, never alerted, over the target."""
+    p1 = [s for s in sent if priorities[s.class_name] == "P1"]
+    results, excused = report.p1_results(p1, seen, timing.probe, end)
+    latencies = [r.latency for r in results if r.latency is not None]
+    target = timing.probe + report.SLACK
+    return {
+        "target": target,
+        "expected": len(results),
+        "excused": excused,
+        "never_alerted": [r.ident for r in results if r.latency is None],
+        "latency": report.summarise(latencies),
+        "over_target": sum(1 for x in latencies if x > target),
+        "per_message": [
+            {"id": r.ident, "class": r.class_name, "source": r.source, "latency": r.latency}
+            for r in results
+        ],
+    }
+
+
+def build(
+    opts: Options, stack: Stack, agent: Agent, rec: Record, sampler: Sampler, timing: Timing
+) -> dict[str, Any]:
+    """The report's data (JSON-ready)."""
+    assert stack.prometheus is not None
+    priorities = {c.name: str(c.priority) for c in load(agent.config).classifier().all_classes}
+    sent = sent_messages(rec, timing)
+    seen = report.timeline(sampler.alerts)
+    if opts.out is not None:
+        dump_raw(opts.out / f"{opts.name}-{opts.messages}.raw.json", seen, rec, sent, sampler)
+    stuck = report.stuck_classes(sent)
+    if rec.marks["recovery"] - rec.marks["outage"] > timing.slas["canary"]:
+        stuck.add("canary")
+    readings = eta_readings(stack.prometheus, rec.marks["recovery"], rec.marks["clear"])
+    limit = timing.canary_interval + timing.canary_timeout + timing.probe + report.SLACK
+    peak = max((c for _, c in sampler.backlog), key=lambda c: sum(c.values()), default={})
+    return {
+        "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(opts).items()},
+        "timing": {
+            "probe": timing.probe,
+            "canary_interval": timing.canary_interval,
+            "canary_timeout": timing.canary_timeout,
+            "drain_halflife": timing.halflife,
+            "slas": timing.slas,
+        },
+        "marks": {k: v - rec.marks["normal"] for k, v in rec.marks.items()},
+        "peak_backlog": sum(peak.values()),
+        "peak_by_mta": peak,
+        "mailbox_messages": sum(1 for p in rec.planned if p.entry in (RECALLS, COURTS)),
+        "p1": p1_section(sent, priorities, seen, timing, rec.marks["resolved"]),
+        "false_alerts": report.false_alerts(seen, stuck),
+        "alerts_seen": sorted(
+            f"{n} class={c} source={s} states={sorted(sampler.states.get((n, c, s), set()))}"
+            for n, c, s in seen
+        ),
+        "canary": report.canary_detection(rec.marks["outage"], seen, limit),
+        "eta": {"readings": readings, "met": report.eta_verdict(readings)},
+        "agents": {
+            "mailwatch": {
+                "peak_rss_mib": agent.peak_rss_mib(),
+                "probe_max_seconds": probe_max(
+                    stack.prometheus, rec.marks["normal"], rec.marks["resolved"]
+                ),
+            }
+        },
+        "load_average": os.getloadavg(),
+        "gateway_accepted": stack.gateway.handler.accepted if stack.gateway else None,
+    }
