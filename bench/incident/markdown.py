@@ -94,6 +94,7 @@ def render(data: dict[str, Any]) -> str:
         *(f"- {a}" for a in data["alerts_seen"]),
         "",
     ]
+    lines += _notes(data)
     if data.get("still_open_at_end"):
         lines += ["Still open in Alertmanager at the end (after 20 probe intervals):", "",
                   *(f"- {a}" for a in data["still_open_at_end"]), ""]  # fmt: skip
@@ -102,6 +103,29 @@ def render(data: dict[str, Any]) -> str:
     if p1["never_alerted"]:
         lines += ["P1 never alerted:", "", *(f"- {a}" for a in p1["never_alerted"]), ""]
     return "\n".join(lines)
+
+
+def _notes(data: dict[str, Any]) -> list[str]:
+    """What the figures say beyond the targets (the page at the peak and at the end first)."""
+    opts, probe = data["options"], data["timing"]["probe"]
+    stem = f"{opts['name']}-{opts['messages']}"
+    notes = [f"- The duty-manager page at the peak: [{stem}-peak.png]({stem}-peak.png); "
+             f"at the end (all clear): [{stem}-end.png]({stem}-end.png)."]  # fmt: skip
+    for name, agent in data["agents"].items():
+        slow = {s: v for s, v in agent["probe_max_seconds"].items() if v > probe}
+        if slow:
+            notes.append(
+                f"- {name}: probes longer than the {probe} s interval at the worst moment "
+                f"({', '.join(f'{s} {v:.1f} s' for s, v in sorted(slow.items()))}); the next "
+                "probe then starts late, which the P1 latency above includes."
+            )
+    if any(a.startswith("MailwatchAbsent ") for a in data["alerts_seen"]):
+        notes.append(
+            "- MailwatchAbsent fired: Prometheus failed to scrape mailwatch (its scrape timeout "
+            "is the 1 s scrape interval here) for the scaled `for` of the rule; see Prometheus's "
+            "`up` series. mailwatch's own alerts did not depend on it."
+        )
+    return ["## Notes", "", *notes, ""]
 
 
 def _pct(value: float | None) -> str:

@@ -230,7 +230,9 @@ def parse(argv: list[str] | None) -> Options:
     parser.add_argument("--outage", type=float, help="outage, compressed s (300; demo 150)")
     parser.add_argument("--drain-rate", type=float, help="link, messages/s (150; demo 40)")
     parser.add_argument("--read-rate", type=float, default=5.0, help="mailbox reading, msg/s")
-    parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    parser.add_argument(
+        "--out", type=Path, help="report and screenshots (bench/results; demo: none)"
+    )
     parser.add_argument("--name", default="replay")
     parser.add_argument(
         "--demo",
@@ -241,7 +243,7 @@ def parse(argv: list[str] | None) -> Options:
     defaults = DEMO if args.demo else {"messages": 30_000, "outage": 300.0, "drain_rate": 150.0}
     chosen = {k: v if (v := getattr(args, k)) is not None else defaults[k] for k in defaults}
     return Options(scale=args.scale, probe=args.probe, read_rate=args.read_rate,
-                   out=None if args.demo else args.out, name=args.name, demo=args.demo,
+                   out=args.out if args.out or args.demo else Path("bench/results"), name=args.name, demo=args.demo,
                    **chosen)  # type: ignore[arg-type]  # fmt: skip
 
 

@@ -94,14 +94,14 @@ class Stack:
         self.relay = PrivatePostfix.create(
             self.root / "relay", relay_port=self.gateway.port,
             transports={CASES_DOMAIN: lmtp, CANARY_DOMAIN: lmtp},
-            extra={"myhostname": "relay.replay.invalid"},
+            hostname="relay.replay.invalid",
         )  # fmt: skip
         self.relay.start()
         self.link = Link(free_port(), self.relay.smtp_port)
         self.loop.call(self.link.up())
         self.hub = PrivatePostfix.create(
             self.root / "hub", relay_port=self.link.port,
-            extra={"myhostname": "hub.replay.invalid", "smtp_connect_timeout": "1s"},
+            hostname="hub.replay.invalid",
         )  # fmt: skip
         self.hub.start()
         self.alertmanager = PrivateAlertmanager.create(self.root / "alertmanager")
