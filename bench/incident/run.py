@@ -144,14 +144,15 @@ def _describe(alert: dict[str, Any]) -> str:
 
 def try_these(agent: Agent) -> str:
     """The commands a newcomer can try while the demo plays."""
-    mw = f"{Path(sys.executable).parent / 'mailwatch'} -c {agent.config}"
+    mw = Path(sys.executable).parent / "mailwatch"
     return "\n".join([
         "Try, while it plays (another terminal):",
-        f"  {mw} stuck --priority P1          # what is stuck, most urgent first",
-        f"  {mw} shape deferred               # where the queued mail is going, by age",
-        f"  {mw} alerts                       # firing alerts and their ids",
-        f"  {mw} ack ALERT_ID --by you --note 'phoning PPCS'",
-        f"  {mw} backlog                      # per-class backlog, drain rate, clear ETA",
+        f"  export MAILWATCH_CONFIG={agent.config}",
+        f"  {mw} stuck --priority P1     # what is stuck, most urgent first, and why",
+        f"  {mw} shape deferred          # where the queued mail is going, by age",
+        f"  {mw} alerts                  # firing alerts: the ALERT column is the id",
+        f"  {mw} ack p1_stuck/recall_emergency/hub --by you --note 'phoning PPCS'",
+        f"  {mw} backlog                 # per-class backlog, drain rate, clear ETA",
         "Ctrl-C stops everything and removes the working directory.",
     ])  # fmt: skip
 
@@ -242,9 +243,9 @@ def parse(argv: list[str] | None) -> Options:
     args = parser.parse_args(argv)
     defaults = DEMO if args.demo else {"messages": 30_000, "outage": 300.0, "drain_rate": 150.0}
     chosen = {k: v if (v := getattr(args, k)) is not None else defaults[k] for k in defaults}
-    return Options(scale=args.scale, probe=args.probe, read_rate=args.read_rate,
-                   out=args.out if args.out or args.demo else Path("bench/results"), name=args.name, demo=args.demo,
-                   **chosen)  # type: ignore[arg-type]  # fmt: skip
+    out = args.out if args.out or args.demo else Path("bench/results")
+    return Options(scale=args.scale, probe=args.probe, read_rate=args.read_rate, out=out,
+                   name=args.name, demo=args.demo, **chosen)  # type: ignore[arg-type]  # fmt: skip
 
 
 def _interrupt(_signum: int, _frame: object) -> None:
