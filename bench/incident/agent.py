@@ -9,6 +9,7 @@ its peak RSS is read from ``/proc/PID/status`` (VmHWM) before it is stopped.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -153,6 +154,16 @@ class Agent:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
         return None
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time of the running process so far (``/proc/PID/stat``)."""
+        if self.process is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, IndexError):
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def cli(self, *args: str, timeout: float = 120) -> str:
         """Run ``mailwatch -c CONFIG ARGS`` and return its output."""

@@ -143,6 +143,7 @@ def build(
         "agents": {
             "mailwatch": {
                 "peak_rss_mib": agent.peak_rss_mib(),
+                "cpu_seconds": agent.cpu_seconds(),
                 "probe_max_seconds": probe_max(
                     stack.prometheus, rec.marks["normal"], rec.marks["resolved"]
                 ),

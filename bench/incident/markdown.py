@@ -77,7 +77,8 @@ def render(data: dict[str, Any]) -> str:
     ]
     for name, agent in data["agents"].items():
         probes = ", ".join(f"{s} {v:.2f}" for s, v in sorted(agent["probe_max_seconds"].items()))
-        lines.append(f"| {name} | {_s(agent['peak_rss_mib'])} | {probes} |")
+        cpu = _s(agent.get("cpu_seconds"))
+        lines.append(f"| {name} | {_s(agent['peak_rss_mib'])} | {cpu} | {probes} |")
     lines += [
         "",
         f"Load average at the end: {', '.join(f'{x:.2f}' for x in data['load_average'])} "

@@ -261,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the replay; exit 0 when every target is met, 1 otherwise (130 on Ctrl-C)."""
     opts = parse(argv)
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
     stack, agent = Stack.create(opts.scale), Agent.plan()
     try:
         data = play(opts, stack, agent, echo)
