@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from incident import report
+from incident import maillogs, report
 from incident.observe import Sampler, value, vector_at
 from incident.scenario import COURTS, HUB, RECALLS, RELAY
 from mailwatch.config.settings import load
@@ -21,46 +22,77 @@ if TYPE_CHECKING:
 MTAS = f'source=~"{HUB}|{RELAY}"'
 
 
-def sent_messages(rec: Record, timing: Timing) -> list[report.Sent]:
-    """Every message the replay sent, with when mailwatch saw it arrive and when it left.
+def departures(stack: Stack) -> dict[str, dict[int, float]]:
+    """Per MTA, when each replay message was sent on (from its own Postfix log)."""
+    year = datetime.now(UTC).year
+    out = {}
+    for name, instance in ((HUB, stack.hub), (RELAY, stack.relay)):
+        if instance is not None and instance.log_path.is_file():
+            with instance.log_path.open(errors="replace") as lines:
+                out[name] = maillogs.departures(lines, year)
+    return out
+
+
+def sent_messages(
+    rec: Record, timing: Timing, left_mta: dict[str, dict[int, float]]
+) -> tuple[list[report.Sent], int]:
+    """Every message the replay sent, when it arrived and when it left; and how many guessed.
 
     Arrival: the second the MTA accepted it (queue arrival times are whole seconds). Left:
-    queued mail cannot leave before the relay returns (the recovery mark); mailbox mail leaves
-    when it is read.
+    queued mail when its MTA's log says it was sent on (if the log does not say, the recovery
+    mark, counted as guessed); mailbox mail when it was read.
     """
-    out = []
+    out, guessed = [], 0
     for index, item in enumerate(rec.planned):
         arrival = rec.arrival.get(index)
         if arrival is None:
             continue
         if item.entry in (HUB, RELAY):
-            left: float | None = rec.marks["recovery"]
+            left: float | None = left_mta.get(item.entry, {}).get(index)
+            if left is None:
+                left, guessed = rec.marks["recovery"], guessed + 1
         else:
             left = rec.read.get(" ".join(item.subject.split()))
         sla = timing.slas[item.class_name]
         ident = f"{item.entry}#{index}"
         out.append(report.Sent(ident, item.class_name, item.entry, float(int(arrival)), sla, left))
-    return out
+    return out, guessed
+
+
+def _vector(prometheus: PrivatePrometheus, expr: str, at: float, *by: str) -> dict[Any, float]:
+    found = vector_at(prometheus, expr, at)
+    return {tuple(s["metric"].get(k, "") for k in by): value(s) for s in found}
 
 
 def eta_readings(prometheus: PrivatePrometheus, start: float, clear: float) -> list[dict[str, Any]]:
-    """The clear ETA Prometheus held at 25/50/75% of the recovery, against the clear time."""
+    """The clear ETA Prometheus held at 25/50/75% of the recovery, against the clear time.
+
+    Pooled across the MTAs per class (``report.pooled_etas``: the backlog's clear time);
+    ``per_source`` is the slowest (source, class) series' own ETA, shown beside it.
+    """
     readings = []
     for fraction in report.FRACTIONS:
         at = start + fraction * (clear - start)
-        etas = {
-            (s["metric"]["source"], s["metric"]["class"]): value(s)
-            for s in vector_at(prometheus, f"mailwatch_backlog_clear_eta_seconds{{{MTAS}}}", at)
-        }
-        counts = {
-            (s["metric"]["source"], s["metric"]["class"]): value(s)
-            for s in vector_at(
-                prometheus, f"sum by (source, class) (mailwatch_messages{{{MTAS}}})", at
-            )
-        }
-        remaining = report.predicted_remaining(etas, counts)
+        counts = _vector(prometheus, f"sum by (class) (mailwatch_messages{{{MTAS}}})", at, "class")
+        rates = _vector(
+            prometheus, f"sum by (class) (mailwatch_backlog_drain_rate{{{MTAS}}})", at, "class"
+        )
+        pooled = report.pooled_etas(
+            {k[0]: v for k, v in counts.items()}, {k[0]: v for k, v in rates.items()}
+        )
+        remaining = report.predicted_remaining(
+            {(HUB, k): v for k, v in pooled.items()}, {(HUB, k[0]): v for k, v in counts.items()}
+        )
+        per_source = report.predicted_remaining(
+            _vector(prometheus, f"mailwatch_backlog_clear_eta_seconds{{{MTAS}}}", at,
+                    "source", "class"),
+            _vector(prometheus, f"sum by (source, class) (mailwatch_messages{{{MTAS}}})", at,
+                    "source", "class"),
+        )  # fmt: skip
         predicted = remaining if remaining is not None else float("nan")
-        readings.append(report.eta_error(at, predicted, start, clear))
+        reading = report.eta_error(at, predicted, start, clear)
+        reading["per_source_remaining"] = per_source
+        readings.append(reading)
     return readings
 
 
@@ -109,7 +141,7 @@ def build(
     """The report's data (JSON-ready)."""
     assert stack.prometheus is not None
     priorities = {c.name: str(c.priority) for c in load(agent.config).classifier().all_classes}
-    sent = sent_messages(rec, timing)
+    sent, guessed = sent_messages(rec, timing, departures(stack))
     seen = report.timeline(sampler.alerts)
     if opts.out is not None:
         dump_raw(opts.out / f"{opts.name}-{opts.messages}.raw.json", seen, rec, sent, sampler)
@@ -131,6 +163,7 @@ def build(
         "marks": {k: v - rec.marks["normal"] for k, v in rec.marks.items()},
         "peak_backlog": sum(peak.values()),
         "peak_by_mta": peak,
+        "departures_not_in_logs": guessed,
         "mailbox_messages": sum(1 for p in rec.planned if p.entry in (RECALLS, COURTS)),
         "p1": p1_section(sent, priorities, seen, timing, rec.marks["resolved"]),
         "false_alerts": report.false_alerts(seen, stuck),

@@ -54,19 +54,21 @@ def render(data: dict[str, Any]) -> str:
         "",
         "## Clear ETA during the recovery",
         "",
-        "Predicted remaining time: the largest `mailwatch_backlog_clear_eta_seconds` among the",
-        "(source, class) series holding at least 5% of the queued mail, read from Prometheus at",
-        "25/50/75% of the measured recovery (link back to queues empty).",
+        "Predicted remaining time, read from Prometheus at 25/50/75% of the measured recovery",
+        "(link back to queues empty): per class, the messages waiting across both MTAs over the",
+        "summed `mailwatch_backlog_drain_rate` (mail moving from the hub to the relay is neither",
+        "drained nor added); the slowest class holding at least 5% of the queued mail. The last",
+        "column is the slowest per-(source, class) `mailwatch_backlog_clear_eta_seconds` instead.",
         "",
         "| Recovery | predicted remaining s | actual remaining s | error (remaining) | "
-        "error (whole recovery) |",
-        "|---|---|---|---|---|",
+        "error (whole recovery) | per source s |",
+        "|---|---|---|---|---|---|",
     ]
     for r in eta["readings"]:
         lines.append(
             f"| {_s((r['fraction'] or 0) * 100, 0)}% | {_s(r['predicted_remaining'])} | "
             f"{_s(r['actual_remaining'])} | {_pct(r['remaining_error'])} | "
-            f"{_pct(r['duration_error'])} |"
+            f"{_pct(r['duration_error'])} | {_s(r.get('per_source_remaining'))} |"
         )
     lines += [
         "",

@@ -182,3 +182,17 @@ def canary_detection(
     ]  # fmt: skip
     after = min(times) - outage if times else None
     return {"seconds": after, "limit": limit, "met": after is not None and after <= limit}
+
+
+def pooled_etas(
+    counts: Mapping[str, float], rates: Mapping[str, float]
+) -> dict[str, float]:  # fmt: skip
+    """Per class, across the MTAs: messages waiting / summed drain rate (``inf``: not draining).
+
+    Mail moving from the hub to the relay leaves one queue and joins the other: per source it
+    looks like the relay's backlog growing; pooled, it is neither drained nor added.
+    """
+    return {
+        name: 0.0 if n <= 0 else (n / rates[name] if rates.get(name, 0.0) > 0 else math.inf)
+        for name, n in counts.items()
+    }

@@ -110,7 +110,7 @@ def play(opts: Options, stack: Stack, agent: Agent, echo: Echo) -> dict[str, Any
     normal = [
         p for p in plan_messages(max(40, opts.messages // 200), seed=1) if p.entry in (HUB, RELAY)
     ]
-    inject(normal, ports, 3 * opts.probe, threads=2)
+    inject(normal, ports, 3 * opts.probe, threads=2, tagged=False)
     time.sleep(3 * opts.probe)
     echo(f"outage: the relay goes away; {len(rec.planned)} messages arrive")
     stack.outage()

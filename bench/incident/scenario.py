@@ -88,9 +88,13 @@ def plan_messages(total: int, seed: int = 2014) -> list[Planned]:
     return planned
 
 
-def build_message(planned: Planned, sender: str = "om.north@probation.example") -> EmailMessage:
-    """The RFC 5322 message for ``planned`` (a synthetic body)."""
+def build_message(
+    planned: Planned, index: int | None = None, sender: str = "om.north@probation.example"
+) -> EmailMessage:
+    """The RFC 5322 message for ``planned`` (a synthetic body); ``index`` names its Message-ID."""
     message = EmailMessage()
+    if index is not None:
+        message["Message-ID"] = f"<replay-{index}@replay.invalid>"
     message["From"] = sender
     message["To"] = planned.recipient
     message["Subject"] = planned.subject

@@ -19,9 +19,13 @@ from incident.scenario import HUB, Planned, build_message
 
 
 def inject(
-    planned: Sequence[Planned], ports: dict[str, int], seconds: float, threads: int = 4
-) -> dict[int, float]:
-    """Send every message within about ``seconds``; the accept time of each (by index)."""
+    planned: Sequence[Planned], ports: dict[str, int], seconds: float, threads: int = 4,
+    *, tagged: bool = True,
+) -> dict[int, float]:  # fmt: skip
+    """Send every message within about ``seconds``; the accept time of each (by index).
+
+    ``tagged``: each gets the Message-ID of its index (how the MTAs' logs are read back).
+    """
     accepted: dict[int, float] = {}
     start = time.time()
     step = seconds / max(1, len(planned))
@@ -43,7 +47,7 @@ def inject(
                 port = ports[HUB] if item.entry == HUB else ports["relay"]
                 if port not in links:
                     links[port] = smtplib.SMTP("127.0.0.1", port, timeout=60)
-                links[port].send_message(build_message(item))
+                links[port].send_message(build_message(item, index if tagged else None))
                 accepted[index] = time.time()
         finally:
             for link in links.values():

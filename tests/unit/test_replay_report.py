@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from incident import report
+from incident import maillogs, report
 from incident.scenario import (
     HUB,
     RELAY,
@@ -175,3 +176,29 @@ class TestPlan:
         for item in {p.class_name: p for p in plan_messages(200)}.values():
             message = message_from_bytes(build_message(item).as_bytes())
             assert classifier.classify(message).name == item.class_name, item.subject
+
+
+def test_pooled_eta_counts_mail_moving_between_mtas_once() -> None:
+    """Hub draining 10/s into a relay passing 10/s on: pooled, 100 waiting clear in 10 s."""
+    assert report.pooled_etas({"general": 100.0}, {"general": 10.0}) == {"general": 10.0}
+    assert report.pooled_etas({"breach": 5.0, "mappa": 0.0}, {"breach": -1.0}) == {
+        "breach": math.inf, "mappa": 0.0,
+    }  # fmt: skip
+
+
+def test_departures_read_from_the_postfix_log() -> None:
+    """Queue id from the cleanup line, sent time from the first status=sent; others ignored."""
+    log = [
+        "Dec  7 07:05:01 hub.replay.invalid postfix/cleanup[11]: 4AB12C: "
+        "message-id=<replay-17@replay.invalid>",
+        "Dec  7 07:05:01 hub.replay.invalid postfix/cleanup[11]: 5CD34E: message-id=<x@y>",
+        "Dec  7 07:06:40 hub.replay.invalid postfix/smtp[12]: 4AB12C: to=<a@justice.example>, "
+        "relay=127.0.0.1[127.0.0.1]:1234, delay=99, status=deferred (connect refused)",
+        "Dec  7 07:09:02 hub.replay.invalid postfix/smtp[12]: 4AB12C: to=<a@justice.example>, "
+        "relay=127.0.0.1[127.0.0.1]:1234, delay=241, status=sent (250 2.0.0 Ok)",
+        "2026-12-07T07:09:03.5+00:00 hub.replay.invalid postfix/smtp[12]: 5CD34E: to=<b@c>, "
+        "status=sent (250 ok)",
+        "garbage",
+    ]
+    left = maillogs.departures(log, 2026)
+    assert left == {17: datetime(2026, 12, 7, 7, 9, 2, tzinfo=UTC).timestamp()}
