@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from incident.servers import Stack
 
 MTAS = f'source=~"{HUB}|{RELAY}"'
+LAST = "[10s]"
+"""Series are read as their last value within two probe intervals (``last_over_time``): a
+scrape that timed out at that instant (1 s under load) leaves them stale, not unknown."""
 
 
 def departures(stack: Stack) -> dict[str, dict[int, float]]:
@@ -71,24 +74,23 @@ def eta_readings(prometheus: PrivatePrometheus, start: float, clear: float) -> l
     ``per_source`` is the slowest (source, class) series' own ETA, shown beside it.
     """
     readings = []
+    waiting = f"last_over_time(mailwatch_messages{{{MTAS}}}{LAST})"
+    draining = f"last_over_time(mailwatch_backlog_drain_rate{{{MTAS}}}{LAST})"
+    own_eta = f"last_over_time(mailwatch_backlog_clear_eta_seconds{{{MTAS}}}{LAST})"
     for fraction in report.FRACTIONS:
         at = start + fraction * (clear - start)
-        counts = _vector(prometheus, f"sum by (class) (mailwatch_messages{{{MTAS}}})", at, "class")
-        rates = _vector(
-            prometheus, f"sum by (class) (mailwatch_backlog_drain_rate{{{MTAS}}})", at, "class"
-        )
-        pooled = report.pooled_etas(
-            {k[0]: v for k, v in counts.items()}, {k[0]: v for k, v in rates.items()}
-        )
+        counts = {k[0]: v for k, v in _vector(prometheus, f"sum by (class) ({waiting})", at,
+                                               "class").items()}  # fmt: skip
+        rates = {k[0]: v for k, v in _vector(prometheus, f"sum by (class) ({draining})", at,
+                                              "class").items()}  # fmt: skip
+        pooled = report.pooled_etas(counts, rates)
         remaining = report.predicted_remaining(
-            {(HUB, k): v for k, v in pooled.items()}, {(HUB, k[0]): v for k, v in counts.items()}
+            {(HUB, k): v for k, v in pooled.items()}, {(HUB, k): v for k, v in counts.items()}
         )
         per_source = report.predicted_remaining(
-            _vector(prometheus, f"mailwatch_backlog_clear_eta_seconds{{{MTAS}}}", at,
-                    "source", "class"),
-            _vector(prometheus, f"sum by (source, class) (mailwatch_messages{{{MTAS}}})", at,
-                    "source", "class"),
-        )  # fmt: skip
+            _vector(prometheus, own_eta, at, "source", "class"),
+            _vector(prometheus, f"sum by (source, class) ({waiting})", at, "source", "class"),
+        )
         predicted = remaining if remaining is not None else float("nan")
         reading = report.eta_error(at, predicted, start, clear)
         reading["per_source_remaining"] = per_source
