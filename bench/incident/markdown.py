@@ -74,8 +74,8 @@ def render(data: dict[str, Any]) -> str:
         "",
         "## Agents",
         "",
-        "| Agent | peak RSS (VmHWM) MiB | longest probe per source (s) |",
-        "|---|---|---|",
+        "| Agent | peak RSS (VmHWM) MiB | CPU s | longest probe per source (s) |",
+        "|---|---|---|---|",
     ]
     for name, agent in data["agents"].items():
         probes = ", ".join(f"{s} {v:.2f}" for s, v in sorted(agent["probe_max_seconds"].items()))
