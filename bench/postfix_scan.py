@@ -55,7 +55,7 @@ from mailwatch.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import footprint  # bench/footprint.py, next to this script
-import incident  # bench/incident.py: qshape, the exporter, the API, run RSS over 10 scans
+import scale_rows  # qshape, the exporter, the API, run RSS over 10 scans
 
 FIRST_SCAN_TARGET = 2.0  # first_scan / (postqueue -j + batched postcat -h)
 RESCAN_TARGET = 1.5  # rescan / postqueue -j
@@ -659,18 +659,18 @@ def footprints(instance: PrivatePostfix, workdir: Path, results: Results, runs: 
     print(f"  mailwatch run after {results.run['scans']} scans: {results.run}", flush=True)
     results.memory = footprint.tracemalloc_top(workdir, instance.config_dir)
     print(f"  tracemalloc: {results.memory['traced_after_scan_mib']:.0f} MiB held", flush=True)
-    api = incident.api_messages(workdir, workdir / "footprint.sqlite", runs)
+    api = scale_rows.api_messages(workdir, workdir / "footprint.sqlite", runs)
     results.incident["api"] = api
     print(f"  GET /api/v1/messages?stuck=true: {api}", flush=True)
-    results.incident["run10"] = incident.run_rss_series(workdir, instance.config_dir, 10)
+    results.incident["run10"] = scale_rows.run_rss_series(workdir, instance.config_dir, 10)
     print(f"  mailwatch run over 10 scans: {results.incident['run10']}", flush=True)
 
 
 def baselines(instance: PrivatePostfix, results: Results, runs: int) -> None:
     """Postfix's own tools and the exporter, on the same queue as A and B, in this run."""
-    results.incident["qshape"] = incident.qshape(instance.config_dir, runs)
+    results.incident["qshape"] = scale_rows.qshape(instance.config_dir, runs)
     print(f"  qshape deferred: {results.incident['qshape']}", flush=True)
-    results.incident["exporter"] = incident.exporter_scrape(
+    results.incident["exporter"] = scale_rows.exporter_scrape(
         instance.queue_dir, instance.log_path, runs
     )
     print(f"  prometheus-postfix-exporter scrape: {results.incident['exporter']}", flush=True)
@@ -901,7 +901,7 @@ def environment_facts() -> dict[str, Any]:
         "bytecode": os.environ.get("PYTHONPYCACHEPREFIX", "default __pycache__")
         if not os.environ.get("PYTHONDONTWRITEBYTECODE")
         else "none (compiled at every start)",
-    } | incident.machine()
+    } | scale_rows.machine()
 
 
 # --------------------------------------------------------------------------------------------

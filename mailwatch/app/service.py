@@ -189,6 +189,7 @@ class Service:
             partners=self.settings.metrics.partner_domains,
             destinations=self._destinations(),
             backlogs=self.scanner.kept(self._backlog()),  # counted without walking verdicts
+            drain_halflife=self.settings.metrics.drain_halflife.seconds,
         )
 
     def _backlog(self) -> dict[str, Sequence[Verdict]]:

@@ -26,6 +26,8 @@ class MetricsConfig(BaseModel):
     """How many more destinations (the most deferred right now) the deferral watch follows."""
     deferral_window: SpanField = Duration(seconds=900)
     """Deferral shares per destination are averaged over the scans of this window."""
+    drain_halflife: SpanField = Duration(seconds=600)
+    """Half-life of the drain-rate EWMA (``mailwatch_backlog_drain_rate``, the clear ETA)."""
 
     @field_validator("partner_domains")
     @classmethod

@@ -262,6 +262,7 @@ def build_snapshot(
     partners: Sequence[str] = (),
     destinations: tuple[DestinationWatch, ...] = (),
     backlogs: Mapping[str, Backlog] | None = None,
+    drain_halflife: float = 600.0,
 ) -> MetricsSnapshot:
     """Aggregate the latest verdicts of each backlog source (zeros for every class and source).
 
@@ -308,7 +309,7 @@ def build_snapshot(
                 gone.get((m.source, m.class_name, m.priority), 0) + 1
             )
     drain = {
-        (source, c.name): drain_estimate(histories.get((source, c.name), ()))
+        (source, c.name): drain_estimate(histories.get((source, c.name), ()), drain_halflife)
         for source in verdicts
         for c in classes
     }

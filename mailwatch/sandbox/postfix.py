@@ -140,6 +140,7 @@ class PrivatePostfix:
         transports: Mapping[str, str] | None = None,
         extra: Mapping[str, str] | None = None,
         services: tuple[str, ...] = (),
+        hostname: str = "mailwatch-sandbox.invalid",
     ) -> PrivatePostfix:
         """Write a fresh configuration under ``root`` (ports 0 mean "pick a free one").
 
@@ -147,7 +148,8 @@ class PrivatePostfix:
         ``{"canary.example": "lmtp:inet:127.0.0.1:24"}``: mail to those domains is delivered
         there instead of deferring at the relay. ``extra`` adds (or overrides) ``main.cf``
         settings, e.g. ``{"enable_long_queue_ids": "yes"}``; ``services`` adds ``master.cf``
-        lines.
+        lines; ``hostname`` is ``myhostname`` (two instances relaying to each other need two
+        names, or Postfix sees a mail loop).
         """
         for domain, transport in (transports or {}).items():
             if not (_MAP_WORD.fullmatch(domain) and _MAP_WORD.fullmatch(transport)):
@@ -159,6 +161,7 @@ class PrivatePostfix:
             transports=dict(transports or {}),
             extra=dict(extra or {}),
             services=tuple(services),
+            hostname=hostname,
         )
         instance._write_config()
         return instance

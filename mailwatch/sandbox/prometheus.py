@@ -28,6 +28,8 @@ class PrivatePrometheus:
     rule_files: list[Path] = field(default_factory=list)
     interval: str = "1s"
     port: int = 0
+    alertmanagers: list[str] = field(default_factory=list)
+    """``host:port`` of Alertmanagers that get the rules' alerts (none: rules only evaluate)."""
     _process: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
@@ -41,13 +43,17 @@ class PrivatePrometheus:
     def write_config(self) -> Path:
         """Write ``prometheus.yml`` (JSON is valid YAML) and return its path."""
         self.root.mkdir(parents=True, exist_ok=True)
-        config = {
+        config: dict[str, Any] = {
             "global": {"scrape_interval": self.interval, "evaluation_interval": self.interval},
             "rule_files": [str(p) for p in self.rule_files],
             "scrape_configs": [
                 {"job_name": "mailwatch", "static_configs": [{"targets": self.targets}]}
             ],
         }
+        if self.alertmanagers:
+            config["alerting"] = {
+                "alertmanagers": [{"static_configs": [{"targets": self.alertmanagers}]}]
+            }
         path = self.root / "prometheus.yml"
         path.write_text(json.dumps(config, indent=2))
         return path
