@@ -8,8 +8,8 @@ reading the directories) while every queue file is stamped, and seeds the increm
 (reading every file directly instead cost this process about twice the CPU on a 2-core
 machine: the envelope walk in Python, against showq's C working in parallel); **every**
 ``full_listing_every``, as a reconciliation (differences with the incremental view logged as
-a count and added to :attr:`PostfixSource.reconcile_differences`, those messages re-read at
-the next scan, the listing being the result); and at every scan when that is zero.
+a count, those messages re-read at the next scan, the listing being the result but with the
+incremental view's objects where nothing differs); and at every scan when that is zero.
 
 A changed (or vanished) ``main.cf`` also brings a listing; ``postconf -xh relayhost`` is asked
 only then. "Mail system is down": postqueue's warning, or between listings ``master.pid``.
@@ -32,6 +32,7 @@ import structlog
 from mailwatch.core.headers import keep_set
 from mailwatch.core.model import Message, QueueObservation
 from mailwatch.errors import SourceCommandFailed, SourceError, SourceTimeout, SourceUnavailable
+from mailwatch.sources import postfix_state as state
 from mailwatch.sources import process
 from mailwatch.sources.postfix_listing import (
     HEADER_READ_STEPS,
@@ -47,17 +48,10 @@ from mailwatch.sources.postfix_listing import (
     settle,
 )
 from mailwatch.sources.postfix_qdir import QueueDirWatcher
-from mailwatch.sources.postfix_state import differences, mail_system_down, mtime_ns
 from mailwatch.sources.process import Child
 
-__all__ = [
-    "HEADER_READ_STEPS",
-    "QUEUE_NAMES",
-    "CachedHeaders",
-    "PostfixSource",
-    "message_key",
-    "read_queue_headers",
-]
+__all__ = ["HEADER_READ_STEPS", "QUEUE_NAMES", "CachedHeaders", "PostfixSource", "message_key",
+           "read_queue_headers"]  # fmt: skip
 
 log = structlog.get_logger(__name__)
 
@@ -163,7 +157,7 @@ class PostfixSource:
         return out.decode("utf-8", "replace").strip() or None
 
     def _main_cf(self) -> int | None:
-        return mtime_ns((self.config_dir or Path("/etc/postfix")) / "main.cf")
+        return state.mtime_ns((self.config_dir or Path("/etc/postfix")) / "main.cf")
 
     async def _relayhost_or_last(self) -> str | None:
         """:meth:`relayhost` when main.cf changed; else (or when postconf fails) the last."""
@@ -268,6 +262,7 @@ class PostfixSource:
             return observation  # the directories are tried again at the next probe
         watcher.seed(observation.messages, started)
         self._watcher, self._listed_at, self._listed_cf = watcher, time.monotonic(), main_cf
+        self._lines = {}  # lines map to messages for listing every scan; the watcher has them
         return observation
 
     async def _reconcile(self, watcher: QueueDirWatcher) -> QueueObservation:
@@ -281,12 +276,14 @@ class PostfixSource:
         main_cf = self._main_cf()
         observation = await self._probe_listing()
         self._listed_at, self._listed_cf = time.monotonic(), main_cf
-        differing = differences(observation.messages, seen)
+        differing = state.differences(observation.messages, seen)
         for queue_id in differing:
             watcher.forget(queue_id)
         self.reconcile_differences += len(differing)
         log.info("postfix_reconciled", source=self.name, differences=len(differing))
-        return dataclasses.replace(observation, reconciled=len(differing))
+        self._lines = {}  # the watcher keeps the messages: see _first_listing
+        messages = state.unchanged_objects(observation.messages, seen, differing)
+        return dataclasses.replace(observation, messages=messages, reconciled=len(differing))
 
     async def _scan_directories(
         self, watcher: QueueDirWatcher, *, read: bool = True
@@ -320,7 +317,7 @@ class PostfixSource:
             present = {message.key for message in messages}
             for stale in [k for k in self.header_cache if k not in present]:
                 del self.header_cache[stale]
-        down = mail_system_down(watcher.queue_dir)
+        down = state.mail_system_down(watcher.queue_dir)
         return QueueObservation(
             source=self.name,
             observed_at=self._clock(),

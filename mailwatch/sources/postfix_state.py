@@ -31,6 +31,18 @@ def differences(listing: Iterable[Message], seen: Iterable[Message]) -> set[str]
     }
 
 
+def unchanged_objects(
+    listing: Iterable[Message], seen: Iterable[Message], differing: set[str]
+) -> tuple[Message, ...]:
+    """The listing, with the incremental view's own object for every message not differing.
+
+    The scanner recognises an unchanged message by identity: a reconciliation that agrees
+    must cost it nothing.
+    """
+    kept = {message.queue_id: message for message in seen}
+    return tuple(m if m.queue_id in differing else kept[m.queue_id] for m in listing)
+
+
 MAIL_SYSTEM_DOWN = "Mail system is down -- accessing queue directly (master is not running)"
 
 

@@ -161,6 +161,26 @@ async def test_unchanged_messages_are_the_same_objects(
     assert third.headers_read == 0
 
 
+async def test_a_reconciliation_that_agrees_keeps_the_objects(
+    postfix: PrivatePostfix, source: PostfixSource
+) -> None:
+    """A full listing that finds nothing different hands the scanner the same objects.
+
+    The scanner skips a message it already holds by identity, so a reconciliation of an
+    unchanged queue must cost it nothing, even though the listing itself is parsed afresh.
+    """
+    postfix.inject([make_message("Recall R1"), make_message("Recall R2")])
+    postfix.wait_for_queue(2)
+    await source.probe()
+    await asyncio.sleep(GRANULARITY_NS / 1e9 + 0.1)
+    before = await source.probe()  # by the directories
+    source.full_listing_every = 0.001  # a listing is due now
+    await asyncio.sleep(0.01)
+    listing = await source.probe()
+    assert listing.reconciled == 0
+    assert sorted(id(m) for m in listing.messages) == sorted(id(m) for m in before.messages)
+
+
 async def test_deferred_active_deferred(postfix: PrivatePostfix, source: PostfixSource) -> None:
     """A flush moves deferred mail through active and back: seen with its new retry."""
     postfix.inject([make_message("Recall B1"), make_message("Recall B2")])
