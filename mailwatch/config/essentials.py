@@ -19,15 +19,14 @@ it returns ``None`` and the caller uses the full load (which words that error).
 from __future__ import annotations
 
 import json
-import math
 import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mailwatch.core.durations import Duration, format_seconds, parse_duration
-from mailwatch.errors import ConfigError, InvalidDuration
+from mailwatch.core.durations import Duration, duration_of, format_seconds
+from mailwatch.errors import ConfigError
 
 __all__ = ["TOP_LEVEL_KEYS", "Essentials", "load_essentials", "read_file"]
 
@@ -68,23 +67,7 @@ def read_file(path: Path) -> dict[str, Any]:
         raise ConfigError([f"{path}: not valid TOML ({exc})"]) from None
 
 
-def _duration(value: object) -> Duration:
-    """The duration rules of :mod:`mailwatch.config.fields` (same messages)."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"{value!r} is not a duration (finite seconds, not negative)")
-        try:
-            return Duration(seconds=float(value))
-        except InvalidDuration as exc:
-            raise ValueError(str(exc)) from None
-    if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not a duration")
-    try:
-        return parse_duration(value)
-    except InvalidDuration as exc:
-        if "too long" in str(exc):
-            raise ValueError(str(exc)) from None
-        raise ValueError(f'"{value}" is not a duration (e.g. 45s, 10m, 2h10m, 1bd)') from None
+_duration = duration_of
 
 
 def _window(value: object) -> float:

@@ -7,7 +7,6 @@ the key path.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import stat
@@ -18,29 +17,10 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, model_validator
 
 from mailwatch.core.classify import SafePattern, compile_pattern
-from mailwatch.core.durations import Duration, format_seconds, parse_duration
+from mailwatch.core.durations import Duration, duration_of, format_seconds
 from mailwatch.core.model import Priority
-from mailwatch.errors import InvalidDuration
 
-
-def _duration(value: object) -> Duration:
-    if isinstance(value, Duration):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"{value!r} is not a duration (finite seconds, not negative)")
-        try:
-            return Duration(seconds=float(value))
-        except InvalidDuration as exc:
-            raise ValueError(str(exc)) from None
-    if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not a duration")
-    try:
-        return parse_duration(value)
-    except InvalidDuration as exc:
-        if "too long" in str(exc):
-            raise ValueError(str(exc)) from None
-        raise ValueError(f'"{value}" is not a duration (e.g. 45s, 10m, 2h10m, 1bd)') from None
+_duration = duration_of
 
 
 def _between(

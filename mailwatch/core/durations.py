@@ -160,3 +160,29 @@ def format_seconds(seconds: float) -> str:
     else:
         text = f"{secs}s"
     return f"-{text}" if negative else text
+
+
+def duration_of(value: object) -> Duration:
+    """A configuration value (``"10m"``, seconds as a number, a :class:`Duration`) as a duration.
+
+    Raises ``ValueError`` naming the bad value; both the full configuration model
+    (:mod:`mailwatch.config.fields`) and the read commands' light path
+    (:mod:`mailwatch.config.essentials`) use it, so their messages cannot drift apart.
+    """
+    if isinstance(value, Duration):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{value!r} is not a duration (finite seconds, not negative)")
+        try:
+            return Duration(seconds=float(value))
+        except InvalidDuration as exc:
+            raise ValueError(str(exc)) from None
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a duration")
+    try:
+        return parse_duration(value)
+    except InvalidDuration as exc:
+        if "too long" in str(exc):
+            raise ValueError(str(exc)) from None
+        raise ValueError(f'"{value}" is not a duration (e.g. 45s, 10m, 2h10m, 1bd)') from None
