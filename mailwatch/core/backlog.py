@@ -77,6 +77,8 @@ class DrainEstimate:
 
 WINDOW_HALFLIVES = 3.0
 """The drain rate is fitted over the last ``WINDOW_HALFLIVES * drain_halflife`` seconds."""
+NEVER_SECONDS = 366 * 86400.0
+"""A backlog that would take longer than a year to clear is not clearing (ETA +Inf)."""
 
 
 def drain_estimate(
@@ -106,9 +108,9 @@ def _estimate(rate: float, left: float, backlog: int, at: datetime, settled: boo
     """The estimate of a backlog of ``backlog`` at ``at``, ``left`` of it still to drain."""
     if backlog == 0:
         return DrainEstimate(rate, 0.0, 0, at, at, settled)
-    if rate <= 0:
+    eta = max(0.0, left / rate) if rate > 0 else math.inf
+    if eta > NEVER_SECONDS:
         return DrainEstimate(rate, math.inf, backlog, at, None, settled)
-    eta = max(0.0, left / rate)
     return DrainEstimate(rate, eta, backlog, at, at + timedelta(seconds=eta), settled)
 
 
