@@ -127,6 +127,34 @@ class TestEta:
         assert report.predicted_remaining({}, {}) is None
 
 
+class TestHeadlineEta:
+    """The headline: the MTAs' whole backlogs pooled, counted to their clear time."""
+
+    def test_read_late_it_is_not_late(self) -> None:
+        """Scanned at 100 (hub 500 draining 10/s: clear at 150), read at 108: 42 s remain.
+
+        The seconds gauge read then still says 50 (+19% of the 42 s left): the old reading.
+        """
+        figures = {HUB: (500.0, 10.0, 50.0, 150.0)}
+        assert report.headline_remaining(108.0, figures) == pytest.approx(42.0)
+
+    def test_the_relay_in_transit_is_pooled_with_the_hub(self) -> None:
+        """Relay mail in transit (not draining, +Inf) is pooled with the hub's: clear at 152.
+
+        Hub 500 at 10/s (clear at 150, scanned at 100); relay 20 scanned at 103: together
+        520 at 10/s from the hub's scan.
+        """
+        figures = {HUB: (500.0, 10.0, 50.0, 150.0), RELAY: (20.0, 0.0, math.inf, math.inf)}
+        assert report.headline_remaining(103.0, figures) == pytest.approx(49.0)
+
+    def test_empty_and_not_draining(self) -> None:
+        """Nothing waiting: 0; growing everywhere: +Inf (no prediction, the target missed)."""
+        assert report.headline_remaining(100.0, {HUB: (0.0, 3.0, 0.0, 90.0)}) == 0.0
+        assert report.headline_remaining(100.0, {}) == 0.0
+        growing = {HUB: (500.0, -2.0, math.inf, math.inf)}
+        assert math.isinf(report.headline_remaining(100.0, growing))
+
+
 def test_canary_detection_counts_from_the_outage() -> None:
     """First canary-loss alert 12 s after the outage, limit 22 s: met."""
     seen: dict[report.AlertKey, list[float]] = {
