@@ -29,7 +29,6 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from mailwatch.core import backlog as core
 
@@ -218,11 +217,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, mets in summary.items():
         print(f"  {name:14} {sum(mets)}/{len(mets)} runs")
     return 0
-
-
-def report_rows(result: dict[str, list[float]]) -> list[dict[str, Any]]:
-    """JSON-ready rows of one run's evaluation."""
-    return [{"estimator": k, "errors": v} for k, v in result.items()]
 
 
 if __name__ == "__main__":
