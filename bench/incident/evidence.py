@@ -70,32 +70,43 @@ def _vector(prometheus: PrivatePrometheus, expr: str, at: float, *by: str) -> di
 def eta_readings(prometheus: PrivatePrometheus, start: float, clear: float) -> list[dict[str, Any]]:
     """The clear ETA Prometheus held at 25/50/75% of the recovery, against the clear time.
 
-    Pooled across the MTAs per class (``report.pooled_etas``: the backlog's clear time);
-    ``per_source`` is the slowest (source, class) series' own ETA, shown beside it.
+    The headline: both MTAs' whole backlogs pooled, to their predicted clear time
+    (``report.headline_remaining`` of the ``mailwatch_source_backlog_*`` gauges).
+    ``per_class_remaining`` is the slowest class holding 5% of the queue instead (per class
+    pooled across the MTAs: ``report.pooled_etas``), the measure read until December 2026.
     """
     readings = []
     waiting = f"last_over_time(mailwatch_messages{{{MTAS}}}{LAST})"
     draining = f"last_over_time(mailwatch_backlog_drain_rate{{{MTAS}}}{LAST})"
-    own_eta = f"last_over_time(mailwatch_backlog_clear_eta_seconds{{{MTAS}}}{LAST})"
     for fraction in report.FRACTIONS:
         at = start + fraction * (clear - start)
+        headline = report.headline_remaining(at, _source_figures(prometheus, at))
         counts = {k[0]: v for k, v in _vector(prometheus, f"sum by (class) ({waiting})", at,
                                                "class").items()}  # fmt: skip
         rates = {k[0]: v for k, v in _vector(prometheus, f"sum by (class) ({draining})", at,
                                               "class").items()}  # fmt: skip
         pooled = report.pooled_etas(counts, rates)
-        remaining = report.predicted_remaining(
+        per_class = report.predicted_remaining(
             {(HUB, k): v for k, v in pooled.items()}, {(HUB, k): v for k, v in counts.items()}
         )
-        per_source = report.predicted_remaining(
-            _vector(prometheus, own_eta, at, "source", "class"),
-            _vector(prometheus, f"sum by (source, class) ({waiting})", at, "source", "class"),
-        )
-        predicted = remaining if remaining is not None else float("nan")
-        reading = report.eta_error(at, predicted, start, clear)
-        reading["per_source_remaining"] = per_source
+        reading = report.eta_error(at, headline, start, clear)
+        reading["per_class_remaining"] = per_class
         readings.append(reading)
     return readings
+
+
+def _source_figures(
+    prometheus: PrivatePrometheus, at: float
+) -> dict[str, tuple[float, float, float, float]]:
+    """Per MTA: (messages waiting, drain rate, ETA s, clear time) as Prometheus held them."""
+    waiting = f"sum by (source) (last_over_time(mailwatch_messages{{{MTAS}}}{LAST}))"
+    gauges = [_vector(prometheus, waiting, at, "source")]
+    for name in ("drain_rate", "clear_eta_seconds", "clear_time_seconds"):
+        expr = f"last_over_time(mailwatch_source_backlog_{name}{{{MTAS}}}{LAST})"
+        gauges.append(_vector(prometheus, expr, at, "source"))
+    sources = set(gauges[0]).intersection(*gauges[1:])
+    return {key[0]: (gauges[0][key], gauges[1][key], gauges[2][key], gauges[3][key])
+            for key in sorted(sources)}  # fmt: skip
 
 
 def probe_max(prometheus: PrivatePrometheus, start: float, end: float) -> dict[str, float]:

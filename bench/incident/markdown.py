@@ -55,20 +55,21 @@ def render(data: dict[str, Any]) -> str:
         "## Clear ETA during the recovery",
         "",
         "Predicted remaining time, read from Prometheus at 25/50/75% of the measured recovery",
-        "(link back to queues empty): per class, the messages waiting across both MTAs over the",
-        "summed `mailwatch_backlog_drain_rate` (mail moving from the hub to the relay is neither",
-        "drained nor added); the slowest class holding at least 5% of the queued mail. The last",
-        "column is the slowest per-(source, class) `mailwatch_backlog_clear_eta_seconds` instead.",
+        "(link back to queues empty): both MTAs' whole backlogs pooled (the",
+        "`mailwatch_source_backlog_*` gauges; mail moving from the hub to the relay is neither",
+        "drained nor added), counted to their predicted clear time. The last column is the",
+        "slowest class holding at least 5% of the queued mail instead (per class across the",
+        "MTAs, `mailwatch_backlog_drain_rate`), the measure read until December 2026.",
         "",
         "| Recovery | predicted remaining s | actual remaining s | error (remaining) | "
-        "error (whole recovery) | per source s |",
+        "error (whole recovery) | slowest class s |",
         "|---|---|---|---|---|---|",
     ]
     for r in eta["readings"]:
         lines.append(
             f"| {_s((r['fraction'] or 0) * 100, 0)}% | {_s(r['predicted_remaining'])} | "
             f"{_s(r['actual_remaining'])} | {_pct(r['remaining_error'])} | "
-            f"{_pct(r['duration_error'])} | {_s(r.get('per_source_remaining'))} |"
+            f"{_pct(r['duration_error'])} | {_s(r.get('per_class_remaining'))} |"
         )
     lines += [
         "",

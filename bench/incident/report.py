@@ -11,7 +11,10 @@ import bisect
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+
+from mailwatch.core.backlog import DrainEstimate, pooled_estimate
 
 P1_ALERTS = frozenset({"p1_stuck", "MailwatchP1Stuck"})
 """Alerts that cover a stuck P1 message of their class and source."""
@@ -196,3 +199,35 @@ def pooled_etas(
         name: 0.0 if n <= 0 else (n / rates[name] if rates.get(name, 0.0) > 0 else math.inf)
         for name, n in counts.items()
     }
+
+
+def source_line(
+    at: float, backlog: float, rate: float, eta: float, clear_time: float
+) -> DrainEstimate:
+    """One source's exported whole-backlog figures as an estimate, for pooling.
+
+    The ``mailwatch_source_backlog_*`` gauges of one scan: its time is the clear time less
+    the ETA (when draining; else the reading's time ``at``, which only projects a flat line).
+    """
+    finite = math.isfinite(clear_time) and math.isfinite(eta)
+    scanned = clear_time - eta if finite else at
+    return DrainEstimate(rate, eta, round(backlog), datetime.fromtimestamp(scanned, UTC))
+
+
+def headline_remaining(
+    at: float, sources: Mapping[str, tuple[float, float, float, float]]
+) -> float:
+    """Seconds from ``at`` until the MTAs' queues are all empty: the headline clear ETA.
+
+    ``sources``: per MTA, (messages waiting, drain rate, ETA s, clear time) from its
+    ``mailwatch_source_backlog_*`` gauges, pooled by the service's own
+    :func:`mailwatch.core.backlog.pooled_estimate` (mail moving from the hub to the relay is
+    neither drained nor added). Counted to the predicted clear *time*, so a reading taken a
+    probe and a scrape after the scan is not late by that much. ``inf``: not draining.
+    """
+    pooled = pooled_estimate(source_line(at, *figures) for figures in sources.values())
+    if pooled.backlog == 0:
+        return 0.0
+    if pooled.clear_at is None:
+        return math.inf
+    return pooled.clear_at.timestamp() - at

@@ -27,7 +27,7 @@ class MetricsConfig(BaseModel):
     deferral_window: SpanField = Duration(seconds=900)
     """Deferral shares per destination are averaged over the scans of this window."""
     drain_halflife: SpanField = Duration(seconds=600)
-    """Half-life of the drain-rate EWMA (``mailwatch_backlog_drain_rate``, the clear ETA)."""
+    """The drain rate is fitted over 3 of these (``mailwatch_backlog_drain_rate``, the ETA)."""
 
     @field_validator("partner_domains")
     @classmethod

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from mailwatch.core.backlog import DrainEstimate, drain_estimate
+from mailwatch.core.backlog import DrainEstimate, drain_estimates
 from mailwatch.core.breakdown import Breakdown, breakdown
 from mailwatch.core.classify import MessageClass
 from mailwatch.core.destinations import DestinationWatch
@@ -233,6 +233,10 @@ class MetricsSnapshot:
     """Stuck queued messages by reason category and by destination (bounded labels)."""
     destinations: tuple[DestinationWatch, ...] = ()
     """The deferral watch of the followed destinations (:mod:`mailwatch.core.destinations`)."""
+    source_drain: Mapping[str, DrainEstimate] = field(default_factory=dict)
+    """Each backlog source's whole backlog (every class): the headline clear ETA."""
+    class_drain: Mapping[str, DrainEstimate] = field(default_factory=dict)
+    """Each class across the sources (:func:`mailwatch.core.backlog.pooled_estimate`)."""
 
 
 def class_priorities(message_class: MessageClass) -> tuple[Priority, ...]:
@@ -308,11 +312,9 @@ def build_snapshot(
             gone[(m.source, m.class_name, m.priority)] = (
                 gone.get((m.source, m.class_name, m.priority), 0) + 1
             )
-    drain = {
-        (source, c.name): drain_estimate(histories.get((source, c.name), ()), drain_halflife)
-        for source in verdicts
-        for c in classes
-    }
+    drain, source_drain, class_drain = drain_estimates(
+        histories, list(verdicts), [c.name for c in classes], drain_halflife
+    )
     return MetricsSnapshot(
         built_at=now,
         classes=tuple((c.name, c.priority) for c in classes),
@@ -335,6 +337,8 @@ def build_snapshot(
             undeliverable,
         ),
         destinations=destinations,
+        source_drain=source_drain,
+        class_drain=class_drain,
     )
 
 

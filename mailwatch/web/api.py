@@ -180,8 +180,8 @@ def status_summary(service: Service, now: datetime) -> dict[str, Any]:
                 mine = _class_figures(snap, name, priority)
                 if priority != class_priority and not any(mine.values()):
                     continue  # a raised priority (MAPPA level 3) gets a tile only when in use
-                etas = [e.eta_seconds for (_, c), e in snap.drain.items() if c == name]
-                eta = max(etas, default=0.0)
+                pooled = snap.class_drain.get(name)  # the status page's ETA too
+                eta = pooled.eta_seconds if pooled is not None else 0.0
                 classes.append({
                     "class": name, "priority": str(priority), **mine,
                     "sla_seconds": sla.stuck_after.seconds

@@ -10,7 +10,9 @@ address, name or case reference.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import math
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -21,6 +23,7 @@ from prometheus_client.core import (
 )
 
 from mailwatch import __version__
+from mailwatch.core.backlog import DrainEstimate
 from mailwatch.core.destinations import WATCHED_SHARES
 from mailwatch.core.model import Priority
 from mailwatch.core.snapshot import (
@@ -111,21 +114,7 @@ class MailwatchCollector:
         for name, hist in sorted(snap.age.items()):
             ages.add_metric([name], _buckets(hist), hist.total)
         yield ages
-        rate = GaugeMetricFamily(
-            "mailwatch_backlog_drain_rate",
-            "Messages per second leaving the backlog (EWMA, 10m half-life); negative when growing.",
-            labels=["source", "class"],
-        )
-        eta = GaugeMetricFamily(
-            "mailwatch_backlog_clear_eta_seconds",
-            "Seconds until the backlog is empty at the current drain rate (+Inf: not draining).",
-            labels=["source", "class"],
-        )
-        for (source, name), estimate in sorted(snap.drain.items()):
-            rate.add_metric([source, name], estimate.rate)
-            eta.add_metric([source, name], estimate.eta_seconds)
-        yield rate
-        yield eta
+        yield from _drain(snap)
 
     def _breakdown(self, snap: MetricsSnapshot) -> Iterator[Metric]:
         parts = snap.breakdown
@@ -309,3 +298,53 @@ class MailwatchCollector:
         for kind in sorted({*STORE_ERROR_KINDS, *snap.store.errors}):
             errors.add_metric([kind], snap.store.errors.get(kind, 0))
         yield errors
+
+
+def _clear_time(estimate: DrainEstimate, built_at: datetime) -> float:
+    """Unix time the backlog is predicted empty (+Inf: not draining; no history: now)."""
+    if estimate.clear_at is not None:
+        return estimate.clear_at.timestamp()
+    return math.inf if estimate.backlog else built_at.timestamp()
+
+
+def _drain(snap: MetricsSnapshot) -> Iterator[Metric]:
+    """Drain rate, clear ETA and clear time per (source, class) and per source (headline)."""
+    per_class = [([source, name], e) for (source, name), e in sorted(snap.drain.items())]
+    per_source = [([source], e) for source, e in sorted(snap.source_drain.items())]
+    yield from _drain_families(
+        "mailwatch_backlog", "the class's backlog", ["source", "class"], per_class, snap.built_at
+    )
+    yield from _drain_families(
+        "mailwatch_source_backlog", "the source's whole backlog", ["source"], per_source,
+        snap.built_at,
+    )  # fmt: skip
+
+
+def _drain_families(
+    prefix: str, what: str, labels: list[str],
+    rows: Iterable[tuple[list[str], DrainEstimate]], built_at: datetime,
+) -> Iterator[Metric]:  # fmt: skip
+    rate = GaugeMetricFamily(
+        f"{prefix}_drain_rate",
+        f"Messages per second leaving {what} (least squares over 3 drain half-lives);"
+        " negative when growing.",
+        labels=labels,
+    )
+    eta = GaugeMetricFamily(
+        f"{prefix}_clear_eta_seconds",
+        f"Seconds from the latest scan until {what} is empty at the current drain rate"
+        " (+Inf: not draining).",
+        labels=labels,
+    )
+    clear = GaugeMetricFamily(
+        f"{prefix}_clear_time_seconds",
+        f"Unix time {what} is predicted to be empty (+Inf: not draining); does not age.",
+        labels=labels,
+    )
+    for values, estimate in rows:
+        rate.add_metric(values, estimate.rate)
+        eta.add_metric(values, estimate.eta_seconds)
+        clear.add_metric(values, _clear_time(estimate, built_at))
+    yield rate
+    yield eta
+    yield clear

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from mailwatch.alerting.lifecycle import AlertState, AlertStatus, Silence
-from mailwatch.core.backlog import drain_estimate
+from mailwatch.core.backlog import DrainEstimate
 from mailwatch.core.durations import format_seconds
 from mailwatch.core.judgement import Judgement
 from mailwatch.web.charts import Trend, trend_svg
@@ -25,9 +25,6 @@ from mailwatch.web.charts import Trend, trend_svg
 AMBER_FRACTION = 0.5
 """A class is "at risk" (amber) when its oldest message has used half its SLA; stuck is red."""
 TREND_HOURS = 24
-DRAIN_WINDOW = timedelta(hours=1)
-MIN_HISTORY = timedelta(minutes=10)
-"""Drain rate and ETA need this much history (and three points) before they are shown."""
 TOP_DOMAINS = 3
 STATES = {"red": ("stuck", "\u26a0"), "amber": ("at risk", "\u25d4"), "green": ("ok", "\u2713")}
 """Each state's word and icon: colour is never the only signal."""
@@ -136,20 +133,29 @@ def combined(
     return [(r[0], r[1], r[2]) for _, r in sorted(steps.items())]
 
 
-def drain_text(points: Points, now: datetime, zone: tzinfo) -> tuple[str, str, float | None]:
-    """(ETA text, drain text, ETA seconds) from the last hour; "not enough data yet" early."""
-    recent = [(at, waiting) for at, waiting, _ in points if at >= now - DRAIN_WINDOW]
-    if recent and recent[-1][1] == 0:
-        return "nothing waiting", "-", None
-    if len(recent) < 3 or recent[-1][0] - recent[0][0] < MIN_HISTORY:
+def drain_text(
+    estimate: DrainEstimate | None, now: datetime, zone: tzinfo
+) -> tuple[str, str, float | None]:
+    """(ETA text, drain text, ETA seconds from ``now``) of a class's drain estimate.
+
+    The estimate is the metrics snapshot's (:attr:`MetricsSnapshot.class_drain`, the same
+    :func:`mailwatch.core.backlog.drain_estimate` as ``mailwatch_backlog_clear_eta_seconds``,
+    over the same window of ``drain_halflife``); "not enough data yet" until it has settled
+    (three scans over a half-life). The time left is counted to its predicted clear time, so
+    it does not age between scans.
+    """
+    if estimate is None or estimate.at is None:
         return "not enough data yet", "not enough data yet", None
-    estimate = drain_estimate(recent)
+    if estimate.backlog == 0:
+        return "nothing waiting", "-", None
+    if not estimate.settled:
+        return "not enough data yet", "not enough data yet", None
     per_hour = estimate.rate * 3600
     drain = f"{per_hour:.0f} an hour" if per_hour >= 0 else f"growing {-per_hour:.0f} an hour"
-    if math.isinf(estimate.eta_seconds):
+    if estimate.clear_at is None:
         return "not clearing at this pace", drain, None
-    eta = estimate.eta_seconds
-    clear = local(now + timedelta(seconds=eta), zone, now)
+    eta = max(0.0, (estimate.clear_at - now).total_seconds())
+    clear = local(estimate.clear_at, zone, now)
     return f"about {format_seconds(eta)} (clear ~{clear})", drain, eta
 
 
@@ -190,6 +196,8 @@ class Inputs:
     silences: Sequence[Silence] = ()
     trends: Mapping[tuple[str, str], Points] = field(default_factory=dict)
     step_seconds: float = 300.0
+    drain: Mapping[str, DrainEstimate] = field(default_factory=dict)
+    """Each class's drain estimate across its sources (the snapshot's ``class_drain``)."""
 
 
 def tile(item: Mapping[str, Any], inputs: Inputs) -> Tile:
@@ -201,7 +209,7 @@ def tile(item: Mapping[str, Any], inputs: Inputs) -> Tile:
     state = tile_state(item)
     word, icon = STATES[state]
     points = combined(inputs.trends, name, inputs.step_seconds)
-    eta, drain, eta_seconds = drain_text(points, now, zone)
+    eta, drain, eta_seconds = drain_text(inputs.drain.get(name), now, zone)
     oldest = "-"
     if item["total"] or rows:
         age = max([item["oldest_age_seconds"], *(r.age_seconds for r in rows)])

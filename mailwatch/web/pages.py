@@ -107,6 +107,7 @@ async def _inputs(request: web.Request, now: datetime, class_name: str | None) -
         summary, now, _zone(request), settings.status.runbook_base_url, infos, judgements,
         list(service.store.alert_states().values()), service.store.silences(now),
         service.store.class_trends(now - timedelta(hours=pagemodel.TREND_HOURS)),
+        drain=service.snapshot.class_drain if service.snapshot else {},
     )  # fmt: skip
     return inputs, summary, judgements, total
 

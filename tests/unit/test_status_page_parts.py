@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mailwatch.core.backlog import DrainEstimate, drain_estimate
 from mailwatch.web.charts import Trend, trend_svg
 from mailwatch.web.pagemodel import class_info, drain_text, local
 from mailwatch.web.sessions import Sessions, same_origin
@@ -52,29 +53,51 @@ class TestChart:
             assert 'class="eta"' not in trend_svg(trend)
 
 
+def _estimate(points: list[tuple[datetime, int]], halflife: float = 600.0) -> DrainEstimate:
+    return drain_estimate(points, halflife)
+
+
 class TestDrain:
     """The ETA says "not enough data yet" on a fresh service, never "never"."""
 
     def test_fresh_service(self) -> None:
-        """Two minutes of history: not enough."""
-        history = [(NOW - timedelta(seconds=s), 5, 5) for s in (120, 60, 0)]
-        assert drain_text(history, NOW, LONDON)[0] == "not enough data yet"
+        """Two minutes of history, under a 10-minute half-life: not enough."""
+        history = [(NOW - timedelta(seconds=s), 5) for s in (120, 60, 0)]
+        assert drain_text(_estimate(history), NOW, LONDON)[0] == "not enough data yet"
+        assert drain_text(None, NOW, LONDON)[0] == "not enough data yet"
+
+    def test_settles_after_a_halflife_not_ten_minutes(self) -> None:
+        """With a 10 s half-life (the replay's), 15 s of scans are enough (was: 10 minutes)."""
+        history = [(NOW - timedelta(seconds=s), 50 + s) for s in (15, 10, 5, 0)]
+        eta, _, seconds = drain_text(_estimate(history, halflife=10.0), NOW, LONDON)
+        assert seconds is not None
+        assert math.isclose(seconds, 50, rel_tol=0.01)
+        assert eta.startswith("about 50s")
 
     def test_draining_and_growing(self) -> None:
         """Falling by one a minute: clears in about 5m; rising: not clearing."""
-        falling = [(NOW - timedelta(minutes=m), 5 + m, 5 + m) for m in range(30, -1, -1)]
-        eta, drain, seconds = drain_text(falling, NOW, LONDON)
+        falling = [(NOW - timedelta(minutes=m), 5 + m) for m in range(30, -1, -1)]
+        eta, drain, seconds = drain_text(_estimate(falling), NOW, LONDON)
         assert seconds is not None
         assert math.isclose(seconds, 300, rel_tol=0.05)
         assert eta.startswith("about 5m")
         assert "(clear ~14:05 GMT)" in eta
         assert drain == "60 an hour"
-        rising = [(at, 40 - n, 0) for at, n, _ in falling]
-        assert drain_text(rising, NOW, LONDON)[0] == "not clearing at this pace"
+        rising = [(at, 40 - n) for at, n in falling]
+        assert drain_text(_estimate(rising), NOW, LONDON)[0] == "not clearing at this pace"
+
+    def test_counted_to_the_clear_time_not_from_the_scan(self) -> None:
+        """Read a minute after the scan, the time left is a minute shorter (same clear time)."""
+        falling = [(NOW - timedelta(minutes=m), 5 + m) for m in range(30, -1, -1)]
+        later = NOW + timedelta(minutes=1)
+        eta, _, seconds = drain_text(_estimate(falling), later, LONDON)
+        assert seconds is not None
+        assert math.isclose(seconds, 240, rel_tol=0.05)
+        assert "(clear ~14:05 GMT)" in eta
 
     def test_nothing_waiting(self) -> None:
         """An empty backlog says so."""
-        assert drain_text([(NOW, 0, 0)], NOW, LONDON)[0] == "nothing waiting"
+        assert drain_text(_estimate([(NOW, 0)]), NOW, LONDON)[0] == "nothing waiting"
 
 
 def test_names_and_local_times() -> None:
