@@ -31,7 +31,7 @@ from mailwatch.cli.common import (
 )
 from mailwatch.cli.render import bucketed, sparkline, table
 from mailwatch.cli.terminal import visible
-from mailwatch.core.backlog import drain_estimate
+from mailwatch.core.backlog import WINDOW_HALFLIVES, drain_estimate
 from mailwatch.core.durations import format_seconds
 from mailwatch.errors import ActionFailed
 
@@ -70,16 +70,18 @@ def backlog(ctx: Context, class_name: str | None, source: str | None, hours: flo
     """Per-class backlog history with a sparkline, current drain rate and ETA to clear."""
     now = datetime.now(UTC)
     start = now - timedelta(hours=hours)
+    halflife = ctx.settings.metrics.drain_halflife.seconds  # as the metrics and the status page
     with ctx.store() as store:
         history = store.class_history(start)
+        # the fit window counts back from the latest scan (drain_estimate trims to it)
+        fit = store.class_history(now - timedelta(seconds=(WINDOW_HALFLIVES + 1) * halflife))
     rows = []
     for (src, cls), points in sorted(history.items()):
         if (class_name and cls != class_name) or (source and src != source):
             continue
         if not any(v for _, v in points) and not class_name:
             continue
-        recent = [p for p in points if p[0] >= now - timedelta(hours=1)]
-        estimate = drain_estimate(recent)
+        estimate = drain_estimate(fit.get((src, cls), ()), halflife)
         eta = "-" if estimate.eta_seconds == 0 else format_seconds(estimate.eta_seconds)
         rows.append([src, cls, sparkline(bucketed(points, start, now, 48)), str(points[-1][1]),
                      f"{estimate.rate * 3600:+.0f}/h", eta])  # fmt: skip

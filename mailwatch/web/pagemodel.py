@@ -50,6 +50,8 @@ class AlertView:
 
     id: str
     rule: str
+    source: str
+    """The source the alert is about (two sources' alerts of one rule read apart)."""
     status: str
     text: str
     note: str | None
@@ -176,7 +178,8 @@ def _alerts(states: Iterable[AlertState], zone: tzinfo, now: datetime) -> list[A
             text = f"acknowledged by {s.acked_by or '?'} at {when}"
         else:
             continue
-        views.append(AlertView(str(s.key), s.key.rule, s.status.value, text, s.ack_note,
+        views.append(AlertView(str(s.key), s.key.rule, s.key.source, s.status.value, text,
+                               s.ack_note,
                                s.status is AlertStatus.FIRING))  # fmt: skip
     return views
 

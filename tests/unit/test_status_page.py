@@ -150,6 +150,19 @@ class TestOverview:
         assert "Alice" not in html
         assert "Emergency recall - " not in html
 
+    async def test_one_rule_firing_in_two_sources_reads_apart(self, make_client: Any) -> None:
+        """The same rule firing for a class in two sources: each alert line names its source."""
+        client, store = await make_client()
+        other = AlertKey("p1_stuck", "recall_emergency", "mta2")
+        store.save_alerts([AlertState(ALERT, AlertStatus.FIRING, since=NOW, fired_at=NOW),
+                           AlertState(other, AlertStatus.FIRING, since=NOW, fired_at=NOW)], [],
+                          NOW)  # fmt: skip
+        html = await (await client.get("/")).text()
+        tile = html[html.index('data-class="recall_emergency"') :]
+        tile = tile[: tile.index("</section>")]
+        assert "<strong>p1_stuck</strong> on mta1: firing since" in tile
+        assert "<strong>p1_stuck</strong> on mta2: firing since" in tile
+
     async def test_p1_first_then_urgency(self, make_client: Any) -> None:
         """The P1 section starts with the stuck P1 class; its tiles are all P1."""
         client, _ = await make_client()
