@@ -227,7 +227,7 @@ async def _sign_in_and_read(page: DevTools, base: str) -> None:
     assert "stuck of 3 waiting" in tile
     assert "held 100% (3)" in tile
     assert "justice.example (3)" in tile
-    assert "p1_stuck</strong>: firing since" in tile
+    assert "p1_stuck</strong> on mta1: firing since" in tile
     assert "Emergency recall - case" not in html  # no subjects on the overview
     for name, size in SIZES.items():
         await page.screenshot(SHOTS / f"status-{name}.png", size)
