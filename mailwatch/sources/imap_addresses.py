@@ -99,6 +99,25 @@ def describe(headers: Headers) -> tuple[str, tuple[Recipient, ...], NormalisedSu
             role = _role(key)
         if role >= 0:
             found[role].append(value)
+    return _described(found)
+
+
+def describe_parts(parts: Sequence[str]) -> tuple[str, tuple[Recipient, ...], NormalisedSubject]:
+    """:func:`describe` of the headers whose flat list is ``parts`` (name, value, name, …)."""
+    found: list[list[str]] = [[], [], [], []]
+    role_of = _ROLE_OF.get
+    for i in range(0, len(parts) - 1, 2):
+        key = parts[i]
+        role = role_of(key)
+        if role is None:
+            role = _role(key)
+        if role >= 0:
+            found[role].append(parts[i + 1])
+    return _described(found)
+
+
+def _described(found: list[list[str]]) -> tuple[str, tuple[Recipient, ...], NormalisedSubject]:
+    """:func:`describe` of the values found per role (from, to, cc, subject)."""
     senders, to, cc, subjects = found
     if len(senders) == 1:
         sender = _sender_of(senders[0])
