@@ -106,13 +106,15 @@ def describe_parts(parts: Sequence[str]) -> tuple[str, tuple[Recipient, ...], No
     """:func:`describe` of the headers whose flat list is ``parts`` (name, value, name, …)."""
     found: list[list[str]] = [[], [], [], []]
     role_of = _ROLE_OF.get
-    for i in range(0, len(parts) - 1, 2):
-        key = parts[i]
+    values = iter(parts[1::2])
+    for key in parts[0::2]:
         role = role_of(key)
         if role is None:
             role = _role(key)
         if role >= 0:
-            found[role].append(parts[i + 1])
+            found[role].append(next(values))
+        else:
+            next(values)
     return _described(found)
 
 
@@ -148,7 +150,12 @@ def _listed(values: tuple[str, ...]) -> tuple[Recipient, ...]:
 
 def _recipients(values: Sequence[str]) -> tuple[Recipient, ...]:
     """The distinct addresses of ``values`` in order, as recipients without delay reasons."""
-    return tuple(Recipient(a) for a in dict.fromkeys(a for _, a in addresses(values) if a))
+    return tuple(map(_recipient, dict.fromkeys(a for _, a in addresses(values) if a)))
+
+
+# One Recipient per address (immutable, so shared): a frozen dataclass costs ~1 µs to build,
+# and a mailbox's recipient lists (tens of thousands) name far fewer distinct addresses.
+_recipient = functools.lru_cache(maxsize=_VALUES_CACHED)(Recipient)
 
 
 # Senders and recipient lists repeat across a mailbox: each distinct value is parsed once.
@@ -169,6 +176,6 @@ def clear_caches() -> None:
 
     For benchmarks: a first sync in a new process starts with these caches empty.
     """
-    for cached in (_ordinary, _sender_of, _recipients_of, _listed):
+    for cached in (_ordinary, _sender_of, _recipients_of, _listed, _recipient):
         cached.cache_clear()
     _ROLE_OF.clear()
