@@ -26,7 +26,6 @@ from mailwatch.core.headers import decode_header_value
 _FIELD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # what may be asked for in HEADER.FIELDS
 _NAME_MARK = "\v"  # between a name and its value while the batch is decoded: whitespace, so no
 # encoded word can span it, and not the blank RFC 2047 drops between two words ([ \t\r\n])
-_BLOCK_END = "\x01"
 _PRINTABLE_ASCII = bytes(range(0x20, 0x7F)) + b"\r\n"
 
 
@@ -56,15 +55,12 @@ def _plain_text(raws: Sequence[bytes]) -> str | None:
     else:
         text = raw.decode("utf-8", "replace").replace("\r\n", "\n")
         printable = text.replace("\n", "").isprintable()  # no CR, tab, other whitespace
-    if (
-        not printable
-        or text.count("\n\n") != len(raws)  # one blank line per block, none inside one
-        or "\n\n " in text  # a block starting with a continuation line
-        or text.startswith(" ")
-    ):
+    if not printable or text.startswith(" "):
         return None
     text = text.replace("\n ", " ")  # folded lines unfolded: "a\n b" is "a b"
-    return None if "  " in text else text  # spaces that unfolding would squeeze
+    # one blank line per block, none inside one (a block that started with a continuation
+    # line lost its blank line just above); no spaces that unfolding would squeeze
+    return None if text.count("\n\n") != len(raws) or "  " in text else text
 
 
 def packed_blocks(raws: Sequence[bytes], keep: frozenset[str]) -> list[str] | None:
@@ -90,13 +86,10 @@ def packed_blocks(raws: Sequence[bytes], keep: frozenset[str]) -> list[str] | No
             marked.count("\n") != lines
             or marked.count(_NAME_MARK) != headers
             or "\0" in marked
-            or _BLOCK_END in marked
         ):
             return None  # a decoded word holds a separator: the general parser decides
     elif "\0" in marked:  # pragma: no cover - a control character: refused above
         return None
-    packed = (
-        marked.replace("\n\n", _BLOCK_END).replace("\n", "\0").replace(_NAME_MARK, "\0")
-    ).split(_BLOCK_END)
-    packed.pop()  # after the last block's end
-    return packed
+    blocks = marked.split("\n\n")
+    blocks.pop()  # after the last block's end
+    return [block.replace("\n", "\0").replace(_NAME_MARK, "\0") for block in blocks]

@@ -49,6 +49,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from itertools import repeat
 from pathlib import Path
 from typing import Literal
 
@@ -60,7 +61,7 @@ from mailwatch.errors import SourceError, SourceTimeout
 from mailwatch.gcpause import collection_paused
 from mailwatch.parsing.imap import MAX_UIDS_PER_FETCH, FetchRecord, MailboxState
 from mailwatch.parsing.imap_headers import packed_blocks
-from mailwatch.sources.imap_addresses import addresses, describe, describe_parts
+from mailwatch.sources.imap_addresses import Described, addresses, describe, describe_parts
 from mailwatch.sources.imap_client import ImapClient, Security, make_ssl_context
 
 __all__ = [  # addresses and describe re-exported (their home: imap_addresses)
@@ -332,15 +333,13 @@ class ImapSource:
             ]
             raws = [r.header or b"" for r in live]
             packed = packed_blocks(raws, keep)
+            described: Iterable[tuple[Headers, Described]]
             if packed is None:  # not the plain common shape: the general parser
-                described = [
-                    (headers, describe(headers))
-                    for headers in parse_header_blocks(raws, TRACE_HEADERS, keep)
-                ]
+                blocks = parse_header_blocks(raws, TRACE_HEADERS, keep)
+                described = zip(blocks, map(describe, blocks), strict=True)
             else:
-                described = [
-                    (from_packed(text), describe_parts(text.split("\0"))) for text in packed
-                ]
+                parts = map(str.split, packed, repeat("\0"))
+                described = zip(map(from_packed, packed), map(describe_parts, parts), strict=True)
             for record, (headers, (sender, recipients, subject)) in zip(
                 live, described, strict=True
             ):

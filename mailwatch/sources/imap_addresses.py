@@ -72,6 +72,9 @@ def addresses(values: Sequence[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+Described = tuple[str, tuple[Recipient, ...], NormalisedSubject]
+"""What :func:`describe` tells of a message: sender, recipients, normalised subject."""
+
 _ROLES = {"from": 0, "to": 1, "cc": 2, "subject": 3}
 _ROLE_OF: dict[str, int] = {}
 """The role of each header name as spelled (``From``, ``FROM``…): -1 for the other names."""
@@ -85,7 +88,7 @@ def _role(key: str) -> int:
     return role
 
 
-def describe(headers: Headers) -> tuple[str, tuple[Recipient, ...], NormalisedSubject]:
+def describe(headers: Headers) -> Described:
     """A message's sender, recipients and normalised subject, from its headers.
 
     The sender is the first address of ``From``; the recipients are the distinct addresses
@@ -102,7 +105,7 @@ def describe(headers: Headers) -> tuple[str, tuple[Recipient, ...], NormalisedSu
     return _described(found)
 
 
-def describe_parts(parts: Sequence[str]) -> tuple[str, tuple[Recipient, ...], NormalisedSubject]:
+def describe_parts(parts: Sequence[str]) -> Described:
     """:func:`describe` of the headers whose flat list is ``parts`` (name, value, name, …)."""
     found: list[list[str]] = [[], [], [], []]
     role_of = _ROLE_OF.get
@@ -118,7 +121,7 @@ def describe_parts(parts: Sequence[str]) -> tuple[str, tuple[Recipient, ...], No
     return _described(found)
 
 
-def _described(found: list[list[str]]) -> tuple[str, tuple[Recipient, ...], NormalisedSubject]:
+def _described(found: list[list[str]]) -> Described:
     """:func:`describe` of the values found per role (from, to, cc, subject)."""
     senders, to, cc, subjects = found
     if len(senders) == 1:
