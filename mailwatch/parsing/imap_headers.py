@@ -82,11 +82,7 @@ def packed_blocks(raws: Sequence[bytes], keep: frozenset[str]) -> list[str] | No
         return None  # with trailing blanks (the one space after a colon is gone: "Cc: " is "")
     if "=?" in marked:
         marked = decode_header_value(marked)  # one pass: no word spans a line or a name mark
-        if (
-            marked.count("\n") != lines
-            or marked.count(_NAME_MARK) != headers
-            or "\0" in marked
-        ):
+        if marked.count("\n") != lines or marked.count(_NAME_MARK) != headers or "\0" in marked:
             return None  # a decoded word holds a separator: the general parser decides
     elif "\0" in marked:  # pragma: no cover - a control character: refused above
         return None
