@@ -34,11 +34,14 @@ def _name_colon(keep: frozenset[str]) -> re.Pattern[str] | None:
     """The colon (and one space after it) that ends a name of ``keep`` at a line's start.
 
     Only the separator is matched (the name is looked behind, one fixed-width look-behind per
-    name), so a substitution by a plain string marks every name without copying a group.
+    name length), so a substitution by a plain string marks every name without copying a group.
     """
     if not keep or not all(_FIELD.fullmatch(name) for name in keep):
         return None
-    behind = "|".join(f"(?<=^{re.escape(name)}:)" for name in sorted(keep))
+    by_length: dict[int, list[str]] = {}
+    for name in sorted(keep):
+        by_length.setdefault(len(name), []).append(re.escape(name))
+    behind = "|".join(f"(?<=^(?:{'|'.join(names)}):)" for names in by_length.values())
     return re.compile(f":(?:{behind}) ?", re.I | re.A | re.M)
 
 
