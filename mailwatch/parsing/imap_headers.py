@@ -58,7 +58,7 @@ def _plain_text(raws: Sequence[bytes]) -> str | None:
     else:
         text = raw.decode("utf-8", "replace").replace("\r\n", "\n")
         printable = text.replace("\n", "").isprintable()  # no CR, tab, other whitespace
-    if not printable or text.startswith(" "):
+    if not printable:  # (a first line that is a fold is not a field: the count refuses it)
         return None
     text = text.replace("\n ", " ")  # folded lines unfolded: "a\n b" is "a b"
     # one blank line per block, none inside one (a block that started with a continuation

@@ -145,6 +145,7 @@ def test_not_the_common_shape_is_left_to_the_general_parser() -> None:
         [b"Subject: =?utf-8?q?a=0Ab?=\r\n\r\n"],  # a word decoding to a line break
         [b"Subject: a\r\n\r\nTo: b\r\n\r\n"],  # two blocks in one literal
         [b"Subject: a\r\n\r\n", b" To: b\r\n\r\n"],  # a block starting with a fold
+        [b" Subject: a\r\n\r\n"],
         [b"Subject: a\r\n\r\n", b"\r\n\r\n"],
         [b"Subject: a\r\n\r\n\r\n"],
         [],
