@@ -44,6 +44,17 @@ class Headers:
         object.__setattr__(headers, "_packed", packed)
         return headers
 
+    @classmethod
+    def from_packed(cls, packed: str) -> Headers:
+        """``Headers`` whose packed text (``name NUL value NUL …``) is ``packed``, as is.
+
+        ``packed`` must hold an even number of parts (an odd NUL count), or be empty;
+        the caller vouches that no name or value holds a NUL.
+        """
+        headers = object.__new__(cls)
+        object.__setattr__(headers, "_packed", packed)
+        return headers
+
     @property
     def items(self) -> tuple[tuple[str, str], ...]:
         """The ``(name, value)`` pairs, in order."""

@@ -49,17 +49,19 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from itertools import repeat
 from pathlib import Path
 from typing import Literal
 
 import structlog
 
 from mailwatch.core.headers import TRACE_HEADERS, keep_set, parse_header_blocks
-from mailwatch.core.model import Message, QueueObservation
+from mailwatch.core.model import Headers, Message, QueueObservation
 from mailwatch.errors import SourceError, SourceTimeout
 from mailwatch.gcpause import collection_paused
 from mailwatch.parsing.imap import MAX_UIDS_PER_FETCH, FetchRecord, MailboxState
-from mailwatch.sources.imap_addresses import addresses, describe
+from mailwatch.parsing.imap_headers import packed_blocks
+from mailwatch.sources.imap_addresses import Described, addresses, describe, describe_parts
 from mailwatch.sources.imap_client import ImapClient, Security, make_ssl_context
 
 __all__ = [  # addresses and describe re-exported (their home: imap_addresses)
@@ -320,7 +322,8 @@ class ImapSource:
         SEARCH too (they are not decoded).
         """
         done = done - {None}
-        name, keep = self.name, self._keep
+        name, keep = self.name, self._keep - TRACE_HEADERS  # as parse_header_blocks reads
+        from_packed = Headers.from_packed
         prefix, wait_reason = f"{name}/{folder}/{uidvalidity}/", f"{reason} {folder}"
 
         def decode(batch: list[FetchRecord]) -> None:
@@ -328,11 +331,20 @@ class ImapSource:
             live = [  # not those actioned between the SEARCH and the FETCH
                 r for r in batch if r.uid is not None and done.isdisjoint(r.flags or ())
             ]
-            blocks = parse_header_blocks([r.header or b"" for r in live], TRACE_HEADERS, keep)
-            for record, headers in zip(live, blocks, strict=True):
+            raws = [r.header or b"" for r in live]
+            packed = packed_blocks(raws, keep)
+            described: Iterable[tuple[Headers, Described]]
+            if packed is None:  # not the plain common shape: the general parser
+                blocks = parse_header_blocks(raws, TRACE_HEADERS, keep)
+                described = zip(blocks, map(describe, blocks), strict=True)
+            else:
+                parts = map(str.split, packed, repeat("\0"))
+                described = zip(map(from_packed, packed), map(describe_parts, parts), strict=True)
+            for record, (headers, (sender, recipients, subject)) in zip(
+                live, described, strict=True
+            ):
                 uid = record.uid or 0  # not None: filtered above (actioned ones too)
                 arrival, size = record.internaldate or now, record.size or 0
-                sender, recipients, subject = describe(headers)
                 queue_id = str(uid)
                 into[uid] = Message(  # positional: a third cheaper than wait_reason=…
                     prefix + queue_id, name, queue_id, folder, arrival, size, sender,

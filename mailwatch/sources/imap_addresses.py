@@ -72,6 +72,9 @@ def addresses(values: Sequence[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+Described = tuple[str, tuple[Recipient, ...], NormalisedSubject]
+"""What :func:`describe` tells of a message: sender, recipients, normalised subject."""
+
 _ROLES = {"from": 0, "to": 1, "cc": 2, "subject": 3}
 _ROLE_OF: dict[str, int] = {}
 """The role of each header name as spelled (``From``, ``FROM``…): -1 for the other names."""
@@ -85,7 +88,7 @@ def _role(key: str) -> int:
     return role
 
 
-def describe(headers: Headers) -> tuple[str, tuple[Recipient, ...], NormalisedSubject]:
+def describe(headers: Headers) -> Described:
     """A message's sender, recipients and normalised subject, from its headers.
 
     The sender is the first address of ``From``; the recipients are the distinct addresses
@@ -99,6 +102,27 @@ def describe(headers: Headers) -> tuple[str, tuple[Recipient, ...], NormalisedSu
             role = _role(key)
         if role >= 0:
             found[role].append(value)
+    return _described(found)
+
+
+def describe_parts(parts: Sequence[str]) -> Described:
+    """:func:`describe` of the headers whose flat list is ``parts`` (name, value, name, …)."""
+    found: list[list[str]] = [[], [], [], []]
+    role_of = _ROLE_OF.get
+    values = iter(parts[1::2])
+    for key in parts[0::2]:
+        role = role_of(key)
+        if role is None:
+            role = _role(key)
+        if role >= 0:
+            found[role].append(next(values))
+        else:
+            next(values)
+    return _described(found)
+
+
+def _described(found: list[list[str]]) -> Described:
+    """:func:`describe` of the values found per role (from, to, cc, subject)."""
     senders, to, cc, subjects = found
     if len(senders) == 1:
         sender = _sender_of(senders[0])
@@ -129,7 +153,12 @@ def _listed(values: tuple[str, ...]) -> tuple[Recipient, ...]:
 
 def _recipients(values: Sequence[str]) -> tuple[Recipient, ...]:
     """The distinct addresses of ``values`` in order, as recipients without delay reasons."""
-    return tuple(Recipient(a) for a in dict.fromkeys(a for _, a in addresses(values) if a))
+    return tuple(map(_recipient, dict.fromkeys(a for _, a in addresses(values) if a)))
+
+
+# One Recipient per address (immutable, so shared): a frozen dataclass costs ~1 µs to build,
+# and a mailbox's recipient lists (tens of thousands) name far fewer distinct addresses.
+_recipient = functools.lru_cache(maxsize=_VALUES_CACHED)(Recipient)
 
 
 # Senders and recipient lists repeat across a mailbox: each distinct value is parsed once.
@@ -150,6 +179,6 @@ def clear_caches() -> None:
 
     For benchmarks: a first sync in a new process starts with these caches empty.
     """
-    for cached in (_ordinary, _sender_of, _recipients_of, _listed):
+    for cached in (_ordinary, _sender_of, _recipients_of, _listed, _recipient):
         cached.cache_clear()
     _ROLE_OF.clear()
