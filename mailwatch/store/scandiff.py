@@ -93,6 +93,10 @@ class ScanDiffMixin:
         index = self._source_index(source)
         self._stale.pop(source, None)  # every message is compared below
         diff = Diff(source, now)
+        if not index:  # nothing of this source queued in the store (a first scan): all new
+            diff.inserts = list(verdicts)
+            diff.seen = {v.message.key: v for v in verdicts}
+            return diff
         for v in verdicts:
             self._compare(diff, index, v)
         queued = Status.QUEUED.value
