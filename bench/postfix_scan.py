@@ -941,6 +941,17 @@ def environment_facts() -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
+def _names(arg: bytes, root: bytes) -> bool:
+    """Whether a command-line argument names ``root`` or a path under it (not ``root-mem``)."""
+    at = arg.find(root)
+    while at >= 0:
+        end = at + len(root)
+        if end == len(arg) or arg[end : end + 1] == b"/":
+            return True
+        at = arg.find(root, at + 1)
+    return False
+
+
 def users_of(root: Path) -> list[int]:
     """Other processes whose command line names ``root`` (another benchmark using it)."""
     mine, pid = set(), os.getpid()
@@ -958,7 +969,7 @@ def users_of(root: Path) -> list[int]:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if any(str(root).encode() in arg for arg in argv):
+        if any(_names(arg, str(root).encode()) for arg in argv):
             found.append(int(proc.name))
     return found
 
