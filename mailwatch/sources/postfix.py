@@ -250,7 +250,7 @@ class PostfixSource:
         started, main_cf = time.time_ns(), self._main_cf()
         stamping = asyncio.ensure_future(self._scan_directories(watcher, read=False))
         try:
-            observation = await self._probe_listing()
+            observation = await self._probe_listing(keep_lines=False)
         except BaseException:
             watcher.stop()
             stamping.cancel()
@@ -274,7 +274,7 @@ class PostfixSource:
             self._watcher = None
             return await self._first_listing()
         main_cf = self._main_cf()
-        observation = await self._probe_listing()
+        observation = await self._probe_listing(keep_lines=False)
         self._listed_at, self._listed_cf = time.monotonic(), main_cf
         differing = state.differences(observation.messages, seen)
         for queue_id in differing:
@@ -327,11 +327,12 @@ class PostfixSource:
             relayhost=relayhost,
         )
 
-    async def _probe_listing(self) -> QueueObservation:
+    async def _probe_listing(self, *, keep_lines: bool = True) -> QueueObservation:
         """List the queue, read headers of new messages only, and return what was seen.
 
         As root, postqueue reads the queue directly when the mail system is down and says so
-        on stderr; that warning is kept: the queue is visible but nothing is moving.
+        on stderr; that warning is kept: the queue is visible but nothing is moving. Without
+        ``keep_lines`` (the watcher keeps the messages) the lines are not kept for the next.
         """
         loop = asyncio.get_running_loop()
         finding: list[asyncio.Task[Path]] = []  # postconf, run once a new message needs it
@@ -346,7 +347,7 @@ class PostfixSource:
             worker, stderr = await self._listing(
                 lambda fd: ListingWorker(
                     self.name, fd, self._lines, self.header_cache, lambda: self._queue_dir,
-                    lambda: call_soon(loop, find_queue_dir), self.keep,
+                    lambda: call_soon(loop, find_queue_dir), self.keep, keep_lines=keep_lines,
                 )
             )  # fmt: skip
             observed_at = self._clock()
@@ -382,10 +383,10 @@ class PostfixSource:
                 reason=problem.reason,
             )
         self._lines = worker.lines
-        present = {listed.key for listed in worker.lines.values()}
+        messages: list[Message] = [m for m in worker.messages if m is not None]
+        present = {message.key for message in messages}
         for stale in [k for k in self.header_cache if k not in present]:
             del self.header_cache[stale]
-        messages: list[Message] = [m for m in worker.messages if m is not None]
         return QueueObservation(
             source=self.name,
             observed_at=observed_at,

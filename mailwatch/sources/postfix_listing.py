@@ -156,6 +156,8 @@ class ListingWorker:
     """The queue directory if known yet (``None``: defer reads and call ``need_queue_dir``)."""
     need_queue_dir: Callable[[], None]
     keep: frozenset[str] | None = None
+    keep_lines: bool = True
+    """Map each line to its entry and message in ``lines`` (``False``: nobody reuses them)."""
     messages: list[Message | None] = field(default_factory=list)
     problems: list[Malformed] = field(default_factory=list)
     lines: dict[bytes, Listed] = field(default_factory=dict)
@@ -204,6 +206,7 @@ class ListingWorker:
             self._attempted,
         )
         messages, problems, source = self.messages, self.problems, self.source
+        keep_lines = self.keep_lines
         for line in lines:
             listed = previous.get(line)
             if listed is None:
@@ -214,7 +217,8 @@ class ListingWorker:
                     problems.append(parsed)
                     continue
                 listed = Listed(parsed, message_key(source, parsed.queue_id, parsed.arrival))
-            current[line] = listed
+            if keep_lines:
+                current[line] = listed
             cached = cache.get(listed.key)
             if cached is None and listed.key not in attempted:
                 queue_dir = self.queue_dir()

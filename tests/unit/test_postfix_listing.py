@@ -89,6 +89,7 @@ def _worker(
     previous: ListingWorker | None = None,
     cache: dict[str, CachedHeaders] | None = None,
     keep: frozenset[str] | None = None,
+    keep_lines: bool = True,
 ) -> ListingWorker:
     worker = ListingWorker(
         source="mta1",
@@ -98,6 +99,7 @@ def _worker(
         queue_dir=lambda: queue_dir,
         need_queue_dir=lambda: None,
         keep=keep,
+        keep_lines=keep_lines,
     )
     worker.run()
     return worker
@@ -121,6 +123,23 @@ class TestWorker:
         assert first.headers.get("X-Case-Reference") == "A1234BC"
         assert first.recipients[0].delay_reason == "refused"
         assert set(worker.header_cache) == {f"mta1/AAA1/{ARRIVAL}", f"mta1/BBB2/{ARRIVAL}"}
+
+    def test_lines_not_kept_when_nobody_reuses_them(self, tmp_path: Path) -> None:
+        """A first listing (the watcher keeps its messages) holds no line: the same messages.
+
+        Before, every line (~350 bytes of JSON at 100,000 messages: ~40 MiB) and its entry
+        stayed referenced until the listing was done, for a mapping that was then dropped.
+        """
+        for queue_id in ("AAA1", "BBB2"):
+            _store(tmp_path, queue_id)
+        lines = [_line("AAA1"), b"not json", _line("BBB2")]
+        kept = _worker(lines, tmp_path)
+        dropped = _worker(lines, tmp_path, keep_lines=False)
+        assert len(kept.lines) == 2
+        assert dropped.lines == {}
+        assert dropped.messages == kept.messages
+        assert dropped.header_cache == kept.header_cache
+        assert (dropped.headers_read, dropped.problems) == (kept.headers_read, kept.problems)
 
     def test_keep_limits_the_headers(self, tmp_path: Path) -> None:
         """With ``keep``, only the essential and named headers are kept."""
