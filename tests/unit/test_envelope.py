@@ -9,8 +9,10 @@ directory changing. The real-Postfix proof is tests/integration/test_postfix_cha
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -270,3 +272,47 @@ def test_seeded_messages_are_reused_unless_changed_since(tmp_path: Path) -> None
     path.write_bytes(queue_file(recipients=(("D", b"a@x"), ("R", b"b@x"))))  # after the stamp
     (message,) = watcher.scan()
     assert [r.address for r in message.recipients] == ["b@x"]
+
+
+def _queue(root: Path, n: int) -> None:
+    """``n`` deferred messages with a defer log each and a header block of ~600 bytes."""
+    headers = tuple(f"X-Filler-{i}: {'y' * 50}".encode() for i in range(10))
+    for i in range(n):
+        queue_id = f"{0x3A1B2C4D5E6 + i:X}"
+        for queue in ("deferred", "defer"):
+            directory = root / queue / queue_id[0]
+            directory.mkdir(parents=True, exist_ok=True)
+            path = directory / queue_id
+            if queue == "defer":
+                path.write_bytes(b"recipient=a@x\nreason=connect to x: Connection refused\n\n")
+            else:
+                path.write_bytes(queue_file(headers=(b"Subject: S", *headers)))
+                path.chmod(0o700)
+
+
+def test_the_watcher_keeps_little_per_message(tmp_path: Path) -> None:
+    """Besides the messages it returns, the watcher holds under 400 bytes per queue file.
+
+    Was ~1,870 here: the envelope with its header block, a tuple of five ints per file and
+    per defer log, the path, the defer log's entries, the names listed twice.
+    """
+    n = 400
+    _queue(tmp_path, n)
+    QueueDirWatcher("mta1", str(tmp_path), {}).scan()  # caches and interpreter tables grown
+    gc.collect()
+    watcher = QueueDirWatcher("mta1", str(tmp_path), {})
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        messages = watcher.scan()
+        assert len(messages) == n
+        for entry in watcher.files.values():  # what the source and the scanner keep anyway
+            entry.message = None
+        watcher.header_cache.clear()  # the source's (decoded headers, shared by messages)
+        del messages
+        gc.collect()
+        per_file = (tracemalloc.get_traced_memory()[0] - before) / n
+    finally:
+        tracemalloc.stop()
+    assert len(watcher.files) == n
+    assert per_file < 400, per_file
