@@ -316,3 +316,26 @@ def test_the_watcher_keeps_little_per_message(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert len(watcher.files) == n
     assert per_file < 400, per_file
+
+
+def test_seeded_message_takes_a_new_defer_log(tmp_path: Path) -> None:
+    """A seeded message (no envelope kept) whose defer log changes: its file is read again."""
+    _write(tmp_path, "deferred", queue_file(recipients=(("R", b"a@x"), ("R", b"b@x"))))
+    log = _write(tmp_path, "defer", b"recipient=a@x\nreason=first\n\n")
+    listing = _watcher(tmp_path).scan()  # what postqueue -j would say
+    for directory in (tmp_path / "deferred" / "3", log.parent):
+        os.utime(directory, ns=(10**9, 10**9))  # long unchanged
+    watcher = _watcher(tmp_path)
+    watcher.scan(read=False)
+    watcher.seed(listing, time.time_ns() + 10 * GRANULARITY_NS)
+    assert [id(m) for m in watcher.scan()] == [id(m) for m in listing]
+    assert watcher.files_read == 0
+    log.write_bytes(b"recipient=a@x\nreason=first\n\nrecipient=b@x\nreason=second\n\n")
+    os.utime(log.parent, ns=(2 * 10**9, 2 * 10**9))  # changed: its defer logs are checked
+    (message,) = watcher.scan()
+    assert watcher.files_read == 1  # the unchanged queue file, for its recipients
+    assert [(r.address, r.delay_reason) for r in message.recipients] == [
+        ("a@x", "first"),
+        ("b@x", "second"),
+    ]
+    assert message.key == listing[0].key
