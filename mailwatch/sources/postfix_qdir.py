@@ -23,12 +23,10 @@ it, and per scan:
 4. Reuses the :class:`Message` object of every unchanged message, so the scanner's and the
    store's identity checks are two dictionary look-ups.
 
-What it keeps per queued message is small (issue 13, memory at 100,000): the queue and the
-directory (shared strings), the packed stamps of the file and of its defer log
-(:func:`~mailwatch.sources.postfix_state.stamp_of`), and the :class:`Message`; not the
-envelope, nor the defer log's entries (the message has what a comparison needs). A message
-rebuilt for a new defer log while its queue file did not change reads the file again (a cost
-that grows with change).
+It keeps per queued message (issue 13, memory at 100,000) the packed stamps of its file and
+defer log (:func:`~mailwatch.sources.postfix_state.stamp_of`) and the :class:`Message`, not
+the envelope nor the defer log's entries: a message rebuilt for a new defer log while its
+queue file did not change reads the file again (a cost that grows with change).
 
 Known blind spot (closed by the periodic ``postqueue -j`` reconciliation): a ``chmod`` of a
 file in ``deferred`` or ``hold`` with nothing else changing in its directory (``postsuper
@@ -41,9 +39,8 @@ import os
 import threading
 import time
 from collections.abc import Iterable, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from sys import intern
 
 from mailwatch.core.headers import (
     TRACE_HEADERS,
@@ -77,8 +74,7 @@ GRANULARITY_NS = 2_000_000_000
 
 @dataclass(frozen=True, slots=True)
 class _Dir:
-    path: str
-    """The directory (one string object, shared by the entries of its files)."""
+    path: str  # one string, shared by the entries of its files
     ino: int
     mtime_ns: int
     listed_ns: int
@@ -176,9 +172,22 @@ class QueueDirWatcher:
             # at every scan) and is re-read once its message or its directory changes.
             entry.defer = SEEDED if delayed else None
             entry.message, entry.changed = message, False
+        self._share(0)
+
+    def _share(self, since_ns: int) -> None:
+        """Names of directories listed since ``since_ns`` as their messages' (one string each)."""
+        files = self.files
+        for path, listed in self.dirs.items():
+            if listed.listed_ns >= since_ns:
+                names = []
+                for name in listed.files:
+                    entry = files.get(name)
+                    names.append(entry.message.queue_id if entry and entry.message else name)
+                self.dirs[path] = replace(listed, files=tuple(names))
 
     def _scan(self) -> list[Message]:
         self._stop.clear()
+        scan_started = time.time_ns()
         self.files_read = self.headers_read = self.dirs_listed = self.changes = 0
         root_ino = os.stat(self.queue_dir).st_ino
         if root_ino != self.root_ino:  # a new queue directory: nothing known holds
@@ -209,6 +218,8 @@ class QueueDirWatcher:
                     messages.append(message)
         self.changes += sum(1 for queue_id in self.files if queue_id not in current)
         self.files = current
+        if self.dirs_listed:
+            self._share(scan_started)
         return messages
 
     def _check(self) -> None:
@@ -242,10 +253,7 @@ class QueueDirWatcher:
         subdirs: list[str] = []
         with os.scandir(path) as entries:
             for item in entries:
-                if item.is_dir(follow_symlinks=False):
-                    subdirs.append(item.name)
-                else:  # interned: a queue file and its defer log share one name, kept
-                    files.append(intern(item.name))
+                (subdirs if item.is_dir(follow_symlinks=False) else files).append(item.name)
         listed = _Dir(
             path, st.st_ino, st.st_mtime_ns, started, tuple(files), tuple(sorted(subdirs))
         )

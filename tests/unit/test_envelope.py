@@ -9,16 +9,16 @@ directory changing. The real-Postfix proof is tests/integration/test_postfix_cha
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
+import sys
 import time
-import tracemalloc
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mailwatch.core.model import Message
 from mailwatch.errors import ParseError
 from mailwatch.errors import QueueFileGap as Gap
 from mailwatch.parsing.deferlog import NO_REASON, parse_defer_log
@@ -290,31 +290,36 @@ def _queue(root: Path, n: int) -> None:
                 path.chmod(0o700)
 
 
+def _deep_size(obj: object, seen: set[int]) -> int:
+    """Bytes held by ``obj`` and what it refers to (each object once), messages left out."""
+    if id(obj) in seen or isinstance(obj, Message | type):
+        return 0
+    seen.add(id(obj))
+    size = sys.getsizeof(obj)
+    if isinstance(obj, dict):
+        parts: list[object] = [*obj.keys(), *obj.values()]
+    elif isinstance(obj, tuple | list | set | frozenset):
+        parts = list(obj)
+    elif isinstance(obj, str | bytes | int | float | bool) or obj is None:
+        parts = []
+    else:
+        names = [n for c in type(obj).__mro__ for n in getattr(c, "__slots__", ())]
+        parts = [getattr(obj, n) for n in names if hasattr(obj, n)]
+    return size + sum(_deep_size(part, seen) for part in parts)
+
+
 def test_the_watcher_keeps_little_per_message(tmp_path: Path) -> None:
     """Besides the messages it returns, the watcher holds under 400 bytes per queue file.
 
-    Was ~1,870 here: the envelope with its header block, a tuple of five ints per file and
+    Was ~1,800 here: the envelope with its header block, a tuple of five ints per file and
     per defer log, the path, the defer log's entries, the names listed twice.
     """
     n = 400
     _queue(tmp_path, n)
-    QueueDirWatcher("mta1", str(tmp_path), {}).scan()  # caches and interpreter tables grown
-    gc.collect()
     watcher = QueueDirWatcher("mta1", str(tmp_path), {})
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        messages = watcher.scan()
-        assert len(messages) == n
-        for entry in watcher.files.values():  # what the source and the scanner keep anyway
-            entry.message = None
-        watcher.header_cache.clear()  # the source's (decoded headers, shared by messages)
-        del messages
-        gc.collect()
-        per_file = (tracemalloc.get_traced_memory()[0] - before) / n
-    finally:
-        tracemalloc.stop()
-    assert len(watcher.files) == n
+    assert len(watcher.scan()) == n
+    seen: set[int] = set()
+    per_file = (_deep_size(watcher.files, seen) + _deep_size(watcher.dirs, seen)) / n
     assert per_file < 400, per_file
 
 
