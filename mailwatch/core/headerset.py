@@ -114,10 +114,11 @@ class Headers:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Headers):
             return NotImplemented
-        mine, theirs = self._packed, other._packed
-        if isinstance(mine, int) or isinstance(theirs, int):
-            return hash(self) == hash(other)
-        return mine == theirs
+        if self is other:
+            return True
+        if hash(self) != hash(other):
+            return False
+        return self.released or other.released or self.items == other.items
 
     def __hash__(self) -> int:
         packed = self._packed
