@@ -172,6 +172,7 @@ class QueueDirWatcher:
             # at every scan) and is re-read once its message or its directory changes.
             entry.defer = SEEDED if delayed else None
             entry.message, entry.changed = message, False
+        self.files = {e.message.queue_id if e.message else k: e for k, e in self.files.items()}
         self._share(0)
 
     def _share(self, since_ns: int) -> None:

@@ -344,3 +344,18 @@ def test_seeded_message_takes_a_new_defer_log(tmp_path: Path) -> None:
         ("b@x", "second"),
     ]
     assert message.key == listing[0].key
+
+
+def test_names_are_the_messages_strings(tmp_path: Path) -> None:
+    """After a seed, the watcher holds each queue id as the listed message's string object."""
+    _write(tmp_path, "deferred", queue_file())
+    _write(tmp_path, "defer", b"recipient=ppcs@justice.example\nreason=r\n\n")
+    listing = [m._replace(queue_id="".join(m.queue_id)) for m in _watcher(tmp_path).scan()]
+    watcher = _watcher(tmp_path)
+    watcher.scan(read=False)
+    watcher.seed(listing, time.time_ns() + 10 * GRANULARITY_NS)
+    (queue_id,) = watcher.files
+    assert queue_id is listing[0].queue_id
+    names = [name for listed in watcher.dirs.values() for name in listed.files]
+    assert len(names) == 2
+    assert all(name is listing[0].queue_id for name in names)
