@@ -39,8 +39,9 @@ import os
 import threading
 import time
 from collections.abc import Iterable, MutableMapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from sys import intern
 
 from mailwatch.core.headers import (
     TRACE_HEADERS,
@@ -172,23 +173,9 @@ class QueueDirWatcher:
             # at every scan) and is re-read once its message or its directory changes.
             entry.defer = SEEDED if delayed else None
             entry.message, entry.changed = message, False
-        self.files = {e.message.queue_id if e.message else k: e for k, e in self.files.items()}
-        self._share(0)
-
-    def _share(self, since_ns: int) -> None:
-        """Names of directories listed since ``since_ns`` as their messages' (one string each)."""
-        files = self.files
-        for path, listed in self.dirs.items():
-            if listed.listed_ns >= since_ns:
-                names = []
-                for name in listed.files:
-                    entry = files.get(name)
-                    names.append(entry.message.queue_id if entry and entry.message else name)
-                self.dirs[path] = replace(listed, files=tuple(names))
 
     def _scan(self) -> list[Message]:
         self._stop.clear()
-        scan_started = time.time_ns()
         self.files_read = self.headers_read = self.dirs_listed = self.changes = 0
         root_ino = os.stat(self.queue_dir).st_ino
         if root_ino != self.root_ino:  # a new queue directory: nothing known holds
@@ -219,8 +206,6 @@ class QueueDirWatcher:
                     messages.append(message)
         self.changes += sum(1 for queue_id in self.files if queue_id not in current)
         self.files = current
-        if self.dirs_listed:
-            self._share(scan_started)
         return messages
 
     def _check(self) -> None:
@@ -254,7 +239,10 @@ class QueueDirWatcher:
         subdirs: list[str] = []
         with os.scandir(path) as entries:
             for item in entries:
-                (subdirs if item.is_dir(follow_symlinks=False) else files).append(item.name)
+                if item.is_dir(follow_symlinks=False):
+                    subdirs.append(item.name)
+                else:  # interned, as postqueue -j's queue ids: one string per queued message
+                    files.append(intern(item.name))
         listed = _Dir(
             path, st.st_ino, st.st_mtime_ns, started, tuple(files), tuple(sorted(subdirs))
         )

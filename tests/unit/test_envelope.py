@@ -23,6 +23,7 @@ from mailwatch.errors import ParseError
 from mailwatch.errors import QueueFileGap as Gap
 from mailwatch.parsing.deferlog import NO_REASON, parse_defer_log
 from mailwatch.parsing.envelope import parse_queue_file, quote_local
+from mailwatch.parsing.postqueue import QueueEntry, parse_line
 from mailwatch.sources.postfix_qdir import GRANULARITY_NS, QueueDirWatcher
 
 
@@ -347,15 +348,17 @@ def test_seeded_message_takes_a_new_defer_log(tmp_path: Path) -> None:
 
 
 def test_names_are_the_messages_strings(tmp_path: Path) -> None:
-    """After a seed, the watcher holds each queue id as the listed message's string object."""
+    """The watcher's names and the listing's queue ids are one string object per message."""
     _write(tmp_path, "deferred", queue_file())
     _write(tmp_path, "defer", b"recipient=ppcs@justice.example\nreason=r\n\n")
-    listing = [m._replace(queue_id="".join(m.queue_id)) for m in _watcher(tmp_path).scan()]
+    (message,) = _watcher(tmp_path).scan()
+    listed = parse_line(
+        '{"queue_name": "deferred", "queue_id": "' + "".join(message.queue_id) + '",'
+        ' "arrival_time": 1795953996, "sender": "om@probation.example", "recipients": []}'
+    )
+    assert isinstance(listed, QueueEntry)
     watcher = _watcher(tmp_path)
     watcher.scan(read=False)
-    watcher.seed(listing, time.time_ns() + 10 * GRANULARITY_NS)
-    (queue_id,) = watcher.files
-    assert queue_id is listing[0].queue_id
-    names = [name for listed in watcher.dirs.values() for name in listed.files]
+    names = [name for listed_dir in watcher.dirs.values() for name in listed_dir.files]
     assert len(names) == 2
-    assert all(name is listing[0].queue_id for name in names)
+    assert all(name is listed.queue_id for name in names)
