@@ -116,32 +116,41 @@ store = Store(settings.store.path)
 scanner = Scanner(settings.classifier(), store)
 sources = build_sources(settings, store)
 kept = []
-async def main() -> None:
-    kept.extend(await scanner.scan_all(sources))
+async def main() -> None:  # returns nothing: asyncio.run reprs a result (CPython issue 112559)
+    for _ in range(int(sys.argv[3])):
+        kept[:] = await scanner.scan_all(sources)
 asyncio.run(main())
 current, peak = tracemalloc.get_traced_memory()
-top = tracemalloc.take_snapshot().statistics("lineno")[: int(sys.argv[2])]
+snapshot = tracemalloc.take_snapshot()
 print(current / 2**20, peak / 2**20)
-for stat in top:
-    frame = stat.traceback[0]
-    print(f"{stat.size / 2**20:.1f}\\t{stat.count}\\t{frame.filename}:{frame.lineno}")
+for group in ("lineno", "filename"):
+    for stat in snapshot.statistics(group)[: int(sys.argv[2])]:
+        frame = stat.traceback[0]
+        where = f"{frame.filename}:{frame.lineno}" if group == "lineno" else frame.filename
+        print(f"{group}\\t{stat.size / 2**20:.1f}\\t{stat.count}\\t{where}")
 """
 
 
-def tracemalloc_top(workdir: Path, config_dir: Path, top: int = 12) -> dict[str, Any]:
-    """Python heap held after one scan (as ``run`` holds it between scans), by line."""
+def tracemalloc_top(
+    workdir: Path, config_dir: Path, top: int = 12, scans: int = 1
+) -> dict[str, Any]:
+    """Python heap held after ``scans`` scans (as ``run`` holds it between scans).
+
+    The top lines (``top``) and the top modules (``by_module``) that allocated what is held.
+    """
     config = write_config(workdir, "traced", config_dir)
     out = subprocess.run(  # our interpreter, the script above
-        [sys.executable, "-c", TRACE, str(config), str(top)], capture_output=True, text=True,
-        check=True,
+        [sys.executable, "-c", TRACE, str(config), str(top), str(scans)], capture_output=True,
+        text=True, check=True,
     ).stdout.splitlines()  # fmt: skip
     current, peak = (float(x) for x in out[0].split())
-    rows = []
+    rows: dict[str, list[dict[str, Any]]] = {"lineno": [], "filename": []}
     for line in out[1:]:
-        size, count, where = line.split("\t")
-        rows.append({"mib": float(size), "blocks": int(count),
-                     "where": where.replace(str(HERE.parent) + "/", "")})  # fmt: skip
-    return {"traced_after_scan_mib": current, "traced_peak_mib": peak, "top": rows}
+        group, size, count, where = line.split("\t")
+        rows[group].append({"mib": float(size), "blocks": int(count),
+                            "where": where.replace(str(HERE.parent) + "/", "")})  # fmt: skip
+    return {"traced_after_scan_mib": current, "traced_peak_mib": peak, "scans": scans,
+            "top": rows["lineno"], "by_module": rows["filename"]}  # fmt: skip
 
 
 READ_COMMANDS = {
@@ -312,6 +321,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--top", type=int, default=15, help="tracemalloc rows (15)")
     parser.add_argument(
+        "--trace-scans", type=int, default=1, metavar="N",
+        help="scans before the tracemalloc snapshot (1: the first scan's heap; 2: after a"
+        " rescan by the queue directories, as `run` holds it)",
+    )  # fmt: skip
+    parser.add_argument(
         "--skip",
         nargs="*",
         default=[],
@@ -343,10 +357,13 @@ def main(argv: list[str] | None = None) -> int:
                 results[f"run_{scans}"] = got
                 print(f"mailwatch run after {scans} scans: {got}", flush=True)
             if "trace" not in args.skip:
-                results["trace"] = traced = tracemalloc_top(workdir, instance.config_dir, args.top)
-                print(f"tracemalloc: held after one scan {traced['traced_after_scan_mib']:.1f}"
-                      f" MiB, peak {traced['traced_peak_mib']:.1f} MiB")  # fmt: skip
-                for row in traced["top"]:
+                results["trace"] = traced = tracemalloc_top(
+                    workdir, instance.config_dir, args.top, args.trace_scans
+                )
+                print(f"tracemalloc: held after {args.trace_scans} scan(s)"
+                      f" {traced['traced_after_scan_mib']:.1f} MiB, peak"
+                      f" {traced['traced_peak_mib']:.1f} MiB; by line, by module:")  # fmt: skip
+                for row in (*traced["top"], *traced["by_module"]):
                     print(f"  {row['mib']:7.1f} MiB {row['blocks']:>9} blocks  {row['where']}")
     finally:
         if started:

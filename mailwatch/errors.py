@@ -21,6 +21,7 @@
     │       └── QueueFileGap             more of the queue file is needed (an offset)
     ├── UnknownMessage(LookupError)      no tracked message has that id
     ├── UnknownAlert(LookupError)        no alert has that id
+    ├── HeadersReleased(LookupError)     a stored message's headers were dropped from memory
     ├── NotAcknowledgeable(ValueError)   only a firing alert can be acknowledged
     ├── NotifyError                      delivery to a receiver failed
     │   ├── ReceiverUnavailable(ConnectionError)  could not connect, or TLS failed: retry
@@ -101,6 +102,14 @@ class ParseError(MailwatchError, ValueError):
 
 class UnknownMessage(MailwatchError, LookupError):
     """No tracked message matches the given id."""
+
+
+class HeadersReleased(MailwatchError, LookupError):
+    """A queued message's headers were read after they were dropped from memory.
+
+    The scanner drops them once the store holds them (``Headers.release``): read them from
+    the store (``Store.get``) instead.
+    """
 
 
 class StoreFull(StoreError, OSError):

@@ -40,6 +40,7 @@ from mailwatch.core.classify import Classifier, MessageClass
 from mailwatch.core.model import (
     CanaryObservation,
     Classification,
+    Headers,
     LogObservation,
     Message,
     Observation,
@@ -48,7 +49,7 @@ from mailwatch.core.model import (
 )
 from mailwatch.core.sla import verdict_at
 from mailwatch.core.tracked import Backlog, ScanDelta
-from mailwatch.errors import SourceError, StoreError
+from mailwatch.errors import HeadersReleased, SourceError, StoreError, UnknownMessage
 from mailwatch.gcpause import collection_paused
 from mailwatch.sources import KeepsProgress, Source
 from mailwatch.store import Store
@@ -158,6 +159,8 @@ class Scanner:
     _latest: dict[str, Sequence[Verdict]] = field(default_factory=dict)
     _scans: int = 0
     _pushed: dict[str, dict[str, Upsert]] = field(default_factory=dict)
+    _unreleased: dict[str, list[Headers]] = field(default_factory=dict)
+    """Headers of new messages whose store write failed: released after the next one."""
 
     async def scan(self, source: Source) -> ScanOutcome:
         """Probe ``source`` once, judge what it saw and record it.
@@ -213,6 +216,7 @@ class Scanner:
             else backlog.counts()
         )
         finished_at = self.clock()
+        written = False
         with _store_failure_logged(source.name):  # what was seen still counts (metrics, alerts)
             self.store.record_scan(
                 source.name,
@@ -227,6 +231,8 @@ class Scanner:
                 changes=delta,
                 current=backlog.verdicts,
             )
+            written = True
+        self._release_headers(source.name, delta, written)
         for warning in observation.warnings:
             log.warning("source_warning", source=source.name, warning=warning)
         if self.sink is not None:
@@ -254,10 +260,34 @@ class Scanner:
         return {name: self._backlogs[name] for name, latest in verdicts.items()
                 if self._latest.get(name) is latest}  # fmt: skip
 
+    def _release_headers(self, source: str, delta: ScanDelta, written: bool) -> None:
+        """Drop from memory the headers of new messages once the store holds them.
+
+        Nothing reads them from memory after their first classification and write (``show``
+        and the API read the store): :meth:`mailwatch.core.headerset.Headers.release`.
+        """
+        pending = self._unreleased.setdefault(source, [])
+        pending.extend(v.message.headers for v in delta.added)
+        if written:
+            for headers in pending:
+                headers.release()
+            pending.clear()
+
     def _first_seen(self, message: Message) -> tuple[Classification, datetime]:
         """A new message's class and deadline (both fixed while it is queued)."""
-        found = self.classifier.classify(message)
+        try:
+            found = self.classifier.classify(message)
+        except HeadersReleased:  # seen before, released, then new again (the store has them)
+            found = self.classifier.classify(self._stored_headers(message))
         return found, self._classes[found.name].stuck_after.deadline_after(message.arrival)
+
+    def _stored_headers(self, message: Message) -> Message:
+        """``message`` with its headers read back from the store (none if it has not them)."""
+        try:
+            return message._replace(headers=self.store.get(message.key).headers)
+        except (StoreError, UnknownMessage) as exc:
+            log.warning("stored_headers_unreadable", source=message.source, error=str(exc))
+            return message._replace(headers=Headers())
 
     @functools.cached_property
     def _classes(self) -> dict[str, MessageClass]:

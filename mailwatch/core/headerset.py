@@ -6,11 +6,18 @@ the ``(name, value)`` tuple per header (about 160 bytes of object overhead each)
 largest part of the heap held between scans. :class:`Headers` packs them in one string
 (``name NUL value NUL name NUL value``) and unpacks on reading: :attr:`Headers.items` and
 :meth:`Headers.get` are read when a message is first classified and stored, not per scan.
+
+After that nothing reads them from memory (``mailwatch show``, the API and the status page
+read the store), so the scanner drops them once the store holds them
+(:meth:`Headers.release`: 33 MiB at 100,000 queued messages). A released value still
+compares and hashes as before; reading it raises :class:`~mailwatch.errors.HeadersReleased`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+
+from mailwatch.errors import HeadersReleased
 
 _SEP = "\x00"
 
@@ -18,11 +25,14 @@ _SEP = "\x00"
 class Headers:
     """The message headers mailwatch keeps: decoded, unfolded, in order, names as sent.
 
-    Immutable; equal when their items are. Built from ``(name, value)`` pairs, as before.
+    Immutable (but see :meth:`release`); equal when their items are. Built from
+    ``(name, value)`` pairs, as before.
     """
 
     __slots__ = ("_packed",)
-    _packed: str | tuple[tuple[str, str], ...]
+    _packed: str | tuple[tuple[str, str], ...] | int
+    """The items packed (one form per items: equal items, equal packed values); once
+    released, the hash of the packed value."""
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         pairs = tuple(items)
@@ -56,9 +66,31 @@ class Headers:
         return headers
 
     @property
+    def released(self) -> bool:
+        """Whether :meth:`release` dropped the items (reading them then raises)."""
+        return isinstance(self._packed, int)
+
+    def release(self) -> None:
+        """Drop the items from memory for good: only once something else holds them (the store).
+
+        Reading them afterwards raises :class:`~mailwatch.errors.HeadersReleased`; equality
+        and the hash stay as they were (a released value is equal to another when the hashes
+        of their items are). Empty headers hold nothing and stay readable.
+        """
+        packed = self._packed
+        if packed and not isinstance(packed, int):
+            object.__setattr__(self, "_packed", hash(packed))
+
+    def _held(self) -> str | tuple[tuple[str, str], ...]:
+        packed = self._packed
+        if isinstance(packed, int):
+            raise HeadersReleased("these headers were released: the store holds them")
+        return packed
+
+    @property
     def items(self) -> tuple[tuple[str, str], ...]:
         """The ``(name, value)`` pairs, in order."""
-        packed = self._packed
+        packed = self._held()
         if isinstance(packed, tuple):
             return packed
         if not packed:
@@ -68,7 +100,7 @@ class Headers:
 
     def get(self, name: str) -> str | None:
         """The first value of header ``name`` (case-insensitive), or ``None``."""
-        packed = self._packed
+        packed = self._held()
         if not packed:
             return None
         wanted = name.lower()
@@ -93,12 +125,19 @@ class Headers:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Headers):
             return NotImplemented
-        return self.items == other.items
+        if self is other:
+            return True
+        if hash(self) != hash(other):
+            return False
+        return self.released or other.released or self.items == other.items
 
     def __hash__(self) -> int:
-        return hash(self.items)
+        packed = self._packed
+        return packed if isinstance(packed, int) else hash(packed)
 
     def __repr__(self) -> str:
+        if self.released:
+            return "Headers(<released>)"
         return f"Headers(items={self.items!r})"
 
     def __reduce__(self) -> tuple[type[Headers], tuple[tuple[tuple[str, str], ...]]]:

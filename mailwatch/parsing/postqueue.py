@@ -89,7 +89,7 @@ def parse_line(line: str | bytes, line_number: int = 0) -> QueueEntry | Malforme
         recipients = tuple([_recipient(r) for r in obj.get("recipients") or ()])
         return QueueEntry(
             intern(queue_name),
-            queue_id,
+            intern(queue_id),  # as the queue-directory watcher's name for its files: one object
             datetime.fromtimestamp(arrival, UTC),
             int(size) if isinstance(size, _NUMBER) and not isinstance(size, bool) else 0,
             intern(sender) if isinstance(sender, str) else "",

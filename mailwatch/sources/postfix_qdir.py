@@ -23,6 +23,11 @@ it, and per scan:
 4. Reuses the :class:`Message` object of every unchanged message, so the scanner's and the
    store's identity checks are two dictionary look-ups.
 
+It keeps per queued message (issue 13, memory at 100,000) the packed stamps of its file and
+defer log (:func:`~mailwatch.sources.postfix_state.stamp_of`) and the :class:`Message`, not
+the envelope nor the defer log's entries: a message rebuilt for a new defer log while its
+queue file did not change reads the file again (a cost that grows with change).
+
 Known blind spot (closed by the periodic ``postqueue -j`` reconciliation): a ``chmod`` of a
 file in ``deferred`` or ``hold`` with nothing else changing in its directory (``postsuper
 -e``, forced expiry) changes only the file's ctime, which is not stat-ed there.
@@ -36,6 +41,7 @@ import time
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from sys import intern
 
 from mailwatch.core.headers import (
     TRACE_HEADERS,
@@ -43,25 +49,33 @@ from mailwatch.core.headers import (
     normalise_subject,
     parse_header_block,
 )
-from mailwatch.core.model import Message, Recipient
-from mailwatch.errors import QueueFileError, SourceTimeout
-from mailwatch.errors import QueueFileGap as Gap
+from mailwatch.core.model import Message
+from mailwatch.errors import SourceTimeout
 from mailwatch.parsing.deferlog import parse_defer_log
-from mailwatch.parsing.envelope import STAT_EXPIRE, STAT_READY, Envelope, parse_queue_file
+from mailwatch.parsing.envelope import STAT_EXPIRE, Envelope
 from mailwatch.parsing.queueid import is_queue_id
 from mailwatch.sources.postfix_listing import NO_HEADERS, CachedHeaders, message_key
+from mailwatch.sources.postfix_state import (
+    Deferred,
+    Stamp,
+    read_envelope,
+    read_whole,
+    ready,
+    recipients,
+    stamp_of,
+    unpack_stamp,
+)
 
 LISTED_QUEUES = ("maildrop", "active", "incoming", "deferred", "hold")
 """What showq lists, in its order (``corrupt`` is not listed)."""
 IN_FLIGHT = frozenset({"maildrop", "active", "incoming"})
 GRANULARITY_NS = 2_000_000_000
 """A directory modified within this long before its listing is listed again next scan."""
-HEAD = 8 * 1024  # one read holds almost every envelope and header block
-DUP_FILTER_LIMIT = 1000  # showq's duplicate_filter_limit default
 
 
 @dataclass(frozen=True, slots=True)
 class _Dir:
+    path: str  # one string, shared by the entries of its files
     ino: int
     mtime_ns: int
     listed_ns: int
@@ -69,26 +83,23 @@ class _Dir:
     subdirs: tuple[str, ...]
 
 
-Stamp = tuple[int, int, int, int, int]
-"""A file's inode, mtime_ns, ctime_ns, size, mode."""
+SEEDED = b""
+"""The defer stamp of a message seeded from a listing with delay reasons (not stamped)."""
 
 
 @dataclass(slots=True)
 class _File:
     queue: str
-    path: str
+    directory: str
     stamp: Stamp
-    envelope: Envelope | None
-    defer: tuple[Stamp | None, tuple[tuple[str, str], ...]] | None = None
-    """The defer log's stamp (``None``: seeded from a listing, not stamped) and entries."""
+    expire: bool
+    """Forced expiry (the mode's group-execute bit, from ``stamp``)."""
+    defer: Stamp | None = None
+    """The defer log's stamp (:data:`SEEDED`: from a listing, not stamped; ``None``: none)."""
     message: Message | None = None
+    """What the file says (``None``: stamped only, or not listed by showq)."""
     changed: bool = False
     """Created by this scan (new, moved or modified): its defer log is checked too."""
-
-
-def _ready(mode: int) -> bool:
-    """Whether showq lists a file of this mode: regular, owner bits all set."""
-    return (mode & STAT_READY) == STAT_READY and (mode & 0o170000) == 0o100000
 
 
 @dataclass
@@ -153,23 +164,14 @@ class QueueDirWatcher:
             if (
                 entry is None
                 or entry.queue != message.queue
-                or entry.envelope is not None
-                or entry.stamp[2] >= recent
+                or entry.message is not None
+                or unpack_stamp(entry.stamp)[2] >= recent
             ):
                 continue
-            entry.envelope = Envelope(
-                int(message.arrival.timestamp()),
-                message.size,
-                message.sender,
-                tuple(recipient.address for recipient in message.recipients),
-                b"",
-            )
-            delayed = tuple(
-                (r.address, r.delay_reason) for r in message.recipients if r.delay_reason
-            )
+            delayed = any(r.delay_reason for r in message.recipients)
             # Not stamped: a defer log changes only while its message is active (re-checked
             # at every scan) and is re-read once its message or its directory changes.
-            entry.defer = (None, delayed) if delayed else None
+            entry.defer = SEEDED if delayed else None
             entry.message, entry.changed = message, False
 
     def _scan(self) -> list[Message]:
@@ -190,15 +192,16 @@ class QueueDirWatcher:
             for queue_id, (directory, fresh) in found.items():
                 if queue_id in current or not is_queue_id(queue_id):
                     continue
-                entry = self._file(queue, queue_id, directory, fresh or queue in IN_FLIGHT)
-                if entry is None:
+                got = self._file(queue, queue_id, directory, fresh or queue in IN_FLIGHT)
+                if got is None:
                     continue
+                entry, envelope = got
                 current[queue_id] = entry
                 if entry.changed:
                     self.changes += 1
                 if not self._reading:
                     continue
-                message = self._message(queue_id, entry, defers.get(queue_id))
+                message = self._message(queue_id, entry, envelope, defers.get(queue_id))
                 if message is not None:
                     messages.append(message)
         self.changes += sum(1 for queue_id in self.files if queue_id not in current)
@@ -227,40 +230,50 @@ class QueueDirWatcher:
             known = self._list(path, st, started)
         for sub in known.subdirs:
             self._walk(f"{path}/{sub}", found)
+        where = (known.path, fresh)
         for name in known.files:
-            found.setdefault(name, (path, fresh))
+            found.setdefault(name, where)
 
     def _list(self, path: str, st: os.stat_result, started: int) -> _Dir:
         files: list[str] = []
         subdirs: list[str] = []
         with os.scandir(path) as entries:
             for item in entries:
-                (subdirs if item.is_dir(follow_symlinks=False) else files).append(item.name)
-        listed = _Dir(st.st_ino, st.st_mtime_ns, started, tuple(files), tuple(sorted(subdirs)))
+                if item.is_dir(follow_symlinks=False):
+                    subdirs.append(item.name)
+                else:  # interned, as postqueue -j's queue ids: one string per queued message
+                    files.append(intern(item.name))
+        listed = _Dir(
+            path, st.st_ino, st.st_mtime_ns, started, tuple(files), tuple(sorted(subdirs))
+        )
         self.dirs[path] = listed
         self.dirs_listed += 1
         return listed
 
-    def _file(self, queue: str, queue_id: str, directory: str, restat: bool) -> _File | None:
-        """The file's state: the known one if it did not change, else re-read."""
-        path = f"{directory}/{queue_id}"
+    def _file(
+        self, queue: str, queue_id: str, directory: str, restat: bool
+    ) -> tuple[_File, Envelope | None] | None:
+        """The file's state (the known one if it did not change), and its envelope if read."""
         old = self.files.get(queue_id)
-        if old is not None and old.path == path and not restat and old.envelope is not None:
-            return old
+        same_place = old is not None and old.directory == directory
+        if old is not None and same_place and not restat and old.message is not None:
+            return old, None
+        path = f"{directory}/{queue_id}"
         try:
             st = os.lstat(path)
         except FileNotFoundError:
             return None
-        stamp = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_mode)
-        unread = old is not None and old.envelope is None and _ready(st.st_mode) and self._reading
-        if old is not None and old.path == path and old.stamp == stamp and not unread:
-            return old  # (a ready file that was stamped, never read, is read now)
+        stamp = stamp_of(st)
+        unread = old is not None and old.message is None and ready(st.st_mode) and self._reading
+        if old is not None and same_place and old.stamp == stamp and not unread:
+            return old, None  # (a ready file that was stamped, never read, is read now)
         envelope = None
         if not self._reading:
             pass  # stamped only (see scan)
-        elif _ready(st.st_mode):
+        elif ready(st.st_mode):
             envelope = self._read(path, st.st_size, st.st_mtime_ns // 1_000_000_000)
-        return _File(queue, path, stamp, envelope, changed=True)
+        expire = bool(st.st_mode & STAT_EXPIRE)
+        return _File(queue, directory, stamp, expire, changed=True), envelope
 
     def _read(self, path: str, size: int, mtime: int) -> Envelope | None:
         self._check()
@@ -270,68 +283,78 @@ class QueueDirWatcher:
             return None
         self.files_read += 1
         try:
-            head = os.pread(fd, max(HEAD, size) if size <= 4 * HEAD else HEAD, 0)
-            size = max(size, len(head))
-            tail, tail_at = b"", -1
-            for _ in range(4):
-                try:
-                    return parse_queue_file(
-                        head, file_size=size, mtime=mtime, tail=tail, tail_at=tail_at
-                    )
-                except Gap as gap:
-                    if gap.in_content or gap.offset < len(head):
-                        head = os.pread(fd, size, 0)  # a long header block: the whole file
-                    else:
-                        tail, tail_at = os.pread(fd, size - gap.offset, gap.offset), gap.offset
-                except QueueFileError:
-                    return None
-            return None
+            return read_envelope(fd, size, mtime)
         finally:
             os.close(fd)
 
-    def _defer(self, queue_id: str, entry: _File, where: tuple[str, bool] | None) -> None:
-        """Bring ``entry.defer`` up to date with the defer log (see the module docstring)."""
+    def _defer(
+        self, queue_id: str, entry: _File, where: tuple[str, bool] | None, force: bool = False
+    ) -> Deferred | None:
+        """Bring ``entry.defer`` up to date with the defer log (see the module docstring).
+
+        Its entries if it changed (or ``force``: whatever it is), else ``None``.
+        """
         if where is None:
+            if entry.defer is None and not force:
+                return None
             entry.defer = None
-            return
+            return ()
         directory, fresh = where
-        if not (fresh or entry.changed or entry.queue == "active" or entry.message is None):
-            return
+        checked = fresh or entry.changed or entry.queue == "active" or entry.message is None
+        if not (checked or force):
+            return None
         path = f"{directory}/{queue_id}"
         try:
             st = os.stat(path)
-            stamp = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_mode)
-            if entry.defer is not None and entry.defer[0] == stamp:
-                return
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                data = os.read(fd, max(st.st_size, 4096) + 1)
-                while chunk := os.read(fd, 1 << 16):
-                    data += chunk
-            finally:
-                os.close(fd)
-            entry.defer = (stamp, parse_defer_log(data))
+            stamp = stamp_of(st)
+            if entry.defer == stamp and not force:
+                return None
+            data = read_whole(path, st.st_size)
         except FileNotFoundError:
+            if entry.defer is None and not force:
+                return None
             entry.defer = None
+            return ()
+        entry.defer = stamp
+        return parse_defer_log(data)
 
     def _message(
-        self, queue_id: str, entry: _File, where: tuple[str, bool] | None
+        self,
+        queue_id: str,
+        entry: _File,
+        envelope: Envelope | None,
+        where: tuple[str, bool] | None,
     ) -> Message | None:
-        envelope = entry.envelope
-        if envelope is None:
+        message = entry.message
+        if envelope is None and message is None:
             return None
         before = entry.defer
-        self._defer(queue_id, entry, where)
-        message = entry.message
-        expire = bool(entry.stamp[4] & STAT_EXPIRE)
+        deferred = self._defer(queue_id, entry, where)
         if (
             message is not None
-            and entry.defer is before
+            and deferred is None
             and message.queue == entry.queue
-            and message.forced_expire == expire
+            and message.forced_expire == entry.expire
         ):
             entry.changed = False
             return message
+        if envelope is None:  # a known file, unchanged, its message rebuilt: read it again
+            envelope = self._reread(queue_id, entry)
+            if envelope is None:  # gone meanwhile: as it was (the next scan sees what is)
+                entry.defer = before
+                return message
+        if deferred is None:
+            deferred = self._defer(queue_id, entry, where, force=True) or ()
+        return self._build(queue_id, entry, envelope, deferred)
+
+    def _reread(self, queue_id: str, entry: _File) -> Envelope | None:
+        _, mtime_ns, _, size, _ = unpack_stamp(entry.stamp)
+        return self._read(f"{entry.directory}/{queue_id}", size, mtime_ns // 1_000_000_000)
+
+    def _build(
+        self, queue_id: str, entry: _File, envelope: Envelope, deferred: Deferred
+    ) -> Message:
+        message = entry.message
         arrival = datetime.fromtimestamp(envelope.arrival, UTC)
         key = message_key(self.source, queue_id, arrival)
         cached = self.header_cache.get(key)
@@ -353,23 +376,11 @@ class QueueDirWatcher:
             arrival=arrival,
             size=envelope.size,
             sender=envelope.sender,
-            recipients=recipients(envelope, entry.defer[1] if entry.defer else ()),
+            recipients=recipients(envelope, deferred),
             headers=cached.headers,
             subject=cached.subject.text,
             marking=cached.subject.marking,
-            forced_expire=expire,
+            forced_expire=entry.expire,
         )
         entry.message, entry.changed = message, False
         return message
-
-
-def recipients(envelope: Envelope, deferred: tuple[tuple[str, str], ...]) -> tuple[Recipient, ...]:
-    """In showq's order: the defer log's recipients with reasons, then the others pending."""
-    seen: set[str] = set()
-    listed = []
-    for address, reason in deferred:
-        if len(seen) < DUP_FILTER_LIMIT:
-            seen.add(address)
-        listed.append(Recipient(address, reason))
-    listed.extend(Recipient(a) for a in envelope.recipients if a not in seen)
-    return tuple(listed)

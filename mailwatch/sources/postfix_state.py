@@ -1,11 +1,49 @@
-"""Postfix source helpers: what a reconciliation compares, and whether the master runs."""
+"""Postfix source helpers: what a reconciliation compares, whether the master runs.
+
+And the queue-directory watcher's (:mod:`mailwatch.sources.postfix_qdir`) small parts: the
+packed file stamps it keeps per queued message, and a message's recipients in showq's order.
+"""
 
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Iterable
+from sys import intern
 
-from mailwatch.core.model import Message
+from mailwatch.core.model import Message, Recipient
+from mailwatch.errors import QueueFileError
+from mailwatch.errors import QueueFileGap as Gap
+from mailwatch.parsing.envelope import STAT_READY, Envelope, parse_queue_file
+
+HEAD = 8 * 1024  # one read holds almost every envelope and header block
+DUP_FILTER_LIMIT = 1000  # showq's duplicate_filter_limit default
+Deferred = tuple[tuple[str, str], ...]
+"""A defer log's entries: (recipient, reason)."""
+
+
+_STAMP = struct.Struct("<QqqqI")
+Stamp = bytes
+"""A file's ``lstat`` fingerprint, packed: inode, mtime_ns, ctime_ns, size, mode (36 bytes).
+
+One ``bytes`` object (72 bytes held) where a tuple of five ints held ~250: at 100,000 queued
+messages the watcher keeps one per queue file and one per defer log."""
+
+
+def pack_stamp(ino: int, mtime_ns: int, ctime_ns: int, size: int, mode: int) -> Stamp:
+    """The packed stamp of these values (``struct.error`` outside 64-bit ranges)."""
+    return _STAMP.pack(ino, mtime_ns, ctime_ns, size, mode)
+
+
+def stamp_of(st: os.stat_result) -> Stamp:
+    """The packed stamp of a ``stat`` result."""
+    return _STAMP.pack(st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_mode)
+
+
+def unpack_stamp(stamp: Stamp) -> tuple[int, int, int, int, int]:
+    """``(ino, mtime_ns, ctime_ns, size, mode)`` of a packed stamp."""
+    ino, mtime_ns, ctime_ns, size, mode = _STAMP.unpack(stamp)
+    return ino, mtime_ns, ctime_ns, size, mode
 
 
 def _listed(message: Message) -> tuple[object, ...]:
@@ -74,3 +112,53 @@ def mtime_ns(path: os.PathLike[str] | str) -> int | None:
         return os.stat(path).st_mtime_ns
     except OSError:
         return None
+
+
+def ready(mode: int) -> bool:
+    """Whether showq lists a file of this mode: regular, owner bits all set."""
+    return (mode & STAT_READY) == STAT_READY and (mode & 0o170000) == 0o100000
+
+
+def read_envelope(fd: int, size: int, mtime: int) -> Envelope | None:
+    """The envelope of the open queue file ``fd`` (usually one read; ``None``: not listed)."""
+    head = os.pread(fd, max(HEAD, size) if size <= 4 * HEAD else HEAD, 0)
+    size = max(size, len(head))
+    tail, tail_at = b"", -1
+    for _ in range(4):
+        try:
+            return parse_queue_file(head, file_size=size, mtime=mtime, tail=tail, tail_at=tail_at)
+        except Gap as gap:
+            if gap.in_content or gap.offset < len(head):
+                head = os.pread(fd, size, 0)  # a long header block: the whole file
+            else:
+                tail, tail_at = os.pread(fd, size - gap.offset, gap.offset), gap.offset
+        except QueueFileError:
+            return None
+    return None
+
+
+def read_whole(path: str, size: int) -> bytes:
+    """A file's bytes (``size``: its size when stat-ed; it may have grown since)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        data = os.read(fd, max(size, 4096) + 1)
+        while chunk := os.read(fd, 1 << 16):
+            data += chunk
+    finally:
+        os.close(fd)
+    return data
+
+
+def recipients(envelope: Envelope, deferred: Deferred) -> tuple[Recipient, ...]:
+    """In showq's order: the defer log's recipients with reasons, then the others pending.
+
+    Reasons are interned: a backlog repeats a few across its messages (kept while queued).
+    """
+    seen: set[str] = set()
+    listed = []
+    for address, reason in deferred:
+        if len(seen) < DUP_FILTER_LIMIT:
+            seen.add(address)
+        listed.append(Recipient(address, intern(reason)))
+    listed.extend(Recipient(a) for a in envelope.recipients if a not in seen)
+    return tuple(listed)

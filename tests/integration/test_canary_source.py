@@ -150,8 +150,16 @@ class Lab:
         return CanarySource(PATH, **settings)
 
     def judge(self, observation: Observation) -> list[Verdict]:
-        """The scanner's verdicts on ``observation``'s messages now (class and SLA)."""
-        return judge(observation, load(None).classifier(), {}, datetime.now(UTC))
+        """The scanner's verdicts on ``observation``'s messages now (class and SLA).
+
+        A scanned message's headers left memory once stored: they are read from the store.
+        """
+        messages = tuple(
+            m._replace(headers=self.store.get(m.key).headers) if m.headers.released else m
+            for m in observation.messages
+        )
+        scanned = replace(observation, messages=messages)
+        return judge(scanned, load(None).classifier(), {}, datetime.now(UTC))
 
     async def scan(self, source: CanarySource) -> CanaryObservation:
         """Probe through the scanner (which records the canaries); return the observation."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -17,10 +18,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mailwatch.core.model import Message
 from mailwatch.errors import ParseError
 from mailwatch.errors import QueueFileGap as Gap
 from mailwatch.parsing.deferlog import NO_REASON, parse_defer_log
 from mailwatch.parsing.envelope import parse_queue_file, quote_local
+from mailwatch.parsing.postqueue import QueueEntry, parse_line
 from mailwatch.sources.postfix_qdir import GRANULARITY_NS, QueueDirWatcher
 
 
@@ -270,3 +273,92 @@ def test_seeded_messages_are_reused_unless_changed_since(tmp_path: Path) -> None
     path.write_bytes(queue_file(recipients=(("D", b"a@x"), ("R", b"b@x"))))  # after the stamp
     (message,) = watcher.scan()
     assert [r.address for r in message.recipients] == ["b@x"]
+
+
+def _queue(root: Path, n: int) -> None:
+    """``n`` deferred messages with a defer log each and a header block of ~600 bytes."""
+    headers = tuple(f"X-Filler-{i}: {'y' * 50}".encode() for i in range(10))
+    for i in range(n):
+        queue_id = f"{0x3A1B2C4D5E6 + i:X}"
+        for queue in ("deferred", "defer"):
+            directory = root / queue / queue_id[0]
+            directory.mkdir(parents=True, exist_ok=True)
+            path = directory / queue_id
+            if queue == "defer":
+                path.write_bytes(b"recipient=a@x\nreason=connect to x: Connection refused\n\n")
+            else:
+                path.write_bytes(queue_file(headers=(b"Subject: S", *headers)))
+                path.chmod(0o700)
+
+
+def _deep_size(obj: object, seen: set[int]) -> int:
+    """Bytes held by ``obj`` and what it refers to (each object once), messages left out."""
+    if id(obj) in seen or isinstance(obj, Message | type):
+        return 0
+    seen.add(id(obj))
+    size = sys.getsizeof(obj)
+    if isinstance(obj, dict):
+        parts: list[object] = [*obj.keys(), *obj.values()]
+    elif isinstance(obj, tuple | list | set | frozenset):
+        parts = list(obj)
+    elif isinstance(obj, str | bytes | int | float | bool) or obj is None:
+        parts = []
+    else:
+        names = [n for c in type(obj).__mro__ for n in getattr(c, "__slots__", ())]
+        parts = [getattr(obj, n) for n in names if hasattr(obj, n)]
+    return size + sum(_deep_size(part, seen) for part in parts)
+
+
+def test_the_watcher_keeps_little_per_message(tmp_path: Path) -> None:
+    """Besides the messages it returns, the watcher holds under 400 bytes per queue file.
+
+    Was ~1,800 here: the envelope with its header block, a tuple of five ints per file and
+    per defer log, the path, the defer log's entries, the names listed twice.
+    """
+    n = 400
+    _queue(tmp_path, n)
+    watcher = QueueDirWatcher("mta1", str(tmp_path), {})
+    assert len(watcher.scan()) == n
+    seen: set[int] = set()
+    per_file = (_deep_size(watcher.files, seen) + _deep_size(watcher.dirs, seen)) / n
+    assert per_file < 400, per_file
+
+
+def test_seeded_message_takes_a_new_defer_log(tmp_path: Path) -> None:
+    """A seeded message (no envelope kept) whose defer log changes: its file is read again."""
+    _write(tmp_path, "deferred", queue_file(recipients=(("R", b"a@x"), ("R", b"b@x"))))
+    log = _write(tmp_path, "defer", b"recipient=a@x\nreason=first\n\n")
+    listing = _watcher(tmp_path).scan()  # what postqueue -j would say
+    for directory in (tmp_path / "deferred" / "3", log.parent):
+        os.utime(directory, ns=(10**9, 10**9))  # long unchanged
+    watcher = _watcher(tmp_path)
+    watcher.scan(read=False)
+    watcher.seed(listing, time.time_ns() + 10 * GRANULARITY_NS)
+    assert [id(m) for m in watcher.scan()] == [id(m) for m in listing]
+    assert watcher.files_read == 0
+    log.write_bytes(b"recipient=a@x\nreason=first\n\nrecipient=b@x\nreason=second\n\n")
+    os.utime(log.parent, ns=(2 * 10**9, 2 * 10**9))  # changed: its defer logs are checked
+    (message,) = watcher.scan()
+    assert watcher.files_read == 1  # the unchanged queue file, for its recipients
+    assert [(r.address, r.delay_reason) for r in message.recipients] == [
+        ("a@x", "first"),
+        ("b@x", "second"),
+    ]
+    assert message.key == listing[0].key
+
+
+def test_names_are_the_messages_strings(tmp_path: Path) -> None:
+    """The watcher's names and the listing's queue ids are one string object per message."""
+    _write(tmp_path, "deferred", queue_file())
+    _write(tmp_path, "defer", b"recipient=ppcs@justice.example\nreason=r\n\n")
+    (message,) = _watcher(tmp_path).scan()
+    listed = parse_line(
+        '{"queue_name": "deferred", "queue_id": "' + "".join(message.queue_id) + '",'
+        ' "arrival_time": 1795953996, "sender": "om@probation.example", "recipients": []}'
+    )
+    assert isinstance(listed, QueueEntry)
+    watcher = _watcher(tmp_path)
+    watcher.scan(read=False)
+    names = [name for listed_dir in watcher.dirs.values() for name in listed_dir.files]
+    assert len(names) == 2
+    assert all(name is listed.queue_id for name in names)
