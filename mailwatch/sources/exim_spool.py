@@ -17,8 +17,8 @@ Exim's "Format of spool files"), but keeps what it read, and per scan:
 3. Reads the message log (``msglog/ID``: the last defer reason per address) of every new or
    changed message, and, when a delivery attempt may have happened since the last scan (the
    ``msglog/`` directories or the retry hints database ``db/retry`` changed), ``stat`` s every
-   message log and reads the part appended since its last read. Exim appends to message logs
-   in place, so this is the only per-message cost of a rescan, and only while Exim works.
+   message log and reads again those that grew. Exim appends to message logs in place, so
+   this is the only per-message cost of a rescan, and only while Exim works.
 4. Reuses the :class:`Message` object of every unchanged message, so the scanner's and the
    store's identity checks are two dictionary look-ups.
 
@@ -69,8 +69,6 @@ class _Dir:
 @dataclass(slots=True)
 class _Log:
     stamp: Stamp
-    offset: int
-    """Bytes parsed so far (always at the end of a line)."""
     reasons: dict[str, str]
     last_error: str | None
 
@@ -241,31 +239,25 @@ class SpoolWatcher:
         return _Entry(path, ino, entry)
 
     def _log(self, entry: _Entry, path: str | None) -> None:
-        """Bring ``entry.log`` up to date with the message log at ``path`` (appended part)."""
+        """Bring ``entry.log`` up to date with the message log at ``path`` (read if changed).
+
+        Read whole: a defer line takes its text from the ``H=host ...`` line before it, so a
+        log cannot be parsed from where the last read stopped. A line still being written is
+        left out (the file grows again when it is finished, and is read again then).
+        """
         stamp = _stamp(path) if path else None
-        old = entry.log
         if path is None or stamp is None:
             entry.log = None
             return
-        if old is not None and old.stamp == stamp:
+        if entry.log is not None and entry.log.stamp == stamp:
             return
-        fresh = old is None or old.stamp[0] != stamp[0] or stamp[1] < old.offset
-        offset = 0 if fresh or old is None else old.offset
-        data = _read_file(path, offset)
+        data = _read_file(path)
         if data is None:
             entry.log = None
             return
         self.logs_read += 1
-        whole = data[: data.rfind(b"\n") + 1]  # a line being written is read next time
-        parsed = parse_message_log(whole)
-        reasons = {} if fresh or old is None else dict(old.reasons)
-        last_error = None if fresh or old is None else old.last_error
-        for address, reason in parsed.reasons.items():
-            if address not in reasons or not reason.startswith("retry time not reached"):
-                reasons[address] = reason
-        if parsed.last_error and not (last_error and _retry_note(parsed.last_error)):
-            last_error = parsed.last_error
-        entry.log = _Log(stamp, offset + len(whole), reasons, last_error)
+        parsed = parse_message_log(data[: data.rfind(b"\n") + 1])
+        entry.log = _Log(stamp, parsed.reasons, parsed.last_error)
 
     def _message(self, queue_id: str, entry: _Entry, changed: bool) -> Message:
         if entry.message is not None and not changed:
@@ -282,10 +274,6 @@ class SpoolWatcher:
                 self.header_cache[key] = cached
         entry.message = build_message(self.source, key, entry.entry, cached)
         return entry.message
-
-
-def _retry_note(reason: str) -> bool:
-    return reason.startswith("retry time not reached")
 
 
 def _cached(spool: SpoolHeader) -> CachedSpool:
@@ -309,15 +297,15 @@ def _size(path: str) -> int:
         return -1
 
 
-def _read_file(path: str, offset: int = 0) -> bytes | None:
-    """The file from ``offset`` to its end, ``None`` if it is gone."""
+def _read_file(path: str) -> bytes | None:
+    """The whole file, ``None`` if it is gone."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
     try:
         data = bytearray()
-        while chunk := os.pread(fd, READ_SIZE, offset + len(data)):
+        while chunk := os.pread(fd, READ_SIZE, len(data)):
             data += chunk
             if len(chunk) < READ_SIZE:
                 break
