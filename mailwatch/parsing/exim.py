@@ -80,6 +80,8 @@ _HEADER = re.compile(
     rf"(?P<id>{ID_PATTERN})"
     r"(?: <(?P<sender>.*)>(?: \((?P<login>[^()]*)\))?)?(?P<frozen> \*\*\* frozen \*\*\*)? *$"
 )
+_HEADER_LENGTH = re.compile(rb"(\d{3,})(.) ", re.S)  # a -H file's "027F " before each header
+_TREE_LINE = re.compile(r"^[YN][YN] ")
 _SPOOL_ERROR = re.compile(r"^ +\*\*\* (?P<what>spool (?:format|read) error[^*]*?) \*\*\*")
 _RECIPIENT = re.compile(r"^ ++(?:(?P<flag>\+?D) ++)?(?P<address>\S(?:.*[^ ])?) *$")
 # (``\S.*?`` then `` *$`` tried every split of a long run of spaces: quadratic)
@@ -240,7 +242,7 @@ def _headers(data: bytes) -> tuple[bytes, bool, int]:
     block = bytearray()
     pos = size = 0
     while pos < len(data):
-        found = re.match(rb"(\d{3,})(.) ", data[pos : pos + 16], re.S)
+        found = _HEADER_LENGTH.match(data[pos : pos + 16])
         if not found:
             return bytes(block), data[pos:].strip() == b"", size
         length = int(found[1])
@@ -270,7 +272,7 @@ def _tree(lines: list[str], at: int) -> tuple[int, tuple[str, ...]] | None:
     pending = 1
     addresses: list[str] = []
     while pending:
-        if at >= len(lines) or not re.match(r"^[YN][YN] ", lines[at]):
+        if at >= len(lines) or not _TREE_LINE.match(lines[at]):
             return None
         pending += (lines[at][0] == "Y") + (lines[at][1] == "Y") - 1
         addresses.append(lines[at][3:])

@@ -24,14 +24,14 @@ import asyncio
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Coroutine, MutableMapping
+from collections.abc import Callable, Coroutine, Iterable, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import structlog
 
-from mailwatch.core.headers import TRACE_HEADERS, normalise_subject, parse_header_block
+from mailwatch.core.headers import TRACE_HEADERS, keep_set, normalise_subject, parse_header_block
 from mailwatch.core.model import Message, QueueObservation
 from mailwatch.errors import SourceCommandFailed, SourceError, SourceTimeout, SourceUnavailable
 from mailwatch.parsing.exim import (
@@ -97,6 +97,7 @@ class EximSource:
         log_refresh: int = 8,
         spool_dir: Path | None = None,
         full_listing_every: float = 600.0,
+        keep_headers: Iterable[str] | None = None,
     ) -> None:
         self._name = name
         self.exim = exim
@@ -115,6 +116,7 @@ class EximSource:
         self._listed_at = 0.0  # monotonic time of the last listing (or of the first spool scan)
         self._spool_problem: str | None = None  # why the spool is not read, if it is not
         self._spool_retry_at = 0.0
+        self.keep = None if keep_headers is None else keep_set(keep_headers)
         self.reconcile_differences = 0  # messages reconciliations found different (in total)
 
     @property
@@ -202,7 +204,7 @@ class EximSource:
             spool = SpoolHeader(entry.queue_id, entry.sender, arrival, entry.frozen, (), b"")
         elif not spool.complete:
             log.warning("exim_spool_headers_truncated", source=self.name, queue_id=entry.queue_id)
-        headers = parse_header_block(spool.header_block, skip=TRACE_HEADERS)
+        headers = parse_header_block(spool.header_block, skip=TRACE_HEADERS, keep=self.keep)
         message_log = await self._read_log(entry.queue_id) if self.read_logs else MessageLog()
         return CachedSpool(
             headers=headers,
@@ -294,7 +296,7 @@ class EximSource:
         except OSError as exc:
             self._unusable(f"cannot read the spool {spool} ({exc.strerror or exc})")
             return None
-        self._watcher = SpoolWatcher(self.name, os.fspath(spool), self.header_cache)
+        self._watcher = SpoolWatcher(self.name, os.fspath(spool), self.header_cache, keep=self.keep)
         self._listed_at, self._spool_problem = time.monotonic(), None
         return self._watcher
 

@@ -91,6 +91,8 @@ class SpoolWatcher:
     spool_dir: str
     header_cache: MutableMapping[str, CachedSpool]
     read_logs: bool = True
+    keep: frozenset[str] | None = None
+    """Headers to keep and decode (:func:`mailwatch.core.headers.keep_set`); ``None``: all."""
     deadline: float = 0.0
     """``time.monotonic()`` after which a scan stops with :class:`SourceTimeout` (0: none)."""
     files: dict[str, _Entry] = field(default_factory=dict)
@@ -223,7 +225,7 @@ class SpoolWatcher:
             return None
         key = message_key(self.source, queue_id)
         if key not in self.header_cache:
-            self.header_cache[key] = _cached(spool)
+            self.header_cache[key] = _cached(spool, self.keep)
             self.headers_read += 1
         data_size = _size(f"{path[:-2]}-D")
         # As ``exim -bp`` shows it: headers, then the data file after its "ID-D\n" line.
@@ -276,8 +278,8 @@ class SpoolWatcher:
         return entry.message
 
 
-def _cached(spool: SpoolHeader) -> CachedSpool:
-    headers = parse_header_block(spool.header_block, skip=TRACE_HEADERS)
+def _cached(spool: SpoolHeader, keep: frozenset[str] | None) -> CachedSpool:
+    headers = parse_header_block(spool.header_block, skip=TRACE_HEADERS, keep=keep)
     subject = normalise_subject(headers.get("Subject") or "", decoded=True)
     return CachedSpool(headers=headers, subject=subject, arrival=spool.arrival)
 
