@@ -140,7 +140,9 @@ class SpoolWatcher:
         logs: dict[str, tuple[str, int]] = {}
         logs_changed = self._walk(f"{self.spool_dir}/msglog", logs, split=True)
         retry = _stamp(f"{self.spool_dir}/db/retry")
-        attempted = all_logs or logs_changed or retry is None or retry != self.retry_stamp
+        # Every deferral writes the retry database (the first one creates it): unchanged,
+        # no message log can have a new reason (the reconciliation checks them all anyway).
+        attempted = all_logs or logs_changed or retry != self.retry_stamp
         self.retry_stamp = retry
         current: dict[str, _Entry] = {}
         messages: list[Message] = []
