@@ -62,7 +62,7 @@ class _Dir:
     mtime_ns: int
     listed_ns: int
     files: dict[str, int]
-    """Entry name → inode."""
+    """Message id → inode of its entry (``ID-H`` in ``input/``, ``ID`` in ``msglog/``)."""
     subdirs: tuple[str, ...]
 
 
@@ -98,6 +98,8 @@ class SpoolWatcher:
     files: dict[str, _Entry] = field(default_factory=dict)
     dirs: dict[str, _Dir] = field(default_factory=dict)
     retry_stamp: tuple[int, int, int] | None = None
+    _last: tuple[list[Message], int] | None = None
+    """The last full pass's messages and malformed count (returned while nothing changed)."""
     spool_files_read: int = 0
     headers_read: int = 0
     logs_read: int = 0
@@ -116,6 +118,7 @@ class SpoolWatcher:
         """Drop what is known of ``queue_id`` (its files are read again at the next scan)."""
         self.files.pop(queue_id, None)
         self.dirs.clear()
+        self._last = None
 
     def scan(self, *, all_logs: bool = False) -> list[Message]:
         """The messages queued now; raises ``OSError`` when the spool cannot be read.
@@ -136,21 +139,21 @@ class SpoolWatcher:
         self.spool_files_read = self.headers_read = self.logs_read = 0
         self.changes = self.malformed = 0
         found: dict[str, tuple[str, int]] = {}
-        self._walk(f"{self.spool_dir}/input", found, split=True)
+        listed = self._walk(f"{self.spool_dir}/input", found, "-H")
         logs: dict[str, tuple[str, int]] = {}
-        logs_changed = self._walk(f"{self.spool_dir}/msglog", logs, split=True)
+        logs_changed = self._walk(f"{self.spool_dir}/msglog", logs, "")
         retry = _stamp(f"{self.spool_dir}/db/retry")
         # Every deferral writes the retry database (the first one creates it): unchanged,
         # no message log can have a new reason (the reconciliation checks them all anyway).
         attempted = all_logs or logs_changed or retry != self.retry_stamp
         self.retry_stamp = retry
+        if not listed and not attempted and self._last is not None:
+            self.malformed = self._last[1]
+            return list(self._last[0])  # nothing can have changed: the same objects
         current: dict[str, _Entry] = {}
         messages: list[Message] = []
-        for name, (directory, ino) in found.items():
-            queue_id = name[:-2]
-            if not name.endswith("-H") or not is_exim_id(queue_id):
-                continue
-            path = f"{directory}/{name}"
+        for queue_id, (directory, ino) in found.items():
+            path = f"{directory}/{queue_id}-H"
             old = self.files.get(queue_id)
             same = old is not None and old.ino == ino and old.path == path
             entry = old if same else self._read(queue_id, path, ino)
@@ -162,7 +165,8 @@ class SpoolWatcher:
             messages.append(self._current(queue_id, entry, entry is not old, attempted, log_path))
         self.changes += sum(1 for queue_id in self.files if queue_id not in current)
         self.files = current
-        return messages
+        self._last = (messages, self.malformed)
+        return list(messages)
 
     def _current(
         self, queue_id: str, entry: _Entry, changed: bool, attempted: bool, log: str | None
@@ -178,8 +182,14 @@ class SpoolWatcher:
         if self._stop.is_set() or (self.deadline and time.monotonic() > self.deadline):
             raise SourceTimeout(self.source, "reading the spool took too long")
 
-    def _walk(self, path: str, found: dict[str, tuple[str, int]], *, split: bool) -> bool:
-        """Entries of ``path`` (and its subdirectories if ``split``); whether any was listed."""
+    def _walk(
+        self, path: str, found: dict[str, tuple[str, int]], suffix: str, *, split: bool = True
+    ) -> bool:
+        """Ids of the entries named ``ID{suffix}`` into ``found`` (id → directory, inode).
+
+        Also those of ``path``'s one-character subdirectories if ``split``. Returns whether
+        any directory was listed (not known unchanged).
+        """
         self._check()
         started = time.time_ns()
         try:
@@ -194,22 +204,24 @@ class SpoolWatcher:
             or known.listed_ns - st.st_mtime_ns < GRANULARITY_NS
         )
         if known is None or listed:
-            known = self._list(path, st, started)
+            known = self._list(path, st, started, suffix)
         for sub in known.subdirs if split else ():
-            listed = self._walk(f"{path}/{sub}", found, split=False) or listed
+            listed = self._walk(f"{path}/{sub}", found, suffix, split=False) or listed
         for name, ino in known.files.items():
             found.setdefault(name, (path, ino))
         return listed
 
-    def _list(self, path: str, st: os.stat_result, started: int) -> _Dir:
+    def _list(self, path: str, st: os.stat_result, started: int, suffix: str) -> _Dir:
         files: dict[str, int] = {}
         subdirs: list[str] = []
+        cut = len(suffix)
         with os.scandir(path) as entries:
             for item in entries:
-                if len(item.name) == 1 and item.is_dir(follow_symlinks=False):
-                    subdirs.append(item.name)  # split_spool_directory
-                else:
-                    files[item.name] = item.inode()
+                name = item.name
+                if len(name) == 1 and item.is_dir(follow_symlinks=False):
+                    subdirs.append(name)  # split_spool_directory
+                elif name.endswith(suffix) and is_exim_id(queue_id := name[: len(name) - cut]):
+                    files[queue_id] = item.inode()
         listed = _Dir(st.st_ino, st.st_mtime_ns, started, files, tuple(sorted(subdirs)))
         self.dirs[path] = listed
         return listed

@@ -101,6 +101,7 @@ def test_envelopes_round_trip(
     assert spool.header_size == sum(len(line.encode()) for line in live)
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=400), st.integers(min_value=0, max_value=2000))
 def test_damaged_spool_files_never_raise(noise: bytes, at: int) -> None:
     """A real -H file cut or overwritten anywhere parses to a value or ``Malformed``."""
@@ -151,7 +152,9 @@ def test_watcher_over_a_golden_spool(tmp_path: Path, split: bool) -> None:
     assert [m.queue_id for m in watcher.scan()] == list(messages)
 
 
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=40)
+@settings(
+    suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=40, deadline=None
+)
 @given(cuts=st.lists(st.integers(min_value=0, max_value=4000), max_size=6))
 def test_message_log_read_in_pieces_equals_read_whole(tmp_path: Path, cuts: list[int]) -> None:
     """A log appended between scans (cut anywhere, even mid-line) ends as if read whole."""
