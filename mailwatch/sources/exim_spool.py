@@ -16,16 +16,19 @@ Exim's "Format of spool files"), but keeps what it read, and per scan:
    header cache): a re-read ``-H`` only refreshes the envelope (frozen, recipients delivered).
 3. Reads the message log (``msglog/ID``: the last defer reason per address) of every new or
    changed message, and, when a delivery attempt may have happened since the last scan (the
-   ``msglog/`` directories or the retry hints database ``db/retry`` changed), ``stat`` s every
-   message log and reads again those that grew. Exim appends to message logs in place, so
-   this is the only per-message cost of a rescan, and only while Exim works.
+   retry hints database ``db/retry`` changed: every deferral writes it, the first creates
+   it), ``stat`` s every message log and reads again those that grew. Exim appends to
+   message logs in place, so this is the only per-message cost of a rescan, and only while
+   Exim delivers. A scan in which no directory was listed and the retry database did not
+   change returns the last scan's messages as they were.
 4. Reuses the :class:`Message` object of every unchanged message, so the scanner's and the
    store's identity checks are two dictionary look-ups.
 
 Known blind spots (closed by the periodic ``exim -bpru`` reconciliation): a ``-H`` file
 rewritten twice between two scans whose final inode happens to be the one it had (an inode
 freed by the first rename and re-used by the second), or edited in place by something that
-is not Exim.
+is not Exim; a message log that grew while the retry database did not change (the
+reconciliation ``stat`` s every message log).
 """
 
 from __future__ import annotations
@@ -141,13 +144,14 @@ class SpoolWatcher:
         found: dict[str, tuple[str, int]] = {}
         listed = self._walk(f"{self.spool_dir}/input", found, "-H")
         logs: dict[str, tuple[str, int]] = {}
-        logs_changed = self._walk(f"{self.spool_dir}/msglog", logs, "")
+        logs_listed = self._walk(f"{self.spool_dir}/msglog", logs, "")
         retry = _stamp(f"{self.spool_dir}/db/retry")
-        # Every deferral writes the retry database (the first one creates it): unchanged,
-        # no message log can have a new reason (the reconciliation checks them all anyway).
-        attempted = all_logs or logs_changed or retry != self.retry_stamp
+        # Every deferral writes the retry database (the first one creates it): unchanged, no
+        # message log can have a new reason (the reconciliation checks them all anyway). A
+        # log that appears (msglog/ listed) belongs to a new message, read as new anyway.
+        attempted = all_logs or retry != self.retry_stamp
         self.retry_stamp = retry
-        if not listed and not attempted and self._last is not None:
+        if not (listed or logs_listed or attempted) and self._last is not None:
             self.malformed = self._last[1]
             return list(self._last[0])  # nothing can have changed: the same objects
         current: dict[str, _Entry] = {}
