@@ -65,7 +65,7 @@ class MailLogSourceConfig(SourceConfigBase):
 
 
 class EximSourceConfig(SourceConfigBase):
-    """An Exim queue watched with ``exim -bpru`` (headers via ``exim -Mvh`` for new ids only)."""
+    """An Exim queue: its spool read directly, checked by ``exim -bpru`` (or listed only)."""
 
     local_mta: ClassVar[bool] = True
 
@@ -81,6 +81,11 @@ class EximSourceConfig(SourceConfigBase):
     """Read each new message's log (``-Mvl``) for its last delivery error."""
     log_refresh: int = Field(default=8, ge=0)
     """Messages without a delay reason yet whose logs are re-read per probe, oldest first."""
+    spool_directory: Path | None = None
+    """Exim's ``spool_directory``; default: what ``exim -bP spool_directory`` says."""
+    full_listing_every: DurationField = Duration(seconds=600)
+    """How often a full ``exim -bpru`` checks what the spool showed; between them a scan reads
+    only what changed in the spool. ``"0s"``: the listing at every scan, the spool not read."""
 
     def queues(self, name: str) -> tuple[str, ...]:
         """The Exim queue and its frozen messages."""

@@ -67,6 +67,9 @@ def build_exim(name: str, config: EximSourceConfig, context: BuildContext) -> Ex
         concurrency=config.concurrency,
         read_logs=config.read_logs,
         log_refresh=config.log_refresh,
+        spool_dir=config.spool_directory,
+        full_listing_every=config.full_listing_every.seconds,
+        keep_headers=context.settings.header_names(),
     )
 
 

@@ -1,46 +1,38 @@
-"""The Exim queue source: ``exim -bpru`` for the listing, ``exim -Mvh``/``-Mvl`` per new message.
+"""The Exim queue source: the spool read directly, ``exim -bpru`` to check (and as fallback).
 
-One probe runs ``exim [-C CONFIG] -bpru`` (unsorted, undelivered recipients only)::
+By default a probe reads the spool (:mod:`.exim_spool`): only changed directories listed,
+only new or rewritten ``-H`` files and appended message logs read, so a rescan costs what
+changed. Every ``full_listing_every`` a reconciliation compares that view with
+``exim [-C CONFIG] -bpru`` (differences counted, re-read at once). The spool directory is
+``spool_dir`` or what ``exim -bP spool_directory`` says; reading it needs root or the Exim
+user's group. When it cannot be read, the probe says why (a warning and the health) and
+lists instead, trying the spool again every ``full_listing_every``; ``0`` lists always.
 
-    25m   413 1xXdsY-00068k-1a <om@probation.example>
-              ppcs@justice.example
-
-     0m   365 1xXdsY-000695-1i <om@probation.example> *** frozen ***
-              host@loop.invalid
-
-then, only for ids it has not seen before, ``exim -Mvh ID`` (the ``-H`` spool file: exact
-arrival and headers) and ``exim -Mvl ID`` (the message log: the last defer reason per
-recipient), at most ``concurrency`` at a time. A message that left the queue between the
-listing and ``-Mvh`` is skipped. Frozen messages are reported in queue ``"frozen"`` (stuck at
-once, see :data:`mailwatch.core.sla.STUCK_AT_ONCE`), all others in queue ``"queue"``.
-
-Keys are ``source/queue_id``: an Exim id encodes its arrival second, the receiving pid and
-the sub-second, so one host never issues the same id twice (unlike Postfix's short ids); the
-arrival in the key would add nothing. The header cache uses the same key.
-
-A message first seen before any delivery attempt has no reason yet; up to ``log_refresh``
-such messages (oldest first) have their message log re-read on each later probe.
+The listing (:meth:`EximSource.probe_listing`) runs ``exim -bpru`` (unsorted, undelivered
+recipients only), then, only for ids it has not seen, ``exim -Mvh ID`` (the ``-H`` file:
+exact arrival and headers) and ``exim -Mvl ID`` (the message log: the last defer reason per
+recipient), at most ``concurrency`` at a time; a message gone before ``-Mvh`` is skipped. Up
+to ``log_refresh`` messages without a reason yet (oldest first) have their log re-read on
+each later probe. Frozen messages are reported in queue ``"frozen"`` (stuck at once, see
+:data:`mailwatch.core.sla.STUCK_AT_ONCE`), all others in queue ``"queue"``. Keys are
+``source/queue_id`` (:func:`.exim_cache.message_key`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Coroutine, MutableMapping
+import os
+import time
+from collections.abc import Callable, Coroutine, Iterable, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
 
 import structlog
 
-from mailwatch.core.headers import (
-    TRACE_HEADERS,
-    NormalisedSubject,
-    normalise_subject,
-    parse_header_block,
-)
-from mailwatch.core.model import Headers, Message, QueueObservation, Recipient
+from mailwatch.core.headers import TRACE_HEADERS, keep_set, normalise_subject, parse_header_block
+from mailwatch.core.model import Message, QueueObservation
 from mailwatch.errors import SourceCommandFailed, SourceError, SourceTimeout, SourceUnavailable
 from mailwatch.parsing.exim import (
     EximEntry,
@@ -53,86 +45,20 @@ from mailwatch.parsing.exim import (
     parse_spool_header,
 )
 from mailwatch.sources import process
+from mailwatch.sources.exim_cache import (
+    CachedSpool,
+    build_message,
+    cached_from_message,
+    listing_differences,
+    message_key,
+)
+from mailwatch.sources.exim_spool import SpoolWatcher
+
+__all__ = ["CachedSpool", "EximSource", "cached_from_message", "message_key"]
 
 log = structlog.get_logger(__name__)
 
 STDERR_LIMIT = 4096  # bounds memory if a broken command floods stderr
-FROZEN_QUEUE = "frozen"
-ACTIVE_QUEUE = "queue"
-
-
-@dataclass(frozen=True, slots=True)
-class CachedSpool:
-    """What a message's spool files yield once read: kept so rescans need no reads."""
-
-    headers: Headers
-    subject: NormalisedSubject
-    arrival: datetime
-    reasons: tuple[tuple[str, str], ...] = ()
-    """(address, last defer reason) from the message log."""
-    last_error: str | None = None
-
-    @property
-    def has_reason(self) -> bool:
-        """Whether the message log gave any delivery problem yet."""
-        return bool(self.reasons) or self.last_error is not None
-
-
-def message_key(source: str, queue_id: str) -> str:
-    """Stable, unique key: ``source/queue_id`` (Exim ids encode their arrival time)."""
-    return f"{source}/{queue_id}"
-
-
-class RememberedMessage(Protocol):
-    """What priming needs of a message the store remembers (``StoredMessage``, ``Message``)."""
-
-    @property
-    def headers(self) -> Headers:
-        """Decoded headers."""
-        ...
-
-    @property
-    def subject(self) -> str:
-        """Normalised subject."""
-        ...
-
-    @property
-    def marking(self) -> str | None:
-        """Protective marking, if any."""
-        ...
-
-    @property
-    def arrival(self) -> datetime:
-        """Exact arrival."""
-        ...
-
-    @property
-    def recipients(self) -> tuple[Recipient, ...]:
-        """Undelivered recipients with their delay reasons."""
-        ...
-
-    @property
-    def delay_reason(self) -> str | None:
-        """First recipient reason, else the wait reason."""
-        ...
-
-
-def cached_from_message(message: RememberedMessage) -> CachedSpool:
-    """A cache entry rebuilt from a stored message, so a restart re-reads no spool files."""
-    return CachedSpool(
-        headers=message.headers,
-        subject=NormalisedSubject(message.subject, message.marking),
-        arrival=message.arrival,
-        reasons=tuple((r.address, r.delay_reason) for r in message.recipients if r.delay_reason),
-        last_error=_unfrozen(message.delay_reason),
-    )
-
-
-def _unfrozen(reason: str | None) -> str | None:
-    """The delivery error inside a stored wait reason (``"frozen: …"`` → ``"…"``)."""
-    if reason is None or reason == "frozen":
-        return None
-    return reason.removeprefix("frozen: ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +95,9 @@ class EximSource:
         concurrency: int = 4,
         read_logs: bool = True,
         log_refresh: int = 8,
+        spool_dir: Path | None = None,
+        full_listing_every: float = 600.0,
+        keep_headers: Iterable[str] | None = None,
     ) -> None:
         self._name = name
         self.exim = exim
@@ -181,6 +110,14 @@ class EximSource:
         self.concurrency = max(1, concurrency)
         self.read_logs = read_logs
         self.log_refresh = max(0, log_refresh)
+        self.spool_dir = spool_dir
+        self.full_listing_every = full_listing_every
+        self._watcher: SpoolWatcher | None = None
+        self._listed_at = 0.0  # monotonic time of the last listing (or of the first spool scan)
+        self._spool_problem: str | None = None  # why the spool is not read, if it is not
+        self._spool_retry_at = 0.0
+        self.keep = None if keep_headers is None else keep_set(keep_headers)
+        self.reconcile_differences = 0  # messages reconciliations found different (in total)
 
     @property
     def name(self) -> str:
@@ -267,7 +204,7 @@ class EximSource:
             spool = SpoolHeader(entry.queue_id, entry.sender, arrival, entry.frozen, (), b"")
         elif not spool.complete:
             log.warning("exim_spool_headers_truncated", source=self.name, queue_id=entry.queue_id)
-        headers = parse_header_block(spool.header_block, skip=TRACE_HEADERS)
+        headers = parse_header_block(spool.header_block, skip=TRACE_HEADERS, keep=self.keep)
         message_log = await self._read_log(entry.queue_id) if self.read_logs else MessageLog()
         return CachedSpool(
             headers=headers,
@@ -328,29 +265,114 @@ class EximSource:
         except ExceptionGroup as errors:
             raise errors.exceptions[0] from None
 
-    def _message(self, key: str, entry: EximEntry, cached: CachedSpool) -> Message:
-        reasons = dict(cached.reasons)
-        wait_reason: str | None
-        if entry.frozen:
-            wait_reason = f"frozen: {cached.last_error}" if cached.last_error else "frozen"
-        else:
-            wait_reason = cached.last_error
-        return Message(
-            key=key,
+    async def probe(self) -> QueueObservation:
+        """The queue now: from the spool (:mod:`.exim_spool`), or by the listing (module doc)."""
+        if self.full_listing_every <= 0:
+            return await self.probe_listing()
+        watcher = await self._spool_watcher()
+        if watcher is None:
+            return await self._fallback()
+        try:
+            if time.monotonic() - self._listed_at >= self.full_listing_every:
+                return await self._reconcile(watcher)
+            return self._observed(watcher, await self._scan_spool(watcher))
+        except SourceError:
+            raise
+        except OSError as exc:  # the spool turned unreadable: the listing, and why
+            self._unusable(f"cannot read the spool {watcher.spool_dir} ({exc.strerror or exc})")
+            return await self._fallback()
+
+    async def _spool_watcher(self) -> SpoolWatcher | None:
+        """The spool watcher; ``None`` while the spool cannot be read (tried again later)."""
+        if self._watcher is not None:
+            return self._watcher
+        if self._spool_problem is not None and time.monotonic() < self._spool_retry_at:
+            return None
+        spool = self.spool_dir or await self._ask_spool_dir()
+        if spool is None:
+            return None
+        try:
+            os.listdir(spool / "input")
+        except OSError as exc:
+            self._unusable(f"cannot read the spool {spool} ({exc.strerror or exc})")
+            return None
+        self._watcher = SpoolWatcher(self.name, os.fspath(spool), self.header_cache, keep=self.keep)
+        self._listed_at, self._spool_problem = time.monotonic(), None
+        return self._watcher
+
+    async def _ask_spool_dir(self) -> Path | None:
+        """``exim -bP spool_directory``, asked once; ``None`` (and why) if Exim does not say."""
+        result = await self._run(self._argv("-bP", "spool_directory"))
+        name, equals, value = result.stdout.decode("utf-8", "replace").partition("=")
+        if result.returncode != 0 or not equals or name.strip() != "spool_directory":
+            self._unusable(f"exim -bP spool_directory exited {result.returncode}")
+            return None
+        self.spool_dir = Path(value.strip())
+        return self.spool_dir
+
+    def _unusable(self, why: str) -> None:
+        self._watcher = None
+        self._spool_retry_at = time.monotonic() + self.full_listing_every
+        self._spool_problem = f"{why}: listing with exim -bpru instead"
+        log.warning("exim_spool_unreadable", source=self.name, reason=self._spool_problem)
+
+    async def _fallback(self) -> QueueObservation:
+        observation = await self.probe_listing()
+        problem = (self._spool_problem,) if self._spool_problem else ()
+        return dataclasses.replace(observation, warnings=(*observation.warnings, *problem))
+
+    async def _scan_spool(self, watcher: SpoolWatcher, *, all_logs: bool = False) -> list[Message]:
+        watcher.deadline = time.monotonic() + self.timeout
+        watcher.read_logs = self.read_logs
+        try:
+            async with asyncio.timeout(self.timeout + 1):
+                return await asyncio.to_thread(watcher.scan, all_logs=all_logs)
+        except TimeoutError as exc:  # the thread stops at its own deadline
+            watcher.stop()
+            raise SourceTimeout(
+                self.name, f"reading the spool took longer than {self.timeout:g}s"
+            ) from exc
+
+    def _observed(self, watcher: SpoolWatcher, messages: list[Message]) -> QueueObservation:
+        if watcher.changes:
+            present = {message.key for message in messages}
+            for stale in [k for k in self.header_cache if k not in present]:
+                del self.header_cache[stale]
+        return QueueObservation(
             source=self.name,
-            queue_id=entry.queue_id,
-            queue=FROZEN_QUEUE if entry.frozen else ACTIVE_QUEUE,
-            arrival=cached.arrival,
-            size=entry.size,
-            sender=entry.sender,
-            recipients=tuple(Recipient(a, reasons.get(a)) for a in entry.recipients),
-            headers=cached.headers,
-            subject=cached.subject.text,
-            marking=cached.subject.marking,
-            wait_reason=wait_reason,
+            observed_at=self._clock(),
+            messages=tuple(messages),
+            malformed=watcher.malformed,
+            headers_read=watcher.headers_read,
         )
 
-    async def probe(self) -> QueueObservation:
+    async def _reconcile(self, watcher: SpoolWatcher) -> QueueObservation:
+        """The spool (every message log checked) compared with ``exim -bpru``.
+
+        Messages that differ are forgotten and read again at once; their count is the
+        observation's ``reconciled`` (``mailwatch_source_reconcile_differences_total``). A
+        message that arrives or leaves while the listing runs may count as one.
+        """
+        seen = await self._scan_spool(watcher, all_logs=True)
+        headers_read = watcher.headers_read
+        entries, _malformed, warnings = await self.list_queue()
+        self._listed_at = time.monotonic()
+        differing = listing_differences(entries, seen)
+        for queue_id in differing:
+            watcher.forget(queue_id)
+        if differing:
+            seen = await self._scan_spool(watcher)
+        self.reconcile_differences += len(differing)
+        log.info("exim_reconciled", source=self.name, differences=len(differing))
+        observation = self._observed(watcher, seen)
+        return dataclasses.replace(
+            observation,
+            headers_read=headers_read + observation.headers_read,
+            warnings=warnings,
+            reconciled=len(differing),
+        )
+
+    async def probe_listing(self) -> QueueObservation:
         """List the queue, read spool files of new messages only, and return what was seen."""
         entries, malformed, warnings = await self.list_queue()
         observed_at = self._clock()
@@ -363,7 +385,7 @@ class EximSource:
         for stale in [k for k in self.header_cache if k not in present]:
             del self.header_cache[stale]
         messages = tuple(
-            self._message(key, entry, self.header_cache[key])
+            build_message(self.name, key, entry, self.header_cache[key])
             for key, entry in keyed
             if key in self.header_cache
         )

@@ -151,7 +151,7 @@ class TestRealExim:
             f'[ "$3" = -Mvh ] && [ "$4" = {victim} ] && {exim.command} "$1" "$2" -Mrm "$4" >&2\n'
             f'exec {exim.command} "$@"',
         )
-        source = EximSource("mx1", exim=fake, config=exim.config_path)
+        source = EximSource("mx1", exim=fake, config=exim.config_path, full_listing_every=0)
         observation = await source.probe()
         assert [m.queue_id for m in observation.messages] == [survivor]
         assert observation.headers_read == 1
@@ -189,7 +189,11 @@ class TestGoldenReplay:
         fake = fake_exim(tmp_path, "fake_exim_golden", f"CALLS={log}\n{GOLDEN_SERVER}")
         captured_at = datetime.fromtimestamp(int((DATA / "captured-at.txt").read_text()), UTC)
         source = EximSource(
-            "mx1", exim=fake, config=Path("/etc/exim4/x.conf"), clock=lambda: captured_at
+            "mx1",
+            full_listing_every=0,
+            exim=fake,
+            config=Path("/etc/exim4/x.conf"),
+            clock=lambda: captured_at,
         )
         observation = await source.probe()
         by_id = {m.queue_id: m for m in observation.messages}
@@ -216,7 +220,9 @@ class TestGoldenReplay:
             "-Mvh", f'echo + >> "$CALLS"; sleep 0.2; echo - >> "$CALLS"; exec cat {DATA}/Mvh/$2.txt'
         )
         fake = fake_exim(tmp_path, "fake_exim_slow_mvh", f"CALLS={log}\n{slow}")
-        await EximSource("mx1", exim=fake, concurrency=4, read_logs=False).probe()
+        await EximSource(
+            "mx1", full_listing_every=0, exim=fake, concurrency=4, read_logs=False
+        ).probe()
         running = peak = 0
         for line in calls(log):
             running += {"+": 1, "-": -1}.get(line, 0)
@@ -229,7 +235,7 @@ class TestFaults:
 
     async def test_missing_command_is_unavailable(self, tmp_path: Path) -> None:
         """An exim that does not exist raises SourceUnavailable (a ConnectionError)."""
-        source = EximSource("mx1", exim=str(tmp_path / "no-such-exim"))
+        source = EximSource("mx1", full_listing_every=0, exim=str(tmp_path / "no-such-exim"))
         with pytest.raises(SourceUnavailable) as raised:
             await source.probe()
         assert isinstance(raised.value, ConnectionError)
@@ -239,7 +245,7 @@ class TestFaults:
         fake = fake_exim(tmp_path, "fake_exim_hangs", "exec sleep 30")
         started = datetime.now(UTC)
         with pytest.raises(SourceTimeout):
-            await EximSource("mx1", exim=fake, timeout=0.3).probe()
+            await EximSource("mx1", full_listing_every=0, exim=fake, timeout=0.3).probe()
         assert (datetime.now(UTC) - started).total_seconds() < 5
 
     @pytest.mark.parametrize(
@@ -259,7 +265,9 @@ class TestFaults:
         self, tmp_path: Path, name: str, body: str, error: type[Exception]
     ) -> None:
         """Denied access is SourceUnavailable; other exits SourceCommandFailed; hangs time out."""
-        source = EximSource("mx1", exim=fake_exim(tmp_path, name, body), timeout=1)
+        source = EximSource(
+            "mx1", full_listing_every=0, exim=fake_exim(tmp_path, name, body), timeout=1
+        )
         with pytest.raises(error):
             await source.probe()
         assert source.header_cache == {}
@@ -273,7 +281,7 @@ class TestFaults:
             f"exec cat {DATA}/bpru.txt", f"cat {listing}; echo 'LOG: MAIN PANIC odd' >&2"
         )
         observation = await EximSource(
-            "mx1", exim=fake_exim(tmp_path, "fake_exim_garbage", body)
+            "mx1", full_listing_every=0, exim=fake_exim(tmp_path, "fake_exim_garbage", body)
         ).probe()
         assert (len(observation.messages), observation.malformed) == (12, 3)
         assert observation.warnings == ("LOG: MAIN PANIC odd",)
@@ -289,7 +297,10 @@ class TestFaults:
         )
         body = f"CALLS={log}\n{no_logs}"
         source = EximSource(
-            "mx1", exim=fake_exim(tmp_path, "fake_exim_no_msglogs", body), concurrency=1
+            "mx1",
+            full_listing_every=0,
+            exim=fake_exim(tmp_path, "fake_exim_no_msglogs", body),
+            concurrency=1,
         )
         observation = await source.probe()
         assert all(m.delay_reason is None for m in observation.messages if m.queue != "frozen")
