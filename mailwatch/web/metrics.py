@@ -273,7 +273,8 @@ class MailwatchCollector:
         reconciled = CounterMetricFamily(
             "mailwatch_source_reconcile_differences",
             "Messages a periodic full listing found different from the incremental view of the"
-            " queue (Postfix change detection): above 0, the incremental view missed something.",
+            " queue (Postfix and Exim change detection): above 0, the incremental view missed"
+            " something.",
             labels=["source"],
         )
         for source, health in sorted(snap.health.items()):

@@ -52,7 +52,7 @@ SAFE_LABELS = frozenset({"source", "class", "priority", "sla", "path", "job", "i
 EXPECTED_ALERTS = frozenset({
     "MailwatchP1Stuck", "MailwatchOldestOverSLA", "MailwatchBacklogGrowing", "MailwatchBounces",
     "MailwatchCanaryLost", "MailwatchProbeDown", "MailwatchBlind", "MailwatchAbsent",
-    "MailwatchMailSystemDown", "MailwatchStoreFailing",
+    "MailwatchMailSystemDown", "MailwatchStoreFailing", "MailwatchChangeDetectionMissed",
 })  # fmt: skip
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|`[^`]*`')
