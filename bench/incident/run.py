@@ -23,12 +23,13 @@ from typing import Any
 from incident.agent import Agent, write_config
 from incident.evidence import build
 from incident.markdown import render
-from incident.observe import Sampler, screenshot
+from incident.observe import Sampler
 from incident.scenario import COURTS, HUB, RECALLS, RELAY, Planned, build_message, plan_messages
 from incident.servers import USERS, Stack
 from incident.traffic import inject, work_through
 from mailwatch.config.settings import load
 from mailwatch.parsing.eml import message_from_bytes
+from mailwatch.sandbox.chromium import screenshot
 
 Echo = Callable[[str], None]
 

@@ -13,23 +13,20 @@ docs/screenshots for the README).
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import itertools
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from mailwatch.sandbox.alertmanager import PrivateAlertmanager
+from mailwatch.sandbox.chromium import DevTools, chromium
 from mailwatch.sandbox.postfix import PrivatePostfix, free_port, make_message
 
 pytestmark = [pytest.mark.postfix, pytest.mark.alertmanager]
@@ -82,99 +79,6 @@ priorities = ["P1"]
 receivers = ["duty_am"]
 """)
     return config
-
-
-class DevTools:
-    """A minimal DevTools protocol client for one page (commands; events are ignored)."""
-
-    def __init__(self, socket: aiohttp.ClientWebSocketResponse) -> None:
-        self.socket = socket
-        self.ids = itertools.count(1)
-
-    async def send(self, method: str, **params: Any) -> dict[str, Any]:
-        """Send one command and wait for its result."""
-        ident = next(self.ids)
-        await self.socket.send_json({"id": ident, "method": method, "params": params})
-        while True:
-            message = await asyncio.wait_for(self.socket.receive_json(), 30)
-            if message.get("id") == ident:
-                assert "error" not in message, message
-                return dict(message.get("result", {}))
-
-    async def evaluate(self, expression: str) -> Any:
-        """The value of a JavaScript expression in the page (DevTools, not the page's own)."""
-        reply = await self.send("Runtime.evaluate", expression=expression, returnByValue=True)
-        return reply["result"].get("value")
-
-    async def settle(self, url_part: str = "") -> str:
-        """Wait until the page has loaded (at a URL containing ``url_part``); its HTML."""
-        for _ in range(150):
-            state = await self.evaluate("document.readyState + ' ' + location.href")
-            if state and state.startswith("complete") and url_part in state:
-                return str(await self.evaluate("document.documentElement.outerHTML"))
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"the page never loaded {url_part!r}")
-
-    async def go(self, url: str) -> str:
-        """Open ``url``; its HTML once loaded."""
-        await self.send("Page.navigate", url=url)
-        return await self.settle(url.split("?", maxsplit=1)[0])
-
-    async def submit(self, form: str, fields: dict[str, str], url_part: str) -> str:
-        """Fill a form's fields, press its button (a real click), and wait for the result."""
-        for name, value in fields.items():
-            await self.evaluate(
-                f"document.querySelector({json.dumps(form)}).elements[{json.dumps(name)}]"
-                f".value = {json.dumps(value)}"
-            )
-        marker = await self.evaluate("window.__before = Math.random()")
-        await self.evaluate(f"document.querySelector({json.dumps(form + ' button')}).click()")
-        for _ in range(150):
-            await asyncio.sleep(0.1)
-            if await self.evaluate("window.__before") != marker:  # a new document
-                return await self.settle(url_part)
-        raise AssertionError(f"submitting {form} never loaded a page")
-
-    async def screenshot(self, path: Path, size: tuple[int, int, bool]) -> None:
-        """A PNG of the page at ``size`` (width, height, mobile)."""
-        width, height, mobile = size
-        await self.send("Emulation.setDeviceMetricsOverride", width=width, height=height,
-                        deviceScaleFactor=1, mobile=mobile)  # fmt: skip
-        await asyncio.sleep(0.3)
-        shot = await self.send("Page.captureScreenshot", format="png")
-        await asyncio.to_thread(path.write_bytes, base64.b64decode(shot["data"]))
-
-
-@contextlib.asynccontextmanager
-async def chromium(tmp_path: Path) -> AsyncIterator[DevTools]:
-    """Headless Chromium with DevTools on a loopback port; its first page."""
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert binary, "chromium is not installed (scripts/bootstrap installs it)"
-    port = free_port()
-    proc = await asyncio.to_thread(
-        subprocess.Popen,
-        [binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'chromium'}", f"--remote-debugging-port={port}",
-         "--remote-allow-origins=*", "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        async with aiohttp.ClientSession() as http:
-            pages: list[dict[str, Any]] = []
-            for _ in range(100):
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with http.get(f"http://127.0.0.1:{port}/json/list") as reply:
-                        pages = [p for p in await reply.json() if p["type"] == "page"]
-                if pages:
-                    break
-                await asyncio.sleep(0.1)
-            assert pages, "Chromium's DevTools never answered"
-            async with http.ws_connect(pages[0]["webSocketDebuggerUrl"], max_msg_size=0) as ws:
-                yield DevTools(ws)
-    finally:
-        proc.terminate()
-        await asyncio.to_thread(proc.wait, 10)
 
 
 async def eventually(check: Callable[[], Any], within: float, what: str) -> Any:
@@ -257,7 +161,7 @@ async def test_duty_manager_acknowledges_from_the_page(
     matcher = 'class="recall_emergency"'
     SHOTS.mkdir(parents=True, exist_ok=True)
     await eventually(lambda: alertmanager.alerts(matcher), 30, "the P1 alert in Alertmanager")
-    async with chromium(tmp_path) as page:
+    async with chromium(tmp_path / "chromium") as page:
         await _sign_in_and_read(page, base)
         await _acknowledge(page, base)
     audit = await asyncio.to_thread(
