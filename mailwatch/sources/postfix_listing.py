@@ -29,11 +29,11 @@ from mailwatch.core.headers import (
     TRACE_HEADERS,
     NormalisedSubject,
     normalise_subject,
-    parse_header_block,
 )
 from mailwatch.core.model import Headers, Message
 from mailwatch.errors import QueueFileError
 from mailwatch.parsing.postqueue import Malformed, QueueEntry, parse_line
+from mailwatch.parsing.queue_headers import parse_queue_header_blocks
 from mailwatch.parsing.queuefile import header_block
 from mailwatch.parsing.queueid import hash_dirs
 
@@ -199,14 +199,13 @@ class ListingWorker:
     def handle(self, lines: list[bytes]) -> None:
         """Output lines: parse (or recall) each, read new headers, build the messages."""
         # One loop per chunk with everything it touches bound locally: it runs per message.
-        previous, current, cache, attempted = (
-            self.previous,
-            self.lines,
-            self.header_cache,
-            self._attempted,
-        )
+        previous, current, cache = self.previous, self.lines, self.header_cache
         messages, problems, source = self.messages, self.problems, self.source
         keep_lines = self.keep_lines
+        # Header blocks read in this chunk, decoded together after it (one pass for them all);
+        # their messages are placeholders until then, as is a repeat of a key read here.
+        read: list[tuple[int, Listed, bytes]] = []
+        repeats: list[tuple[int, Listed]] = []
         for line in lines:
             listed = previous.get(line)
             if listed is None:
@@ -220,19 +219,41 @@ class ListingWorker:
             if keep_lines:
                 current[line] = listed
             cached = cache.get(listed.key)
-            if cached is None and listed.key not in attempted:
-                queue_dir = self.queue_dir()
-                if queue_dir is None:
-                    if not self.deferred:
-                        self.need_queue_dir()
-                    self.deferred.append((len(messages), listed))
-                    messages.append(None)
-                    continue
-                cached = self._read_headers(queue_dir, listed)
+            if cached is None and self._placeholder(listed, read, repeats):
+                messages.append(None)
+                continue
             message = listed.message
             if message is None or listed.cached is not cached:
                 message = self._message(listed, cached)
             messages.append(message)
+        if read:
+            self._decode(read)
+            for index, listed in repeats:
+                messages[index] = self._message(listed, cache.get(listed.key))
+
+    def _placeholder(
+        self,
+        listed: Listed,
+        read: list[tuple[int, Listed, bytes]],
+        repeats: list[tuple[int, Listed]],
+    ) -> bool:
+        """For a message without cached headers: whether it waits (for a read, or a batch)."""
+        index = len(self.messages)
+        if listed.key in self._attempted:
+            if read:  # possibly read earlier in this chunk: look again after its batch
+                repeats.append((index, listed))
+            return bool(read)
+        queue_dir = self.queue_dir()
+        if queue_dir is None:
+            if not self.deferred:
+                self.need_queue_dir()
+            self.deferred.append((index, listed))
+            return True
+        raw = self._read_raw(queue_dir, listed)
+        if raw is None:
+            return False
+        read.append((index, listed, raw))
+        return True
 
     def read_deferred(self) -> None:
         """Read the headers of the messages listed before the queue directory was known."""
@@ -240,13 +261,26 @@ class ListingWorker:
         if queue_dir is None:
             return
         deferred, self.deferred = self.deferred, []
+        read: list[tuple[int, Listed, bytes]] = []
+        repeats: list[tuple[int, Listed]] = []
         for index, listed in deferred:
             cached = self.header_cache.get(listed.key)
-            if cached is None and listed.key not in self._attempted:
-                cached = self._read_headers(queue_dir, listed)
+            if cached is None:
+                raw = None
+                if listed.key not in self._attempted:
+                    raw = self._read_raw(queue_dir, listed)
+                if raw is not None:
+                    read.append((index, listed, raw))
+                else:
+                    repeats.append((index, listed))  # its cache entry, if read in this batch
+                continue
             self.messages[index] = self._message(listed, cached)
+        self._decode(read)
+        for index, listed in repeats:
+            self.messages[index] = self._message(listed, self.header_cache.get(listed.key))
 
-    def _read_headers(self, queue_dir: Path, listed: Listed) -> CachedHeaders | None:
+    def _read_raw(self, queue_dir: Path, listed: Listed) -> bytes | None:
+        """The header block of ``listed``'s queue file (``None``: gone, or the queue unreadable)."""
         self._attempted.add(listed.key)
         if self.error is not None:
             return None  # the probe fails anyway: do not hammer an unreadable queue
@@ -260,23 +294,27 @@ class ListingWorker:
                     os.O_RDONLY,
                 )
             except FileNotFoundError:
-                raw = read_queue_headers(queue_dir, entry.queue_name, queue_id)
-            else:
-                try:
-                    raw = _headers_of(fd)
-                finally:
-                    os.close(fd)
+                return read_queue_headers(queue_dir, entry.queue_name, queue_id)
+            try:
+                return _headers_of(fd)
+            finally:
+                os.close(fd)
         except OSError as exc:
             self.error = exc
             return None
-        if raw is None:
-            return None  # left the queue since the listing: nothing to cache
-        headers = parse_header_block(raw, skip=TRACE_HEADERS, keep=self.keep)
-        subject = normalise_subject(headers.get("Subject") or "", decoded=True)
-        cached = CachedHeaders(headers, subject)
-        self.header_cache[listed.key] = cached
-        self.headers_read += 1
-        return cached
+
+    def _decode(self, read: list[tuple[int, Listed, bytes]]) -> None:
+        """Decode the header blocks read (together), cache them, fill in their messages."""
+        if not read:
+            return
+        parsed = parse_queue_header_blocks([raw for _, _, raw in read], TRACE_HEADERS, self.keep)
+        cache, messages = self.header_cache, self.messages
+        for (index, listed, _), headers in zip(read, parsed, strict=True):
+            subject = normalise_subject(headers.get("Subject") or "", decoded=True)
+            cached = CachedHeaders(headers, subject)
+            cache[listed.key] = cached
+            messages[index] = self._message(listed, cached)
+        self.headers_read += len(read)
 
     def _message(self, listed: Listed, cached: CachedHeaders | None) -> Message:
         entry, found = listed.entry, cached or NO_HEADERS

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from mailwatch.core.headers import keep_set
+from mailwatch.parsing import queue_headers
 from mailwatch.sources.postfix_listing import (
     HEADER_READ_STEPS,
     CachedHeaders,
@@ -191,6 +192,38 @@ class TestWorker:
         assert again.headers_read == 1
         assert again.messages[0] is not None
         assert again.messages[0].subject == "Case GONE1"
+
+    def test_a_chunks_header_blocks_are_decoded_together(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The blocks read for one chunk of output are decoded in one call, in listing order."""
+        ids = [f"Q{i:03d}" for i in range(20)]
+        for queue_id in ids:
+            _store(tmp_path, queue_id)
+        batches: list[int] = []
+        decode = queue_headers.parse_queue_header_blocks
+
+        def counting(raws: list[bytes], *args: object, **kwargs: object) -> object:
+            batches.append(len(raws))
+            return decode(raws, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr("mailwatch.sources.postfix_listing.parse_queue_header_blocks", counting)
+        worker = _worker([_line(q) for q in ids], tmp_path, keep=keep_set())
+        assert batches == [20]
+        assert [m.subject for m in worker.messages if m is not None] == [f"Case {q}" for q in ids]
+        assert worker.headers_read == 20
+
+    def test_a_message_listed_twice_in_a_chunk_has_its_headers_both_times(
+        self, tmp_path: Path
+    ) -> None:
+        """The second line waits for the first one's batch instead of reading nothing."""
+        _store(tmp_path, "AAA1")
+        _store(tmp_path, "BBB2")
+        worker = _worker([_line("AAA1"), _line("BBB2"), _line("AAA1")], tmp_path)
+        assert [m.subject for m in worker.messages if m is not None] == [
+            "Case AAA1", "Case BBB2", "Case AAA1"
+        ]  # fmt: skip
+        assert worker.headers_read == 2
 
     def test_moved_file_is_found_in_another_queue(self, tmp_path: Path) -> None:
         """Listed as deferred but already moved to active (not hashed): still read."""
