@@ -192,11 +192,11 @@ def parse_header_blocks(
     """``[parse_header_block(raw, skip, keep) for raw in raws]``, in one pass when it can.
 
     When every block is plain, ends with its blank line (CRLF, as IMAP servers send header
-    fields, or LF) and has nothing after it, the blocks are decoded, checked and searched
-    together: one call each for the whole batch instead of one per block, the same answer.
-    Anything else (or no ``keep``) takes :func:`parse_header_block` block by block.
+    fields) and has nothing after it, the blocks are decoded, checked and searched together:
+    one call each for the whole batch instead of one per block, the same answer. Anything
+    else (or no ``keep``) takes :func:`parse_header_block` block by block.
     """
-    if keep is None or not all(raw.endswith((b"\r\n\r\n", b"\n\n")) for raw in raws):
+    if keep is None or not all(raw.endswith(b"\r\n\r\n") for raw in raws):
         return [parse_header_block(raw, skip, keep) for raw in raws]
     text = b"".join(raws).decode("utf-8", "replace").replace("\r\n", "\n")
     if "\r" in text or text.count("\n\n") != len(raws) or not _PLAIN_BLOCKS.fullmatch(text):

@@ -29,11 +29,11 @@ from mailwatch.core.headers import (
     TRACE_HEADERS,
     NormalisedSubject,
     normalise_subject,
+    parse_header_block,
 )
 from mailwatch.core.model import Headers, Message
 from mailwatch.errors import QueueFileError
 from mailwatch.parsing.postqueue import Malformed, QueueEntry, parse_line
-from mailwatch.parsing.queue_headers import parse_queue_header_blocks
 from mailwatch.parsing.queuefile import header_block
 from mailwatch.parsing.queueid import hash_dirs
 
@@ -201,11 +201,11 @@ class ListingWorker:
         # One loop per chunk with everything it touches bound locally: it runs per message.
         previous, current, cache = self.previous, self.lines, self.header_cache
         messages, problems, source = self.messages, self.problems, self.source
-        keep_lines = self.keep_lines
-        # Header blocks read in this chunk, decoded together after it (one pass for them all);
-        # their messages are placeholders until then, as is a repeat of a key read here.
-        read: list[tuple[int, Listed, bytes]] = []
-        repeats: list[tuple[int, Listed]] = []
+        keep_lines, attempted = self.keep_lines, self._attempted
+        # Messages whose headers are to be read: placeholders until the chunk's lines are
+        # parsed, then their files are read one after the other, then decoded (each phase a
+        # tight loop of its own: measured faster than reading and decoding line by line).
+        wanted: list[tuple[int, Listed]] = []
         for line in lines:
             listed = previous.get(line)
             if listed is None:
@@ -219,41 +219,23 @@ class ListingWorker:
             if keep_lines:
                 current[line] = listed
             cached = cache.get(listed.key)
-            if cached is None and self._placeholder(listed, read, repeats):
+            if cached is None and listed.key not in attempted:
+                wanted.append((len(messages), listed))
                 messages.append(None)
                 continue
             message = listed.message
             if message is None or listed.cached is not cached:
                 message = self._message(listed, cached)
             messages.append(message)
-        if read:
-            self._decode(read)
-            for index, listed in repeats:
-                messages[index] = self._message(listed, cache.get(listed.key))
-
-    def _placeholder(
-        self,
-        listed: Listed,
-        read: list[tuple[int, Listed, bytes]],
-        repeats: list[tuple[int, Listed]],
-    ) -> bool:
-        """For a message without cached headers: whether it waits (for a read, or a batch)."""
-        index = len(self.messages)
-        if listed.key in self._attempted:
-            if read:  # possibly read earlier in this chunk: look again after its batch
-                repeats.append((index, listed))
-            return bool(read)
+        if not wanted:
+            return
         queue_dir = self.queue_dir()
         if queue_dir is None:
             if not self.deferred:
                 self.need_queue_dir()
-            self.deferred.append((index, listed))
-            return True
-        raw = self._read_raw(queue_dir, listed)
-        if raw is None:
-            return False
-        read.append((index, listed, raw))
-        return True
+            self.deferred.extend(wanted)
+        else:
+            self._read_all(queue_dir, wanted)
 
     def read_deferred(self) -> None:
         """Read the headers of the messages listed before the queue directory was known."""
@@ -261,23 +243,32 @@ class ListingWorker:
         if queue_dir is None:
             return
         deferred, self.deferred = self.deferred, []
-        read: list[tuple[int, Listed, bytes]] = []
-        repeats: list[tuple[int, Listed]] = []
+        wanted: list[tuple[int, Listed]] = []
         for index, listed in deferred:
             cached = self.header_cache.get(listed.key)
             if cached is None:
-                raw = None
-                if listed.key not in self._attempted:
-                    raw = self._read_raw(queue_dir, listed)
-                if raw is not None:
-                    read.append((index, listed, raw))
-                else:
-                    repeats.append((index, listed))  # its cache entry, if read in this batch
+                wanted.append((index, listed))
+            else:
+                self.messages[index] = self._message(listed, cached)
+        self._read_all(queue_dir, wanted)
+
+    def _read_all(self, queue_dir: Path, wanted: list[tuple[int, Listed]]) -> None:
+        """Read the header blocks of ``wanted`` (not tried before), decode them, fill in."""
+        read: list[tuple[int, Listed, bytes]] = []
+        repeats: list[tuple[int, Listed]] = []
+        messages, attempted = self.messages, self._attempted
+        for index, listed in wanted:
+            if listed.key in attempted:  # tried before, or listed twice: its cache entry
+                repeats.append((index, listed))
                 continue
-            self.messages[index] = self._message(listed, cached)
+            raw = self._read_raw(queue_dir, listed)
+            if raw is None:
+                messages[index] = self._message(listed, None)
+            else:
+                read.append((index, listed, raw))
         self._decode(read)
         for index, listed in repeats:
-            self.messages[index] = self._message(listed, self.header_cache.get(listed.key))
+            messages[index] = self._message(listed, self.header_cache.get(listed.key))
 
     def _read_raw(self, queue_dir: Path, listed: Listed) -> bytes | None:
         """The header block of ``listed``'s queue file (``None``: gone, or the queue unreadable)."""
@@ -304,12 +295,12 @@ class ListingWorker:
             return None
 
     def _decode(self, read: list[tuple[int, Listed, bytes]]) -> None:
-        """Decode the header blocks read (together), cache them, fill in their messages."""
+        """Decode the header blocks read, cache them, fill in their messages."""
         if not read:
             return
-        parsed = parse_queue_header_blocks([raw for _, _, raw in read], TRACE_HEADERS, self.keep)
-        cache, messages = self.header_cache, self.messages
-        for (index, listed, _), headers in zip(read, parsed, strict=True):
+        cache, messages, keep = self.header_cache, self.messages, self.keep
+        for index, listed, raw in read:
+            headers = parse_header_block(raw, skip=TRACE_HEADERS, keep=keep)
             subject = normalise_subject(headers.get("Subject") or "", decoded=True)
             cached = CachedHeaders(headers, subject)
             cache[listed.key] = cached

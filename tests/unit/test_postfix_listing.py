@@ -11,11 +11,12 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from mailwatch.core.headers import keep_set
-from mailwatch.parsing import queue_headers
+from mailwatch.core.headers import keep_set, parse_header_block
+from mailwatch.core.model import Headers
 from mailwatch.sources.postfix_listing import (
     HEADER_READ_STEPS,
     CachedHeaders,
@@ -193,23 +194,28 @@ class TestWorker:
         assert again.messages[0] is not None
         assert again.messages[0].subject == "Case GONE1"
 
-    def test_a_chunks_header_blocks_are_decoded_together(
+    def test_a_chunks_files_are_all_read_before_any_is_decoded(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """The blocks read for one chunk of output are decoded in one call, in listing order."""
+        """One chunk of output: its queue files read one after the other, then decoded."""
         ids = [f"Q{i:03d}" for i in range(20)]
         for queue_id in ids:
             _store(tmp_path, queue_id)
-        batches: list[int] = []
-        decode = queue_headers.parse_queue_header_blocks
+        events: list[str] = []
+        real_open = os.open
 
-        def counting(raws: list[bytes], *args: object, **kwargs: object) -> object:
-            batches.append(len(raws))
-            return decode(raws, *args, **kwargs)  # type: ignore[arg-type]
+        def opening(path: str, flags: int) -> int:
+            events.append("open")
+            return real_open(path, flags)
 
-        monkeypatch.setattr("mailwatch.sources.postfix_listing.parse_queue_header_blocks", counting)
+        def decoding(*args: Any, **kwargs: Any) -> Headers:
+            events.append("decode")
+            return parse_header_block(*args, **kwargs)
+
+        monkeypatch.setattr(os, "open", opening)
+        monkeypatch.setattr("mailwatch.sources.postfix_listing.parse_header_block", decoding)
         worker = _worker([_line(q) for q in ids], tmp_path, keep=keep_set())
-        assert batches == [20]
+        assert events == ["open"] * 20 + ["decode"] * 20
         assert [m.subject for m in worker.messages if m is not None] == [f"Case {q}" for q in ids]
         assert worker.headers_read == 20
 
