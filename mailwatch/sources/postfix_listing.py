@@ -1,12 +1,14 @@
 """The Postfix listing worker: ``postqueue -j`` parsed as it streams, headers read at once.
 
 :class:`~mailwatch.sources.postfix.PostfixSource` runs ``postqueue -j`` with its stdout on a
-pipe that a :class:`ListingWorker` thread reads. Each line is parsed as it arrives and, for a
-message the source has not seen before, the header block is read from its queue file and
-decoded straight away, so on a multi-core machine that Python work overlaps postqueue's (and
-showq's) instead of starting only after the whole listing. A line printed by the last listing
-maps straight to its parsed entry and its built :class:`~mailwatch.core.model.Message`, so a rescan
-of an unchanged queue parses no JSON and builds no objects.
+pipe that a :class:`ListingWorker` thread reads. Each chunk of output is handled as it
+arrives: its lines parsed, then the queue files of the messages the source has not seen
+before read one after the other, then their header blocks decoded (three tight loops: faster
+than reading and decoding line by line), so on a multi-core machine that Python work
+overlaps postqueue's (and showq's) instead of starting only after the whole listing. A line
+printed by the last listing maps straight to its parsed entry and its built
+:class:`~mailwatch.core.model.Message`, so a rescan of an unchanged queue parses no JSON and
+builds no objects.
 
 Queue files are read with ``os.open``/``os.read`` (cheaper than file objects) and only up to
 the end of the header block (see :mod:`mailwatch.parsing.queuefile`).
