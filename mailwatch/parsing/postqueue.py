@@ -17,6 +17,7 @@ Example line::
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from sys import intern
@@ -55,14 +56,24 @@ def _recipient(item: object) -> Recipient:
 
 
 _DECODER = json.JSONDecoder()
+# The decoder's scanner (set in its __init__; typeshed does not declare it).
+_SCAN: Callable[[str, int], tuple[object, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
 _NUMBER = (int, float)
 
 
 def _loads(line: str | bytes) -> object:
     """``json.loads(line)``, minus its overhead for the usual line (``{``, then not NUL)."""
     if isinstance(line, bytes) and line[:1] == b"{" and line[1:2] != b"\x00":
-        # json.loads would detect UTF-8 here, decode like this and use this decoder
-        return _DECODER.decode(line.decode("utf-8", "surrogatepass"))
+        # json.loads would detect UTF-8 here, decode like this and use this decoder, whose
+        # scanner is called directly for a line that is one object and nothing after it
+        text = line.decode("utf-8", "surrogatepass")
+        try:
+            obj, end = _SCAN(text, 0)
+        except StopIteration:
+            obj, end = None, -1
+        if end == len(text):
+            return obj
+        return _DECODER.decode(text)  # trailing blanks, or the error json.loads raises
     return json.loads(line)
 
 

@@ -11,10 +11,12 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from mailwatch.core.headers import keep_set
+from mailwatch.core.headers import keep_set, parse_header_block
+from mailwatch.core.model import Headers
 from mailwatch.sources.postfix_listing import (
     HEADER_READ_STEPS,
     CachedHeaders,
@@ -191,6 +193,43 @@ class TestWorker:
         assert again.headers_read == 1
         assert again.messages[0] is not None
         assert again.messages[0].subject == "Case GONE1"
+
+    def test_a_chunks_files_are_all_read_before_any_is_decoded(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """One chunk of output: its queue files read one after the other, then decoded."""
+        ids = [f"Q{i:03d}" for i in range(20)]
+        for queue_id in ids:
+            _store(tmp_path, queue_id)
+        events: list[str] = []
+        real_open = os.open
+
+        def opening(path: str, flags: int) -> int:
+            events.append("open")
+            return real_open(path, flags)
+
+        def decoding(*args: Any, **kwargs: Any) -> Headers:
+            events.append("decode")
+            return parse_header_block(*args, **kwargs)
+
+        monkeypatch.setattr(os, "open", opening)
+        monkeypatch.setattr("mailwatch.sources.postfix_listing.parse_header_block", decoding)
+        worker = _worker([_line(q) for q in ids], tmp_path, keep=keep_set())
+        assert events == ["open"] * 20 + ["decode"] * 20
+        assert [m.subject for m in worker.messages if m is not None] == [f"Case {q}" for q in ids]
+        assert worker.headers_read == 20
+
+    def test_a_message_listed_twice_in_a_chunk_has_its_headers_both_times(
+        self, tmp_path: Path
+    ) -> None:
+        """The second line waits for the first one's batch instead of reading nothing."""
+        _store(tmp_path, "AAA1")
+        _store(tmp_path, "BBB2")
+        worker = _worker([_line("AAA1"), _line("BBB2"), _line("AAA1")], tmp_path)
+        assert [m.subject for m in worker.messages if m is not None] == [
+            "Case AAA1", "Case BBB2", "Case AAA1"
+        ]  # fmt: skip
+        assert worker.headers_read == 2
 
     def test_moved_file_is_found_in_another_queue(self, tmp_path: Path) -> None:
         """Listed as deferred but already moved to active (not hashed): still read."""

@@ -253,3 +253,19 @@ class TestNeverLeaks:
             if isinstance(result, Malformed):
                 assert _PRIVATE_ADDRESS not in result.reason
                 assert "s3cr3t" not in result.reason
+
+
+_TAILS = st.sampled_from(["", " ", "\t \r", "\n", "x", "}", "{}", ",1", "\x00", "]"])
+_OBJECT_LINES = st.builds(lambda m, tail: json.dumps(m) + tail, _MEMBERS, _TAILS) | st.builds(
+    lambda text: "{" + text, st.text(max_size=40).filter(lambda t: not t.startswith("\x00"))
+)
+
+
+class TestFastPath:
+    """A bytes line starting with ``{`` (scanned directly) parses as its text does."""
+
+    @settings(max_examples=400, deadline=None, database=None)
+    @given(line=_OBJECT_LINES)
+    def test_bytes_parse_as_text(self, line: str) -> None:
+        """Same entry, or the same reason (trailing blanks, extra data, cut-off objects)."""
+        assert parse_line(line.encode("utf-8", "surrogatepass"), 3) == parse_line(line, 3)
