@@ -15,6 +15,7 @@ from email.utils import getaddresses
 
 from mailwatch.core.headers import NormalisedSubject, normalise_subject
 from mailwatch.core.model import Headers, Recipient
+from mailwatch.parsing.imap_values import forget_minutes
 
 # An ordinary address list: comma-separated ``local@domain``, ``<local@domain>`` or ``Name
 # <local@domain>``, with ASCII atoms only in the address and no character in the name that
@@ -175,10 +176,11 @@ def _recipients_of(value: str) -> tuple[Recipient, ...]:
 
 
 def clear_caches() -> None:
-    """Forget every parsed sender, recipient list and header-name role (a cold start).
+    """Forget every parsed sender, recipient list, header-name role and date minute (cold).
 
     For benchmarks: a first sync in a new process starts with these caches empty.
     """
     for cached in (_ordinary, _sender_of, _recipients_of, _listed, _recipient):
         cached.cache_clear()
     _ROLE_OF.clear()
+    forget_minutes()
