@@ -229,6 +229,7 @@ FAST_FETCH_ITEMS = (
 )
 _FAST_LINE = re.compile(rb"(?:\* )?" + FAST_FETCH_ITEMS)
 _FLAG_SETS: dict[bytes | None, frozenset[str]] = {None: frozenset()}
+_new_record = tuple.__new__
 _FLAG_SETS_CACHED = 256
 
 
@@ -249,7 +250,9 @@ def fast_record(found: re.Match[bytes], header: bytes) -> FetchRecord | None:
         internaldate = parse_internaldate(date)
     except ImapParseError:
         return None
-    return FetchRecord(int(sequence), int(uid), flag_set, internaldate, int(size), header)
+    # tuple.__new__: FetchRecord's own __new__ is a Python function; every field given
+    return _new_record(FetchRecord, (int(sequence), int(uid), flag_set, internaldate, int(size),
+                                     header, None))  # fmt: skip
 
 
 def parse_fetch(lines: Sequence[Line], *, fast: bool = True) -> tuple[list[FetchRecord], int]:

@@ -47,8 +47,40 @@ def number(text: bytes | str) -> int | None:
     return int(text)
 
 
+# The minutes of the INTERNALDATEs parsed lately, by their text without the seconds: a
+# mailbox's dates share their minute with many others (10k messages of a day: ~400 minutes),
+# and a minute plus its seconds is 0.3 µs where the parse is 1 to 2 µs. Only the strict shape of
+# _COMMON_DATE, 26 bytes long, is remembered, so the seconds are always bytes 18 and 19; a zone
+# offset is whole minutes, so the seconds carry over to UTC unchanged.
+_MINUTES: dict[bytes, datetime] = {}
+_MINUTES_CACHED = 4096  # cleared when full: a sync's dates come in arrival order
+_SECONDS = {b"%02d" % second: timedelta(seconds=second) for second in range(60)}
+
+
 def parse_internaldate(text: str | bytes) -> datetime:
     """``"02-Nov-2026 09:30:00 +0100"`` (quotes optional) as an aware datetime in UTC."""
+    if isinstance(text, bytes) and len(text) == 26:  # "07-Dec-2026 01:57:47 +0000" unquoted
+        second = _SECONDS.get(text[18:20])
+        if second is not None:
+            minute = _MINUTES.get(text[:18] + text[20:])
+            if minute is not None:
+                return minute + second
+            moment = _parse_internaldate(text)
+            if len(_MINUTES) >= _MINUTES_CACHED:
+                _MINUTES.clear()
+            if _COMMON_DATE.fullmatch(text):  # (the general path also takes " 7-Dec-…")
+                _MINUTES[text[:18] + text[20:]] = moment - second
+            return moment
+    return _parse_internaldate(text)
+
+
+def forget_minutes() -> None:
+    """Forget the remembered minutes of :func:`parse_internaldate` (for benchmarks: cold)."""
+    _MINUTES.clear()
+
+
+def _parse_internaldate(text: str | bytes) -> datetime:
+    """:func:`parse_internaldate` without the memory of minutes."""
     raw = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
     common = _COMMON_DATE.fullmatch(raw)
     if common is not None:

@@ -49,7 +49,6 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from itertools import repeat
 from pathlib import Path
 from typing import Literal
 
@@ -61,7 +60,7 @@ from mailwatch.errors import SourceError, SourceTimeout
 from mailwatch.gcpause import collection_paused
 from mailwatch.parsing.imap import MAX_UIDS_PER_FETCH, FetchRecord, MailboxState
 from mailwatch.parsing.imap_headers import packed_blocks
-from mailwatch.sources.imap_addresses import Described, addresses, describe, describe_parts
+from mailwatch.sources.imap_addresses import Described, addresses, describe, describe_packed
 from mailwatch.sources.imap_client import ImapClient, Security, make_ssl_context
 
 __all__ = [  # addresses and describe re-exported (their home: imap_addresses)
@@ -338,8 +337,7 @@ class ImapSource:
                 blocks = parse_header_blocks(raws, TRACE_HEADERS, keep)
                 described = zip(blocks, map(describe, blocks), strict=True)
             else:
-                parts = map(str.split, packed, repeat("\0"))
-                described = zip(map(from_packed, packed), map(describe_parts, parts), strict=True)
+                described = zip(map(from_packed, packed), describe_packed(packed), strict=True)
             for record, (headers, (sender, recipients, subject)) in zip(
                 live, described, strict=True
             ):

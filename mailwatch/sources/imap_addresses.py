@@ -15,6 +15,7 @@ from email.utils import getaddresses
 
 from mailwatch.core.headers import NormalisedSubject, normalise_subject
 from mailwatch.core.model import Headers, Recipient
+from mailwatch.parsing.imap_values import forget_minutes
 
 # An ordinary address list: comma-separated ``local@domain``, ``<local@domain>`` or ``Name
 # <local@domain>``, with ASCII atoms only in the address and no character in the name that
@@ -121,6 +122,44 @@ def describe_parts(parts: Sequence[str]) -> Described:
     return _described(found)
 
 
+_AS_NAMED = frozenset({"From", "To", "Cc", "Subject"})  # the spellings describe_packed reads
+_PLAIN_NAMES: set[str] = set()
+"""Header names as spelled that need no role loop: ``From``, ``To``, ``Cc``, ``Subject`` as
+written, and the names of no role (``Date``…); learnt from the blocks :func:`describe_packed`
+meets (bounded like :data:`_ROLE_OF`)."""
+
+
+def describe_packed(packed: Sequence[str]) -> list[Described]:
+    """:func:`describe_parts` of each packed ``Headers`` text (``name NUL value NUL …``).
+
+    A block whose names all occur once and are all plain (:data:`_PLAIN_NAMES`) is read
+    through one dict of its fields instead of the loop over its names.
+    """
+    described: list[Described] = []
+    append, plain = described.append, _PLAIN_NAMES
+    sender_of, recipients_of, listed = _sender_of, _recipients_of, _listed
+    for text in packed:
+        parts = text.split("\0")
+        pairs = iter(parts)
+        fields = dict(zip(pairs, pairs, strict=False))
+        if len(fields) * 2 != len(parts) or not fields.keys() <= plain:
+            append(describe_parts(parts) if len(parts) % 2 == 0 else _described([[], [], [], []]))
+            if len(plain) < _ROLE_SPELLINGS:
+                plain.update(k for k in fields if k in _AS_NAMED or k.lower() not in _ROLES)
+            continue
+        sender, to, cc, subject = map(fields.get, ("From", "To", "Cc", "Subject"))
+        if cc is None:
+            recipients = () if to is None else recipients_of(to)
+        else:
+            recipients = listed((cc,) if to is None else (to, cc))
+        append((
+            "" if sender is None else sender_of(sender),
+            recipients,
+            normalise_subject(subject or "", decoded=True),
+        ))  # fmt: skip
+    return described
+
+
 def _described(found: list[list[str]]) -> Described:
     """:func:`describe` of the values found per role (from, to, cc, subject)."""
     senders, to, cc, subjects = found
@@ -175,10 +214,12 @@ def _recipients_of(value: str) -> tuple[Recipient, ...]:
 
 
 def clear_caches() -> None:
-    """Forget every parsed sender, recipient list and header-name role (a cold start).
+    """Forget every parsed sender, recipient list, header-name role and date minute (cold).
 
     For benchmarks: a first sync in a new process starts with these caches empty.
     """
     for cached in (_ordinary, _sender_of, _recipients_of, _listed, _recipient):
         cached.cache_clear()
     _ROLE_OF.clear()
+    _PLAIN_NAMES.clear()
+    forget_minutes()

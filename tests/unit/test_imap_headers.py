@@ -16,7 +16,7 @@ from mailwatch.core.headers import ESSENTIAL_HEADERS, TRACE_HEADERS, keep_set, p
 from mailwatch.core.model import Headers
 from mailwatch.parsing.imap_headers import packed_blocks
 from mailwatch.sources.imap import DEFAULT_HEADER_FIELDS
-from mailwatch.sources.imap_addresses import describe, describe_parts
+from mailwatch.sources.imap_addresses import clear_caches, describe, describe_packed, describe_parts
 
 NAMES = ["Subject", "SUBJECT", "subject", "From", "To", "Cc", "Date", "Message-ID", "Received",
          "X-Case", "Importance", "X-Priority", "X-Mailwatch-Canary", "Fromage",
@@ -71,6 +71,9 @@ def _check(raws: list[bytes], keep: frozenset[str]) -> list[str] | None:
         assert [h._packed for h in got] == [Headers(h.items)._packed for h in expected]
         for text, headers in zip(packed, expected, strict=True):
             assert describe_parts(text.split("\0")) == describe(headers)
+        described = [describe(headers) for headers in expected]
+        assert describe_packed(packed) == described  # names not yet learnt, then learnt
+        assert describe_packed(packed) == described
     return packed
 
 
@@ -152,3 +155,29 @@ def test_not_the_common_shape_is_left_to_the_general_parser() -> None:
     ):
         assert packed_blocks(raws, keep) is None, raws
     assert packed_blocks([b"Subject: a\r\n\r\n"], frozenset({"bad name"})) is None
+
+
+ADDRESS_VALUES = ["a@b.example", "A <a@b.example>", "a@b.example, c@d.example", "", "x",
+                  '"Q, R" <q@r.example>', "<c@d.example>", "Group: a@b.example;"]  # fmt: skip
+PACKED_FIELD = st.tuples(
+    st.sampled_from(["From", "FROM", "from", "To", "TO", "Cc", "CC", "cc", "Subject",
+                     "subject", "Date", "Message-ID", "X-Case", "Fromage"]),
+    st.one_of(st.sampled_from(ADDRESS_VALUES), VALUE.filter(lambda v: "\0" not in v)),
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(blocks=st.lists(st.lists(PACKED_FIELD, max_size=7), max_size=6), cold=st.booleans())
+def test_describe_packed_is_describe_of_each_block(
+    blocks: list[list[tuple[str, str]]], cold: bool
+) -> None:
+    """Any names (repeated, in any case, of no role) and values: what ``describe`` gives.
+
+    Twice over, so a block is read once before and once after its names were learnt.
+    """
+    if cold:
+        clear_caches()
+    packed = ["\0".join(part for field in fields for part in field) for fields in blocks]
+    expected = [describe(Headers.from_packed(text)) for text in packed]
+    assert describe_packed(packed) == expected
+    assert describe_packed(packed) == expected

@@ -261,6 +261,38 @@ class TestParseInternaldate:
             if isinstance(got, datetime):
                 assert got.tzinfo is UTC
 
+    @given(
+        minute=st.datetimes(min_value=datetime(1000, 1, 1), max_value=datetime(9999, 12, 31)),
+        seconds=st.lists(st.integers(0, 61), min_size=1, max_size=6),
+        sign=st.sampled_from("+-"),
+        zone=st.tuples(st.integers(0, 25), st.integers(0, 61)),
+        day=st.sampled_from(["02d", "2d"]),
+    )  # fmt: skip
+    def test_dates_sharing_a_minute_parse_as_each_alone(
+        self, minute: datetime, seconds: list[int], sign: str, zone: tuple[int, int], day: str
+    ) -> None:
+        """Dates read off the wire in the same minute (the remembered minutes) parse alone.
+
+        Each is parsed twice in a row with the others between, after and before its minute
+        was remembered: the answer, or the error, is the general parser's every time.
+        """
+        for second in [*seconds, *seconds]:
+            text = (
+                f"{minute.day:{day}}-{minute:%b}-{minute.year} {minute:%H:%M}:{second:02d} "
+                f"{sign}{zone[0]:02d}{zone[1]:02d}"
+            )
+            try:
+                expected: datetime | str = parse_internaldate_general(text)
+            except ImapParseError as exc:
+                expected = str(exc)
+            try:
+                got: datetime | str = parse_internaldate(text.encode("ascii"))
+            except ImapParseError as exc:
+                got = str(exc)
+            assert got == expected
+            if isinstance(got, datetime):
+                assert got.tzinfo is UTC
+
 
 class TestMailboxState:
     """STATUS and EXAMINE answers: what the cheap "nothing changed" test compares."""
