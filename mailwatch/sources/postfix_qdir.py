@@ -83,8 +83,17 @@ class _Dir:
     subdirs: tuple[str, ...]
 
 
-SEEDED = b""
-"""The defer stamp of a message seeded from a listing with delay reasons (not stamped)."""
+SEEDED = b"S"
+"""A seeded defer stamp starts so: ``SEEDED`` + the listing's start (8 bytes, ns); a message
+seeded from a listing with delay reasons (its defer log not stamped; one marker per listing)."""
+
+
+def _seeded_before(defer: Stamp | None, st: os.stat_result) -> bool:
+    """The defer log ``st`` is older than the listing that seeded ``defer``: stamp, not read."""
+    if defer is None or len(defer) != 9 or defer[:1] != SEEDED:
+        return False
+    listed_ns = int.from_bytes(defer[1:], "big")
+    return max(st.st_mtime_ns, st.st_ctime_ns) < listed_ns - GRANULARITY_NS
 
 
 @dataclass(slots=True)
@@ -95,7 +104,8 @@ class _File:
     expire: bool
     """Forced expiry (the mode's group-execute bit, from ``stamp``)."""
     defer: Stamp | None = None
-    """The defer log's stamp (:data:`SEEDED`: from a listing, not stamped; ``None``: none)."""
+    """The defer log's stamp (starting with :data:`SEEDED`: from a listing, not stamped;
+    ``None``: none)."""
     message: Message | None = None
     """What the file says (``None``: stamped only, or not listed by showq)."""
     changed: bool = False
@@ -159,6 +169,7 @@ class QueueDirWatcher:
         that changes after its stamp has a new one, and is read again too.
         """
         recent = started_ns - GRANULARITY_NS
+        seeded = SEEDED + started_ns.to_bytes(8, "big")
         for message in listing:
             entry = self.files.get(message.queue_id)
             if (
@@ -170,8 +181,9 @@ class QueueDirWatcher:
                 continue
             delayed = any(r.delay_reason for r in message.recipients)
             # Not stamped: a defer log changes only while its message is active (re-checked
-            # at every scan) and is re-read once its message or its directory changes.
-            entry.defer = SEEDED if delayed else None
+            # at every scan); once its directory changes it is stamped, and read only if it
+            # was written after the listing began (else the listing already read it).
+            entry.defer = seeded if delayed else None
             entry.message, entry.changed = message, False
 
     def _scan(self) -> list[Message]:
@@ -307,7 +319,8 @@ class QueueDirWatcher:
         try:
             st = os.stat(path)
             stamp = stamp_of(st)
-            if entry.defer == stamp and not force:
+            if not force and (entry.defer == stamp or _seeded_before(entry.defer, st)):
+                entry.defer = stamp
                 return None
             data = read_whole(path, st.st_size)
         except FileNotFoundError:

@@ -24,6 +24,7 @@ from mailwatch.errors import QueueFileGap as Gap
 from mailwatch.parsing.deferlog import NO_REASON, parse_defer_log
 from mailwatch.parsing.envelope import parse_queue_file, quote_local
 from mailwatch.parsing.postqueue import QueueEntry, parse_line
+from mailwatch.sources import postfix_qdir
 from mailwatch.sources.postfix_qdir import GRANULARITY_NS, QueueDirWatcher
 
 
@@ -324,8 +325,14 @@ def test_the_watcher_keeps_little_per_message(tmp_path: Path) -> None:
     assert per_file < 400, per_file
 
 
-def test_seeded_message_takes_a_new_defer_log(tmp_path: Path) -> None:
-    """A seeded message (no envelope kept) whose defer log changes: its file is read again."""
+def test_seeded_message_takes_a_new_defer_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A seeded message: a changed defer directory reads nothing while its log is as listed.
+
+    A log written after the listing began is read (and the message's queue file again).
+    """
+    monkeypatch.setattr(postfix_qdir, "GRANULARITY_NS", 1_000_000)  # the test's clock: 1 ms
     _write(tmp_path, "deferred", queue_file(recipients=(("R", b"a@x"), ("R", b"b@x"))))
     log = _write(tmp_path, "defer", b"recipient=a@x\nreason=first\n\n")
     listing = _watcher(tmp_path).scan()  # what postqueue -j would say
@@ -333,11 +340,16 @@ def test_seeded_message_takes_a_new_defer_log(tmp_path: Path) -> None:
         os.utime(directory, ns=(10**9, 10**9))  # long unchanged
     watcher = _watcher(tmp_path)
     watcher.scan(read=False)
-    watcher.seed(listing, time.time_ns() + 10 * GRANULARITY_NS)
+    time.sleep(0.01)
+    watcher.seed(listing, time.time_ns())  # the listing began after both files were written
     assert [id(m) for m in watcher.scan()] == [id(m) for m in listing]
     assert watcher.files_read == 0
+    os.utime(log.parent, ns=(2 * 10**9, 2 * 10**9))  # another message's log came or went
+    assert [id(m) for m in watcher.scan()] == [id(m) for m in listing]
+    assert watcher.files_read == 0  # this log is the one the listing read: only stamped
+    time.sleep(0.01)
     log.write_bytes(b"recipient=a@x\nreason=first\n\nrecipient=b@x\nreason=second\n\n")
-    os.utime(log.parent, ns=(2 * 10**9, 2 * 10**9))  # changed: its defer logs are checked
+    os.utime(log.parent, ns=(3 * 10**9, 3 * 10**9))  # changed: its defer logs are checked
     (message,) = watcher.scan()
     assert watcher.files_read == 1  # the unchanged queue file, for its recipients
     assert [(r.address, r.delay_reason) for r in message.recipients] == [
