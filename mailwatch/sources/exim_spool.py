@@ -38,6 +38,7 @@ import threading
 import time
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
+from sys import intern
 
 from mailwatch.core.headers import TRACE_HEADERS, normalise_subject, parse_header_block
 from mailwatch.core.model import Message
@@ -72,13 +73,15 @@ class _Dir:
 @dataclass(slots=True)
 class _Log:
     stamp: Stamp
-    reasons: dict[str, str]
+    reasons: tuple[tuple[str, str], ...]
+    """(address, last defer reason) pairs, as the header cache keeps them."""
     last_error: str | None
 
 
 @dataclass(slots=True)
 class _Entry:
-    path: str
+    directory: str
+    """The ``-H`` file's directory (one string shared by its files: the path is derived)."""
     ino: int
     entry: EximEntry
     """The envelope as ``exim -bpru`` would list it."""
@@ -159,8 +162,8 @@ class SpoolWatcher:
         for queue_id, (directory, ino) in found.items():
             path = f"{directory}/{queue_id}-H"
             old = self.files.get(queue_id)
-            same = old is not None and old.ino == ino and old.path == path
-            entry = old if same else self._read(queue_id, path, ino)
+            same = old is not None and old.ino == ino and old.directory == directory
+            entry = old if same else self._read(queue_id, directory, path, ino)
             if entry is None:
                 continue
             current[queue_id] = entry
@@ -230,7 +233,7 @@ class SpoolWatcher:
         self.dirs[path] = listed
         return listed
 
-    def _read(self, queue_id: str, path: str, ino: int) -> _Entry | None:
+    def _read(self, queue_id: str, directory: str, path: str, ino: int) -> _Entry | None:
         """The envelope of one ``-H`` file, ``None`` if it is gone or cannot be parsed."""
         self._check()
         data = _read_file(path)
@@ -252,11 +255,11 @@ class SpoolWatcher:
             queue_id=queue_id,
             age_seconds=0,
             size=size,
-            sender=spool.sender,
-            recipients=spool.undelivered,
+            sender=intern(spool.sender),  # one string per distinct address, not per message
+            recipients=tuple(intern(r) for r in spool.undelivered),
             frozen=spool.frozen,
         )
-        return _Entry(path, ino, entry)
+        return _Entry(directory, ino, entry)
 
     def _log(self, entry: _Entry, path: str | None) -> None:
         """Bring ``entry.log`` up to date with the message log at ``path`` (read if changed).
@@ -277,7 +280,8 @@ class SpoolWatcher:
             return
         self.logs_read += 1
         parsed = parse_message_log(data[: data.rfind(b"\n") + 1])
-        entry.log = _Log(stamp, parsed.reasons, parsed.last_error)
+        reasons = tuple((intern(a), intern(r)) for a, r in parsed.reasons.items())
+        entry.log = _Log(stamp, reasons, parsed.last_error)
 
     def _message(self, queue_id: str, entry: _Entry, changed: bool) -> Message:
         if entry.message is not None and not changed:
@@ -286,7 +290,7 @@ class SpoolWatcher:
         cached = self.header_cache[key]
         log = entry.log
         if log is not None and (log.reasons or log.last_error):
-            reasons = tuple(log.reasons.items())
+            reasons = log.reasons
             if (reasons, log.last_error) != (cached.reasons, cached.last_error):
                 cached = CachedSpool(
                     cached.headers, cached.subject, cached.arrival, reasons, log.last_error

@@ -182,3 +182,34 @@ def test_message_log_read_in_pieces_equals_read_whole(tmp_path: Path, cuts: list
             assert recipient.delay_reason == whole.reasons.get(recipient.address)
         if message.queue != "frozen":
             assert message.wait_reason == whole.last_error
+
+
+def test_the_watcher_shares_what_messages_repeat(tmp_path: Path) -> None:
+    """At incident scale most messages repeat a sender and recipients: one string each.
+
+    The watcher keeps per message its directory (a string shared by the directory's files, not
+    a path per file), and the envelope's sender and recipient addresses interned, so 40 copies
+    of one message hold one sender, one set of addresses and one directory string.
+    """
+    spools = golden_spools()
+    queue_id, data = next(
+        (i, d) for i, d in spools.items()
+        if isinstance(exim.parse_spool_header(d, i), exim.SpoolHeader)
+        and exim.parse_spool_header(d, i).undelivered  # type: ignore[union-attr]
+    )  # fmt: skip
+    (tmp_path / "input").mkdir()
+    (tmp_path / "msglog").mkdir()
+    alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+    for n in range(40):
+        copy_id = queue_id[:-2] + alphabet[n // 62] + alphabet[n % 62]
+        body = data.replace(queue_id.encode(), copy_id.encode())
+        (tmp_path / f"input/{copy_id}-H").write_bytes(body)
+        (tmp_path / f"input/{copy_id}-D").write_bytes(f"{copy_id}-D\nbody\n".encode())
+    watcher = SpoolWatcher("mx1", str(tmp_path), {})
+    assert len(watcher.scan()) == 40
+    entries = list(watcher.files.values())
+    assert len({id(e.directory) for e in entries}) == 1
+    assert len({id(e.entry.sender) for e in entries}) == 1
+    assert len({id(a) for e in entries for a in e.entry.recipients}) == len(
+        entries[0].entry.recipients
+    )
