@@ -46,10 +46,17 @@ def test_kept_headers_are_compact() -> None:
     del warm
     tracemalloc.start()
     try:
-        before = tracemalloc.get_traced_memory()[0]
+        before = tracemalloc.take_snapshot()
         kept = [parse_header_block(raw) for raw in raws]
-        held = tracemalloc.get_traced_memory()[0] - before
+        after = tracemalloc.take_snapshot()
     finally:
         tracemalloc.stop()
+    # A one-off resize of an interpreter table (the interned strings' dict, grown by whatever
+    # earlier tests interned: one block of megabytes) is not memory the headers hold.
+    held = sum(
+        d.size_diff
+        for d in after.compare_to(before, "lineno")
+        if not (d.count_diff <= 2 and d.size_diff > 1 << 20)
+    )
     assert len(kept) == 2000
     assert held / len(kept) < 400, held / len(kept)
