@@ -54,7 +54,7 @@ class Essentials:
 
 
 def read_file(path: Path) -> dict[str, Any]:
-    """The parsed TOML file, or a :class:`ConfigError` saying why not (as ``load`` does)."""
+    """The parsed TOML file, or a :class:`ConfigError` saying why not (``load`` reads it so too)."""
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -11,7 +11,6 @@ the file replaces the shipped class of the same name, or extends it with ``extra
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,6 +44,7 @@ from mailwatch.config.classes import (
     merged,
     shipped_classes,
 )
+from mailwatch.config.essentials import read_file
 from mailwatch.config.fields import (
     DurationField,
     SecretRef,
@@ -314,16 +314,7 @@ def load(path: Path | None) -> Settings:
     """
     data: dict[str, Any] = {}
     if path is not None:
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError([f"{path}: no such file"]) from None
-        except OSError as exc:
-            raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
-        except UnicodeDecodeError:
-            raise ConfigError([f"{path}: not UTF-8 text"]) from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError([f"{path}: not valid TOML ({exc})"]) from None
+        data = read_file(path)
         _resolve_paths(data, path.parent)
     try:
         return Settings(**data)

@@ -53,6 +53,7 @@ from mailwatch.sources.exim_cache import (
     message_key,
 )
 from mailwatch.sources.exim_spool import SpoolWatcher
+from mailwatch.sources.threadscan import scan_in_thread
 
 __all__ = ["CachedSpool", "EximSource", "cached_from_message", "message_key"]
 
@@ -322,16 +323,9 @@ class EximSource:
         return dataclasses.replace(observation, warnings=(*observation.warnings, *problem))
 
     async def _scan_spool(self, watcher: SpoolWatcher, *, all_logs: bool = False) -> list[Message]:
-        watcher.deadline = time.monotonic() + self.timeout
         watcher.read_logs = self.read_logs
-        try:
-            async with asyncio.timeout(self.timeout + 1):
-                return await asyncio.to_thread(watcher.scan, all_logs=all_logs)
-        except TimeoutError as exc:  # the thread stops at its own deadline
-            watcher.stop()
-            raise SourceTimeout(
-                self.name, f"reading the spool took longer than {self.timeout:g}s"
-            ) from exc
+        return await scan_in_thread(self.name, watcher, self.timeout, "reading the spool",
+                                    lambda: watcher.scan(all_logs=all_logs))  # fmt: skip
 
     def _observed(self, watcher: SpoolWatcher, messages: list[Message]) -> QueueObservation:
         if watcher.changes:

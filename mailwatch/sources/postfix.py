@@ -49,6 +49,7 @@ from mailwatch.sources.postfix_listing import (
 )
 from mailwatch.sources.postfix_qdir import QueueDirWatcher
 from mailwatch.sources.process import Child
+from mailwatch.sources.threadscan import scan_in_thread
 
 __all__ = ["HEADER_READ_STEPS", "QUEUE_NAMES", "CachedHeaders", "PostfixSource", "message_key",
            "read_queue_headers"]  # fmt: skip
@@ -288,15 +289,10 @@ class PostfixSource:
     async def _scan_directories(
         self, watcher: QueueDirWatcher, *, read: bool = True
     ) -> list[Message]:
-        watcher.deadline = time.monotonic() + self.timeout
         try:
-            async with asyncio.timeout(self.timeout + 1):
-                return await asyncio.to_thread(watcher.scan, read=read)
-        except TimeoutError as exc:  # the thread stops at its own deadline
-            watcher.stop()
-            raise SourceTimeout(
-                self.name, f"reading the queue directories took longer than {self.timeout:g}s"
-            ) from exc
+            return await scan_in_thread(self.name, watcher, self.timeout,
+                                        "reading the queue directories",
+                                        lambda: watcher.scan(read=read))  # fmt: skip
         except PermissionError as exc:
             raise SourceUnavailable(
                 self.name,
