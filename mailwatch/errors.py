@@ -17,8 +17,9 @@
     │   └── StoreBusy(TimeoutError)      another process held a lock for too long
     ├── ParseError(ValueError)           a parser was given text it cannot read
     │   ├── ImapParseError               an IMAP response without the expected shape
-    │   └── QueueFileError               bytes that are not a Postfix queue file
-    │       └── QueueFileGap             more of the queue file is needed (an offset)
+    │   ├── QueueFileError               bytes that are not a Postfix queue file
+    │   │   └── QueueFileGap             more of the queue file is needed (an offset)
+    │   └── FrameError                   a helper process's bytes that are not a frame
     ├── UnknownMessage(LookupError)      no tracked message has that id
     ├── UnknownAlert(LookupError)        no alert has that id
     ├── HeadersReleased(LookupError)     a stored message's headers were dropped from memory
@@ -201,6 +202,10 @@ class QueueFileGap(QueueFileError):
         self.offset = offset
         self.in_content = in_content
         """Whether the gap is inside the message content (the header block is longer)."""
+
+
+class FrameError(ParseError):
+    """Bytes from one of mailwatch's helper processes that are not a whole, readable frame."""
 
 
 class UnknownAlert(MailwatchError, LookupError):
