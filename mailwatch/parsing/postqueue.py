@@ -111,3 +111,14 @@ def parse_line(line: str | bytes, line_number: int = 0) -> QueueEntry | Malforme
         return Malformed(line_number, f"missing member {exc.args[0]!r}")
     except (ValueError, TypeError, OverflowError, OSError) as exc:
         return Malformed(line_number, str(exc) or exc.__class__.__name__)
+
+
+def listing_warnings(stderr: str) -> tuple[str, ...]:
+    """The distinct ``warning:`` texts postqueue printed on stderr."""
+    return tuple(
+        dict.fromkeys(
+            line.split("warning:", 1)[1].strip()
+            for line in stderr.splitlines()
+            if "warning:" in line
+        )
+    )

@@ -32,23 +32,18 @@ import structlog
 from mailwatch.core.headers import keep_set
 from mailwatch.core.model import Message, QueueObservation
 from mailwatch.errors import SourceCommandFailed, SourceError, SourceTimeout, SourceUnavailable
+from mailwatch.parsing.postqueue import listing_warnings
 from mailwatch.sources import postfix_state as state
 from mailwatch.sources import process
-from mailwatch.sources.postfix_listing import (
+from mailwatch.sources.postfix_listing import Listed, ListingWorker, message_key
+from mailwatch.sources.postfix_qdir import QueueDirWatcher
+from mailwatch.sources.process import Child, call_soon, grow_pipe, settle
+from mailwatch.sources.queuefile_headers import (
     HEADER_READ_STEPS,
     QUEUE_NAMES,
     CachedHeaders,
-    Listed,
-    ListingWorker,
-    call_soon,
-    grow_pipe,
-    listing_warnings,
-    message_key,
     read_queue_headers,
-    settle,
 )
-from mailwatch.sources.postfix_qdir import QueueDirWatcher
-from mailwatch.sources.process import Child
 from mailwatch.sources.threadscan import scan_in_thread
 
 __all__ = ["HEADER_READ_STEPS", "QUEUE_NAMES", "CachedHeaders", "PostfixSource", "message_key",

@@ -10,123 +10,32 @@ printed by the last listing maps straight to its parsed entry and its built
 :class:`~mailwatch.core.model.Message`, so a rescan of an unchanged queue parses no JSON and
 builds no objects.
 
-Queue files are read with ``os.open``/``os.read`` (cheaper than file objects) and only up to
-the end of the header block (see :mod:`mailwatch.parsing.queuefile`).
+Reading and decoding a queue file's header block: :mod:`.queuefile_headers`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import fcntl
 import os
 import select
 import threading
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from mailwatch.core.headers import (
-    TRACE_HEADERS,
-    NormalisedSubject,
-    normalise_subject,
-    parse_header_block,
-)
-from mailwatch.core.model import Headers, Message
-from mailwatch.errors import QueueFileError
+from mailwatch.core.model import Message
 from mailwatch.parsing.postqueue import Malformed, QueueEntry, parse_line
-from mailwatch.parsing.queuefile import header_block
-from mailwatch.parsing.queueid import hash_dirs
+from mailwatch.sources.queuefile_headers import NO_HEADERS, CachedHeaders, decode, read_listed
 
-HEADER_READ_STEPS = (8 * 1024, 64 * 1024)
-"""Prefix sizes tried in turn before the whole file. 8 KiB holds almost every envelope and
-header block, 64 KiB nearly all the rest; a large body (attachment) is never read."""
-QUEUE_NAMES = ("incoming", "active", "deferred", "hold", "maildrop", "corrupt")
 READ_CHUNK = 1 << 20
 POLL_MS = 100  # how often a worker waiting for output checks whether it was stopped
 BATCH_PAUSE = 0.002  # s: after a small chunk, let output accumulate (fewer wake-ups)
 SMALL_CHUNK = 1 << 16
-PIPE_SIZE = 1 << 20  # lets postqueue run ahead of the worker (best effort, Linux)
-
-
-@dataclass(frozen=True, slots=True)
-class CachedHeaders:
-    """What a message's headers yield once decoded: kept so rescans need no reads."""
-
-    headers: Headers
-    subject: NormalisedSubject
-
-
-NO_HEADERS = CachedHeaders(Headers(), NormalisedSubject("", None))
 
 
 def message_key(source: str, queue_id: str, arrival: datetime) -> str:
     """Stable, unique key: ``source/queue_id/arrival-epoch`` (Postfix reuses queue ids)."""
     return f"{source}/{queue_id}/{int(arrival.timestamp())}"
-
-
-def _queue_file_candidates(queue_dir: Path, queue_name: str, queue_id: str) -> Iterator[str]:
-    # Plain strings: building Path objects cost more than opening the file does.
-    root = os.fspath(queue_dir)
-    # The listed queue first, then the others (moved between listing and reading: deferred →
-    # active…); hashed queues (deferred, defer) have depth 1, named by the id's microseconds
-    # (for a long id, not its first character: mailwatch.parsing.queueid).
-    hashed = hash_dirs(queue_id)
-    for name in (queue_name, *(q for q in QUEUE_NAMES if q != queue_name)):
-        yield f"{root}/{name}/{hashed}/{queue_id}"
-        yield f"{root}/{name}/{queue_id}"
-
-
-def _read(fd: int, size: int | None) -> bytes:
-    """Up to ``size`` bytes (``None``: all the rest), fewer only at the end of the file."""
-    parts: list[bytes] = []
-    wanted = size
-    while wanted is None or wanted > 0:
-        chunk = os.read(fd, READ_CHUNK if wanted is None else wanted)
-        if not chunk:
-            break
-        parts.append(chunk)
-        if wanted is not None:
-            wanted -= len(chunk)
-    return b"".join(parts)
-
-
-def _headers_of(fd: int) -> bytes:
-    data = os.read(fd, HEADER_READ_STEPS[0])
-    try:
-        return header_block(data)  # almost always: the headers end in the first 8 KiB
-    except QueueFileError:
-        pass
-    for size in HEADER_READ_STEPS:
-        data += _read(fd, size - len(data))
-        try:
-            return header_block(data)
-        except QueueFileError:
-            if len(data) < size:  # the whole file is read: more cannot help
-                return b""
-    try:
-        return header_block(data + _read(fd, None))
-    except QueueFileError:
-        return b""
-
-
-def read_queue_headers(queue_dir: Path, queue_name: str, queue_id: str) -> bytes | None:
-    """The header block of a queued message, or ``None`` if it is no longer in any queue.
-
-    An unreadable queue file gives ``b""`` (classify on the envelope alone). Raises
-    :class:`PermissionError` when the queue cannot be read (mailwatch not root/postfix).
-    """
-    for path in _queue_file_candidates(queue_dir, queue_name, queue_id):
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            continue
-        try:
-            return _headers_of(fd)
-        finally:
-            os.close(fd)
-    return None
 
 
 @dataclass(slots=True)
@@ -277,21 +186,11 @@ class ListingWorker:
         self._attempted.add(listed.key)
         if self.error is not None:
             return None  # the probe fails anyway: do not hammer an unreadable queue
-        entry, queue_id = listed.entry, listed.entry.queue_id
         if self._root[0] is not queue_dir:
             self._root = (queue_dir, os.fspath(queue_dir))
+        entry = listed.entry
         try:
-            try:  # where it almost always is: the listed queue, hashed (read_queue_headers)
-                fd = os.open(
-                    f"{self._root[1]}/{entry.queue_name}/{hash_dirs(queue_id)}/{queue_id}",
-                    os.O_RDONLY,
-                )
-            except FileNotFoundError:
-                return read_queue_headers(queue_dir, entry.queue_name, queue_id)
-            try:
-                return _headers_of(fd)
-            finally:
-                os.close(fd)
+            return read_listed(self._root[1], entry.queue_name, entry.queue_id)
         except OSError as exc:
             self.error = exc
             return None
@@ -302,9 +201,7 @@ class ListingWorker:
             return
         cache, messages, keep = self.header_cache, self.messages, self.keep
         for index, listed, raw in read:
-            headers = parse_header_block(raw, skip=TRACE_HEADERS, keep=keep)
-            subject = normalise_subject(headers.get("Subject") or "", decoded=True)
-            cached = CachedHeaders(headers, subject)
+            cached = decode(raw, keep)
             cache[listed.key] = cached
             messages[index] = self._message(listed, cached)
         self.headers_read += len(read)
@@ -327,36 +224,3 @@ class ListingWorker:
         )
         listed.cached, listed.message = cached, message
         return message
-
-
-def grow_pipe(fd: int) -> None:
-    """Enlarge a pipe's buffer so postqueue runs ahead of the worker (best effort, Linux)."""
-    with contextlib.suppress(OSError, AttributeError):
-        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
-
-
-def call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
-    """``loop.call_soon_threadsafe(callback)`` from a thread, unless the loop has closed."""
-    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-        loop.call_soon_threadsafe(callback)
-
-
-def settle(done: asyncio.Future[None], failure: BaseException | None) -> None:
-    """Finish ``done`` with ``failure`` (or success), unless it is already finished."""
-    if done.done():
-        return
-    if failure is None:
-        done.set_result(None)
-    else:
-        done.set_exception(failure)
-
-
-def listing_warnings(stderr: str) -> tuple[str, ...]:
-    """The distinct ``warning:`` texts postqueue printed on stderr."""
-    return tuple(
-        dict.fromkeys(
-            line.split("warning:", 1)[1].strip()
-            for line in stderr.splitlines()
-            if "warning:" in line
-        )
-    )

@@ -43,18 +43,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from sys import intern
 
-from mailwatch.core.headers import (
-    TRACE_HEADERS,
-    NormalisedSubject,
-    normalise_subject,
-    parse_header_block,
-)
+from mailwatch.core.headers import NormalisedSubject
 from mailwatch.core.model import Message
 from mailwatch.errors import SourceTimeout
 from mailwatch.parsing.deferlog import parse_defer_log
 from mailwatch.parsing.envelope import STAT_EXPIRE, Envelope
 from mailwatch.parsing.queueid import is_queue_id
-from mailwatch.sources.postfix_listing import NO_HEADERS, CachedHeaders, message_key
+from mailwatch.sources.postfix_listing import message_key
 from mailwatch.sources.postfix_state import (
     Deferred,
     Stamp,
@@ -65,6 +60,7 @@ from mailwatch.sources.postfix_state import (
     stamp_of,
     unpack_stamp,
 )
+from mailwatch.sources.queuefile_headers import NO_HEADERS, CachedHeaders, decode
 
 LISTED_QUEUES = ("maildrop", "active", "incoming", "deferred", "hold")
 """What showq lists, in its order (``corrupt`` is not listed)."""
@@ -376,9 +372,7 @@ class QueueDirWatcher:
                 message.headers, NormalisedSubject(message.subject, message.marking)
             )
         if cached is None:
-            headers = parse_header_block(envelope.headers, skip=TRACE_HEADERS, keep=self.keep)
-            subject = normalise_subject(headers.get("Subject") or "", decoded=True)
-            cached = CachedHeaders(headers, subject) if envelope.headers else NO_HEADERS
+            cached = decode(envelope.headers, self.keep) if envelope.headers else NO_HEADERS
             self.header_cache[key] = cached
             self.headers_read += 1
         message = Message(

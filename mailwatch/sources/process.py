@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -209,3 +211,29 @@ async def run(
         raise
     child.close()
     return returncode, child.stdout, child.stderr
+
+
+PIPE_SIZE = 1 << 20
+"""What :func:`grow_pipe` asks for: lets a command's output run ahead of its reader."""
+
+
+def grow_pipe(fd: int, size: int = PIPE_SIZE) -> None:
+    """Enlarge a pipe's buffer to ``size`` bytes (best effort, Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)
+
+
+def call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    """``loop.call_soon_threadsafe(callback)`` from a thread, unless the loop has closed."""
+    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+        loop.call_soon_threadsafe(callback)
+
+
+def settle(done: asyncio.Future[None], failure: BaseException | None) -> None:
+    """Finish ``done`` with ``failure`` (or success), unless it is already finished."""
+    if done.done():
+        return
+    if failure is None:
+        done.set_result(None)
+    else:
+        done.set_exception(failure)

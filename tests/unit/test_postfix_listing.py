@@ -17,12 +17,8 @@ import pytest
 
 from mailwatch.core.headers import keep_set, parse_header_block
 from mailwatch.core.model import Headers
-from mailwatch.sources.postfix_listing import (
-    HEADER_READ_STEPS,
-    CachedHeaders,
-    ListingWorker,
-    read_queue_headers,
-)
+from mailwatch.sources.postfix_listing import ListingWorker
+from mailwatch.sources.queuefile_headers import HEADER_READ_STEPS, CachedHeaders, read_queue_headers
 
 ARRIVAL = 1795953996
 HEADERS = [
@@ -213,7 +209,7 @@ class TestWorker:
             return parse_header_block(*args, **kwargs)
 
         monkeypatch.setattr(os, "open", opening)
-        monkeypatch.setattr("mailwatch.sources.postfix_listing.parse_header_block", decoding)
+        monkeypatch.setattr("mailwatch.sources.queuefile_headers.parse_header_block", decoding)
         worker = _worker([_line(q) for q in ids], tmp_path, keep=keep_set())
         assert events == ["open"] * 20 + ["decode"] * 20
         assert [m.subject for m in worker.messages if m is not None] == [f"Case {q}" for q in ids]
