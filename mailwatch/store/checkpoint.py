@@ -10,11 +10,12 @@ connection, and SQLite releases the GIL for the whole of it, so it overlaps the 
 Python (metrics, alerts) instead of delaying it.
 
 Nothing is lost either way: committed pages are in the log until a checkpoint copies them, and
-readers see them there. A failed checkpoint is logged and kept (:attr:`Checkpointer.error`, a
-:class:`~mailwatch.errors.StoreError`); the log is copied by the next checkpoint (SQLite's
-automatic one at a later commit, or the one at close). :meth:`Checkpointer.close` waits for a
-running checkpoint, so :meth:`Store.close <mailwatch.store.Store.close>` still ends with a
-complete database file.
+readers see them there. A failed checkpoint is logged, kept (:attr:`Checkpointer.error`, a
+:class:`~mailwatch.errors.StoreError`) and counted by kind (:meth:`Checkpointer.failures`,
+added to the store's health: ``mailwatch_store_errors_total``); the log is copied by the next
+checkpoint (SQLite's automatic one at a later commit, or the one at close).
+:meth:`Checkpointer.close` waits for a running checkpoint, so
+:meth:`Store.close <mailwatch.store.Store.close>` still ends with a complete database file.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class Checkpointer:
         """The latest checkpoint's failure (``None`` once one succeeds)."""
         self.checkpoints = 0
         """Checkpoints completed."""
+        self._failures: dict[str, int] = {}
         self._wanted = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
@@ -66,6 +68,11 @@ class Checkpointer:
                     target=self._run, name="store-checkpoint", daemon=True
                 )
                 self._thread.start()
+
+    def failures(self) -> dict[str, int]:
+        """Failed checkpoints by kind (``StoreError.kind``) since the store was opened."""
+        with self._lock:
+            return dict(self._failures)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until no checkpoint is asked for or running; whether that happened in time."""
@@ -108,6 +115,8 @@ class Checkpointer:
             db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error as exc:
             self.error = translate(exc, f"cannot checkpoint store {self.path}")
+            with self._lock:
+                self._failures[self.error.kind] = self._failures.get(self.error.kind, 0) + 1
             log.warning("store_checkpoint_failed", kind=self.error.kind, error=str(self.error))
             if db is not None:
                 db.close()

@@ -15,6 +15,7 @@ scan that wrote many rows: its checkpoint runs on a thread (:mod:`mailwatch.stor
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -131,8 +132,19 @@ class Store(
         self._stale = {}
 
     def health(self) -> StoreHealth:
-        """Whether writes work now, and failures by kind since the store was opened."""
-        return self._db.health
+        """Whether writes work now, and failures by kind since the store was opened.
+
+        The failures include the background checkpoints' (:mod:`mailwatch.store.checkpoint`),
+        which leave writes working (``up``) but the log growing until one succeeds.
+        """
+        health = self._db.health
+        failed = self._checkpointer.failures() if self._checkpointer is not None else {}
+        if not failed:
+            return health
+        errors = dict(health.errors)
+        for kind, count in failed.items():
+            errors[kind] = errors.get(kind, 0) + count
+        return dataclasses.replace(health, errors=errors)
 
     @property
     def checkpointer(self) -> Checkpointer | None:

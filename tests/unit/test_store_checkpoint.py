@@ -133,12 +133,15 @@ def test_a_failed_checkpoint_is_a_typed_error_and_loses_nothing(
     error: StoreError | None = checkpointer.error
     assert isinstance(error, StoreIOError)  # a StoreError and an OSError
     assert checkpointer.checkpoints == 0
+    assert store.health().up  # writes still work...
+    assert store.health().errors.get("io") == 1  # ...but the failure is counted (metrics)
     assert len(store.queued("pf1")) == MESSAGES  # the log still holds every row
     monkeypatch.undo()
     checkpointer.request()  # the next checkpoint copies them, and clears the error
     assert checkpointer.wait(30)
     assert checkpointer.error is None
     assert checkpointer.checkpoints == 1
+    assert store.health().errors.get("io") == 1  # a count since the store was opened
     store.close()
     assert len(_messages(path)) == MESSAGES
 
