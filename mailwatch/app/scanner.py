@@ -198,15 +198,18 @@ class Scanner:
                 error=exc.detail,
                 error_kind=type(exc).__name__,
             )
+        left: tuple[str, ...] = ()
         match observation:
             case LogObservation():
-                self.store.record_outcomes(
+                left = self.store.record_outcomes(
                     source.name, observation.outcomes_for, observation.outcomes, observation.cursor
                 )
             case CanaryObservation(canaries=canaries) if canaries:
                 self.store.record_canaries(source.name, canaries, observation.observed_at)
         if isinstance(source, KeepsProgress):  # only now: a failed write above keeps it all
             source.committed(observation)
+        if left and isinstance(observation, LogObservation) and observation.outcomes_for:
+            self._settle(observation.outcomes_for, left)
         backlog = self.backlog(source.name)
         delta = backlog.update(observation.messages, self._first_seen, observation.observed_at)
         verdicts = self._latest[source.name] = tuple(backlog.verdicts.values())
@@ -247,6 +250,20 @@ class Scanner:
             observation=observation,
             changes=delta,
         )
+
+    def _settle(self, source: str, keys: Sequence[str]) -> None:
+        """Messages of ``source`` left the queue for good (the mail log): stop counting them.
+
+        The store marked them left; the kept backlog (what the metrics and the alerts count)
+        now agrees at once instead of at the next scan of ``source`` (one truth).
+        """
+        kept = self._backlogs.get(source)
+        if kept is not None and kept.discard(keys):
+            self._latest[source] = tuple(kept.verdicts.values())
+
+    def latest(self, source: str) -> Sequence[Verdict] | None:
+        """``source``'s verdicts as the scanner holds them now (``None`` before its first scan)."""
+        return self._latest.get(source)
 
     def backlog(self, source: str) -> Backlog:
         """The kept judgement of ``source``'s queued messages (empty before its first scan)."""

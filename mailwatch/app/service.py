@@ -28,12 +28,13 @@ import structlog
 
 from mailwatch.alerting.rules import Situation
 from mailwatch.alerting.situation import class_views
+from mailwatch.app import supervisor as sup
 from mailwatch.app.alert_engine import AlertEngine
 from mailwatch.app.deferrals import DeferralWatch, alerted_destinations
 from mailwatch.app.delivery import DeliveryLoop
 from mailwatch.app.fleet_push import FleetPusher
 from mailwatch.app.scanner import Scanner, ScanOutcome
-from mailwatch.app.supervisor import every, next_delay, probe_deadline, run_worker
+from mailwatch.app.supervisor import next_delay, probe_deadline, run_worker
 from mailwatch.config.settings import Settings
 from mailwatch.core.destinations import DestinationWatch
 from mailwatch.core.judgement import Judgement, judge
@@ -57,18 +58,8 @@ log = structlog.get_logger(__name__)
 HISTORY_WINDOW = timedelta(hours=1)
 PRUNE_EVERY = timedelta(hours=1)
 """How often the service deletes history past the store's retention (and once at start)."""
-SUPERVISOR_ERROR_KINDS = frozenset({"timeout", "store", "internal"})
-"""Failures the service itself records (probe deadline, store write, a crash); a source's own
-errors are labelled by its kind (:meth:`mailwatch.sources.registry.SourceKind.error_kind`)."""
 EVALUATE_EVERY = 15.0
 """Seconds between alert evaluations and snapshot rebuilds that no scan triggered."""
-
-
-def error_kind(outcome: ScanOutcome, settings: Settings) -> str:
-    """The ``kind`` label of a failed probe."""
-    if outcome.error_kind in SUPERVISOR_ERROR_KINDS:
-        return outcome.error_kind
-    return kind_of(settings.sources[outcome.source]).error_kind(outcome.error_kind)
 
 
 @dataclass
@@ -125,7 +116,7 @@ class Service:
         self._state: dict[str, _SourceState] = {}
         for source in self.sources:
             config = settings.sources[source.name]
-            labels = (*kind_of(config).error_labels(), *SUPERVISOR_ERROR_KINDS)
+            labels = (*kind_of(config).error_labels(), *sup.SUPERVISOR_ERROR_KINDS)
             self._state[source.name] = _SourceState(
                 interval=config.interval.seconds, queues=config.queues(source.name),
                 backlog=config.holds_backlog, timeout=config.probe_timeout(),
@@ -221,6 +212,7 @@ class Service:
         if outcome.ok:
             state.failures = 0
             state.verdicts = outcome.verdicts
+            self._settled(outcome.observation)
             state.relayhost = relayhost_of(outcome.observation)
             if state.backlog:
                 self.deferrals.record(outcome.finished_at, self._backlog(), self.relayhosts())
@@ -234,7 +226,7 @@ class Service:
             )
         else:
             state.failures += 1
-            kind = error_kind(outcome, self.settings)
+            kind = sup.error_kind(outcome, self.settings)
             state.health = dataclasses.replace(  # last success, warnings, reconciled: as before
                 old, up=False, last_duration_seconds=outcome.duration_seconds,
                 errors={**old.errors, kind: old.errors.get(kind, 0) + 1},
@@ -338,6 +330,12 @@ class Service:
         if counts.total:
             log.info("store_pruned", **asdict(counts))
 
+    def _settled(self, observation: object) -> None:
+        """After a mail log's removals: its queue source's verdicts as the scanner holds them."""
+        name = getattr(observation, "outcomes_for", None)
+        if name in self._state and (latest := self.scanner.latest(name)) is not None:
+            self._state[name].verdicts = latest
+
     def undeliverable(self, now: datetime) -> list[Judgement]:
         """Messages that bounced or expired within ``undeliverable_for``, judged at ``now``."""
         since = now - timedelta(seconds=self.settings.undeliverable_for.seconds)
@@ -394,5 +392,5 @@ class Service:
             if self.fleet is not None:
                 group.create_task(self.fleet.run(stop), name="fleet:push")
             group.create_task(
-                every(EVALUATE_EVERY, self._evaluate_quietly, stop), name="alerts:evaluate"
+                sup.every(EVALUATE_EVERY, self._evaluate_quietly, stop), name="alerts:evaluate"
             )

@@ -12,11 +12,29 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from mailwatch.config.settings import Settings
+from mailwatch.sources.registry import kind_of
+
+if TYPE_CHECKING:
+    from mailwatch.app.scanner import ScanOutcome
+
 log = structlog.get_logger(__name__)
+
+SUPERVISOR_ERROR_KINDS = frozenset({"timeout", "store", "internal"})
+"""Failures the service itself records (probe deadline, store write, a crash); a source's own
+errors are labelled by its kind (:meth:`mailwatch.sources.registry.SourceKind.error_kind`)."""
+
+
+def error_kind(outcome: ScanOutcome, settings: Settings) -> str:
+    """The ``kind`` label of a failed probe."""
+    if outcome.error_kind in SUPERVISOR_ERROR_KINDS:
+        return outcome.error_kind
+    return kind_of(settings.sources[outcome.source]).error_kind(outcome.error_kind)
+
 
 MAX_BACKOFF_SECONDS = 300.0
 STOP_GRACE = 3.0

@@ -25,7 +25,7 @@ from __future__ import annotations
 import heapq
 from array import array
 from bisect import bisect_left, insort
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -81,6 +81,7 @@ class Backlog:
         self._arrivals: dict[ClassKey, array[int]] = {}
         self._sums: dict[ClassKey, int] = {}
         self._stuck_keys: set[str] = set()
+        self._discarded: list[Verdict] = []
 
     @property
     def now(self) -> datetime | None:
@@ -118,6 +119,7 @@ class Backlog:
         for verdict in removed:
             self._forget(verdict)
             del old[verdict.message.key]
+        removed += self._settled(fresh)
         for verdict in fresh.values():
             self._count(verdict)
         old.update(fresh)
@@ -158,8 +160,30 @@ class Backlog:
         self._arrivals = {where: array("q", sorted(a)) for where, a in arrivals.items()}
         heapq.heapify(due)
         self._due = due
-        removed = tuple(v for key, v in old.items() if key not in self.verdicts)
+        removed = (*(v for key, v in old.items() if key not in self.verdicts),
+                   *self._settled(self.verdicts))  # fmt: skip
         return ScanDelta(tuple(self.verdicts.values()), removed=removed, full=True)
+
+    def discard(self, keys: Iterable[str]) -> tuple[Verdict, ...]:
+        """Stop counting ``keys`` as queued: they left the queue for good (the mail log said).
+
+        Between scans, so every count agrees with the store at once. The next :meth:`update`
+        reports them as removed, unless its messages list them again (the log ran ahead of a
+        listing taken before they left): they are new again then.
+        """
+        gone = []
+        for key in keys:
+            verdict = self.verdicts.pop(key, None)
+            if verdict is not None:
+                self._forget(verdict)
+                gone.append(verdict)
+        self._discarded.extend(gone)
+        return tuple(gone)
+
+    def _settled(self, listed: Mapping[str, Verdict]) -> list[Verdict]:
+        """The verdicts discarded since the last scan that it did not list again."""
+        discarded, self._discarded = self._discarded, []
+        return [v for v in discarded if v.message.key not in listed]
 
     def _count(self, verdict: Verdict) -> None:
         c = verdict.classification

@@ -62,26 +62,29 @@ class OutcomesMixin:
         outcomes_for: str | None,
         events: Sequence[LogEvent],
         cursor: LogCursor | None,
-    ) -> int:
+    ) -> tuple[str, ...]:
         """Join final outcomes to tracked messages and save the log cursor, in one transaction.
 
-        Returns how many events were joined to a tracked message. Final deliveries of messages
-        mailwatch never saw queued (delivered at once) are kept unjoined, without a class.
+        Final deliveries of messages mailwatch never saw queued (delivered at once) are kept
+        unjoined, without a class. Returns the keys of the queued messages that the log says
+        left the queue for good (``removed``): the scanner stops counting them as queued
+        then, not only once a later scan of their queue no longer lists them.
         """
-        joined = 0
+        left: list[str] = []
         try:
             self._db.execute("BEGIN")
             for event in events:
                 target = self._message_for(event.queue_id, outcomes_for)
-                joined += target is not None
                 if isinstance(event, Delivery):
                     if event.status.final:
                         self._record_delivery(log_source, event, target)
                 elif target is not None:  # removed: it left the queue for good
-                    self._db.execute(
+                    changed = self._db.execute(
                         "UPDATE messages SET status = ?, left_at = ? WHERE key = ? AND status = ?",
                         (Status.LEFT.value, ts(event.at), target[0], Status.QUEUED.value),
-                    )
+                    ).rowcount
+                    if changed:
+                        left.append(target[0])
                     if outcomes_for in self._index:  # written again if a scan still sees it
                         self._index[outcomes_for].pop(target[0], None)
                         self._stale.setdefault(outcomes_for, set()).add(target[0])
@@ -98,7 +101,7 @@ class OutcomesMixin:
             self._db.rollback_quietly()
             self._index.pop(outcomes_for or "", None)
             raise
-        return joined
+        return tuple(left)
 
     def _record_delivery(
         self, log_source: str, event: Delivery, target: tuple[str, str, int] | None

@@ -281,8 +281,10 @@ async def test_categories_everywhere_and_the_alert_fires_and_resolves(
         ]  # fmt: skip
 
         def metrics_agree() -> str:
-            # The store can hear of the rejected recall's bounce (the mail log) a probe before
-            # the queue scan sees it leave: the metrics count it as queued until then.
+            # The mail log's "removed" makes the metrics let go of the rejected recall at once
+            # (mailwatch.core.tracked.Backlog.discard), but its "status=bounced" line can be
+            # read one log probe before that line is written: until then the store says
+            # bounced and the kept backlog still counts it queued, for one log interval.
             text = get(f"{base}/metrics")
             return text if all(line in text for line in lines) else ""
 
