@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime
 
-from mailwatch.core.headers import TRACE_HEADERS, NormalisedSubject, parse_header_blocks
+from mailwatch.core.headers import TRACE_HEADERS, parse_header_blocks
 from mailwatch.core.model import Headers, Message
 from mailwatch.parsing.imap import FetchRecord
 from mailwatch.parsing.imap_headers import packed_blocks
@@ -31,14 +31,6 @@ from mailwatch.sources.imap_decoder_process import Answer, DecoderProcess
 
 CHUNK = 200
 """Records decoded as one batch, at most (a busy client is handed many FETCH batches at once)."""
-
-
-def _from_child(decoded: Sequence[Decoded]) -> Iterable[tuple[Headers, Described]]:
-    """The child's plain values as the in-process path gives them."""
-    from_packed, recipients = Headers.from_packed, recipients_named
-    for packed, sender, addresses, subject, marking in decoded:
-        described = (sender, recipients(addresses), NormalisedSubject(subject, marking))
-        yield from_packed(packed), described
 
 
 def _in_process(raws: list[bytes], keep: frozenset[str]) -> Iterable[tuple[Headers, Described]]:
@@ -81,6 +73,7 @@ class BatchDecoder:
         self._queue: collections.deque[list[FetchRecord]] = collections.deque()
         self._step: asyncio.Handle | None = None
         self._emptied: asyncio.Future[None] | None = None
+        self._cancelled = False
 
     def __call__(self, records: list[FetchRecord]) -> None:
         """Decode (or queue) the records of one or more FETCH batches."""
@@ -123,16 +116,22 @@ class BatchDecoder:
             await self.child.drain()
 
     def cancel(self) -> None:
-        """Stop working through the queue (the probe failed: nothing decoded is kept)."""
+        """Stop decoding: what is queued or held by the child is dropped.
+
+        (The sync failed or was cancelled: it keeps nothing it decoded.)
+        """
+        self._cancelled = True
         if self._step is not None:
             self._step.cancel()
         self._queue.clear()
 
     def _answer(self, live: list[FetchRecord]) -> Answer:
         def answer(decoded: list[Decoded] | None) -> None:
-            if decoded is not None and len(decoded) == len(live):
+            if self._cancelled:
+                return
+            if decoded is not None:
                 try:
-                    self._build(live, _from_child(decoded))
+                    self._built(live, decoded)  # (strict: an answer per block, or ValueError)
                 except (TypeError, ValueError):  # not what the child sends: it is broken
                     if self.child is not None:
                         self.child.fail("an answer of the wrong shape")
@@ -157,4 +156,21 @@ class BatchDecoder:
             into[uid] = Message(  # positional: a third cheaper than wait_reason=…
                 prefix + queue_id, name, queue_id, folder, arrival, size, sender,
                 recipients, headers, subject.text, subject.marking, False, wait_reason,
+            )  # fmt: skip
+
+    def _built(self, live: list[FetchRecord], decoded: list[Decoded]) -> None:
+        """:meth:`_build` from the child's plain values (no intermediate tuples)."""
+        into, now, name, folder = self.into, self.now, self.name, self.folder
+        prefix, wait_reason = self.prefix, self.wait_reason
+        from_packed, recipients_of = Headers.from_packed, recipients_named
+        for record, (packed, sender, addresses, subject, marking) in zip(
+            live, decoded, strict=True
+        ):
+            uid = record.uid or 0
+            arrival, size = record.internaldate or now, record.size or 0
+            queue_id = str(uid)
+            into[uid] = Message(
+                prefix + queue_id, name, queue_id, folder, arrival, size, sender,
+                recipients_of(addresses), from_packed(packed), subject, marking, False,
+                wait_reason,
             )  # fmt: skip
