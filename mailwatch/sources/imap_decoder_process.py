@@ -15,7 +15,11 @@ closes every descriptor it inherited but its two pipes, restores the default sig
 dispositions (the event loop's wake-up descriptor is the parent's), keeps the parent's
 objects out of its garbage collection, and leaves by ``os._exit``, so nothing of the parent
 (atexit handlers, buffers, the event loop) runs in it; it runs only the decoders (``str`` and
-``re`` work, already imported), never a lock another thread of the parent could hold.
+``re`` work, already imported), never a lock another thread of the parent could hold (the
+interpreter resets its own, the import lock among them, in a forked child). That is why the
+warning Python 3.12 gives for a fork in a process with threads is silenced here. The price
+of a fork is copy-on-write: each page the parent writes while the child lives is copied
+once (~7,000 pages, ~20 ms of system time, in a 10,000-message first sync).
 
 A child that ends, writes a frame that cannot be read or an answer of the wrong shape, does
 not answer within :data:`ANSWER_TIMEOUT`, or cannot be started fails once (logged at
@@ -33,6 +37,7 @@ import fcntl
 import gc
 import os
 import signal
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -97,7 +102,9 @@ def _fork(serve: Serve) -> tuple[int, int, int]:
         with contextlib.suppress(OSError):  # a larger pipe only saves waits
             fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
     try:
-        pid = os.fork()
+        with warnings.catch_warnings():  # Python >= 3.12 warns of threads: see the docstring
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
     except OSError:
         for fd in (*to_child, *to_parent):
             os.close(fd)
