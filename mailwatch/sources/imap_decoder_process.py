@@ -178,7 +178,9 @@ class DecoderProcess:
     def submit(self, raws: list[bytes], answer: Answer) -> bool:
         """Hand one batch to the child; ``False`` if it cannot take it now (decode it here)."""
         stdin = self._stdin
-        if not self.ready or self.failed or len(self._waiting) >= WINDOW or stdin is None:
+        if not self.ready or self.failed or len(self._waiting) >= WINDOW:
+            return False
+        if stdin is None or stdin.is_closing():  # (a broken pipe closes it: the child is gone)
             return False
         try:
             frame = pack((self.names, raws))
