@@ -45,6 +45,7 @@ import json
 import os
 import platform
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -62,7 +63,7 @@ from mailwatch.core.model import Observation
 from mailwatch.errors import SourceError
 from mailwatch.parsing.imap import MAX_UIDS_PER_FETCH, format_sequence_set, parse_search
 from mailwatch.sandbox.dovecot import DovecotCommandError, PrivateDovecot
-from mailwatch.sources.imap import DEFAULT_HEADER_FIELDS, ImapSource
+from mailwatch.sources.imap import DECODE_PROCESS_FROM, DEFAULT_HEADER_FIELDS, ImapSource
 from mailwatch.sources.imap_addresses import clear_caches
 
 FIRST_SYNC_TARGET = 1.5  # issue 13: first_sync / fastest stdlib fetch of every message's headers
@@ -356,13 +357,14 @@ class Mailbox:
     password: str
     messages: int = 0
     unseen: int = 0
+    decode_process_from: int | None = DECODE_PROCESS_FROM
 
     def source(self, fetch_batch: int) -> ImapSource:
         """A brand-new ImapSource on this INBOX (plain IMAP on loopback: nothing cached)."""
         return ImapSource(
             "bench", host="127.0.0.1", port=self.dovecot.imap_port, security="plain",
             user=self.user, password=self.password, folders=(FOLDER,), timeout=120.0,
-            fetch_batch=fetch_batch,
+            fetch_batch=fetch_batch, decode_process_from=self.decode_process_from,
         )  # fmt: skip
 
 
@@ -373,22 +375,31 @@ class Probe:
     seconds: float
     cpu: float
     observation: Observation
+    child_cpu: float = 0.0
+    """CPU time of the child processes the probe reaped (its decoding process)."""
+
+
+def children_cpu() -> float:
+    """User and system CPU time of this process's reaped children so far."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 async def probe(source: ImapSource, mailbox: Mailbox, read: int, what: str) -> Probe:
     """Time one probe; check it saw every unseen message and read exactly ``read`` headers."""
-    t0, cpu0 = time.perf_counter(), time.process_time()
+    t0, cpu0, child0 = time.perf_counter(), time.process_time(), children_cpu()
     try:
         observation = await source.probe()
     except SourceError as exc:
         raise BenchError(f"{what}: probe failed: {exc}") from exc
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    child_cpu = children_cpu() - child0
     got = (len(observation.messages), observation.headers_read, observation.malformed)
     check(
         got == (mailbox.unseen, read, 0),
         f"{what}: saw/read/malformed {got}, expected {(mailbox.unseen, read, 0)}",
     )
-    return Probe(elapsed, cpu, observation)
+    return Probe(elapsed, cpu, observation, child_cpu)
 
 
 async def unchanged_poll(source: ImapSource, mailbox: Mailbox, what: str) -> Probe:
@@ -488,6 +499,7 @@ async def measure(
         first = await probe(large_source, large, large.unseen, "first sync")
         results.add("first_sync", first.seconds)
         results.add("first_sync_cpu", first.cpu)
+        results.add("first_sync_child_cpu", first.child_cpu)
         clear_caches()
         small_source = small.source(fetch_batch)
         first_small = await probe(small_source, small, small.unseen, "first sync (small)")
@@ -644,6 +656,10 @@ def report(
         print(f"{label:<52} {med(key):>9.4f} {min(samples):>8.4f} {max(samples):>8.4f} {cpu}")
     print(f"(* the fastest stdlib batch size, {chosen}, is the baseline; cpu s: median CPU time")
     print(" of the mailwatch process, Dovecot's excluded)")
+    print(
+        f"decoding process (decode_process_from={large_box_threshold(args)}): median CPU "
+        f"{med('first_sync_child_cpu'):.3f}s during a first sync of N, besides the cpu s above"
+    )
     print()
     per_message_ms = med("first_sync") / fetched * 1000
     print(
@@ -668,7 +684,9 @@ def report(
             f"first sync in a fresh process: {peak['seconds']:.3f}s, "
             f"cpu {peak['cpu_seconds']:.3f}s, own peak RSS {peak['peak_rss_mib']:.0f} MiB "
             f"(RSS {peak['rss_before_mib']:.0f} MiB before, {peak['rss_after_mib']:.0f} MiB "
-            "after, observation held)"
+            "after, observation held); its decoding process: cpu "
+            f"{peak['decoding_process_cpu_seconds']:.3f}s, peak RSS "
+            f"{peak['decoding_process_peak_rss_mib']:.0f} MiB (shared pages counted)"
         )
     print()
     for target in targets:
@@ -718,6 +736,11 @@ def environment_facts() -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
+def large_box_threshold(args: argparse.Namespace) -> int | None:
+    """The ImapSource's ``decode_process_from`` as given (0: never)."""
+    return args.decode_process_from or None
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(
@@ -737,6 +760,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=int,
         default=200,
         help=f"mailwatch's fetch_batch (ImapSource default 200; 1..{MAX_UIDS_PER_FETCH})",
+    )
+    parser.add_argument(
+        "--decode-process-from",
+        type=int,
+        default=DECODE_PROCESS_FROM,
+        help="new messages from which a first sync decodes in a second process "
+        f"(ImapSource default {DECODE_PROCESS_FROM}; 0: never, all in-process)",
     )
     parser.add_argument("--seed", type=int, default=20140611, help="message generator seed")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
@@ -817,8 +847,9 @@ def prepare(
     users = None if meta is not None else {LARGE_USER: password, SMALL_USER: password}
     root.mkdir(parents=True, exist_ok=True)
     dovecot = PrivateDovecot.create(root, users=users)  # new ports and certificates
-    large = Mailbox(dovecot, LARGE_USER, password)
-    small = Mailbox(dovecot, SMALL_USER, password)
+    threshold = args.decode_process_from or None
+    large = Mailbox(dovecot, LARGE_USER, password, decode_process_from=threshold)
+    small = Mailbox(dovecot, SMALL_USER, password, decode_process_from=threshold)
     print(f"starting Dovecot in {root}", flush=True)
     dovecot.start()
     try:
@@ -875,7 +906,10 @@ def own_peak(box: Mailbox) -> dict[str, float]:
     benchmark process's (``ru_maxrss`` of a forked child would not be).
     """
     env = {**os.environ, "MWBENCH_PASSWORD": box.password}
-    command = [sys.executable, __file__, CHILD_FLAG, str(box.dovecot.imap_port), box.user]
+    command = [
+        sys.executable, __file__, CHILD_FLAG, str(box.dovecot.imap_port), box.user,
+        str(box.decode_process_from or 0),
+    ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     check(done.returncode == 0, f"first sync child failed: {done.stderr[-2000:]}")
     facts: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -899,14 +933,18 @@ async def _probe_into(source: ImapSource, out: list[Observation]) -> None:
     out.append(await source.probe())
 
 
-def first_sync_child(port: int, user: str) -> int:
-    """The child of :func:`own_peak`: one probe; prints RSS before, peak, times as JSON."""
+def first_sync_child(port: int, user: str, threshold: int) -> int:
+    """The child of :func:`own_peak`: one probe; prints RSS before, peak, times as JSON.
+
+    (Its own peak RSS is this process's; a decoding process it forks has its own.)
+    """
     source = ImapSource(
         "bench", host="127.0.0.1", port=port, security="plain", user=user,
         password=os.environ["MWBENCH_PASSWORD"], folders=(FOLDER,), timeout=300.0,
+        decode_process_from=threshold or None,
     )  # fmt: skip
     before = _status_kib("VmRSS")
-    t0, cpu0 = time.perf_counter(), time.process_time()
+    t0, cpu0, child0 = time.perf_counter(), time.process_time(), children_cpu()
     observations: list[Observation] = []
     asyncio.run(_probe_into(source, observations))
     observation = observations[0]
@@ -915,6 +953,10 @@ def first_sync_child(port: int, user: str) -> int:
         "messages": len(observation.messages),
         "seconds": round(seconds, 3),
         "cpu_seconds": round(cpu, 3),
+        "decoding_process_cpu_seconds": round(children_cpu() - child0, 3),
+        "decoding_process_peak_rss_mib": round(
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1
+        ),
         "rss_before_mib": round(before / 1024, 1),
         "peak_rss_mib": round(_status_kib("VmHWM") / 1024, 1),
         "rss_after_mib": round(_status_kib("VmRSS") / 1024, 1),
@@ -957,7 +999,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: 0 all targets met, 1 a target failed, 2 the benchmark could not run."""
     given = sys.argv[1:] if argv is None else list(argv)
     if given[:1] == [CHILD_FLAG]:
-        return first_sync_child(int(given[1]), given[2])
+        return first_sync_child(int(given[1]), given[2], int(given[3]))
     args = parse_args(argv)
     try:
         return run(args)

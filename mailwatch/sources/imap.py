@@ -54,14 +54,15 @@ from typing import Literal
 
 import structlog
 
-from mailwatch.core.headers import TRACE_HEADERS, keep_set, parse_header_blocks
-from mailwatch.core.model import Headers, Message, QueueObservation
+from mailwatch.core.headers import keep_set
+from mailwatch.core.model import Message, QueueObservation
 from mailwatch.errors import SourceError, SourceTimeout
 from mailwatch.gcpause import collection_paused
-from mailwatch.parsing.imap import MAX_UIDS_PER_FETCH, FetchRecord, MailboxState
-from mailwatch.parsing.imap_headers import packed_blocks
-from mailwatch.sources.imap_addresses import Described, addresses, describe, describe_packed
+from mailwatch.parsing.imap import MAX_UIDS_PER_FETCH, MailboxState
+from mailwatch.sources.imap_addresses import addresses, describe
 from mailwatch.sources.imap_client import ImapClient, Security, make_ssl_context
+from mailwatch.sources.imap_decoder import BatchDecoder
+from mailwatch.sources.imap_decoder_process import DecoderProcess
 
 __all__ = [  # addresses and describe re-exported (their home: imap_addresses)
     "DEFAULT_HEADER_FIELDS",
@@ -80,6 +81,9 @@ DEFAULT_HEADER_FIELDS = (
     "PRIORITY", "X-MSMAIL-PRIORITY", "SENSITIVITY", "REPLY-TO", "IN-REPLY-TO",
 )  # fmt: skip
 """Headers fetched for every new message; add the names your header rules use."""
+DECODE_PROCESS_FROM = 2000
+"""New messages in one folder sync from which their headers are decoded by a second process
+(:mod:`mailwatch.sources.imap_decoder_process`), so the IMAP session keeps a core to itself."""
 
 _FIELD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # safe inside HEADER.FIELDS (...)
 _ACTIONED: dict[str, tuple[str | None, str, str]] = {
@@ -126,6 +130,7 @@ class ImapSource:
         extra_headers: Sequence[str] = (),
         fetch_batch: int = 200,
         known: Iterable[Message] = (),
+        decode_process_from: int | None = DECODE_PROCESS_FROM,
     ) -> None:
         if (password is None) == (token is None):
             raise ValueError("give exactly one of password or token")
@@ -160,6 +165,8 @@ class ImapSource:
             f"(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS ({' '.join(fields)})])"
         )
         self.fetch_batch = fetch_batch
+        self.decode_process_from = decode_process_from
+        self._child: DecoderProcess | None = None  # during a probe that fetches that many
         self.state: dict[str, FolderState] = {}
         self._resume(known)
 
@@ -215,6 +222,10 @@ class ImapSource:
             raise  # already typed (SourceTimeout is a TimeoutError too: keep its detail)
         except TimeoutError as exc:  # the whole probe's deadline (each call has its own too)
             raise SourceTimeout(self.name, f"probe took longer than {self.timeout:g}s") from exc
+        finally:  # done, failed or cancelled: the decoding child ends with the probe
+            child, self._child = self._child, None
+            if child is not None:
+                await child.close()
         if malformed:
             log.warning("imap_fetch_malformed", source=self.name, count=malformed)
         return QueueObservation(
@@ -272,14 +283,29 @@ class ImapSource:
             wanted = [uid for uid in still if uid not in messages]
         fetched: dict[int, Message] = {}
         answered: set[int] = set()
-        decode = self._decoder(
-            folder, mailbox.uidvalidity, reason, {"\\Deleted", flag}, fetched, answered, now
-        )
-        malformed = (await client.fetch(wanted, self.fetch_items, decode))[1] if wanted else 0
+        done = {"\\Deleted"} if flag is None else {"\\Deleted", flag}
+        child = self._decoding_child(len(wanted))
+        decode = BatchDecoder(
+            self.name, folder, mailbox.uidvalidity, reason, self._keep, done, fetched, answered,
+            now, child,
+        )  # fmt: skip
+        try:
+            malformed = (await client.fetch(wanted, self.fetch_items, decode))[1] if wanted else 0
+            await decode.finish()  # what is still queued, or held by the child
+        finally:
+            decode.cancel()
         if len(answered) < len(wanted):  # malformed, or expunged meanwhile
             mailbox = replace(mailbox, highestmodseq=None)  # so the next poll retries them
         self.state[folder] = FolderState(mailbox, _merged(messages, fetched))
         return len(answered), malformed
+
+    def _decoding_child(self, wanted: int) -> DecoderProcess | None:
+        """The probe's decoding process, started now if ``wanted`` headers are worth it."""
+        threshold = self.decode_process_from
+        if self._child is None and threshold is not None and wanted >= threshold:
+            self._child = DecoderProcess(self.name, self._keep)
+            self._child.start()
+        return self._child
 
     async def _changes(
         self, client: ImapClient, before: MailboxState, after: MailboxState, criteria: str
@@ -304,52 +330,6 @@ class ImapSource:
             return None  # something was expunged: only the whole set says which
         still = await client.uid_search(f"{since} {criteria}") if changed else []
         return changed, set(still)
-
-    def _decoder(
-        self,
-        folder: str,
-        uidvalidity: int | None,
-        reason: str,
-        done: set[str | None],
-        into: dict[int, Message],
-        answered: set[int],
-        now: datetime,
-    ) -> Callable[[list[FetchRecord]], None]:
-        """What decodes each batch of header records into ``into`` (while more arrive).
-
-        Every record's UID goes into ``answered``, those of messages actioned since the
-        SEARCH too (they are not decoded).
-        """
-        done = done - {None}
-        name, keep = self.name, self._keep - TRACE_HEADERS  # as parse_header_blocks reads
-        from_packed = Headers.from_packed
-        prefix, wait_reason = f"{name}/{folder}/{uidvalidity}/", f"{reason} {folder}"
-
-        def decode(batch: list[FetchRecord]) -> None:
-            answered.update(r.uid for r in batch if r.uid is not None)
-            live = [  # not those actioned between the SEARCH and the FETCH
-                r for r in batch if r.uid is not None and done.isdisjoint(r.flags or ())
-            ]
-            raws = [r.header or b"" for r in live]
-            packed = packed_blocks(raws, keep)
-            described: Iterable[tuple[Headers, Described]]
-            if packed is None:  # not the plain common shape: the general parser
-                blocks = parse_header_blocks(raws, TRACE_HEADERS, keep)
-                described = zip(blocks, map(describe, blocks), strict=True)
-            else:
-                described = zip(map(from_packed, packed), describe_packed(packed), strict=True)
-            for record, (headers, (sender, recipients, subject)) in zip(
-                live, described, strict=True
-            ):
-                uid = record.uid or 0  # not None: filtered above (actioned ones too)
-                arrival, size = record.internaldate or now, record.size or 0
-                queue_id = str(uid)
-                into[uid] = Message(  # positional: a third cheaper than wait_reason=…
-                    prefix + queue_id, name, queue_id, folder, arrival, size, sender,
-                    recipients, headers, subject.text, subject.marking, False, wait_reason,
-                )  # fmt: skip
-
-        return decode
 
     def _messages(self) -> tuple[Message, ...]:
         reported: list[tuple[Message, ...]] = []

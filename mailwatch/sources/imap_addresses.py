@@ -200,6 +200,12 @@ def _recipients(values: Sequence[str]) -> tuple[Recipient, ...]:
 _recipient = functools.lru_cache(maxsize=_VALUES_CACHED)(Recipient)
 
 
+@functools.lru_cache(maxsize=_VALUES_CACHED)
+def recipients_named(named: tuple[str, ...]) -> tuple[Recipient, ...]:
+    """The recipients of these addresses, in order (what the decoding process names)."""
+    return tuple(map(_recipient, named))
+
+
 # Senders and recipient lists repeat across a mailbox: each distinct value is parsed once.
 @functools.lru_cache(maxsize=_VALUES_CACHED)
 def _sender_of(value: str) -> str:
@@ -218,7 +224,7 @@ def clear_caches() -> None:
 
     For benchmarks: a first sync in a new process starts with these caches empty.
     """
-    for cached in (_ordinary, _sender_of, _recipients_of, _listed, _recipient):
+    for cached in (_ordinary, _sender_of, _recipients_of, _listed, _recipient, recipients_named):
         cached.cache_clear()
     _ROLE_OF.clear()
     _PLAIN_NAMES.clear()

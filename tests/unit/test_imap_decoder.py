@@ -1,0 +1,259 @@
+"""The IMAP decoding process: the same Messages as decoding in-process, and nothing lost.
+
+``BatchDecoder`` with a ``DecoderProcess`` hands FETCH batches to a forked child and builds
+the Messages from its answers; without one it decodes them itself. Both must give exactly the
+same Messages. A child that dies, garbles its output or stops answering makes every batch it
+held, and every later one, decode in the parent (one warning), and a closed child is reaped.
+The fakes below are named as such: they stand for a broken child, which a real one cannot be
+made to be on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import cast
+
+import pytest
+import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mailwatch.core.headers import keep_set
+from mailwatch.core.model import Message
+from mailwatch.parsing.imap import FetchRecord
+from mailwatch.sources import imap_decoder_process
+from mailwatch.sources.frames import FrameBuffer, pack, read_frame, write_all
+from mailwatch.sources.imap import DEFAULT_HEADER_FIELDS
+from mailwatch.sources.imap_addresses import clear_caches
+from mailwatch.sources.imap_decoder import CHUNK, BatchDecoder, _in_process
+from mailwatch.sources.imap_decoder_child import READY, decode_batch, serve
+from mailwatch.sources.imap_decoder_process import DecoderProcess
+
+NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+KEEP = keep_set([*DEFAULT_HEADER_FIELDS, "X-Case"])  # as the source keeps them
+NAMES = ["Subject", "SUBJECT", "From", "To", "Cc", "cc", "Date", "X-Case", "Importance", "Received"]
+VALUES = [
+    "Recall", "RE: [OFFICIAL] x", "=?utf-8?q?caf=C3=A9?=", "=?UTF-8?B?Wm/DqyBPJ0JyaWVu?=",
+    "=?x-unknown?q?a_b?=", "=?utf-8?q?=0A?=", "a@b.example", "J <j@b.example>, k@c.example",
+    '"Doe, J" <j@b.example>', "(x) <y@z>", "", "\u00e9", "a\r\n b", "a\r\n\tb", "a  b", "\x01",
+]  # fmt: skip
+LINE = st.builds("{}: {}".format, st.sampled_from(NAMES), st.sampled_from(VALUES))
+RAW_BLOCK = st.one_of(
+    st.lists(LINE, min_size=1, max_size=6).map(lambda ls: ("\r\n".join(ls) + "\r\n\r\n").encode()),
+    st.sampled_from([b"Subject: caf\xc3\r\n\r\n", b"To: \xff\r\n\r\n", b"\r\n"]),
+)
+
+
+def _blocks(count: int, seed: int = 13) -> list[bytes]:
+    """``count`` header blocks of the shapes a first sync meets (and a few it rarely does)."""
+    rng = random.Random(seed)
+    subjects = ["Recall request", "RE: [OFFICIAL-SENSITIVE] Licence breach", "FW: Court result",
+                "=?utf-8?q?Caf=C3=A9_visit?=", "=?UTF-8?B?Wm/DqyBPJ0JyaWVu?= risk", ""]  # fmt: skip
+    blocks = []
+    for number in range(count):
+        lines = [f"Subject: {rng.choice(subjects)} {number}",
+                 f"From: Offender Manager <om{rng.randint(1, 40)}@probation.example>",
+                 f"To: duty{rng.randint(1, 9)}@court.example, spo@probation.example",
+                 f"Date: Mon, 7 Dec 2026 11:{number % 60:02d}:00 +0000"]  # fmt: skip
+        if rng.random() < 0.3:
+            lines.append(f"Cc: Senior <spo{rng.randint(1, 5)}@probation.example>")
+        if rng.random() < 0.2:
+            lines.append("Importance: High")
+        if number % 97 == 5:  # a folded line, a tab, 8-bit bytes: the general parser's shapes
+            lines.append("X-Priority: 1\r\n\t(Highest)")
+        block = ("\r\n".join(lines) + "\r\n\r\n").encode()
+        blocks.append(block.replace(b"Caf", b"Caf\xc3\xa9 ") if number % 89 == 7 else block)
+    return blocks
+
+
+def _records(blocks: list[bytes], first_uid: int = 1) -> list[FetchRecord]:
+    return [
+        FetchRecord(n, uid, frozenset(), NOW - timedelta(minutes=uid), 1000 + uid, raw)
+        for n, (uid, raw) in enumerate(enumerate(blocks, first_uid), 1)
+    ]
+
+
+async def _ready(child: DecoderProcess) -> None:
+    """Wait (up to 10 s, not asserted) until the child said it is ready, or has failed."""
+    for _ in range(2000):
+        if child.ready or child.failed:
+            return
+        await asyncio.sleep(0.005)
+
+
+async def _decode(
+    batches: list[list[FetchRecord]], child: DecoderProcess | None
+) -> dict[int, Message]:
+    clear_caches()
+    into: dict[int, Message] = {}
+    answered: set[int] = set()
+    decoder = BatchDecoder(
+        "imap", "INBOX", 7, "unread in", KEEP, {"\\Seen"}, into, answered, NOW, child
+    )
+    for batch in batches:
+        decoder(batch)
+        await asyncio.sleep(0)  # the loop runs between FETCH answers
+    await decoder.finish()
+    assert answered == {r.uid for batch in batches for r in batch}
+    return into
+
+
+def _pid_gone(pid: int) -> bool:
+    """Whether ``pid`` was reaped (no zombie left behind)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return not Path(f"/proc/{pid}").exists()
+    return False
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.lists(RAW_BLOCK, min_size=1, max_size=8))
+def test_the_child_answers_what_the_parent_decodes(raws: list[bytes]) -> None:
+    """The child's plain values are those of the in-process parts (headers, sender…)."""
+    clear_caches()
+    expected = [
+        (h._packed, sender, tuple(r.address for r in recipients), subject.text, subject.marking)
+        for h, (sender, recipients, subject) in _in_process(raws, KEEP)
+    ]
+    clear_caches()
+    answer = decode_batch(KEEP, raws)
+    if answer is not None:  # None: not plain, the parent decodes it as above
+        assert answer == expected
+
+
+async def test_the_same_messages_with_and_without_the_child() -> None:
+    """A first sync's batches give the same Messages through the child as in-process."""
+    blocks = _blocks(3000)
+    batches = [_records(blocks[i : i + 250], i + 1) for i in range(0, len(blocks), 250)]
+    expected = await _decode(batches, None)
+
+    child = DecoderProcess("imap", KEEP)
+    child.start()
+    await _ready(child)
+    try:
+        got = await _decode(batches, child)
+        assert child.sent > 0  # the child did decode batches
+        assert not child.failed
+    finally:
+        await child.close()
+    assert list(got.items()) == sorted(expected.items())
+    assert got == expected
+    assert all(m.headers._packed == expected[uid].headers._packed for uid, m in got.items())
+
+
+async def test_batches_arriving_before_the_child_is_ready_are_decoded_here() -> None:
+    """The child's start never delays decoding: until it is ready, the parent decodes."""
+    batches = [_records(_blocks(400))]
+    expected = await _decode(batches, None)
+    child = DecoderProcess("imap", KEEP, serve=_fake_child_slow_to_start)
+    child.start()
+    try:
+        assert await _decode(batches, child) == expected
+        assert child.sent == 0
+    finally:
+        await child.close()
+
+
+def _fake_child_slow_to_start(read_fd: int, write_fd: int) -> None:
+    """FAKE child: says it is ready only after a while, then serves as the real one."""
+    time.sleep(0.5)
+    serve(read_fd, write_fd)
+
+
+def _fake_child_dies_mid_batch(read_fd: int, write_fd: int) -> None:
+    """FAKE child: ready, answers one batch, then dies halfway through writing the next."""
+    write_all(write_fd, pack(READY))
+    buffer, pending = FrameBuffer(), cast(list[object], [])
+    names, raws = cast(tuple[list[str], list[bytes]], read_frame(read_fd, buffer, pending))
+    write_all(write_fd, pack(decode_batch(frozenset(names), raws)))
+    read_frame(read_fd, buffer, pending)
+    write_all(write_fd, pack(decode_batch(frozenset(names), raws))[:100])
+    os._exit(3)
+
+
+def _fake_child_garbles(read_fd: int, write_fd: int) -> None:
+    """FAKE child: ready, then answers a batch with bytes that are no frame."""
+    write_all(write_fd, pack(READY))
+    os.read(read_fd, 1 << 16)
+    write_all(write_fd, b"\xff\xff\xff\xff garbage")
+    time.sleep(30)  # killed by the parent
+
+
+def _fake_child_answers_nonsense(read_fd: int, write_fd: int) -> None:
+    """FAKE child: ready, then answers with readable frames of the wrong shape."""
+    write_all(write_fd, pack(READY))
+    buffer, pending = FrameBuffer(), cast(list[object], [])
+    answers: list[object] = [[("only", "one")], [1, 2, 3], ["x"] * CHUNK]
+    while read_frame(read_fd, buffer, pending) is not None:
+        write_all(write_fd, pack(answers.pop() if answers else []))
+
+
+def _fake_child_never_answers(read_fd: int, write_fd: int) -> None:
+    """FAKE child: ready, then reads and never answers (a hung child)."""
+    write_all(write_fd, pack(READY))
+    while os.read(read_fd, 1 << 16):
+        pass
+    time.sleep(30)  # killed by the parent
+
+
+@pytest.mark.parametrize(
+    "fake",
+    [
+        _fake_child_dies_mid_batch,
+        _fake_child_garbles,
+        _fake_child_answers_nonsense,
+        _fake_child_never_answers,
+    ],
+)
+async def test_a_broken_child_loses_nothing(
+    fake: imap_decoder_process.Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every batch the broken child held, and every later one, is decoded in the parent."""
+    monkeypatch.setattr(imap_decoder_process, "ANSWER_TIMEOUT", 0.5)
+    blocks = _blocks(CHUNK * 12)
+    batches = [_records(blocks[i : i + CHUNK], i + 1) for i in range(0, len(blocks), CHUNK)]
+    expected = await _decode(batches, None)
+    child = DecoderProcess("imap", KEEP, serve=fake)
+    child.start()
+    await _ready(child)
+    assert child.ready
+    pid = child.pid
+    assert pid is not None
+    with structlog.testing.capture_logs() as logs:
+        try:
+            got = await _decode(batches, child)
+        finally:
+            await child.close()
+    assert got == expected
+    assert child.failed
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["imap_decoder_failed"]
+    assert _pid_gone(pid)
+
+
+async def test_a_closed_child_is_reaped() -> None:
+    """Closing ends the child at the end of its input and collects its exit status."""
+    child = DecoderProcess("imap", KEEP)
+    child.start()
+    await _ready(child)
+    pid = child.pid
+    assert child.ready
+    assert pid is not None
+    await child.close()
+    assert _pid_gone(pid)
+
+
+async def test_a_child_closed_while_it_starts_is_reaped() -> None:
+    """Closed at once (a probe cancelled just after the SEARCH): no child is left behind."""
+    child = DecoderProcess("imap", KEEP)
+    child.start()
+    await asyncio.sleep(0)
+    pid = child.pid
+    await child.close()
+    assert pid is None or _pid_gone(pid)
+    assert child.pid is None
