@@ -590,10 +590,12 @@ async def measure(
     rng: random.Random,
     connections: int,
     first_only: bool = False,
+    imap: str | None = None,
 ) -> Results:
     """Run every measurement ``runs`` times on the queue of ``messages`` deferred messages.
 
-    ``first_only``: A, B and the first scan only (``--first-scan-only``).
+    ``first_only``: A, B and the first scan only (``--first-scan-only``). ``imap``: the
+    directory of the kept IMAP mailboxes (``--imap``), measured after the Postfix rows.
     """
     results = Results()
     etc = str(instance.config_dir)
@@ -642,6 +644,12 @@ async def measure(
     finally:
         scan.close()
     await asyncio.to_thread(footprints, instance, workdir, results, runs)
+    if imap is not None:
+        print(f"  IMAP (bench/imap_sync.py, mailboxes in {imap})", flush=True)
+        results.incident["imap"] = await asyncio.to_thread(
+            scale_rows.imap_sync, messages, imap, runs
+        )
+        print(f"  IMAP: {results.incident['imap']}", flush=True)
     return results
 
 
@@ -883,7 +891,15 @@ def incident_table(results: Results) -> None:
     if run10:
         print(f"`mailwatch run` VmRSS after each of {run10['scans']} scans (MiB): "
               f"{run10['rss_mib']}; VmHWM {run10['VmHWM']:.0f} MiB")  # fmt: skip
-    print("IMAP first sync / stdlib imaplib: see bench/imap_sync.py (its own row)")
+    imap = results.incident.get("imap")
+    if imap and "skipped" not in imap:
+        print(f"IMAP first sync of {imap['unread']} unread: {imap['first_sync_seconds']:.3f} s "
+              f"(CPU {imap['first_sync_cpu_seconds'] or 0:.3f} s), stdlib imaplib same items "
+              f"{imap['stdlib_seconds']:.3f} s: {imap['ratio']:.2f}x")  # fmt: skip
+    elif imap:
+        print(f"IMAP: skipped: {imap['skipped']}")
+    else:
+        print("IMAP first sync / stdlib imaplib: bench/imap_sync.py, or this with --imap DIR")
     print()
 
 
@@ -911,6 +927,8 @@ def issue_targets(results: Results) -> list[Target]:
     if results.incident.get("run10"):
         rss = results.incident["run10"]["VmRSS"]
         targets.append(Target("`mailwatch run` VmRSS after 10 scans, MiB", rss, 300))
+    for target in results.incident.get("imap", {}).get("targets", ()):
+        targets.append(Target(f"IMAP {target['name']}", target["value"], target["limit"]))
     for name, read in results.reads.items():
         if name != "stuck --priority P1":
             targets.append(Target(f"`mailwatch {name}` seconds", read["seconds"], 0.5))
@@ -1045,6 +1063,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="measure A, B and the first scan only (no rescans, footprints or read commands)",
     )  # fmt: skip
     parser.add_argument(
+        "--imap", metavar="DIR",
+        help="also run bench/imap_sync.py on the mailboxes kept in DIR (N messages, N/10), "
+        "so that one command prints every row of issue 13's table",
+    )  # fmt: skip
+    parser.add_argument(
         "--build-only", action="store_true",
         help="with --keep: only build (or top up) the kept queue, measure nothing",
     )  # fmt: skip
@@ -1105,6 +1128,7 @@ def run(args: argparse.Namespace) -> int:
                     rng,
                     args.connections,
                     args.first_scan_only,
+                    args.imap,
                 )
             )
             if args.keep is not None and args.added > 0:  # leave exactly N for the next run

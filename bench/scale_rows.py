@@ -14,7 +14,9 @@ Each is measured in a process of its own, on the benchmark's queue, in the same 
 * :func:`run_rss_series`: ``mailwatch run`` watching the queue: its ``VmRSS`` after each of
   10 stored scans and its ``VmHWM`` (``/proc/PID/status``).
 
-The IMAP row of the table is ``bench/imap_sync.py``'s.
+* :func:`imap_sync`: with ``--imap DIR``, ``bench/imap_sync.py`` on the kept mailboxes in DIR
+  (N messages, S = N/10), in a process of its own: the first sync against stdlib imaplib
+  fetching the same items, and the poll rows, with their targets.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import sqlite3
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -259,3 +262,33 @@ def machine() -> dict[str, Any]:
         memory = int(Path("/proc/meminfo").read_text().split()[1]) / 2**20
     return {"cpu_model": model, "memory_gib": round(memory, 1), "kernel": os.uname().release,
             "loadavg": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
+
+
+IMAP_SYNC = Path(__file__).with_name("imap_sync.py")
+
+
+def imap_sync(messages: int, keep: str, runs: int) -> dict[str, Any]:
+    """``bench/imap_sync.py`` on the mailboxes kept in ``keep``, in this run: its figures.
+
+    Returns the first sync and stdlib's medians, their ratio and every IMAP target, or
+    ``skipped`` with the reason when it could not run.
+    """
+    with tempfile.TemporaryDirectory(prefix="mailwatch-bench-imap-") as tmp:
+        out = Path(tmp) / "imap.json"
+        argv = [sys.executable, str(IMAP_SYNC), "--messages", str(messages),
+                "--small", str(max(messages // 10, 1)), "--runs", str(runs), "--keep", keep,
+                "--json", str(out)]  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=7200)
+        if not out.exists():
+            return {"skipped": f"imap_sync.py exited {done.returncode}: {done.stderr[-500:]}"}
+        document = json.loads(out.read_text())
+    medians = document["medians_seconds"]
+    return {
+        "unread": document["unread"],
+        "first_sync_seconds": medians["first_sync"],
+        "first_sync_cpu_seconds": medians.get("first_sync_cpu"),
+        "stdlib_seconds": medians["stdlib"],
+        "ratio": medians["first_sync"] / medians["stdlib"],
+        "targets": document["targets"],
+        "loadavg_at_start": document["environment"].get("loadavg_at_start"),
+    }
