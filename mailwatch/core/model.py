@@ -8,7 +8,7 @@ sources (``source/queue_id/arrival``: Postfix reuses queue ids over time).
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import KW_ONLY, dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -197,7 +197,9 @@ class _Seen:
 
     source: str
     observed_at: datetime
-    messages: tuple[Message, ...]
+    messages: Sequence[Message]
+    """Everything waiting, in the source's order: a tuple, or a
+    :class:`~mailwatch.core.chunked.Chunked` sharing most items with the previous probe's."""
     malformed: int = 0
     """Input records the parser could not understand and skipped (counted, not fatal)."""
     headers_read: int = 0

@@ -54,6 +54,7 @@ from typing import Literal
 
 import structlog
 
+from mailwatch.core.chunked import Chunked
 from mailwatch.core.headers import keep_set
 from mailwatch.core.model import Message, QueueObservation
 from mailwatch.errors import SourceError, SourceTimeout
@@ -103,9 +104,9 @@ class FolderState:
     messages: dict[int, Message] = field(default_factory=dict)
     """The unactioned messages by UID, as reported (built once per UID, then reused), with
     the UIDs in ascending order: :meth:`ImapSource.probe` reports the values as they are."""
-    reported: tuple[Message, ...] | None = None
+    reported: Chunked[Message] | None = None
     """``messages`` in UID order, built at the first probe that reports them: an unchanged
-    poll reuses it instead of rebuilding one tuple entry per unactioned message."""
+    poll reuses it, and a poll after a few changes shares its unchanged chunks."""
 
 
 class ImapSource:
@@ -265,6 +266,7 @@ class ImapSource:
             log.info("imap_uidvalidity_changed", source=self.name, folder=folder)
         flag, criteria, reason = _ACTIONED[self.actioned]
         changes = None
+        removed: list[Message] = []
         if old is not None and known is old.messages and condstore:
             changes = await self._changes(client, old.mailbox, mailbox, criteria)
         if changes is None:  # the whole unactioned set: first sync, or something expunged
@@ -278,8 +280,8 @@ class ImapSource:
             # dict stays a true cache of decoded messages by UID, whatever was removed so far
             self.state[folder] = FolderState(replace(mailbox, highestmodseq=None), messages)
             for uid in changed:
-                if uid not in still:  # actioned (or deleted) since the last sync
-                    messages.pop(uid, None)
+                if uid not in still and (gone := messages.pop(uid, None)) is not None:
+                    removed.append(gone)  # actioned (or deleted) since the last sync
             wanted = [uid for uid in still if uid not in messages]
         fetched: dict[int, Message] = {}
         answered: set[int] = set()
@@ -296,7 +298,8 @@ class ImapSource:
             decode.cancel()
         if len(answered) < len(wanted):  # malformed, or expunged meanwhile
             mailbox = replace(mailbox, highestmodseq=None)  # so the next poll retries them
-        self.state[folder] = FolderState(mailbox, _merged(messages, fetched))
+        reported = _reported(old, messages, removed, fetched) if changes is not None else None
+        self.state[folder] = FolderState(mailbox, _merged(messages, fetched), reported)
         return len(answered), malformed
 
     def _decoding_child(self, wanted: int) -> DecoderProcess | None:
@@ -331,18 +334,43 @@ class ImapSource:
         still = await client.uid_search(f"{since} {criteria}") if changed else []
         return changed, set(still)
 
-    def _messages(self) -> tuple[Message, ...]:
-        reported: list[tuple[Message, ...]] = []
+    def _messages(self) -> Chunked[Message]:
+        reported: list[Chunked[Message]] = []
         for folder in self.folders:
             state = self.state.get(folder)
             if state is None:
                 continue
-            if state.reported is None:  # messages are immutable: one tuple per completed sync
-                state.reported = tuple(state.messages.values())  # kept in UID order
+            if state.reported is None:  # messages are immutable: built once per sync
+                state.reported = Chunked.of(state.messages.values())  # kept in UID order
             reported.append(state.reported)
         if len(reported) == 1:
-            return reported[0]  # one folder: its tuple as it is, not copied twice
-        return tuple(message for folder in reported for message in folder)
+            return reported[0]  # one folder: its sequence as it is, not copied
+        return Chunked(chunk for folder in reported for chunk in folder.chunks)
+
+
+def _uid(message: Message) -> int:
+    return int(message.key.rpartition("/")[2])
+
+
+def _reported(
+    old: FolderState | None,
+    messages: dict[int, Message],
+    removed: list[Message],
+    fetched: dict[int, Message],
+) -> Chunked[Message] | None:
+    """The folder's reported sequence after an incremental sync, from the last one.
+
+    What was actioned is taken out of the chunks that held it and new mail (above every UID
+    known: the usual case) appended, so most chunks are shared: a poll after 100 new messages
+    touches ~100 messages, not every unread one. ``None``: build it whole (see
+    :meth:`ImapSource._messages`).
+    """
+    if old is None or old.reported is None:
+        return None
+    if fetched and messages and min(fetched) < next(reversed(messages)):
+        return None  # a fetched UID below a known one: not an append
+    new = [fetched[uid] for uid in sorted(fetched)]
+    return old.reported.without(removed, _uid).appended(new)
 
 
 def _merged(messages: dict[int, Message], fetched: dict[int, Message]) -> dict[int, Message]:

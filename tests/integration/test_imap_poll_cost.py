@@ -13,7 +13,7 @@ new source (a full sync) reports.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 import pytest
@@ -40,7 +40,7 @@ def verbs(proxy: CuttingProxy, since: int) -> list[str]:
     return [" ".join(w[:2]) if w[0].upper() == "UID" else w[0] for w in words]
 
 
-def unread_uids(messages: tuple[Message, ...]) -> list[int]:
+def unread_uids(messages: Sequence[Message]) -> list[int]:
     """The UIDs of reported messages, in the order reported."""
     return [int(m.queue_id) for m in messages]
 
