@@ -48,14 +48,11 @@ travelling are the observation's messages (queue ``canary:PATH``), classified by
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import aiosmtplib
 import structlog
@@ -81,32 +78,16 @@ from mailwatch.parsing.canary import (
     valid_path,
 )
 from mailwatch.parsing.imap import FetchRecord, MailboxState
+from mailwatch.sources.canary_submit import Submission, canary_message, describe_failure
 from mailwatch.sources.imap_client import ImapClient, Security, make_ssl_context
+
+__all__ = ["CanarySource", "Destination", "Submission", "estimate_arrival"]
 
 log = structlog.get_logger(__name__)
 
-SubmissionSecurity = Literal["starttls", "tls", "none"]
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
 WAIT_REASON = "canary not delivered"
 _FETCH_ITEMS = f"(UID INTERNALDATE BODY.PEEK[HEADER.FIELDS ({CANARY_HEADER.upper()})])"
-_BODY = (
-    "This message was sent by mailwatch to check that mail reaches this mailbox in time.\n"
-    "It is deleted automatically: please leave it alone.\n"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Submission:
-    """Where canaries are submitted (the first hop of the path)."""
-
-    host: str
-    port: int | None = None
-    """Default: 465 for ``tls``, 587 for ``starttls``, 25 for ``none``."""
-    security: SubmissionSecurity = "starttls"
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    ca_file: Path | None = None
-    verify: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,18 +132,6 @@ def estimate_arrival(
     if lower <= upper:
         return lower + (upper - lower) / 2
     return min(max(internaldate, sent_at), found_at)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS certificate failed verification ({exc.verify_message}); set ca_file"
-    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
-        return "; ".join(f"{r.code} {r.message}" for r in exc.recipients) or "recipient refused"
-    if isinstance(exc, aiosmtplib.SMTPResponseException):
-        return f"{exc.code} {exc.message}"
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    return str(exc) or type(exc).__name__
 
 
 class CanarySource:
@@ -313,50 +282,26 @@ class CanarySource:
             wait_reason=self._lost_reason if canary.lost else WAIT_REASON,
         )
 
-    def _tls_flags(self) -> dict[str, Any]:
-        """The TLS arguments for aiosmtplib, always explicit (its default: only if offered)."""
-        if self.submission.security == "tls":
-            return {"use_tls": True, "start_tls": False, "tls_context": self._smtp_tls}
-        if self.submission.security == "starttls":
-            return {"use_tls": False, "start_tls": True, "tls_context": self._smtp_tls}
-        return {"use_tls": False, "start_tls": False}
-
-    def _port(self) -> int:
-        default = {"tls": 465, "starttls": 587, "none": 25}[self.submission.security]
-        return self.submission.port or default
-
-    def _canary_message(self, token: str, now: datetime) -> EmailMessage:
-        message = EmailMessage()
-        message["From"] = self.sender
-        message["To"] = self.recipient
-        message["Subject"] = canary_subject(token)
-        message["Date"] = format_datetime(now)
-        message["Message-ID"] = make_msgid("mailwatch-canary", self.sender.rpartition("@")[2])
-        message[CANARY_HEADER] = token
-        message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, please
-        message.set_content(_BODY)
-        return message
-
     async def _send(self) -> str | None:
         """Submit one canary (a new connection); return a warning if the server refused it."""
         token = new_token(self.name)
         sent_at = self._clock()
-        message = self._canary_message(token, sent_at)
-        where = f"{self.submission.host}:{self._port()}"
+        message = canary_message(self.sender, self.recipient, token, sent_at)
+        where = f"{self.submission.host}:{self.submission.effective_port}"
         try:
             async with asyncio.timeout(self.io_timeout):
                 _refused, reply = await aiosmtplib.send(
                     message, sender=self.sender, recipients=[self.recipient],
-                    hostname=self.submission.host, port=self._port(),
+                    hostname=self.submission.host, port=self.submission.effective_port,
                     username=self.submission.username, password=self.submission.password,
-                    timeout=self.io_timeout, **self._tls_flags(),
+                    timeout=self.io_timeout, **self.submission.tls_flags(self._smtp_tls),
                 )  # fmt: skip
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             canary = _Canary(token, sent_at, None, lost=True)
             self._pending[token] = self._result(canary, lost=True)
             log.warning("canary_not_submitted", source=self.name, server=where,
-                        error=_describe(exc))  # fmt: skip
-            return f"canary not submitted to {where}: {_describe(exc)}"
+                        error=describe_failure(exc))  # fmt: skip
+            return f"canary not submitted to {where}: {describe_failure(exc)}"
         canary = _Canary(token, sent_at, parse_queue_id(reply))
         self._in_flight[token] = canary
         self._pending[token] = self._result(canary)
