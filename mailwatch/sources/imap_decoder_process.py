@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import fcntl
 import gc
 import os
 import signal
@@ -47,6 +46,7 @@ from mailwatch.errors import FrameError
 from mailwatch.sources import imap_decoder_child as child
 from mailwatch.sources.frames import FrameBuffer, pack
 from mailwatch.sources.imap_decoder_child import READY, Decoded
+from mailwatch.sources.process import grow_pipe
 
 log = structlog.get_logger(__name__)
 
@@ -99,8 +99,7 @@ def _fork(serve: Serve) -> tuple[int, int, int]:
     """Fork a child running ``serve(read_fd, write_fd)``: its pid, and this side's two fds."""
     to_child, to_parent = os.pipe(), os.pipe()
     for _, write_end in (to_child, to_parent):
-        with contextlib.suppress(OSError):  # a larger pipe only saves waits
-            fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        grow_pipe(write_end, PIPE_SIZE)  # a larger pipe only saves waits
     try:
         with warnings.catch_warnings():  # Python >= 3.12 warns of threads: see the docstring
             warnings.simplefilter("ignore", DeprecationWarning)
