@@ -38,7 +38,7 @@ from mailwatch.app.supervisor import next_delay, probe_deadline, run_worker
 from mailwatch.config.settings import Settings
 from mailwatch.core.destinations import DestinationWatch
 from mailwatch.core.judgement import Judgement, judge
-from mailwatch.core.model import Verdict, reconciled_of, relayhost_of
+from mailwatch.core.model import LogObservation, Observation, Verdict, reconciled_of, relayhost_of
 from mailwatch.core.snapshot import (
     MetricsSnapshot,
     Readiness,
@@ -330,9 +330,9 @@ class Service:
         if counts.total:
             log.info("store_pruned", **asdict(counts))
 
-    def _settled(self, observation: object) -> None:
+    def _settled(self, observation: Observation | None) -> None:
         """After a mail log's removals: its queue source's verdicts as the scanner holds them."""
-        name = getattr(observation, "outcomes_for", None)
+        name = observation.outcomes_for if isinstance(observation, LogObservation) else None
         if name in self._state and (latest := self.scanner.latest(name)) is not None:
             self._state[name].verdicts = latest
 

@@ -8,13 +8,12 @@ while its child runs leaves no process (nor zombie) behind.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 from datetime import timedelta
-from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from reaping import pid_gone
 
 from integration.conftest import T0, Mailbox
 from mailwatch.sources import imap
@@ -116,13 +115,4 @@ async def test_a_cancelled_probe_leaves_no_child(
         await probe
 
     assert recording.made[0].pids == [pid]
-    assert _reaped_and_gone(pid)
-
-
-def _reaped_and_gone(pid: int) -> bool:
-    """Whether ``pid`` was reaped already (not a zombie, not running)."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return not Path(f"/proc/{pid}").exists()
-    return False
+    assert pid_gone(pid)

@@ -15,13 +15,13 @@ import os
 import random
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import cast
 
 import pytest
 import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reaping import pid_gone
 
 from mailwatch.core.headers import keep_set
 from mailwatch.core.model import Message
@@ -101,15 +101,6 @@ async def _decode(
     await decoder.finish()
     assert answered == {r.uid for batch in batches for r in batch}
     return into
-
-
-def _pid_gone(pid: int) -> bool:
-    """Whether ``pid`` was reaped (no zombie left behind)."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return not Path(f"/proc/{pid}").exists()
-    return False
 
 
 @settings(max_examples=300, deadline=None, database=None)
@@ -235,7 +226,7 @@ async def test_a_broken_child_loses_nothing(
     assert got == expected
     assert child.failed
     assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["imap_decoder_failed"]
-    assert _pid_gone(pid)
+    assert pid_gone(pid)
 
 
 async def test_a_closed_child_is_reaped() -> None:
@@ -247,7 +238,7 @@ async def test_a_closed_child_is_reaped() -> None:
     assert child.ready
     assert pid is not None
     await child.close()
-    assert _pid_gone(pid)
+    assert pid_gone(pid)
 
 
 async def test_a_child_closed_while_it_starts_is_reaped() -> None:
@@ -257,5 +248,5 @@ async def test_a_child_closed_while_it_starts_is_reaped() -> None:
     await asyncio.sleep(0)
     pid = child.pid
     await child.close()
-    assert pid is None or _pid_gone(pid)
+    assert pid is None or pid_gone(pid)
     assert child.pid is None
