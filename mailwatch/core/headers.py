@@ -128,7 +128,11 @@ def keep_set(extra: Iterable[str] = ()) -> frozenset[str]:
 _NAME = r"[!-9;-~]+"
 _PLAIN_BODY = rf"{_NAME}[ \t]*:.*(?:\n(?:{_NAME}[ \t]*:|[ \t]).*)*"
 _PLAIN = re.compile(rf"{_PLAIN_BODY}\n?")
-_PLAIN_BLOCKS = re.compile(rf"(?:{_PLAIN_BODY}\n\n)+")  # plain blocks, each blank-line ended
+_HEADER_START = re.compile(rf"{_NAME}[ \t]*:")
+# In a joined batch ("\n", then each block followed by its blank line): a "\n" that starts
+# neither a header, a continuation, nor a blank line before a header or the end. None: the
+# batch is plain blocks (searched, not matched: the literal "\n" is found at C speed).
+_NOT_PLAIN_JOINED = re.compile(rf"\n(?!{_NAME}[ \t]*:|[ \t]|\n(?:{_NAME}[ \t]*:|\Z)|\Z)")
 _ANY_HEADER = re.compile(rf"^({_NAME})[ \t]*:(.*(?:\n[ \t].*)*)", re.M)
 
 
@@ -141,10 +145,13 @@ def _kept_headers(keep: frozenset[str], skip: frozenset[str]) -> re.Pattern[str]
 
 
 @functools.lru_cache(maxsize=64)
-def _kept_headers_and_ends(keep: frozenset[str], skip: frozenset[str]) -> re.Pattern[str]:
-    """:func:`_kept_headers`, and also the empty line ending each block, as ``("", "")``."""
+def _joined_kept_headers(keep: frozenset[str], skip: frozenset[str]) -> re.Pattern[str]:
+    """In a joined batch, each header :func:`_kept_headers` finds and each block's end.
+
+    A block's end (the first newline of its blank line) is found as ``("", "")``.
+    """
     kept = _kept_headers(keep, skip).pattern.removeprefix("^")
-    return re.compile(rf"^(?:{kept}|\n)", re.I | re.A | re.M)
+    return re.compile(rf"\n(?:{kept}|(?=\n))", re.I | re.A)
 
 
 def parse_header_block(
@@ -196,16 +203,51 @@ def parse_header_blocks(
     one call each for the whole batch instead of one per block, the same answer. Anything
     else (or no ``keep``) takes :func:`parse_header_block` block by block.
     """
-    if keep is None or not all(raw.endswith(b"\r\n\r\n") for raw in raws):
-        return [parse_header_block(raw, skip, keep) for raw in raws]
-    text = b"".join(raws).decode("utf-8", "replace").replace("\r\n", "\n")
-    if "\r" in text or text.count("\n\n") != len(raws) or not _PLAIN_BLOCKS.fullmatch(text):
-        return [parse_header_block(raw, skip, keep) for raw in raws]
+    if keep is not None and raws and all(raw.endswith(b"\r\n\r\n") for raw in raws):
+        text = (b"\n" + b"".join(raws)).decode("utf-8", "replace").replace("\r\n", "\n")
+        parsed = _parse_joined(text, len(raws), skip, keep)
+        if parsed is not None:
+            return parsed
+    return [parse_header_block(raw, skip, keep) for raw in raws]
+
+
+def parse_queue_header_blocks(
+    raws: Sequence[bytes], skip: frozenset[str] = frozenset(), keep: frozenset[str] | None = None
+) -> list[Headers]:
+    """:func:`parse_header_blocks` of header blocks as a Postfix queue file holds them.
+
+    That is lines joined by newlines, without the blank line that ends them (see
+    :func:`mailwatch.parsing.queuefile.header_block`). The same answer as
+    ``[parse_header_block(raw, skip, keep) for raw in raws]``.
+    """
+    if keep is not None and raws and all(raws):
+        text = (b"\n" + b"\n\n".join(raws) + b"\n\n").decode("utf-8", "replace")
+        parsed = _parse_joined(text, len(raws), skip, keep)
+        if parsed is not None:
+            return parsed
+    return [parse_header_block(raw, skip, keep) for raw in raws]
+
+
+def _parse_joined(
+    text: str, count: int, skip: frozenset[str], keep: frozenset[str]
+) -> list[Headers] | None:
+    """The ``count`` blocks of a joined batch, searched together.
+
+    A joined batch is a newline, then each block followed by its blank line. ``None``
+    unless every block is plain (the caller then parses them one by one).
+    """
+    if (
+        "\r" in text
+        or text.count("\n\n") != count
+        or not _HEADER_START.match(text, 1)
+        or _NOT_PLAIN_JOINED.search(text)
+    ):
+        return None
     # Every (name, raw value) of the batch, and ("", "") for the blank line after each block.
-    flat = list(chain.from_iterable(_kept_headers_and_ends(keep, skip).findall(text)))
+    flat = list(chain.from_iterable(_joined_kept_headers(keep, skip).findall(text)))
     names = flat[0::2]
-    if names.count("") != len(raws):
-        return [parse_header_block(raw, skip, keep) for raw in raws]  # an empty kept name
+    if names.count("") != count:
+        return None  # an empty kept name
     return _packed_blocks(flat, names, "=?" in text)
 
 

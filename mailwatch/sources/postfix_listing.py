@@ -25,7 +25,12 @@ from pathlib import Path
 
 from mailwatch.core.model import Message
 from mailwatch.parsing.postqueue import Malformed, QueueEntry, parse_line
-from mailwatch.sources.queuefile_headers import NO_HEADERS, CachedHeaders, decode, read_listed
+from mailwatch.sources.queuefile_headers import (
+    NO_HEADERS,
+    CachedHeaders,
+    decode_all,
+    read_listed,
+)
 
 READ_CHUNK = 1 << 20
 POLL_MS = 100  # how often a worker waiting for output checks whether it was stopped
@@ -196,12 +201,12 @@ class ListingWorker:
             return None
 
     def _decode(self, read: list[tuple[int, Listed, bytes]]) -> None:
-        """Decode the header blocks read, cache them, fill in their messages."""
+        """Decode the header blocks read (together: :func:`decode_all`), cache them, fill in."""
         if not read:
             return
-        cache, messages, keep = self.header_cache, self.messages, self.keep
-        for index, listed, raw in read:
-            cached = decode(raw, keep)
+        cache, messages = self.header_cache, self.messages
+        decoded = decode_all([raw for _, _, raw in read], self.keep)
+        for (index, listed, _), cached in zip(read, decoded, strict=True):
             cache[listed.key] = cached
             messages[index] = self._message(listed, cached)
         self.headers_read += len(read)

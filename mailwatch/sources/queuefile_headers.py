@@ -11,7 +11,7 @@ the end of the header block (see :mod:`mailwatch.parsing.queuefile`).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from mailwatch.core.headers import (
     NormalisedSubject,
     normalise_subject,
     parse_header_block,
+    parse_queue_header_blocks,
 )
 from mailwatch.core.model import Headers
 from mailwatch.errors import QueueFileError
@@ -48,6 +49,18 @@ def decode(raw: bytes, keep: frozenset[str] | None) -> CachedHeaders:
     """A header block read from a queue file, decoded (only ``keep``'s names, if given)."""
     headers = parse_header_block(raw, skip=TRACE_HEADERS, keep=keep)
     return CachedHeaders(headers, normalise_subject(headers.get("Subject") or "", decoded=True))
+
+
+def decode_all(raws: Sequence[bytes], keep: frozenset[str] | None) -> list[CachedHeaders]:
+    """``[decode(raw, keep) for raw in raws]``, the blocks parsed together when they can be.
+
+    See :func:`~mailwatch.core.headers.parse_queue_header_blocks`.
+    """
+    subject_of = normalise_subject
+    return [
+        CachedHeaders(headers, subject_of(headers.get("Subject") or "", decoded=True))
+        for headers in parse_queue_header_blocks(raws, skip=TRACE_HEADERS, keep=keep)
+    ]
 
 
 def _queue_file_candidates(root: str, queue_name: str, queue_id: str) -> Iterator[str]:

@@ -32,6 +32,7 @@ from mailwatch.core.headers import (
     normalise_subject,
     parse_header_block,
     parse_header_blocks,
+    parse_queue_header_blocks,
     unfold,
 )
 from mailwatch.core.model import Headers
@@ -240,6 +241,73 @@ class TestBatchesParseLikeBlocks:
             (("From", "a@b.example"), ("Subject", "caf\u00e9 folded")),
             (("To", "c@d.example"),),
         ]
+
+
+# Header blocks as Postfix queue files hold them (lines joined by LF, no blank line after),
+# sometimes not plain (stray lines, a leading or trailing newline, an empty line, CR, 8-bit).
+QUEUED_BLOCK = st.one_of(
+    PLAIN_LINES.map(lambda lines: "\n".join(lines).encode()),
+    PLAIN_LINES.map(lambda lines: "\n".join(lines).encode()),
+    LINES.map(lambda lines: "\n".join(lines).encode()),
+    PLAIN_LINES.map(lambda lines: ("\n" + "\n".join(lines)).encode()),
+    PLAIN_LINES.map(lambda lines: ("\n".join(lines) + "\n").encode()),
+    st.builds(lambda a, b: ("\n".join(a) + "\n\n" + "\n".join(b)).encode(),
+              PLAIN_LINES, PLAIN_LINES),
+    st.sampled_from([b"", b"\n", b"Subject: caf\xc3", b"To: \xff", b"Subject: a\rb",
+                     b"Subject: =?utf-8?q?=00?=", b"Subject: x\x00y", b" Subject: x",
+                     b"Subject: x\n\tfolded", b"From: a\nSubject:"]),
+)  # fmt: skip
+
+
+class TestQueuedBatchesParseLikeBlocks:
+    """``parse_queue_header_blocks`` gives exactly ``parse_header_block`` of each block."""
+
+    @settings(max_examples=500, deadline=None, database=None)
+    @given(raws=st.lists(QUEUED_BLOCK, max_size=6), keep=KEEPS, skip=SKIPS)
+    def test_same_as_one_by_one(
+        self, raws: list[bytes], keep: frozenset[str] | None, skip: frozenset[str]
+    ) -> None:
+        """Any batch, whether it takes the joined path or the one-by-one path."""
+        expected = [parse_header_block(raw, skip=skip, keep=keep) for raw in raws]
+        assert parse_queue_header_blocks(raws, skip=skip, keep=keep) == expected
+
+    @settings(max_examples=300, deadline=None, database=None)
+    @given(
+        raws=st.lists(PLAIN_LINES.map(lambda lines: "\n".join(lines).encode()),
+                      min_size=1, max_size=8),
+        keep=KEEPS, skip=SKIPS,
+    )  # fmt: skip
+    def test_plain_batches_same_as_one_by_one(
+        self, raws: list[bytes], keep: frozenset[str] | None, skip: frozenset[str]
+    ) -> None:
+        """Batches of plain blocks only (the joined path, when ``keep`` is given)."""
+        expected = [parse_header_block(raw, skip=skip, keep=keep) for raw in raws]
+        assert parse_queue_header_blocks(raws, skip=skip, keep=keep) == expected
+
+    def test_queued_blocks_take_the_joined_path(self) -> None:
+        """Plain blocks are parsed together (one search for the batch), the same answer."""
+        raws = [
+            b"Received: from x\n\tby y\nFrom: a@b.example\nSubject: =?utf-8?q?caf=C3=A9?=\n folded",
+            b"to: c@d.example\nX-Other: x\nSubject:",
+        ]
+        with patch.object(headers_module, "parse_header_block", side_effect=AssertionError):
+            parsed = parse_queue_header_blocks(raws, skip=TRACE_HEADERS, keep=keep_set())
+        assert [h.items for h in parsed] == [
+            (("From", "a@b.example"), ("Subject", "caf\u00e9 folded")),
+            (("to", "c@d.example"), ("Subject", "")),
+        ]
+
+    @pytest.mark.parametrize(
+        "odd",
+        [b"", b"\n", b"Subject: a\rb", b" Subject: x", b"stray line\nSubject: x",
+         b"Subject: x\n\nTo: y", b"Subject: x\n"],
+    )  # fmt: skip
+    def test_one_odd_block_does_not_change_the_others(self, odd: bytes) -> None:
+        """A block the joined path cannot take sends the batch one by one: same answers."""
+        raws = [b"Subject: one\nTo: a@b.example", odd, b"Subject: three"]
+        keep = keep_set()
+        expected = [parse_header_block(raw, skip=TRACE_HEADERS, keep=keep) for raw in raws]
+        assert parse_queue_header_blocks(raws, skip=TRACE_HEADERS, keep=keep) == expected
 
 
 class TestKeep:

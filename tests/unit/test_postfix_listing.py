@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from mailwatch.core.headers import keep_set, parse_header_block
+from mailwatch.core.headers import keep_set, parse_queue_header_blocks
 from mailwatch.core.model import Headers
 from mailwatch.sources.postfix_listing import ListingWorker
 from mailwatch.sources.queuefile_headers import HEADER_READ_STEPS, CachedHeaders, read_queue_headers
@@ -193,7 +193,7 @@ class TestWorker:
     def test_a_chunks_files_are_all_read_before_any_is_decoded(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """One chunk of output: its queue files read one after the other, then decoded."""
+        """One chunk of output: its queue files read one after the other, then decoded together."""
         ids = [f"Q{i:03d}" for i in range(20)]
         for queue_id in ids:
             _store(tmp_path, queue_id)
@@ -204,14 +204,16 @@ class TestWorker:
             events.append("open")
             return real_open(path, flags)
 
-        def decoding(*args: Any, **kwargs: Any) -> Headers:
-            events.append("decode")
-            return parse_header_block(*args, **kwargs)
+        def decoding(raws: list[bytes], *args: Any, **kwargs: Any) -> list[Headers]:
+            events.append(f"decode {len(raws)}")
+            return parse_queue_header_blocks(raws, *args, **kwargs)
 
         monkeypatch.setattr(os, "open", opening)
-        monkeypatch.setattr("mailwatch.sources.queuefile_headers.parse_header_block", decoding)
+        monkeypatch.setattr(
+            "mailwatch.sources.queuefile_headers.parse_queue_header_blocks", decoding
+        )
         worker = _worker([_line(q) for q in ids], tmp_path, keep=keep_set())
-        assert events == ["open"] * 20 + ["decode"] * 20
+        assert events == ["open"] * 20 + ["decode 20"]
         assert [m.subject for m in worker.messages if m is not None] == [f"Case {q}" for q in ids]
         assert worker.headers_read == 20
 
