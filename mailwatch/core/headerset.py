@@ -22,6 +22,27 @@ from mailwatch.errors import HeadersReleased
 _SEP = "\x00"
 
 
+def _find_ascii(packed: str, lowered: str, wanted: str) -> str | None:
+    """The value after the first name ``wanted`` in ASCII ``packed`` (``lowered``: lower-cased)."""
+    if _SEP in wanted:
+        return None
+    after = len(wanted) + 1  # the name and its separator
+    if lowered.startswith(wanted + _SEP):
+        start = after
+    else:
+        needle, start = _SEP + wanted + _SEP, -1
+        at = lowered.find(needle)
+        while at >= 0:
+            if lowered.count(_SEP, 0, at + 1) % 2 == 0:  # an even part: a name, not a value
+                start = at + 1 + after
+                break
+            at = lowered.find(needle, at + 1)
+        if start < 0:
+            return None
+    end = packed.find(_SEP, start)
+    return packed[start:] if end < 0 else packed[start:end]
+
+
 class Headers:
     """The message headers mailwatch keeps: decoded, unfolded, in order, names as sent.
 
@@ -98,6 +119,14 @@ class Headers:
         parts = iter(packed.split(_SEP))
         return tuple(zip(parts, parts, strict=False))
 
+    @property
+    def parts(self) -> list[str]:
+        """The names and values in one flat list: ``[name, value, name, value, …]``."""
+        packed = self._held()
+        if isinstance(packed, tuple):
+            return [part for pair in packed for part in pair]
+        return packed.split(_SEP) if packed else []
+
     def get(self, name: str) -> str | None:
         """The first value of header ``name`` (case-insensitive), or ``None``."""
         packed = self._held()
@@ -105,8 +134,8 @@ class Headers:
             return None
         wanted = name.lower()
         if isinstance(packed, str):
-            if packed.isascii() and wanted not in packed.lower():
-                return None  # (ASCII lower-cases letter by letter: no name here is it)
+            if packed.isascii():  # lower-cased letter by letter: the same offsets, no split
+                return _find_ascii(packed, packed.lower(), wanted)
             parts = packed.split(_SEP)
         else:
             parts = [p for i in packed for p in i]

@@ -4,9 +4,9 @@ Between full listings a probe reads the queue directories (:mod:`.postfix_qdir`)
 directories listed, only new or changed queue files and defer logs read, so a rescan costs
 what changed. A full listing (``postqueue -j`` consumed as it streams by a thread that reads new
 messages' headers, :mod:`.postfix_listing`) is taken **at the first scan** (and after an error
-reading the directories) while every queue file is stamped, and seeds the incremental view
-(reading every file directly instead cost this process about twice the CPU on a 2-core
-machine: the envelope walk in Python, against showq's C working in parallel); **every**
+reading the directories) and seeds the incremental view, once the next probe has stamped every
+queue file (reading every file directly instead cost this process about twice the CPU on a
+2-core machine: the envelope walk in Python, against showq's C working in parallel); **every**
 ``full_listing_every``, as a reconciliation (differences with the incremental view logged as
 a count, those messages re-read at the next scan, the listing being the result but with the
 incremental view's objects where nothing differs); and at every scan when that is zero.
@@ -23,7 +23,7 @@ import dataclasses
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -98,6 +98,8 @@ class PostfixSource:
         self._watcher: QueueDirWatcher | None = None
         self._listed_at: float | None = None  # monotonic time of the last full view
         self._listed_cf: int | None = None  # main.cf's mtime then (changed: list again)
+        # The first listing's messages and start (ns), until the next probe seeds the watcher.
+        self._unseeded: tuple[Sequence[Message], int] | None = None
         self.reconcile_differences = 0  # messages reconciliations found different (in total)
 
     @property
@@ -239,31 +241,39 @@ class PostfixSource:
             return await self._first_listing()
 
     async def _first_listing(self) -> QueueObservation:
-        """List while every queue file is stamped; seed the watcher with the listing."""
+        """List the queue; the next probe stamps every queue file and seeds the watcher.
+
+        Not stamped during the listing: the ``lstat`` of every file competed with it for this
+        process's CPU (an eighth of a first scan); the next probe lists the directories anyway.
+        """
         watcher = QueueDirWatcher(
             self.name, os.fspath(await self.queue_dir()), self.header_cache, self.keep
         )
         started, main_cf = time.time_ns(), self._main_cf()
-        stamping = asyncio.ensure_future(self._scan_directories(watcher, read=False))
-        try:
-            observation = await self._probe_listing(keep_lines=False)
-        except BaseException:
-            watcher.stop()
-            stamping.cancel()
-            raise
-        try:
-            await stamping
-        except (SourceError, OSError) as exc:
-            log.warning("queue_directories_unreadable", source=self.name, error=str(exc))
-            return observation  # the directories are tried again at the next probe
-        watcher.seed(observation.messages, started)
+        observation = await self._probe_listing(keep_lines=False)
+        self._unseeded = (observation.messages, started)
         self._watcher, self._listed_at, self._listed_cf = watcher, time.monotonic(), main_cf
         self._lines = {}  # lines map to messages for listing every scan; the watcher has them
         return observation
 
+    async def _seed(self, watcher: QueueDirWatcher) -> None:
+        """After a first listing: stamp every queue file, then take the listing as their content.
+
+        A file whose stamp is not older than the listing's start (it may have changed since),
+        or that is in another queue now, is read by the scan that follows
+        (:meth:`QueueDirWatcher.seed`). Raises as :meth:`_scan_directories` does.
+        """
+        if self._unseeded is None:
+            return
+        listing, started = self._unseeded
+        await self._scan_directories(watcher, read=False)
+        watcher.seed(listing, started)
+        self._unseeded = None
+
     async def _reconcile(self, watcher: QueueDirWatcher) -> QueueObservation:
         """A full listing, compared with the incremental view (differences counted)."""
         try:
+            await self._seed(watcher)
             seen = await self._scan_directories(watcher)
         except (SourceError, OSError) as exc:
             log.warning("queue_directories_unreadable", source=self.name, error=str(exc))
@@ -299,6 +309,7 @@ class PostfixSource:
         """The queue by its directories (:class:`QueueDirWatcher`): what changed is read."""
         relay = asyncio.get_running_loop().create_task(self._relayhost_or_last())
         try:
+            await self._seed(watcher)
             messages = await self._scan_directories(watcher)
             relayhost = await relay
         finally:

@@ -213,19 +213,11 @@ class ListingWorker:
 
     def _message(self, listed: Listed, cached: CachedHeaders | None) -> Message:
         entry, found = listed.entry, cached or NO_HEADERS
-        message = Message(
-            key=listed.key,
-            source=self.source,
-            queue_id=entry.queue_id,
-            queue=entry.queue_name,
-            arrival=entry.arrival,
-            size=entry.size,
-            sender=entry.sender,
-            recipients=entry.recipients,
-            headers=found.headers,
-            subject=found.subject.text,
-            marking=found.subject.marking,
-            forced_expire=entry.forced_expire,
-        )
+        subject = found.subject
+        message = Message(  # positional: one per listed message, cheaper than keywords
+            listed.key, self.source, entry.queue_id, entry.queue_name, entry.arrival,
+            entry.size, entry.sender, entry.recipients, found.headers, subject.text,
+            subject.marking, entry.forced_expire,
+        )  # fmt: skip
         listed.cached, listed.message = cached, message
         return message

@@ -158,9 +158,9 @@ class QueueDirWatcher:
     def seed(self, listing: Iterable[Message], started_ns: int) -> None:
         """Take a listing started at ``started_ns`` as the content of the stamped files.
 
-        The stamps (``scan(read=False)``) may be taken while the listing runs: a queue file
-        whose ctime is not older than the listing's start (by more than the granularity) may
-        have changed while it ran, and is left for the next scan to read;
+        The stamps (``scan(read=False)``) may be taken while the listing runs or after it: a
+        queue file whose ctime is not older than the listing's start (by more than the
+        granularity) may have changed since it began, and is left for the next scan to read;
         so is a file listed in another queue than it was stamped in, or not stamped. A file
         that changes after its stamp has a new one, and is read again too.
         """

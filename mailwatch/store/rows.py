@@ -65,9 +65,13 @@ def recipients_json(recipients: Sequence[Recipient]) -> str:
     ]) + "]"  # fmt: skip
 
 
-def headers_json(items: Sequence[tuple[str, str]]) -> str:
-    """Headers as stored: a JSON list of ``[name, value]`` (``json.dumps(items)``)."""
-    return "[" + ", ".join([f"[{_quote(name)}, {_quote(value)}]" for name, value in items]) + "]"
+def headers_json(headers: Headers) -> str:
+    """Headers as stored: a JSON list of ``[name, value]`` (``json.dumps(headers.items)``)."""
+    parts = headers.parts  # quoted and paired at C speed: no tuple per header
+    if not parts:
+        return "[]"
+    quoted = iter(map(_quote, parts))
+    return "[[" + "], [".join(map(", ".join, zip(quoted, quoted, strict=False))) + "]]"
 
 
 def recipients_of(text: str) -> tuple[Recipient, ...]:

@@ -60,7 +60,7 @@ def _rows(diff: Diff, kept: Mapping[str, str]) -> Iterator[tuple[object, ...]]:
     queued, source, now = Status.QUEUED.value, diff.source, diff.now
     for v in diff.inserts:
         m, c = v.message, v.classification
-        headers = kept.get(m.key, "[]") if m.headers.released else headers_json(m.headers.items)
+        headers = kept.get(m.key, "[]") if m.headers.released else headers_json(m.headers)
         yield (
             m.key, source, m.queue_id, m.queue, m.arrival.timestamp(), m.size, m.sender,
             recipients_json(m.recipients), headers, m.subject, m.marking,

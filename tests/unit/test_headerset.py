@@ -28,6 +28,22 @@ def test_headers_keep_their_items(pairs: list[tuple[str, str]]) -> None:
     assert Headers().items == ()
 
 
+# ASCII names and values from a few letters: names repeat in other cases and values equal
+# names, the cases the ASCII look-up (offsets in the lower-cased packed text) must get right.
+ASCII_PAIRS = st.lists(
+    st.tuples(st.text("aAbB-", min_size=1, max_size=3), st.text("aAbB-", max_size=3)), max_size=6
+)
+
+
+@given(ASCII_PAIRS, st.text("aAbB-\x00", max_size=3))
+def test_get_in_ascii_headers(pairs: list[tuple[str, str]], other: str) -> None:
+    """``get`` gives the value of the first header of the name in any case, or ``None``."""
+    headers = Headers(tuple(pairs))
+    for name in [*(n for n, _ in pairs), other]:
+        expected = next((v for n, v in pairs if n.lower() == name.lower()), None)
+        assert headers.get(name) == expected
+
+
 def _block(i: int) -> bytes:
     return (
         f"From: Probation Officer {i} <officer{i}@justice.example>\r\n"
