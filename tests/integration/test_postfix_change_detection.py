@@ -161,6 +161,31 @@ async def test_unchanged_messages_are_the_same_objects(
     assert third.headers_read == 0
 
 
+async def test_the_second_probe_takes_the_first_listing_as_read(
+    postfix: PrivatePostfix, source: PostfixSource
+) -> None:
+    """The first probe lists without stamping; the second stamps and keeps what it listed.
+
+    A file older than the listing is not read again (the same object); one held between
+    the two probes (its file moved) is read again and seen in ``hold``, its headers from the
+    cache (no header block decoded twice).
+    """
+    postfix.inject([make_message("Recall S1"), make_message("Recall S2")])
+    postfix.wait_for_queue(2)
+    await asyncio.sleep(GRANULARITY_NS / 1e9 + 0.1)  # the files are now older than a listing
+    first = await source.probe()
+    assert first.headers_read == 2
+    one, two = sorted(m.queue_id for m in first.messages)
+    postfix.postsuper("-h", one)
+    source.postqueue = NO_POSTQUEUE  # the second probe can only read the directories
+    second = await source.probe()
+    assert _seen(second) == _listed(postfix)
+    assert second.headers_read == 0
+    kept = {m.queue_id: m for m in first.messages}
+    assert next(m for m in second.messages if m.queue_id == two) is kept[two]
+    assert next(m for m in second.messages if m.queue_id == one).queue == "hold"
+
+
 async def test_a_reconciliation_that_agrees_keeps_the_objects(
     postfix: PrivatePostfix, source: PostfixSource
 ) -> None:
