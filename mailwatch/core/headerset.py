@@ -134,8 +134,11 @@ class Headers:
             return None
         wanted = name.lower()
         if isinstance(packed, str):
+            lowered = packed.lower()
             if packed.isascii():  # lower-cased letter by letter: the same offsets, no split
-                return _find_ascii(packed, packed.lower(), wanted)
+                return _find_ascii(packed, lowered, wanted)
+            if wanted not in lowered:  # (a name lower-cases alike between the NULs)
+                return None
             parts = packed.split(_SEP)
         else:
             parts = [p for i in packed for p in i]

@@ -115,7 +115,9 @@ class Store(
                 return
             if str(path) != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), isolation_level=None, factory=StoreConnection)
+            self._db = sqlite3.connect(  # (bulkinsert's helper thread uses it, one at a time)
+                str(path), isolation_level=None, factory=StoreConnection, check_same_thread=False
+            )
             self._db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # only a new, empty file: see above
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")

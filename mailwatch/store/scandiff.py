@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from mailwatch.core.model import Status, Verdict
 from mailwatch.core.tracked import ScanDelta
+from mailwatch.store.bulkinsert import insert_rows
 from mailwatch.store.connection import StoreConnection
 from mailwatch.store.rows import (
     INSERT_COLUMNS,
@@ -173,11 +174,10 @@ class ScanDiffMixin:
             # scan of 100,000 messages inserted ~20% faster (CPU), the sort costing ~35 ms.
             diff.inserts.sort(key=_message_key)
             kept = self._kept_headers(diff.inserts)
-            self._db.executemany(
-                f"INSERT OR REPLACE INTO messages ({INSERT_COLUMNS}) VALUES"
-                f" ({', '.join('?' * 19)})",
-                _rows(diff, kept),
-            )
+            insert_rows(  # built here, inserted by a helper thread (mailwatch.store.bulkinsert)
+                self._db, f"INSERT OR REPLACE INTO messages ({INSERT_COLUMNS}) VALUES", 19,
+                _rows(diff, kept), len(diff.inserts),
+            )  # fmt: skip
         if diff.updates:
             self._db.executemany(
                 "UPDATE messages SET queue = ?, class = ?, priority = ?, rule = ?,"

@@ -13,7 +13,7 @@ from mailwatch.core.classify import MessageClass
 from mailwatch.core.durations import Duration
 from mailwatch.core.model import Classification, Message, Priority, Verdict
 from mailwatch.core.sla import evaluate
-from mailwatch.store import Store
+from mailwatch.store import Store, bulkinsert
 from mailwatch.store.scandiff import ScanDiffMixin
 
 NOW = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
@@ -89,3 +89,31 @@ def test_a_first_scan_compares_nothing_and_a_rescan_compares_as_before(
     assert {m.key for m in store.queued("pf1")} == {v.message.key for v in verdicts[:15]}
     assert RECALL.name == store.queued("pf1")[0].class_name
     store.close()
+
+
+def _rows(path: Path) -> list[tuple[object, ...]]:
+    db = sqlite3.connect(path)
+    try:
+        return db.execute("SELECT * FROM messages ORDER BY rowid").fetchall()
+    finally:
+        db.close()
+
+
+def test_a_large_first_scan_writes_the_same_rows_by_the_helper_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thousands of new rows, inserted by mailwatch.store.bulkinsert's thread: the same rows.
+
+    The same as one ``executemany`` in the scan's thread writes, in the same (key) order.
+    """
+    verdicts = _verdicts(2 * bulkinsert.CHUNK_ROWS + 321)
+    threaded = Store(tmp_path / "threaded.sqlite")
+    assert _scan(threaded, verdicts) == len(verdicts)
+    threaded.close()
+    monkeypatch.setattr(bulkinsert, "THREAD_FROM", 10**9)
+    plain = Store(tmp_path / "plain.sqlite")
+    assert _scan(plain, verdicts) == len(verdicts)
+    plain.close()
+    rows = _rows(tmp_path / "threaded.sqlite")
+    assert len(rows) == len(verdicts)
+    assert rows == _rows(tmp_path / "plain.sqlite")
