@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 
 import structlog
 
+from mailwatch.app import classify_split
 from mailwatch.core.backlog import ClassCount
 from mailwatch.core.changes import (
     ChangeSet,
@@ -146,6 +147,24 @@ def judge(
     return verdicts
 
 
+def _many_new(
+    classifier: Classifier, backlog: Backlog, messages: Sequence[Message]
+) -> dict[str, Classification]:
+    """The classes of the messages new to ``backlog``, when there are many (else nothing).
+
+    Many: :data:`~mailwatch.app.classify_split.SPLIT_FROM` or more, classified on two cores
+    (:mod:`mailwatch.app.classify_split`); the scanner's ``_first_seen`` then looks them up.
+    """
+    split_from = classify_split.SPLIT_FROM
+    if len(messages) - len(backlog.verdicts) < split_from:
+        return {}
+    kept = backlog.verdicts
+    fresh = [message for message in messages if message.key not in kept]
+    if len(fresh) < split_from:
+        return {}
+    return classify_split.classify_many(classifier.classify, fresh)
+
+
 @dataclass
 class Scanner:
     """Runs scans of sources and records them in the store."""
@@ -161,6 +180,8 @@ class Scanner:
     _pushed: dict[str, dict[str, Upsert]] = field(default_factory=dict)
     _unreleased: dict[str, list[Headers]] = field(default_factory=dict)
     """Headers of new messages whose store write failed: released after the next one."""
+    _classified: dict[str, Classification] = field(default_factory=dict)
+    """While a scan judges many new messages: their classes, found on two cores."""
 
     async def scan(self, source: Source) -> ScanOutcome:
         """Probe ``source`` once, judge what it saw and record it.
@@ -211,7 +232,11 @@ class Scanner:
         if left and isinstance(observation, LogObservation) and observation.outcomes_for:
             self._settle(observation.outcomes_for, left)
         backlog = self.backlog(source.name)
-        delta = backlog.update(observation.messages, self._first_seen, observation.observed_at)
+        self._classified = _many_new(self.classifier, backlog, observation.messages)
+        try:
+            delta = backlog.update(observation.messages, self._first_seen, observation.observed_at)
+        finally:
+            self._classified = {}
         verdicts = self._latest[source.name] = tuple(backlog.verdicts.values())
         counts = (
             []  # a log holds no backlog of its own
@@ -292,10 +317,12 @@ class Scanner:
 
     def _first_seen(self, message: Message) -> tuple[Classification, datetime]:
         """A new message's class and deadline (both fixed while it is queued)."""
-        try:
-            found = self.classifier.classify(message)
-        except HeadersReleased:  # seen before, released, then new again (the store has them)
-            found = self.classifier.classify(self._stored_headers(message))
+        found = self._classified.get(message.key)  # classified on two cores: _many_new
+        if found is None:
+            try:
+                found = self.classifier.classify(message)
+            except HeadersReleased:  # seen before, released, then new again (the store has them)
+                found = self.classifier.classify(self._stored_headers(message))
         return found, self._classes[found.name].stuck_after.deadline_after(message.arrival)
 
     def _stored_headers(self, message: Message) -> Message:

@@ -349,6 +349,9 @@ _STRIPPED = re.compile(
     re.I,
 )
 _NOT_MARKINGS = frozenset({"reply", "tag", None})
+# What every alternative of _STRIPPED starts with, matched the same way (re.I: U+017F is "s"):
+# a subject that does not start so has nothing to strip (most do not: one cheap match).
+_MAY_STRIP = re.compile(r"[\[(norpfawsvt]", re.I)
 
 
 def normalise_subject(subject: str, *, decoded: bool = False) -> NormalisedSubject:
@@ -360,6 +363,8 @@ def normalise_subject(subject: str, *, decoded: bool = False) -> NormalisedSubje
     :func:`parse_header_block`) and is not decoded again.
     """
     text = subject if decoded else unfold(decode_header_value(subject))
+    if not _MAY_STRIP.match(text):
+        return NormalisedSubject(text.strip(), None)
     marking: str | None = None
     pos = 0  # matched from a position, not re-sliced: linear in a long RE: RE: RE: chain
     while True:

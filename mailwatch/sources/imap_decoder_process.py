@@ -9,17 +9,8 @@ batches are outstanding; a batch that finds the window full, or the child not re
 decoded in the parent (:class:`~mailwatch.sources.imap_decoder.BatchDecoder`), so the two
 share the work and the first FETCH is never delayed.
 
-The child is forked, not started as a new interpreter: it is ready in milliseconds (a new
-interpreter took 0.1-0.2 s to import the decoders and say so, most of a 10,000-message sync). It
-closes every descriptor it inherited but its two pipes, restores the default signal
-dispositions (the event loop's wake-up descriptor is the parent's), keeps the parent's
-objects out of its garbage collection, and leaves by ``os._exit``, so nothing of the parent
-(atexit handlers, buffers, the event loop) runs in it; it runs only the decoders (``str`` and
-``re`` work, already imported), never a lock another thread of the parent could hold (the
-interpreter resets its own, the import lock among them, in a forked child). That is why the
-warning Python 3.12 gives for a fork in a process with threads is silenced here. The price
-of a fork is copy-on-write: each page the parent writes while the child lives is copied
-once (~7,000 pages, ~20 ms of system time, in a 10,000-message first sync).
+The child is forked (:func:`~mailwatch.sources.forking.fork_helper`, where the reasons and the
+rules it keeps are): it runs only the decoders (``str`` and ``re`` work, already imported).
 
 A child that ends, writes a frame that cannot be read or an answer of the wrong shape, does
 not answer within :data:`ANSWER_TIMEOUT`, or cannot be started fails once (logged at
@@ -33,10 +24,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import gc
 import os
 import signal
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -44,9 +33,9 @@ import structlog
 
 from mailwatch.errors import FrameError
 from mailwatch.sources import imap_decoder_child as child
+from mailwatch.sources.forking import Serve, fork_helper
 from mailwatch.sources.frames import FrameBuffer, pack
 from mailwatch.sources.imap_decoder_child import READY, Decoded
-from mailwatch.sources.process import grow_pipe
 
 log = structlog.get_logger(__name__)
 
@@ -60,8 +49,6 @@ PIPE_SIZE = 1 << 20
 """Bytes each pipe holds (Linux's default largest): the window's batches (~60 KiB each) and
 their answers (~70 KiB) fit, so the child never waits for a busy parent to read."""
 
-Serve = Callable[[int, int], None]
-"""What the child runs: read requests from the first descriptor, answer on the second."""
 Answer = Callable[[list[Decoded] | None], None]
 """Called with the child's answer to one batch, or ``None``: decode that batch here."""
 
@@ -95,39 +82,6 @@ class _Reader(asyncio.Protocol):
             self.ended.set_result(None)
 
 
-def _fork(serve: Serve) -> tuple[int, int, int]:
-    """Fork a child running ``serve(read_fd, write_fd)``: its pid, and this side's two fds."""
-    to_child, to_parent = os.pipe(), os.pipe()
-    for _, write_end in (to_child, to_parent):
-        grow_pipe(write_end, PIPE_SIZE)  # a larger pipe only saves waits
-    try:
-        with warnings.catch_warnings():  # Python >= 3.12 warns of threads: see the docstring
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
-    except OSError:
-        for fd in (*to_child, *to_parent):
-            os.close(fd)
-        raise
-    if pid == 0:  # pragma: no cover - the child (coverage does not follow it)
-        code = 1
-        try:
-            gc.freeze()
-            signal.set_wakeup_fd(-1)
-            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-                signal.signal(signum, signal.SIG_DFL)
-            low, high = sorted((to_child[0], to_parent[1]))
-            os.closerange(3, low)
-            os.closerange(low + 1, high)
-            os.closerange(high + 1, os.sysconf("SC_OPEN_MAX"))
-            serve(to_child[0], to_parent[1])
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(to_child[0])
-    os.close(to_parent[1])
-    return pid, to_child[1], to_parent[0]
-
-
 class DecoderProcess:
     """One decoding child for one probe of one IMAP source (see the module docstring)."""
 
@@ -155,7 +109,7 @@ class DecoderProcess:
     async def _spawn(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            self.pid, write_fd, read_fd = _fork(self.serve)
+            self.pid, write_fd, read_fd = fork_helper(self.serve, PIPE_SIZE)
         except OSError as exc:
             self.fail(f"cannot start it: {exc}")
             return

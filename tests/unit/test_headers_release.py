@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from listing import FakeQueueSource
 
 from mailwatch.app import queries
 from mailwatch.app.scanner import Scanner
 from mailwatch.config.settings import load
-from mailwatch.core.model import Headers, Message, QueueObservation, Recipient, Removed, Status
+from mailwatch.core.model import Headers, Message, Recipient, Removed, Status
 from mailwatch.errors import HeadersReleased, StoreError
 from mailwatch.store import Store
 
@@ -51,19 +52,6 @@ def test_released_headers_compare_and_hash_as_before(pairs: list[tuple[str, str]
     headers.release()  # twice: nothing more to drop
     assert hash(headers) == before
     assert repr(headers) == "Headers(<released>)"
-
-
-class FakeQueueSource:
-    """A fake queue source: returns the listing it is given (objects reused, as Postfix's are)."""
-
-    name = "mta1"
-
-    def __init__(self, messages: list[Message]) -> None:
-        self.messages = messages
-
-    async def probe(self) -> QueueObservation:
-        """The current listing."""
-        return QueueObservation(self.name, NOW, tuple(self.messages))
 
 
 def _headers(i: int) -> Headers:

@@ -27,6 +27,7 @@ from mailwatch.core.headers import keep_set
 from mailwatch.core.model import Message
 from mailwatch.parsing.imap import FetchRecord
 from mailwatch.sources import imap_decoder_process
+from mailwatch.sources.forking import Serve
 from mailwatch.sources.frames import FrameBuffer, pack, read_frame, write_all
 from mailwatch.sources.imap import DEFAULT_HEADER_FIELDS
 from mailwatch.sources.imap_addresses import clear_caches
@@ -204,9 +205,7 @@ def _fake_child_never_answers(read_fd: int, write_fd: int) -> None:
         _fake_child_never_answers,
     ],
 )
-async def test_a_broken_child_loses_nothing(
-    fake: imap_decoder_process.Serve, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_broken_child_loses_nothing(fake: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every batch the broken child held, and every later one, is decoded in the parent."""
     monkeypatch.setattr(imap_decoder_process, "ANSWER_TIMEOUT", 0.5)
     blocks = _blocks(CHUNK * 12)

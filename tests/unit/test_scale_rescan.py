@@ -13,27 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from listing import FakeQueueSource
 
 from mailwatch.app.scanner import Scanner
 from mailwatch.config.settings import load
 from mailwatch.core.durations import Duration
-from mailwatch.core.model import Message, QueueObservation, Recipient, Removed, Status
+from mailwatch.core.model import Message, Recipient, Removed, Status
 from mailwatch.store import Store
 
 NOW = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
-
-
-class FakeQueueSource:
-    """A fake queue source: returns the listing it is given (objects reused, as Postfix's are)."""
-
-    name = "mta1"
-
-    def __init__(self, messages: list[Message]) -> None:
-        self.messages = messages
-
-    async def probe(self) -> QueueObservation:
-        """The current listing."""
-        return QueueObservation(self.name, NOW, tuple(self.messages))
 
 
 def _message(i: int, reason: str = "connect to relay: Connection refused") -> Message:
