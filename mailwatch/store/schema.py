@@ -223,4 +223,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE scans ADD COLUMN relayhost TEXT;
     """,
+    # 11: the outcome index holds messages with an outcome only (a queued message has none):
+    #     a first scan's insert no longer adds one entry per message to it; every query on
+    #     it names an outcome, which implies one (the index stays usable).
+    """
+    DROP INDEX messages_by_outcome;
+    CREATE INDEX messages_by_outcome ON messages (outcome, outcome_at) WHERE outcome IS NOT NULL;
+    """,
 )
