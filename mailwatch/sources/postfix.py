@@ -246,11 +246,11 @@ class PostfixSource:
         Not stamped during the listing: the ``lstat`` of every file competed with it for this
         process's CPU (an eighth of a first scan); the next probe lists the directories anyway.
         """
-        watcher = QueueDirWatcher(
-            self.name, os.fspath(await self.queue_dir()), self.header_cache, self.keep
-        )
         started, main_cf = time.time_ns(), self._main_cf()
         observation = await self._probe_listing(keep_lines=False)
+        watcher = QueueDirWatcher(  # (the listing asked postconf meanwhile, if it read a file)
+            self.name, os.fspath(await self.queue_dir()), self.header_cache, self.keep
+        )
         self._unseeded = (observation.messages, started)
         self._watcher, self._listed_at, self._listed_cf = watcher, time.monotonic(), main_cf
         self._lines = {}  # lines map to messages for listing every scan; the watcher has them
