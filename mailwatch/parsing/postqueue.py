@@ -17,11 +17,11 @@ Example line::
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from sys import intern
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from mailwatch.core.model import Recipient
 
@@ -90,6 +90,33 @@ def parse_line(line: str | bytes, line_number: int = 0) -> QueueEntry | Malforme
         return Malformed(line_number, f"not JSON ({exc.__class__.__name__})")
     except RecursionError:  # nested arrays or objects deeper than the interpreter's limit
         return Malformed(line_number, "not JSON (nested too deep)")
+    return _entry(obj, line_number)
+
+
+def parse_lines(
+    lines: Sequence[bytes], first_number: int = 1
+) -> list[QueueEntry | Malformed] | None:
+    """``[parse_line(line, first_number + i) …]`` when every line starts with ``{``, else ``None``.
+
+    The lines are decoded as one JSON array (one call, ~1 µs a line less) when they are one
+    object each; any that is not (a JSON error, or two objects on a line) sends them all to
+    :func:`parse_line`, line by line: the same answers either way. ``None`` (a line that
+    cannot be an object: blank, or anything else first) leaves them to the caller.
+    """
+    if not all(line[:1] == b"{" for line in lines):
+        return None
+    try:
+        objs = json.loads(b"[" + b",".join(lines) + b"]")
+    except (ValueError, RecursionError):
+        objs = None
+    if not isinstance(objs, list) or len(objs) != len(lines):
+        return [cast(QueueEntry | Malformed, parse_line(line, first_number + i))
+                for i, line in enumerate(lines)]  # fmt: skip
+    return [_entry(obj, first_number + i) for i, obj in enumerate(objs)]
+
+
+def _entry(obj: object, line_number: int) -> QueueEntry | Malformed:
+    """The entry a line's decoded JSON describes, or why it cannot be one."""
     if not isinstance(obj, dict):
         return Malformed(line_number, "not a JSON object")
     try:

@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 from mailwatch.core.model import Message
-from mailwatch.parsing.postqueue import Malformed, QueueEntry, parse_line
+from mailwatch.parsing.postqueue import Malformed, QueueEntry, parse_line, parse_lines
 from mailwatch.sources.queuefile_headers import (
     NO_HEADERS,
     CachedHeaders,
@@ -122,10 +122,16 @@ class ListingWorker:
         # parsed, then their files are read one after the other, then decoded (each phase a
         # tight loop of its own: measured faster than reading and decoding line by line).
         wanted: list[tuple[int, Listed]] = []
-        for line in lines:
-            listed = previous.get(line)
+        # A first listing (nothing to recall): the chunk's JSON decoded in one call.
+        parsed_all = None if previous else parse_lines(lines, len(messages) + len(problems) + 1)
+        for i, line in enumerate(lines):
+            listed = previous.get(line) if previous else None
             if listed is None:
-                parsed = parse_line(line, len(messages) + len(problems) + 1)
+                parsed = (
+                    parse_line(line, len(messages) + len(problems) + 1)
+                    if parsed_all is None
+                    else parsed_all[i]
+                )
                 if parsed is None:
                     continue
                 if isinstance(parsed, Malformed):

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailwatch.core.model import Recipient
-from mailwatch.parsing.postqueue import Malformed, QueueEntry, parse_line
+from mailwatch.parsing import postqueue
+from mailwatch.parsing.postqueue import Malformed, QueueEntry, parse_line, parse_lines
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "postqueue"
 
@@ -269,3 +270,39 @@ class TestFastPath:
     def test_bytes_parse_as_text(self, line: str) -> None:
         """Same entry, or the same reason (trailing blanks, extra data, cut-off objects)."""
         assert parse_line(line.encode("utf-8", "surrogatepass"), 3) == parse_line(line, 3)
+
+
+# Lines that start with "{": golden ones, valid and not, and the shapes a joined decode could
+# read differently (two objects on a line, a trailing comma, deep nesting, NUL, odd bytes).
+BRACED_LINES = st.one_of(
+    st.sampled_from([line for line in VALID_LINES + MALFORMED_LINES if line[:1] == b"{"]),
+    st.sampled_from([
+        b'{"queue_name": "deferred"}, {"queue_id": "A"}', b'{"a": 1}{"b": 2}', b"{", b"{}",
+        b'{"queue_name": "active", "queue_id": "B1", "arrival_time": 1}\r', b"{\x00}",
+        b'{"x": "\xff"}', b"{" * 5000, b'{"queue_name": "hold", "queue_id": "C", '
+        b'"arrival_time": 1.5e9, "recipients": [{"address": "a@b"}],}',
+    ]),
+    st.binary(max_size=40).map(lambda tail: b"{" + tail),
+)  # fmt: skip
+
+
+class TestLinesTogether:
+    """``parse_lines`` (one JSON decode for a chunk) answers as ``parse_line`` line by line."""
+
+    @settings(max_examples=400, deadline=None, database=None)
+    @given(lines=st.lists(BRACED_LINES, max_size=8), first=st.integers(1, 10**6))
+    def test_same_as_line_by_line(self, lines: list[bytes], first: int) -> None:
+        """Any lines starting with ``{``, whichever path they take."""
+        expected = [parse_line(line, first + i) for i, line in enumerate(lines)]
+        assert parse_lines(lines, first) == expected
+
+    def test_valid_lines_are_decoded_together(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Golden valid lines take the joined path (no line-by-line parse), same entries."""
+        expected = [parse_line(line, n) for n, line in enumerate(VALID_LINES, start=1)]
+        monkeypatch.setattr(postqueue, "parse_line", None)  # (calling it would fail)
+        assert parse_lines(VALID_LINES, 1) == expected
+
+    def test_a_line_that_is_not_braced_is_left_to_the_caller(self) -> None:
+        """A blank line, or one starting with anything else: ``None``."""
+        assert parse_lines([VALID_LINES[0], b""]) is None
+        assert parse_lines([b" " + VALID_LINES[0]]) is None
