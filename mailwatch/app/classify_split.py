@@ -11,8 +11,10 @@ rule, what it matched on, or ``None`` for a message it could not classify), made
 messages: ~30 ms less of a ~0.55 s first scan.
 
 A helper that cannot start, exits, answers something of the wrong shape, or has not answered
-within :data:`ANSWER_TIMEOUT` is killed and reaped, and its half is classified here (logged
-at warning): nothing is lost, and the answer is always the same as classifying here.
+once this process has waited :data:`ANSWER_FACTOR` times as long as its own half took (at
+least :data:`ANSWER_GRACE`: the event loop waits meanwhile, so the bound follows the work) is
+killed and reaped, and its half is classified here (logged at warning): nothing is lost, and
+the answer is always the same as classifying here.
 """
 
 from __future__ import annotations
@@ -36,8 +38,10 @@ log = structlog.get_logger(__name__)
 
 SPLIT_FROM = 4_000
 """New messages from which half are classified by a helper process (fewer: not worth a fork)."""
-ANSWER_TIMEOUT = 30.0
-"""Seconds the helper has, after this process classified its own half, to answer."""
+ANSWER_GRACE = 1.0
+"""Seconds the helper has at least, after this process classified its own half, to answer."""
+ANSWER_FACTOR = 4
+"""The helper has this many times as long as this process took for its own half, at least."""
 PIPE_SIZE = 1 << 20
 
 Classify = Callable[[Message], Classification]
@@ -62,8 +66,10 @@ def classify_many(classify: Classify, messages: Sequence[Message]) -> dict[str, 
         log.warning("classify_helper_failed", reason=f"cannot start it: {exc}")
         return _here(classify, messages)
     os.close(to_helper)  # it is given nothing but its half, already in its memory
+    started = time.monotonic()
     found = _here(classify, messages[:half])
-    answers = _collect(pid, from_helper, len(theirs))
+    wait = max(ANSWER_GRACE, ANSWER_FACTOR * (time.monotonic() - started))
+    answers = _collect(pid, from_helper, len(theirs), wait)
     if answers is None:
         found.update(_here(classify, theirs))
         return found
@@ -100,18 +106,18 @@ def _serve(classify: Classify, messages: Sequence[Message], write_fd: int) -> No
     write_all(write_fd, pack(answers))
 
 
-def _collect(pid: int, read_fd: int, count: int) -> list[Answer] | None:
-    """The helper's answers (``None``: it failed, see the module docstring); always reaped."""
+def _collect(pid: int, read_fd: int, count: int, wait: float) -> list[Answer] | None:
+    """The helper's answers within ``wait`` seconds (``None``: it failed); always reaped."""
     buffer, values = FrameBuffer(), []
     reason = ""
-    deadline = time.monotonic() + ANSWER_TIMEOUT
+    deadline = time.monotonic() + wait
     poller = select.poll()
     poller.register(read_fd, select.POLLIN | select.POLLHUP | select.POLLERR)
     try:
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or not poller.poll(max(1, int(left * 1000))):
-                reason = f"no answer within {ANSWER_TIMEOUT:g}s"
+                reason = f"no answer within {wait:.1f}s"
                 break
             data = os.read(read_fd, 1 << 20)
             if not data:

@@ -47,8 +47,7 @@ NO_HEADERS = CachedHeaders(Headers(), NormalisedSubject("", None))
 
 def decode(raw: bytes, keep: frozenset[str] | None) -> CachedHeaders:
     """A header block read from a queue file, decoded (only ``keep``'s names, if given)."""
-    headers = parse_header_block(raw, skip=TRACE_HEADERS, keep=keep)
-    return CachedHeaders(headers, normalise_subject(headers.get("Subject") or "", decoded=True))
+    return _cached(parse_header_block(raw, skip=TRACE_HEADERS, keep=keep))
 
 
 def decode_all(raws: Sequence[bytes], keep: frozenset[str] | None) -> list[CachedHeaders]:
@@ -56,11 +55,11 @@ def decode_all(raws: Sequence[bytes], keep: frozenset[str] | None) -> list[Cache
 
     See :func:`~mailwatch.core.headers.parse_queue_header_blocks`.
     """
-    subject_of = normalise_subject
-    return [
-        CachedHeaders(headers, subject_of(headers.get("Subject") or "", decoded=True))
-        for headers in parse_queue_header_blocks(raws, skip=TRACE_HEADERS, keep=keep)
-    ]
+    return list(map(_cached, parse_queue_header_blocks(raws, skip=TRACE_HEADERS, keep=keep)))
+
+
+def _cached(headers: Headers) -> CachedHeaders:
+    return CachedHeaders(headers, normalise_subject(headers.get("Subject") or "", decoded=True))
 
 
 def _queue_file_candidates(root: str, queue_name: str, queue_id: str) -> Iterator[str]:

@@ -8,7 +8,6 @@ garbage, the wrong count or an unknown priority, or never answers.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -127,7 +126,7 @@ def test_a_broken_helper_loses_nothing(
 ) -> None:
     """Its half is classified here: the same answers; it is reaped; a warning says why."""
     monkeypatch.setattr(classify_split, "_serve", fake)
-    monkeypatch.setattr(classify_split, "ANSWER_TIMEOUT", 0.5)
+    monkeypatch.setattr(classify_split, "ANSWER_GRACE", 0.5)
     messages = [_message(i) for i in range(2 * SPLIT)]
     with structlog.testing.capture_logs() as logs:
         assert classify_many(classifier.classify, messages) == _expected(classifier, messages)
@@ -168,4 +167,31 @@ def test_a_scan_of_many_new_messages_judges_as_before(
     plain = _verdicts(Scanner(settings.classifier(), Store(tmp_path / "b.db")), messages)
     assert split == plain
     assert len(forks) == 1
-    assert os.getpid() not in forks
+
+
+def test_the_wait_for_the_helper_follows_the_work(
+    classifier: Classifier, forks: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The event loop waits for the helper a few times as long as its own half took, not more.
+
+    A slow classifier (10 ms a message): the wait granted is ANSWER_FACTOR times this
+    process's half (20 messages), above ANSWER_GRACE; the helper answers within it.
+    """
+    monkeypatch.setattr(classify_split, "ANSWER_GRACE", 0.05)
+    waits: list[float] = []
+    collect = classify_split._collect
+
+    def recording(pid: int, read_fd: int, count: int, wait: float) -> Any:
+        waits.append(wait)
+        return collect(pid, read_fd, count, wait)
+
+    monkeypatch.setattr(classify_split, "_collect", recording)
+
+    def slow(message: Message) -> Any:
+        time.sleep(0.01)
+        return classifier.classify(message)
+
+    messages = [_message(i) for i in range(SPLIT)]
+    assert classify_many(slow, messages) == _expected(classifier, messages)
+    assert len(waits) == 1
+    assert classify_split.ANSWER_FACTOR * 0.2 <= waits[0] < classify_split.ANSWER_FACTOR * 2
