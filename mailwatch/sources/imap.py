@@ -219,6 +219,8 @@ class ImapSource:
             async with asyncio.timeout(self.timeout), self._client() as client:
                 with collection_paused():  # see mailwatch.app.scanner: a sync's objects all survive
                     fetched, malformed = await self._sync_all(client, observed_at)
+                if self._child is not None:
+                    self._child.end()  # it exits while LOGOUT goes out (reaped below)
         except SourceError:
             raise  # already typed (SourceTimeout is a TimeoutError too: keep its detail)
         except TimeoutError as exc:  # the whole probe's deadline (each call has its own too)

@@ -113,6 +113,7 @@ class BatchDecoder:
             self._emptied = asyncio.get_running_loop().create_future()
             await self._emptied
         if self.child is not None:
+            self.child.reclaim()  # nothing left to hand over: share the child's last batches
             await self.child.drain()
 
     def cancel(self) -> None:

@@ -27,7 +27,7 @@ from mailwatch.core.headers import keep_set
 from mailwatch.core.model import Message
 from mailwatch.parsing.imap import FetchRecord
 from mailwatch.sources import imap_decoder_process
-from mailwatch.sources.forking import Serve
+from mailwatch.sources.forking import Serve, fork_helper
 from mailwatch.sources.frames import FrameBuffer, pack, read_frame, write_all
 from mailwatch.sources.imap import DEFAULT_HEADER_FIELDS
 from mailwatch.sources.imap_addresses import clear_caches
@@ -85,6 +85,21 @@ async def _ready(child: DecoderProcess) -> None:
         if child.ready or child.failed:
             return
         await asyncio.sleep(0.005)
+
+
+async def _started(
+    count: int, serve: Serve
+) -> tuple[list[list[FetchRecord]], dict[int, Message], DecoderProcess, int]:
+    """``count`` full batches, their Messages decoded in-process, and a ready ``serve`` child."""
+    blocks = _blocks(CHUNK * count)
+    batches = [_records(blocks[i : i + CHUNK], i + 1) for i in range(0, len(blocks), CHUNK)]
+    expected = await _decode(batches, None)
+    child = DecoderProcess("imap", KEEP, serve=serve)
+    child.start()
+    await _ready(child)
+    assert child.ready
+    assert child.pid is not None
+    return batches, expected, child, child.pid
 
 
 async def _decode(
@@ -208,15 +223,7 @@ def _fake_child_never_answers(read_fd: int, write_fd: int) -> None:
 async def test_a_broken_child_loses_nothing(fake: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every batch the broken child held, and every later one, is decoded in the parent."""
     monkeypatch.setattr(imap_decoder_process, "ANSWER_TIMEOUT", 0.5)
-    blocks = _blocks(CHUNK * 12)
-    batches = [_records(blocks[i : i + CHUNK], i + 1) for i in range(0, len(blocks), CHUNK)]
-    expected = await _decode(batches, None)
-    child = DecoderProcess("imap", KEEP, serve=fake)
-    child.start()
-    await _ready(child)
-    assert child.ready
-    pid = child.pid
-    assert pid is not None
+    batches, expected, child, pid = await _started(12, fake)
     with structlog.testing.capture_logs() as logs:
         try:
             got = await _decode(batches, child)
@@ -249,3 +256,78 @@ async def test_a_child_closed_while_it_starts_is_reaped() -> None:
     await child.close()
     assert pid is None or pid_gone(pid)
     assert child.pid is None
+
+
+def _fake_child_slow(read_fd: int, write_fd: int) -> None:
+    """FAKE child: the real one, a hundred times slower (a busy second core)."""
+    write_all(write_fd, pack(READY))
+    buffer, pending = FrameBuffer(), cast(list[object], [])
+    while (request := read_frame(read_fd, buffer, pending)) is not None:
+        names, raws = cast(tuple[list[str], list[bytes]], request)
+        time.sleep(0.2)
+        write_all(write_fd, pack(decode_batch(frozenset(names), raws)))
+
+
+async def test_the_last_batches_the_child_holds_are_shared_with_the_parent() -> None:
+    """At the end of a sync the parent takes back the newest half of what the child holds.
+
+    It decodes those itself while the child works through the older ones; the child's late
+    answers to the batches taken back are dropped, and the Messages are the same. The child,
+    still busy with batches nobody needs, is killed when closed, without a warning.
+    """
+    batches, expected, child, pid = await _started(10, _fake_child_slow)
+    with structlog.testing.capture_logs() as logs:
+        try:
+            got = await _decode(batches, child)
+            assert not child.failed
+        finally:
+            started = time.monotonic()
+            await child.close()
+    assert got == expected
+    # 8 batches were handed over at once (the window), 4 of them taken back at the end
+    assert (child.sent, child.reclaimed) == (imap_decoder_process.WINDOW, 4)
+    assert time.monotonic() - started < 0.5  # killed: not left to decode the 4 dropped
+    assert pid_gone(pid)
+    assert [e for e in logs if e["log_level"] == "warning"] == []
+
+
+async def test_reclaim_takes_nothing_from_a_child_that_holds_one_batch() -> None:
+    """Nothing to share when the child holds fewer than two batches."""
+    child = DecoderProcess("imap", KEEP)
+    child.start()
+    await _ready(child)
+    answers: list[object] = []
+    try:
+        assert child.submit(_blocks(3), answers.append)
+        assert child.reclaim() == 0
+        await child.drain()
+        assert len(answers) == 1
+        assert isinstance(answers[0], list)
+    finally:
+        await child.close()
+
+
+def _fake_child_exits_soon(read_fd: int, write_fd: int) -> None:
+    """FAKE child: lives a moment, then exits (whatever its input)."""
+    time.sleep(0.2)
+
+
+@pytest.mark.parametrize("pidfds", [True, False])
+async def test_an_exiting_child_is_reaped_as_it_exits(
+    pidfds: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The exit is awaited on a pidfd, or polled for where ``pidfd_open`` is refused."""
+    if not pidfds:
+
+        def refused(pid: int, flags: int = 0) -> int:
+            raise OSError(38, "Function not implemented")
+
+        monkeypatch.setattr(os, "pidfd_open", refused)
+    pid, write_fd, read_fd = fork_helper(_fake_child_exits_soon, 1 << 16)
+    os.close(write_fd)
+    os.close(read_fd)
+    started = time.monotonic()
+    await imap_decoder_process._reap(pid)
+    waited = time.monotonic() - started
+    assert pid_gone(pid)
+    assert 0.1 < waited < imap_decoder_process.CLOSE_GRACE  # waited for its exit, not killed
