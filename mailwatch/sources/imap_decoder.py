@@ -29,6 +29,9 @@ from mailwatch.sources.imap_addresses import (
 from mailwatch.sources.imap_decoder_child import Decoded
 from mailwatch.sources.imap_decoder_process import Answer, DecoderProcess
 
+_new_message = tuple.__new__
+"""``Message``'s own ``__new__`` is a Python function: the tuple's is a third cheaper. The
+tests compare what it builds with :meth:`BatchDecoder._build`'s ``Message(...)``."""
 CHUNK = 200
 """Records decoded as one batch, at most (a busy client is handed many FETCH batches at once)."""
 
@@ -170,8 +173,8 @@ class BatchDecoder:
             uid = record.uid or 0
             arrival, size = record.internaldate or now, record.size or 0
             queue_id = str(uid)
-            into[uid] = Message(
+            into[uid] = _new_message(Message, (  # every field: as Message(...) builds it
                 prefix + queue_id, name, queue_id, folder, arrival, size, sender,
                 recipients_of(addresses), from_packed(packed), subject, marking, False,
                 wait_reason,
-            )  # fmt: skip
+            ))  # fmt: skip

@@ -11,6 +11,7 @@ made to be on demand.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import random
 import time
@@ -331,3 +332,24 @@ async def test_an_exiting_child_is_reaped_as_it_exits(
     waited = time.monotonic() - started
     assert pid_gone(pid)
     assert 0.1 < waited < imap_decoder_process.CLOSE_GRACE  # waited for its exit, not killed
+
+
+def _reports_its_state(read_fd: int, write_fd: int) -> None:
+    """A helper that says whether its collector runs and which descriptors it holds."""
+    fds = sorted(int(fd) for fd in os.listdir("/proc/self/fd"))
+    write_all(write_fd, pack((gc.isenabled(), fds)))
+
+
+def test_a_helper_runs_without_garbage_collection_and_with_two_pipes() -> None:
+    """The forked helper does not collect (short-lived, no cycles) and holds only its pipes."""
+    pid, write_fd, read_fd = fork_helper(_reports_its_state, 1 << 16)
+    try:
+        state = read_frame(read_fd, FrameBuffer(), [])
+    finally:
+        os.close(write_fd)
+        os.close(read_fd)
+        os.waitpid(pid, 0)
+    assert gc.isenabled()  # (the parent's is untouched)
+    enabled, fds = cast(tuple[bool, list[int]], state)
+    assert enabled is False
+    assert len([fd for fd in fds if fd > 2]) <= 3  # its two pipes (and listdir's own)
