@@ -28,6 +28,9 @@ _ORDINARY = re.compile(
     r"[ \t]*"
 )
 _FALLBACK = re.compile(r'["()\\]|=\?')
+_BARE_LIST = re.compile(rf"[ \t]*{_ADDR}[ \t]*(?:,[ \t]*{_ADDR}[ \t]*)*")
+"""A list of bare addresses only (``a@b.example, c@d.example``): each entry, stripped of
+blanks, is its address, as :func:`_ordinary` reads it. Linear: an address holds no comma."""
 
 
 # A mailbox holds a few thousand senders but tens of thousands of recipient lists (one to
@@ -210,12 +213,18 @@ def recipients_named(named: tuple[str, ...]) -> tuple[Recipient, ...]:
 @functools.lru_cache(maxsize=_VALUES_CACHED)
 def _sender_of(value: str) -> str:
     """The first address of one ``From`` value (``""`` if it has none)."""
+    if "," not in value and "=?" not in value:  # one ordinary entry: read it here
+        found = _ORDINARY.fullmatch(value)
+        if found is not None:
+            return str(found["bare"] or found["addr"])
     return next((a for _, a in addresses((value,)) if a), "")
 
 
 @functools.lru_cache(maxsize=_VALUES_CACHED)
 def _recipients_of(value: str) -> tuple[Recipient, ...]:
     """:func:`_recipients` of one value (the usual single ``To``)."""
+    if "=?" not in value and _BARE_LIST.fullmatch(value):  # bare addresses: split them here
+        return tuple(map(_recipient, dict.fromkeys(a.strip(" \t") for a in value.split(","))))
     return _recipients((value,))
 
 

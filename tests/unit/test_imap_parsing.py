@@ -39,6 +39,7 @@ from mailwatch.parsing.imap import (
 )
 from mailwatch.sources import imap_wire
 from mailwatch.sources.imap import addresses, describe
+from mailwatch.sources.imap_addresses import clear_caches
 from mailwatch.sources.imap_wire import ImapWire, fetch_batches
 
 FIELDS = b"BODY[HEADER.FIELDS (SUBJECT FROM TO CC DATE IMPORTANCE X-PRIORITY)]"
@@ -654,6 +655,13 @@ _ADDRESS_VALUES = [
     "Name\u00a0Two <a@b>",
     "a@b@c",
     "<a@b> trailing",
+    "a@b.example,\tc@d.example",  # the bare-list path: blanks either side of each entry
+    " a@b.example ,c@d.example\t",
+    "a@b.example, a@b.example, c@d.example",  # twice: once as a recipient
+    "=?x@b.example, c@d.example",  # an encoded-word opener inside an atom: getaddresses
+    "a@b.example,",
+    " J  Q\tPublic <jq@b.example> ",  # one named entry: the sender path
+    "a@b.example <c@d.example>",
 ]
 
 
@@ -685,6 +693,16 @@ class TestAddresses:
     def test_same_as_getaddresses(self, values: list[str]) -> None:
         """Any mix of ordinary and odd pieces gives getaddresses' pairs."""
         assert addresses(values) == getaddresses(values)
+
+
+@pytest.mark.parametrize("value", _ADDRESS_VALUES)
+def test_one_value_read_cold_as_getaddresses_reads_it(value: str) -> None:
+    """A value read cold (caches empty, its own paths) gives getaddresses' sender and list."""
+    clear_caches()
+    sender, recipients, _ = describe(Headers((("From", value), ("To", value))))
+    found = [a for _, a in getaddresses([value]) if a]
+    assert sender == (found[0] if found else "")
+    assert recipients == tuple(Recipient(a) for a in dict.fromkeys(found))
 
 
 _ADDRESS_VALUE = st.one_of(
