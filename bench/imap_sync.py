@@ -387,6 +387,37 @@ def children_cpu() -> float:
     return used.ru_utime + used.ru_stime
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+SERVER_SETTLE = 0.05
+"""Seconds given to Dovecot's master to reap a session's process before its CPU is read."""
+
+
+def server_cpu(dovecot: PrivateDovecot) -> float:
+    """CPU seconds the Dovecot instance used so far (``/proc``, in clock ticks).
+
+    Its master, every live process under it, and every session process it reaped.
+    """
+    try:
+        master = int((dovecot.base_dir / "master.pid").read_text().strip())
+    except (OSError, ValueError) as exc:
+        raise BenchError(f"Dovecot master pid: {exc}") from exc
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+    children: dict[int, list[int]] = {}
+    for pid, fields in stats.items():
+        children.setdefault(int(fields[1]), []).append(pid)
+    ticks, todo = 0, [master]
+    while todo:  # the master and its descendants: utime, stime, cutime, cstime
+        pid = todo.pop()
+        if pid in stats:
+            ticks += sum(int(value) for value in stats[pid][11:15])
+            todo.extend(children.get(pid, ()))
+    return ticks / _TICK
+
+
 async def probe(source: ImapSource, mailbox: Mailbox, read: int, what: str) -> Probe:
     """Time one probe; check it saw every unseen message and read exactly ``read`` headers."""
     t0, cpu0, child0 = time.perf_counter(), time.process_time(), children_cpu()
@@ -494,11 +525,17 @@ async def measure(
     large_source = small_source = None
     for run in range(1, runs + 1):
         for batch in batch_sizes:
+            served = server_cpu(large.dovecot)
             seconds = stdlib_fetch(large.dovecot, large.user, large.password, batch)
             results.add(_batch_key(batch), seconds)
+            await asyncio.sleep(SERVER_SETTLE)  # (untimed) the session's process is reaped
+            results.add(f"{_batch_key(batch)}_server_cpu", server_cpu(large.dovecot) - served)
         clear_caches()  # as in a new process: no address parsed yet
         large_source = large.source(fetch_batch)  # brand-new: nothing cached
+        served = server_cpu(large.dovecot)
         first = await probe(large_source, large, large.unseen, "first sync")
+        await asyncio.sleep(SERVER_SETTLE)
+        results.add("first_sync_server_cpu", server_cpu(large.dovecot) - served)
         results.add("first_sync", first.seconds)
         results.add("first_sync_cpu", first.cpu)
         results.add("first_sync_child_cpu", first.child_cpu)
@@ -520,6 +557,9 @@ async def measure(
     medians = {b: results.median(_batch_key(b)) for b in batch_sizes}
     results.stdlib_batch = min(medians, key=lambda b: medians[b])
     results.samples["stdlib"] = results.samples[_batch_key(results.stdlib_batch)]
+    results.samples["stdlib_server_cpu"] = results.samples[
+        f"{_batch_key(results.stdlib_batch)}_server_cpu"
+    ]
 
     for _ in range(runs):  # interleaved, so that a busy moment hits both sizes alike
         polled = await unchanged_poll(large_source, large, "unchanged poll")
@@ -604,6 +644,13 @@ def targets_of(args: argparse.Namespace, results: Results) -> list[Target]:
     return targets
 
 
+def cpu_floor(results: Results) -> float:
+    """Seconds a first sync of N needs at least: every process's CPU spread over every CPU."""
+    med = results.median
+    used = med("first_sync_cpu") + med("first_sync_child_cpu") + med("first_sync_server_cpu")
+    return used / (os.cpu_count() or 1)
+
+
 def report(
     args: argparse.Namespace,
     results: Results,
@@ -662,6 +709,17 @@ def report(
         f"decoding process (decode_process_from={large_box_threshold(args)}): median CPU "
         f"{med('first_sync_child_cpu'):.3f}s during a first sync of N, besides the cpu s above"
     )
+    floor = cpu_floor(results)
+    print(
+        f"Dovecot's CPU (its clock ticks: 10 ms steps): median {med('first_sync_server_cpu'):.3f}s "
+        f"during a first sync of N, {med('stdlib_server_cpu'):.3f}s during the stdlib baseline"
+    )
+    print(
+        f"CPU floor of a first sync of N on this machine: (mailwatch + decoding process + "
+        f"Dovecot CPU) / {os.cpu_count()} CPUs = {floor:.3f}s; first sync / floor = "
+        f"{med('first_sync') / floor:.2f}; floor / stdlib = {floor / med('stdlib'):.2f} (the "
+        "lowest ratio this much CPU allows)"
+    )
     print()
     per_message_ms = med("first_sync") / fetched * 1000
     print(
@@ -707,6 +765,7 @@ def report(
             "environment": environment,
             "samples_seconds": results.samples,
             "medians_seconds": {k: med(k) for k in results.samples},
+            "cpu_floor_seconds": cpu_floor(results),
             "targets": [
                 {"name": t.name, "value": t.value, "limit": t.limit, "passed": t.passed}
                 for t in targets

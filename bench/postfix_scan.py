@@ -904,6 +904,11 @@ def incident_table(results: Results) -> None:
         print(f"IMAP first sync of {imap['unread']} unread: {imap['first_sync_seconds']:.3f} s "
               f"(CPU {imap['first_sync_cpu_seconds'] or 0:.3f} s), stdlib imaplib same items "
               f"{imap['stdlib_seconds']:.3f} s: {imap['ratio']:.2f}x")  # fmt: skip
+        floor = imap.get("cpu_floor_seconds")
+        if floor:
+            print(f"  its CPU floor (mailwatch, decoding process and Dovecot CPU over the CPUs): "
+                  f"{floor:.3f} s, {floor / imap['stdlib_seconds']:.2f}x stdlib: the lowest "
+                  "ratio this much CPU allows")  # fmt: skip
     elif imap:
         print(f"IMAP: skipped: {imap['skipped']}")
     else:

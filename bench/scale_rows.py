@@ -289,6 +289,8 @@ def imap_sync(messages: int, keep: str, runs: int) -> dict[str, Any]:
         "first_sync_cpu_seconds": medians.get("first_sync_cpu"),
         "stdlib_seconds": medians["stdlib"],
         "ratio": medians["first_sync"] / medians["stdlib"],
+        "cpu_floor_seconds": document.get("cpu_floor_seconds"),
+        "server_cpu_seconds": medians.get("first_sync_server_cpu"),
         "targets": document["targets"],
         "loadavg_at_start": document["environment"].get("loadavg_at_start"),
     }
