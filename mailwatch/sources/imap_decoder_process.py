@@ -311,7 +311,10 @@ async def _exit_of(pid: int) -> bool:
 
     Raises ``OSError`` where pidfds are not available.
     """
-    fd = os.pidfd_open(pid)  # (ours and not reaped: this pid is the child's)
+    pidfd_open = getattr(os, "pidfd_open", None)  # Linux only
+    if pidfd_open is None:
+        raise OSError("no pidfd_open on this system")
+    fd = pidfd_open(pid)  # (ours and not reaped: this pid is the child's)
     loop = asyncio.get_running_loop()
     ended: asyncio.Future[None] = loop.create_future()
     loop.add_reader(fd, _resolve, ended)

@@ -313,12 +313,14 @@ def _fake_child_exits_soon(read_fd: int, write_fd: int) -> None:
     time.sleep(0.2)
 
 
-@pytest.mark.parametrize("pidfds", [True, False])
+@pytest.mark.parametrize("pidfds", [True, False, None])
 async def test_an_exiting_child_is_reaped_as_it_exits(
-    pidfds: bool, monkeypatch: pytest.MonkeyPatch
+    pidfds: bool | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The exit is awaited on a pidfd, or polled for where ``pidfd_open`` is refused."""
-    if not pidfds:
+    """The exit is awaited on a pidfd, or polled for: ``pidfd_open`` refused, or missing."""
+    if pidfds is None:
+        monkeypatch.delattr(os, "pidfd_open")
+    if pidfds is False:  # refused by the kernel
 
         def refused(pid: int, flags: int = 0) -> int:
             raise OSError(38, "Function not implemented")
