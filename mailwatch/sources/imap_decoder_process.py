@@ -103,8 +103,6 @@ class DecoderProcess:
         self._closing = False
         self._waiting: collections.deque[Answer | None] = collections.deque()
         """Who takes each answer still to come, oldest first (``None``: reclaimed, dropped)."""
-        self._owed = 0
-        """Answers still to come that someone takes (the entries of ``_waiting`` not None)."""
         self._stdin: asyncio.WriteTransport | None = None
         self._reader: _Reader | None = None
         self._starting: asyncio.Task[None] | None = None
@@ -150,7 +148,6 @@ class DecoderProcess:
             return False
         stdin.write(frame)
         self._waiting.append(answer)
-        self._owed += 1
         self.sent += 1
         return True
 
@@ -163,7 +160,8 @@ class DecoderProcess:
         The child's answers to those batches are dropped when they come. Returns how many
         batches were taken back.
         """
-        if self.failed or self._owed < 2:
+        owed = self._owed()
+        if self.failed or owed < 2:
             return 0
         taken: list[Answer] = []
         waiting = self._waiting
@@ -171,11 +169,10 @@ class DecoderProcess:
             answer = waiting[index]
             if answer is None:
                 continue
-            if len(taken) >= self._owed // 2:
+            if len(taken) >= owed // 2:
                 break
             taken.append(answer)
             waiting[index] = None
-        self._owed -= len(taken)
         self.reclaimed += len(taken)
         for answer in reversed(taken):  # in the order they were handed over
             answer(None)
@@ -191,7 +188,6 @@ class DecoderProcess:
         elif self._waiting and (value is None or isinstance(value, list)):
             answer = self._waiting.popleft()
             if answer is not None:  # (None: taken back by reclaim, decoded here already)
-                self._owed -= 1
                 answer(value)
                 self._wake()
         else:
@@ -206,19 +202,19 @@ class DecoderProcess:
             log.warning("imap_decoder_failed", source=self.source, reason=why)
             if self.pid is not None:
                 _kill(self.pid)  # whatever state it is in (reaped by close)
-        waiting, self._waiting, self._owed = self._waiting, collections.deque(), 0
+        waiting, self._waiting = self._waiting, collections.deque()
         for answer in waiting:
             if answer is not None:
                 answer(None)
         self._wake()
 
     def _wake(self) -> None:
-        if not self._owed and self._drained is not None and not self._drained.done():
+        if not self._owed() and self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
 
     async def drain(self) -> None:
         """Wait until every batch handed over is answered (or decoded here: failed, reclaimed)."""
-        if not self._owed:
+        if not self._owed():
             return
         self._drained = asyncio.get_running_loop().create_future()
         try:
@@ -226,6 +222,10 @@ class DecoderProcess:
                 await asyncio.shield(self._drained)
         except TimeoutError:
             self.fail(f"no answer within {ANSWER_TIMEOUT:g}s")
+
+    def _owed(self) -> int:
+        """Answers still to come that someone takes (at most :data:`WINDOW` to count)."""
+        return sum(answer is not None for answer in self._waiting)
 
     def end(self) -> None:
         """Nothing more is handed over: end the child's input now (:meth:`close` reaps it).
