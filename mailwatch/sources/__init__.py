@@ -15,11 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from mailwatch.config.settings import Settings
-from mailwatch.core.model import Observation
-from mailwatch.store import Store
+if TYPE_CHECKING:  # (annotations only: a helper process imports its module without these)
+    from mailwatch.config.settings import Settings
+    from mailwatch.core.model import Observation
+    from mailwatch.store import Store
 
 
 class Source(Protocol):

@@ -24,6 +24,7 @@ from mailwatch.sources import BuildContext
 from mailwatch.sources.canary import CanarySource, Destination, Submission
 from mailwatch.sources.exim import EximSource, cached_from_message
 from mailwatch.sources.imap import ImapSource
+from mailwatch.sources.imap_decoder_process import prestart
 from mailwatch.sources.maillog import MailLogSource
 from mailwatch.sources.postfix import CachedHeaders, PostfixSource
 
@@ -74,7 +75,12 @@ def build_exim(name: str, config: EximSourceConfig, context: BuildContext) -> Ex
 
 
 def build_imap(name: str, config: ImapSourceConfig, context: BuildContext) -> ImapSource:
-    """An IMAP source starting from the unactioned messages the store holds."""
+    """An IMAP source starting from the unactioned messages the store holds.
+
+    A spare decoding process is started now, while nothing is urgent, for its first sync
+    (:func:`~mailwatch.sources.imap_decoder_process.prestart`).
+    """
+    prestart()
     return ImapSource(
         name, host=config.host, user=config.user, password=secret(name, config.password),
         token=secret(name, config.token), port=config.port, security=config.security,

@@ -1,6 +1,7 @@
 """A short-lived helper process forked from mailwatch's own, to share pure work on a second core.
 
-Two places fork one: an IMAP first sync (:mod:`mailwatch.sources.imap_decoder_process`: header
+Two places fork one: an IMAP first sync that finds no spare ready
+(:mod:`mailwatch.sources.imap_decoder_process`, :mod:`mailwatch.sources.helper_spare`: header
 blocks decoded) and the judgement of a large batch of new messages
 (:mod:`mailwatch.app.classify_split`: half of them classified). Forked, not started as a new
 interpreter: the child is ready in milliseconds and already holds the parent's data and code
@@ -34,13 +35,10 @@ Serve = Callable[[int, int], None]
 """What the child runs: read requests from the first descriptor, answer on the second."""
 
 
-def fork_helper(serve: Serve, pipe_size: int) -> tuple[int, int, int]:
-    """Fork a child running ``serve(read_fd, write_fd)``: its pid, and this side's two fds.
+def helper_pipes(pipe_size: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Two pipes, to a helper and back (each ``(read, write)``), enlarged to ``pipe_size``.
 
-    This side writes to the child on the first descriptor returned and reads its answers on
-    the second; both pipes are enlarged to ``pipe_size`` where the system allows. The child
-    exits with status 0 when ``serve`` returns, 1 when it raises. Raises ``OSError`` when the
-    pipes or the fork cannot be made (nothing is left open then).
+    Raises ``OSError`` when they cannot be made (nothing is left open then).
     """
     to_child = os.pipe()
     try:
@@ -51,6 +49,18 @@ def fork_helper(serve: Serve, pipe_size: int) -> tuple[int, int, int]:
         raise
     for _, write_end in (to_child, to_parent):
         grow_pipe(write_end, pipe_size)  # a larger pipe only saves waits
+    return to_child, to_parent
+
+
+def fork_helper(serve: Serve, pipe_size: int) -> tuple[int, int, int]:
+    """Fork a child running ``serve(read_fd, write_fd)``: its pid, and this side's two fds.
+
+    This side writes to the child on the first descriptor returned and reads its answers on
+    the second; both pipes are enlarged to ``pipe_size`` where the system allows. The child
+    exits with status 0 when ``serve`` returns, 1 when it raises. Raises ``OSError`` when the
+    pipes or the fork cannot be made (nothing is left open then).
+    """
+    to_child, to_parent = helper_pipes(pipe_size)
     try:
         with warnings.catch_warnings():  # Python >= 3.12 warns of threads: see the docstring
             warnings.simplefilter("ignore", DeprecationWarning)

@@ -63,7 +63,7 @@ from mailwatch.parsing.imap import MAX_UIDS_PER_FETCH, MailboxState
 from mailwatch.sources.imap_addresses import addresses, describe
 from mailwatch.sources.imap_client import ImapClient, Security, make_ssl_context
 from mailwatch.sources.imap_decoder import BatchDecoder
-from mailwatch.sources.imap_decoder_process import DecoderProcess
+from mailwatch.sources.imap_decoder_process import DecoderProcess, prestart
 
 __all__ = [  # addresses and describe re-exported (their home: imap_addresses)
     "DEFAULT_HEADER_FIELDS",
@@ -229,6 +229,7 @@ class ImapSource:
             child, self._child = self._child, None
             if child is not None:
                 await child.close()
+                prestart()  # the next large sync (this source's or another's) finds one ready
         if malformed:
             log.warning("imap_fetch_malformed", source=self.name, count=malformed)
         return QueueObservation(

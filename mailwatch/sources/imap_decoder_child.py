@@ -9,10 +9,16 @@ parent decodes it with the general parser) or one tuple per block: the packed ``
 text, the sender, the recipients' addresses, the normalised subject and its marking (what
 :func:`~mailwatch.sources.imap_addresses.describe_packed` says in the parent). It returns at
 the end of its input (the parent closed it, or is gone).
+
+It runs either forked (:func:`~mailwatch.sources.forking.fork_helper`) or as a spare
+(:mod:`mailwatch.sources.helper_spare`: a new interpreter that calls :func:`main` with the
+two descriptors as arguments).
 """
 
 from __future__ import annotations
 
+import gc
+import os
 from collections.abc import Sequence
 from typing import cast
 
@@ -49,3 +55,18 @@ def serve(read_fd: int, write_fd: int) -> None:
         if keep is None:
             keep = keeps[names] = frozenset(names)
         write_all(write_fd, pack(decode_batch(keep, raws)))
+
+
+def main(argv: Sequence[str]) -> None:  # pragma: no cover - a process of its own (tested so)
+    """:func:`serve` on the descriptors ``argv[1]`` and ``argv[2]`` (a spare's entry point).
+
+    Without garbage collection (strings, tuples and dicts of strings make no cycles), and
+    leaving by ``os._exit`` (status 1 if anything failed: the parent sees its pipe end).
+    """
+    code = 1
+    try:
+        gc.disable()
+        serve(int(argv[1]), int(argv[2]))
+        code = 0
+    finally:
+        os._exit(code)

@@ -12,8 +12,10 @@ parent takes back the newest half of those the child still holds (:meth:`Decoder
 and decodes them while the child finishes the older ones, so that neither waits for the
 other's window of work at the end of a sync.
 
-The child is forked (:func:`~mailwatch.sources.forking.fork_helper`, where the reasons and the
-rules it keeps are): it runs only the decoders (``str`` and ``re`` work, already imported).
+The child is the process's spare (:mod:`mailwatch.sources.helper_spare`: a new interpreter
+started ahead of need, so the parent pays no copy-on-write), else forked at once
+(:func:`~mailwatch.sources.forking.fork_helper`, where the reasons and the rules it keeps
+are): it runs only the decoders (``str`` and ``re`` work). :func:`prestart` starts the spare.
 
 A child that ends, writes a frame that cannot be read or an answer of the wrong shape, does
 not answer within :data:`ANSWER_TIMEOUT`, or cannot be started fails once (logged at
@@ -36,6 +38,7 @@ from typing import Any
 import structlog
 
 from mailwatch.errors import FrameError
+from mailwatch.sources import helper_spare
 from mailwatch.sources import imap_decoder_child as child
 from mailwatch.sources.forking import Serve, fork_helper
 from mailwatch.sources.frames import FrameBuffer, pack
@@ -55,6 +58,11 @@ their answers (~70 KiB) fit, so the child never waits for a busy parent to read.
 
 Answer = Callable[[list[Decoded] | None], None]
 """Called with the child's answer to one batch, or ``None``: decode that batch here."""
+
+
+def prestart() -> None:
+    """Have a spare decoding process ready for the next large sync (see the module)."""
+    helper_spare.prestart(PIPE_SIZE)
 
 
 class _Reader(asyncio.Protocol):
@@ -116,7 +124,8 @@ class DecoderProcess:
     async def _spawn(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            self.pid, write_fd, read_fd = fork_helper(self.serve, PIPE_SIZE)
+            spare = helper_spare.take() if self.serve is child.serve else None
+            self.pid, write_fd, read_fd = spare or fork_helper(self.serve, PIPE_SIZE)
         except OSError as exc:
             self.fail(f"cannot start it: {exc}")
             return

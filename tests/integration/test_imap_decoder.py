@@ -16,7 +16,7 @@ import pytest
 from reaping import pid_gone
 
 from integration.conftest import T0, Mailbox
-from mailwatch.sources import imap
+from mailwatch.sources import helper_spare, imap
 from mailwatch.sources.imap_decoder_process import DecoderProcess
 
 pytestmark = pytest.mark.imap
@@ -74,12 +74,16 @@ async def test_a_large_first_sync_gives_the_same_messages_through_the_child(
     """Encoded subjects, quoted names, Cc: the child's Messages equal the in-process ones."""
     _deliver_varied(mailbox, 600)
     mailbox.store("1:50", "+FLAGS", "\\Seen")
+    helper_spare.discard()  # (one another test left): this sync forks its decoding process
 
     alone = await mailbox.source(decode_process_from=None, fetch_batch=20).probe()
     assert recording.made == []
+    assert helper_spare.pid() is None
     shared = await mailbox.source(decode_process_from=100, fetch_batch=20).probe()
 
     assert len(recording.made) == 1
+    assert helper_spare.pid() is not None  # started for the next large sync
+    helper_spare.discard()
     assert recording.made[0].sent > 0  # the child decoded batches (the rest were decoded here)
     assert len(shared.messages) == shared.headers_read == 550
     assert shared.messages == alone.messages

@@ -13,31 +13,30 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
-import random
 import time
-from datetime import UTC, datetime, timedelta
 from typing import cast
 
 import pytest
 import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from imap_batches import KEEP
+from imap_batches import blocks as _blocks
+from imap_batches import decode as _decode
+from imap_batches import ready as _ready
+from imap_batches import records as _records
 from reaping import pid_gone
 
-from mailwatch.core.headers import keep_set
 from mailwatch.core.model import Message
 from mailwatch.parsing.imap import FetchRecord
 from mailwatch.sources import imap_decoder_process
 from mailwatch.sources.forking import Serve, fork_helper
 from mailwatch.sources.frames import FrameBuffer, pack, read_frame, write_all
-from mailwatch.sources.imap import DEFAULT_HEADER_FIELDS
 from mailwatch.sources.imap_addresses import clear_caches
-from mailwatch.sources.imap_decoder import CHUNK, BatchDecoder, _in_process
+from mailwatch.sources.imap_decoder import CHUNK, _in_process
 from mailwatch.sources.imap_decoder_child import READY, decode_batch, serve
 from mailwatch.sources.imap_decoder_process import DecoderProcess
 
-NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
-KEEP = keep_set([*DEFAULT_HEADER_FIELDS, "X-Case"])  # as the source keeps them
 NAMES = ["Subject", "SUBJECT", "From", "To", "Cc", "cc", "Date", "X-Case", "Importance", "Received"]
 VALUES = [
     "Recall", "RE: [OFFICIAL] x", "=?utf-8?q?caf=C3=A9?=", "=?UTF-8?B?Wm/DqyBPJ0JyaWVu?=",
@@ -49,43 +48,6 @@ RAW_BLOCK = st.one_of(
     st.lists(LINE, min_size=1, max_size=6).map(lambda ls: ("\r\n".join(ls) + "\r\n\r\n").encode()),
     st.sampled_from([b"Subject: caf\xc3\r\n\r\n", b"To: \xff\r\n\r\n", b"\r\n"]),
 )
-
-
-def _blocks(count: int, seed: int = 13) -> list[bytes]:
-    """``count`` header blocks of the shapes a first sync meets (and a few it rarely does)."""
-    rng = random.Random(seed)
-    subjects = ["Recall request", "RE: [OFFICIAL-SENSITIVE] Licence breach", "FW: Court result",
-                "=?utf-8?q?Caf=C3=A9_visit?=", "=?UTF-8?B?Wm/DqyBPJ0JyaWVu?= risk", ""]  # fmt: skip
-    blocks = []
-    for number in range(count):
-        lines = [f"Subject: {rng.choice(subjects)} {number}",
-                 f"From: Offender Manager <om{rng.randint(1, 40)}@probation.example>",
-                 f"To: duty{rng.randint(1, 9)}@court.example, spo@probation.example",
-                 f"Date: Mon, 7 Dec 2026 11:{number % 60:02d}:00 +0000"]  # fmt: skip
-        if rng.random() < 0.3:
-            lines.append(f"Cc: Senior <spo{rng.randint(1, 5)}@probation.example>")
-        if rng.random() < 0.2:
-            lines.append("Importance: High")
-        if number % 97 == 5:  # a folded line, a tab, 8-bit bytes: the general parser's shapes
-            lines.append("X-Priority: 1\r\n\t(Highest)")
-        block = ("\r\n".join(lines) + "\r\n\r\n").encode()
-        blocks.append(block.replace(b"Caf", b"Caf\xc3\xa9 ") if number % 89 == 7 else block)
-    return blocks
-
-
-def _records(blocks: list[bytes], first_uid: int = 1) -> list[FetchRecord]:
-    return [
-        FetchRecord(n, uid, frozenset(), NOW - timedelta(minutes=uid), 1000 + uid, raw)
-        for n, (uid, raw) in enumerate(enumerate(blocks, first_uid), 1)
-    ]
-
-
-async def _ready(child: DecoderProcess) -> None:
-    """Wait (up to 10 s, not asserted) until the child said it is ready, or has failed."""
-    for _ in range(2000):
-        if child.ready or child.failed:
-            return
-        await asyncio.sleep(0.005)
 
 
 async def _started(
@@ -101,23 +63,6 @@ async def _started(
     assert child.ready
     assert child.pid is not None
     return batches, expected, child, child.pid
-
-
-async def _decode(
-    batches: list[list[FetchRecord]], child: DecoderProcess | None
-) -> dict[int, Message]:
-    clear_caches()
-    into: dict[int, Message] = {}
-    answered: set[int] = set()
-    decoder = BatchDecoder(
-        "imap", "INBOX", 7, "unread in", KEEP, {"\\Seen"}, into, answered, NOW, child
-    )
-    for batch in batches:
-        decoder(batch)
-        await asyncio.sleep(0)  # the loop runs between FETCH answers
-    await decoder.finish()
-    assert answered == {r.uid for batch in batches for r in batch}
-    return into
 
 
 @settings(max_examples=300, deadline=None, database=None)
