@@ -51,11 +51,13 @@ _held: list[Pipes] = []
 
 
 def prestart(pipe_size: int) -> None:
-    """Start the spare in the background unless there is one (or none can be started).
+    """Have a spare: start one in the background unless one is alive (or none can start).
 
-    A failure to start is not an error: the next large sync forks its helper as before.
+    A spare that has exited meanwhile (killed, out of memory) is reaped first, so it is
+    never left a zombie for longer than one call (the IMAP source calls this after every
+    probe). A failure to start is not an error: the next large sync forks its helper.
     """
-    if _held or not sys.executable:
+    if _alive() is not None or not sys.executable:
         return
     with contextlib.suppress(OSError):
         _held.append(spawn(MODULE, pipe_size))
@@ -64,11 +66,19 @@ def prestart(pipe_size: int) -> None:
 def take() -> Pipes | None:
     """The spare, handed over (it is no longer this module's), or ``None``.
 
-    A spare that has exited meanwhile (killed, out of memory) is reaped and not handed over.
+    A spare that has exited meanwhile is reaped and not handed over.
     """
+    spare = _alive()
+    if spare is not None:
+        _held.clear()
+    return spare
+
+
+def _alive() -> Pipes | None:
+    """The spare if it still runs; one that has exited is reaped and forgotten."""
     if not _held:
         return None
-    spare = _held.pop()
+    spare = _held[0]
     pid, write_fd, read_fd = spare
     try:
         exited, _ = os.waitpid(pid, os.WNOHANG)
@@ -76,6 +86,7 @@ def take() -> Pipes | None:
         exited = pid
     if exited == 0:
         return spare
+    _held.clear()
     for fd in (write_fd, read_fd):
         os.close(fd)
     return None

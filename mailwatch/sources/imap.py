@@ -229,6 +229,7 @@ class ImapSource:
             child, self._child = self._child, None
             if child is not None:
                 await child.close()
+            if self.decode_process_from is not None:
                 prestart()  # the next large sync (this source's or another's) finds one ready
         if malformed:
             log.warning("imap_fetch_malformed", source=self.name, count=malformed)

@@ -44,6 +44,14 @@ def _started_spare() -> int:
     return pid
 
 
+def _until_zombie(pid: int) -> None:
+    """Wait (up to 10 s) until the killed ``pid`` has exited and waits to be reaped."""
+    for _ in range(1000):
+        if Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z":
+            return
+        time.sleep(0.01)
+
+
 def test_there_is_one_spare_in_a_session_of_its_own_reading_only_its_pipe() -> None:
     """``prestart`` twice starts one; its stdio is /dev/null; it holds two pipes besides."""
     pid = _started_spare()
@@ -115,10 +123,7 @@ def test_a_spare_that_died_is_not_handed_over() -> None:
     """Killed while it waited (out of memory, an operator): reaped, and none is handed over."""
     pid = _started_spare()
     os.kill(pid, signal.SIGKILL)
-    for _ in range(1000):  # until it is a zombie (up to 10 s)
-        if Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z":
-            break
-        time.sleep(0.01)
+    _until_zombie(pid)
     assert helper_spare.take() is None
     assert pid_gone(pid)
     assert helper_spare.pid() is None
@@ -148,4 +153,17 @@ def test_building_an_imap_source_starts_the_spare(
     with Store(tmp_path / "mw.db") as store:
         assert [s.name for s in build_sources(settings, store)] == ["inbox"]
     assert helper_spare.pid() is not None
+    assert helper_spare.wait_ready(10.0)
+
+
+def test_a_spare_that_died_is_reaped_and_replaced_by_the_next_prestart() -> None:
+    """The IMAP source calls ``prestart`` after every probe: a dead spare is not left a zombie."""
+    pid = _started_spare()
+    os.kill(pid, signal.SIGKILL)
+    _until_zombie(pid)
+    prestart()
+    assert pid_gone(pid)
+    replacement = helper_spare.pid()
+    assert replacement is not None
+    assert replacement != pid
     assert helper_spare.wait_ready(10.0)
