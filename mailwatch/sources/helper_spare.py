@@ -7,8 +7,9 @@ while the helper lives: at 10,000 messages ~7,000 page faults (15-30 ms of syste
 a tenth of the sync's CPU), at 100,000 ~60,000 (0.1-0.2 s), and the larger the process
 (the busier the incident), the more. A *spare* avoids that: a fresh interpreter that runs
 :mod:`mailwatch.sources.imap_decoder_child`, started while nothing is urgent (when the IMAP
-source is built, and again after each sync that used one), and handed to the next large
-sync, which uses it once, exactly like a forked child (cold caches, ended with the sync).
+source is built, and after any probe that left none: one used, or one that died), and handed
+to the next large sync, which uses it once, exactly like a forked child (cold caches, ended
+with the sync).
 
 There is at most one spare per process (:func:`prestart` is idempotent). It imports only
 the decoders (~60 ms of CPU, in the background); until it says it is ready, the sync decodes
@@ -137,7 +138,9 @@ def spawn(module: str, pipe_size: int) -> Pipes:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, (root, env.get("PYTHONPATH"))))
         pid = os.posix_spawn(
             sys.executable,
-            [sys.executable, "-c", _BOOT.format(module=module), str(read_at), str(write_at)],
+            # -P: the working directory is not put first on its path (nothing is imported
+            # from wherever mailwatch was started)
+            [sys.executable, "-P", "-c", _BOOT.format(module=module), str(read_at), str(write_at)],
             env,
             file_actions=[
                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),

@@ -167,3 +167,23 @@ def test_a_spare_that_died_is_reaped_and_replaced_by_the_next_prestart() -> None
     assert replacement is not None
     assert replacement != pid
     assert helper_spare.wait_ready(10.0)
+
+
+def test_a_spare_imports_nothing_from_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``mailwatch`` package planted where mailwatch was started is not the one it runs."""
+    planted = tmp_path / "mailwatch"
+    planted.mkdir()
+    (planted / "__init__.py").write_text("raise SystemExit('planted package imported')\n")
+    monkeypatch.chdir(tmp_path)
+    _started_spare()
+    spare = helper_spare.take()
+    assert spare is not None
+    pid, write_fd, read_fd = spare
+    try:  # it says it is ready: the real decoders were imported
+        assert read_frame(read_fd, FrameBuffer(), cast(list[object], [])) == READY
+    finally:
+        os.close(write_fd)
+        os.close(read_fd)
+        os.waitpid(pid, 0)
