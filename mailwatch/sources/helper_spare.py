@@ -107,7 +107,10 @@ def wait_ready(timeout: float) -> bool:
 
 
 def discard() -> None:
-    """Stop and reap the spare, if there is one (at shutdown, and between tests)."""
+    """Stop and reap the spare, if there is one (for tests).
+
+    An exiting mailwatch needs nothing of the kind: the spare's input ends with it.
+    """
     if not _held:
         return
     pid, write_fd, read_fd = _held.pop()
