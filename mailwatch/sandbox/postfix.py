@@ -292,7 +292,9 @@ smtp_connect_timeout = 2s
     ) -> list[dict[str, object]]:
         """Wait until ``count`` messages are queued (and, if ``settled``, all were tried once).
 
-        Settled means every message is in the deferred or hold queue, not incoming or active.
+        Settled means every message is in the deferred or hold queue, not incoming or active;
+        an empty queue is settled once every message's "removed" line is in the log (it
+        reaches the file through ``postlogd`` a moment after the queue file goes).
         """
         deadline = time.monotonic() + timeout
         entries: list[dict[str, object]] = []
@@ -300,9 +302,56 @@ smtp_connect_timeout = 2s
             entries = self.queue()
             done = not settled or all(e["queue_name"] in ("deferred", "hold") for e in entries)
             if len(entries) == count and done:
+                if count == 0:
+                    self.wait_for_log_settled(timeout=max(deadline - time.monotonic(), 1))
                 return entries
             time.sleep(0.05)
         raise PostfixCommandError(f"queue never reached {count} settled messages ({len(entries)})")
+
+    def wait_for_log(self, *needles: str, timeout: float = 20) -> str:
+        """Wait until the log holds every one of ``needles`` and return it.
+
+        Postfix logs through ``postlogd`` over a datagram socket, so a line a command caused
+        (``postsuper -d``'s "removed", a delivery's "status=") reaches the file a moment after
+        the command returns or the queue empties.
+        """
+        deadline = time.monotonic() + timeout
+        text = ""
+        while time.monotonic() < deadline:
+            with contextlib.suppress(FileNotFoundError):
+                text = self.log_path.read_text(errors="replace")
+            if all(needle in text for needle in needles):
+                return text
+            time.sleep(0.05)
+        missing = [needle for needle in needles if needle not in text]
+        raise PostfixCommandError(f"never logged {missing!r}\n{self.log_tail()}")
+
+    def wait_for_log_settled(self, timeout: float = 20) -> None:
+        """Wait until every message the queue manager took has its "removed" line logged.
+
+        ``postsuper -d ALL`` logs no ids, only "Deleted: N messages": messages taken before
+        such a line count as gone.
+        """
+        deadline = time.monotonic() + timeout
+        pending: set[str] = set()
+        while time.monotonic() < deadline:
+            taken: set[str] = set()
+            removed: set[str] = set()
+            with contextlib.suppress(FileNotFoundError):
+                for line in self.log_path.read_text(errors="replace").splitlines():
+                    _, _, rest = line.partition("]: ")
+                    queue_id, _, event = rest.partition(": ")
+                    if queue_id == "Deleted" and "/postsuper[" in line:
+                        taken.clear()
+                    elif event == "removed":
+                        removed.add(queue_id)
+                    elif event.startswith("from=") and "/qmgr[" in line:
+                        taken.add(queue_id)
+            pending = taken - removed
+            if not pending:
+                return
+            time.sleep(0.05)
+        raise PostfixCommandError(f"no 'removed' logged for {sorted(pending)}\n{self.log_tail()}")
 
     def flush(self) -> None:
         """Ask the queue manager to retry every deferred message now."""

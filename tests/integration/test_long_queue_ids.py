@@ -69,6 +69,7 @@ async def test_long_ids_listed_read_and_joined(
                         "Court results for Monday": "court_result"}  # fmt: skip
         court = next(str(e["queue_id"]) for e in entries if "courts" in str(e["recipients"]))
         postfix.postsuper("-d", court)
+        postfix.wait_for_log(f"{court}: removed")  # postlogd writes it a moment later
         assert (await scanner.scan(log)).ok
         assert store.get(court).status is Status.LEFT  # the postsuper "removed" line, joined
         assert log.unparsed_lines > 0  # smtpd/cleanup lines: read, not events
