@@ -13,15 +13,31 @@ a Python loop per header, and gives exactly what
 generated batches). Anything else (a line folded with more blanks, a field not asked for, an
 odd byte, a decoded word holding a line break or a NUL) returns ``None``: the caller then
 takes that general parser.
+
+When the package was built with a C compiler, a batch of ASCII blocks is first read by the C
+scanner (``_plain_headers.c``: one pass per block instead of a dozen whole-batch passes, ~3 µs
+less per message); it refuses whatever is not plainly that shape (then the ``str`` operations
+decide), and only the encoded words are left to Python, decoded here as above.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from mailwatch.core.headers import decode_header_value
+
+Scanner = Callable[[Sequence[bytes], tuple[bytes, ...]], tuple[list[str], list[int]] | None]
+"""``_plain_headers.plain_blocks(raws, names)``: see ``mailwatch/parsing/_plain_headers.c``."""
+c_scanner: Scanner | None
+try:  # the one-pass scanner in C (built with the package; a build without a compiler lacks it)
+    from mailwatch.parsing._plain_headers import plain_blocks as c_scanner
+except ImportError:  # pragma: no cover - tests/unit/test_imap_headers.py requires it
+    c_scanner = None
+
+NATIVE = c_scanner is not None
+"""Whether :func:`packed_blocks` first tries the one-pass C scanner (``_plain_headers.c``)."""
 
 _FIELD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # what may be asked for in HEADER.FIELDS
 _NAME_MARK = "\v"  # between a name and its value while the batch is decoded: whitespace, so no
@@ -66,15 +82,26 @@ def _plain_text(raws: Sequence[bytes]) -> str | None:
     return None if text.count("\n\n") != len(raws) or "  " in text else text
 
 
-def packed_blocks(raws: Sequence[bytes], keep: frozenset[str]) -> list[str] | None:
+def packed_blocks(
+    raws: Sequence[bytes], keep: frozenset[str], *, native: bool = NATIVE
+) -> list[str] | None:
     """The packed ``Headers`` text of each raw block, or ``None`` if the batch is not plain.
 
     ``raws`` are FETCH header literals (CRLF lines, each block ended by an empty line); only
     fields named in ``keep`` (lower-cased) may occur. The answer equals the packed form of
     ``parse_header_blocks(raws, skip, keep)`` for any ``skip`` disjoint from ``keep``.
+
+    With ``native`` (the default when the C scanner is built) a batch of plain ASCII blocks is
+    read in one pass per block; any other batch takes the ``str`` operations below.
     """
     names = _name_colon(keep)
-    if names is None or not raws or not all(raw.endswith(b"\r\n\r\n") for raw in raws):
+    if names is None or not raws:
+        return None
+    if native and c_scanner is not None:
+        scanned = c_scanner(raws, _lower_names(keep))
+        if scanned is not None:
+            return _words_decoded(*scanned)
+    if not all(raw.endswith(b"\r\n\r\n") for raw in raws):
         return None
     text = _plain_text(raws)
     if text is None:
@@ -92,3 +119,29 @@ def packed_blocks(raws: Sequence[bytes], keep: frozenset[str]) -> list[str] | No
     blocks = marked.split("\n\n")
     blocks.pop()  # after the last block's end
     return [block.replace("\n", "\0").replace(_NAME_MARK, "\0") for block in blocks]
+
+
+@functools.lru_cache(maxsize=16)
+def _lower_names(keep: frozenset[str]) -> tuple[bytes, ...]:
+    """``keep`` as the C scanner takes it (checked by :func:`_name_colon` first: ASCII)."""
+    return tuple(name.lower().encode("ascii") for name in keep)
+
+
+def _words_decoded(blocks: list[str], encoded: list[int]) -> list[str] | None:
+    r"""The C scanner's answer with the encoded words of the ``encoded`` blocks decoded.
+
+    Those blocks are in marked form (``name \v value \n …``), as the batch text above is
+    when its words are decoded: decoded together, and checked the same way.
+    """
+    if encoded:
+        marked = "\n\n".join([blocks[i] for i in encoded])
+        decoded = decode_header_value(marked)
+        if (
+            decoded.count("\n") != marked.count("\n")
+            or decoded.count(_NAME_MARK) != marked.count(_NAME_MARK)
+            or "\0" in decoded
+        ):
+            return None  # a decoded word holds a separator: the general parser decides
+        for i, text in zip(encoded, decoded.split("\n\n"), strict=True):
+            blocks[i] = text.replace("\n", "\0").replace(_NAME_MARK, "\0")
+    return blocks

@@ -42,10 +42,10 @@ def build_wheel(tmp_path: Path) -> zipfile.ZipFile:
     """Build mailwatch's wheel from what the Dockerfile copies, in ``tmp_path``."""
     source = tmp_path / "src"
     source.mkdir()
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
+    for name in ("pyproject.toml", "setup.py", "README.md", "LICENSE"):
         shutil.copy(REPO / name, source / name)
     shutil.copytree(REPO / "mailwatch", source / "mailwatch",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))  # fmt: skip
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.so"))  # fmt: skip
     result = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
          "--wheel-dir", str(tmp_path / "dist"), str(source)],
@@ -64,6 +64,9 @@ def test_wheel_ships_typing_marker_data_and_license(tmp_path: Path) -> None:
         metadata = email.parser.Parser().parsestr(wheel.read(metadata_name).decode())
     for data in ("py.typed", "config/alerts.toml", "core/taxonomy.toml"):
         assert f"mailwatch/{data}" in names, data
+    # the C header-block scanner, compiled from its source (not a copied build), and its stub
+    assert [n for n in names if n.startswith("mailwatch/parsing/_plain_headers.cpython-311")]
+    assert "mailwatch/parsing/_plain_headers.pyi" in names
     templates = Path(__file__).resolve().parents[2] / "mailwatch" / "web" / "templates"
     for template in sorted(templates.iterdir()):  # the status page's templates and style
         assert f"mailwatch/web/templates/{template.name}" in names, template.name

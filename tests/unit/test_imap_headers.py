@@ -9,12 +9,13 @@ describes from it (sender, recipients, subject) must be what ``describe`` gives.
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mailwatch.core.headers import ESSENTIAL_HEADERS, TRACE_HEADERS, keep_set, parse_header_blocks
 from mailwatch.core.model import Headers
-from mailwatch.parsing.imap_headers import packed_blocks
+from mailwatch.parsing.imap_headers import NATIVE, packed_blocks
 from mailwatch.sources.imap import DEFAULT_HEADER_FIELDS
 from mailwatch.sources.imap_addresses import clear_caches, describe, describe_packed, describe_parts
 
@@ -62,8 +63,18 @@ def _expected(raws: list[bytes], keep: frozenset[str]) -> list[Headers]:
     return parse_header_blocks(raws, TRACE_HEADERS, keep)
 
 
-def _check(raws: list[bytes], keep: frozenset[str]) -> list[str] | None:
-    packed = packed_blocks(raws, keep - TRACE_HEADERS)  # as the source calls it
+PATHS = pytest.mark.parametrize("native", [True, False], ids=["c-scanner", "str-operations"])
+"""Each test runs on both paths: the C scanner first (then the ``str`` operations if it refuses
+the batch), and the ``str`` operations alone."""
+
+
+def test_the_c_scanner_is_built() -> None:
+    """The test environment has the C scanner (scripts/bootstrap installs a compiler)."""
+    assert NATIVE, "mailwatch.parsing._plain_headers is not built: pip install -e . with gcc"
+
+
+def _check(raws: list[bytes], keep: frozenset[str], native: bool) -> list[str] | None:
+    packed = packed_blocks(raws, keep - TRACE_HEADERS, native=native)  # as the source calls it
     if packed is not None:
         expected = _expected(raws, keep)
         got = [Headers.from_packed(text) for text in packed]
@@ -79,20 +90,24 @@ def _check(raws: list[bytes], keep: frozenset[str]) -> list[str] | None:
 
 @settings(max_examples=600, deadline=None, database=None)
 @given(raws=st.lists(RAW_BLOCK, min_size=1, max_size=3), keep=KEEPS)
-@example([b"Subject: =?utf-8?q?a=0Ab?=\r\n\r\n"], SOURCE_KEEP)
-@example([b"Subject: =?utf-8?q?=0A=0A?=\r\nTo: x\r\n\r\n"], SOURCE_KEEP)
-@example([b"Subject: =?utf-8?q?=00?=\r\n\r\n"], SOURCE_KEEP)
-@example([b"Subject: =?utf-8?q?=01?=\r\n\r\n", b"To: x\r\n\r\n"], SOURCE_KEEP)
-@example([b"Subject: =?utf-8?q?=0B?=\r\n\r\n"], SOURCE_KEEP)
-@example([b"Subject: =?utf-8?q?a?=\r\n =?utf-8?q?b?=\r\nTo: =?utf-8?q?c?=\r\n\r\n"], SOURCE_KEEP)
-@example([b"Subject: x =?utf-8?q?a?=\r\nTo: =?utf-8?q?c?= y\r\n\r\n"], SOURCE_KEEP)
-@example([b"Received: x\r\nSubject: y\r\n\r\n"], keep_set(["Received"]))
-@example([b"Subject: a\r\n\tb\r\n\r\n"], SOURCE_KEEP)
+@example(raws=[b"Subject: =?utf-8?q?a=0Ab?=\r\n\r\n"], keep=SOURCE_KEEP)
+@example(raws=[b"Subject: =?utf-8?q?=0A=0A?=\r\nTo: x\r\n\r\n"], keep=SOURCE_KEEP)
+@example(raws=[b"Subject: =?utf-8?q?=00?=\r\n\r\n"], keep=SOURCE_KEEP)
+@example(raws=[b"Subject: =?utf-8?q?=01?=\r\n\r\n", b"To: x\r\n\r\n"], keep=SOURCE_KEEP)
+@example(raws=[b"Subject: =?utf-8?q?=0B?=\r\n\r\n"], keep=SOURCE_KEEP)
+@example(
+    raws=[b"Subject: =?utf-8?q?a?=\r\n =?utf-8?q?b?=\r\nTo: =?utf-8?q?c?=\r\n\r\n"],
+    keep=SOURCE_KEEP,
+)
+@example(raws=[b"Subject: x =?utf-8?q?a?=\r\nTo: =?utf-8?q?c?= y\r\n\r\n"], keep=SOURCE_KEEP)
+@example(raws=[b"Received: x\r\nSubject: y\r\n\r\n"], keep=keep_set(["Received"]))
+@example(raws=[b"Subject: a\r\n\tb\r\n\r\n"], keep=SOURCE_KEEP)
+@PATHS
 def test_packed_batches_are_what_the_general_parser_gives(
-    raws: list[bytes], keep: frozenset[str]
+    raws: list[bytes], keep: frozenset[str], native: bool
 ) -> None:
     """Generated batches (encoded words, folds, odd blanks, controls): equal, or not taken."""
-    _check(raws, keep)
+    _check(raws, keep, native)
 
 
 SAFE_WORDS = [w for w in WORDS if not any(c in w for c in ("=0A", "=00", "=01", "=0B"))]
@@ -111,15 +126,17 @@ SAFE_LINE = st.builds(
 )  # fmt: skip
 
 
+@PATHS
 @settings(max_examples=300, deadline=None, database=None)
-@given(st.lists(st.lists(SAFE_LINE, min_size=1, max_size=6), min_size=1, max_size=4))
-def test_plain_batches_take_the_batch_path(blocks: list[list[str]]) -> None:
+@given(blocks=st.lists(st.lists(SAFE_LINE, min_size=1, max_size=6), min_size=1, max_size=4))
+def test_plain_batches_take_the_batch_path(blocks: list[list[str]], native: bool) -> None:
     """The common shape (encoded words, folds, 8-bit text, empty values) takes the batch path."""
     raws = [("\r\n".join(lines) + "\r\n\r\n").encode() for lines in blocks]
-    assert _check(raws, SOURCE_KEEP) is not None
+    assert _check(raws, SOURCE_KEEP, native) is not None
 
 
-def test_a_server_batch_of_the_common_shape() -> None:
+@PATHS
+def test_a_server_batch_of_the_common_shape(native: bool) -> None:
     """What Dovecot sends (folded recipients, encoded words) is packed, the names as sent."""
     raws = [
         b"From: Offender Manager <om295@nps.example>\r\nTo: a@x.example,\r\n b@x.example\r\n"
@@ -127,14 +144,15 @@ def test_a_server_batch_of_the_common_shape() -> None:
         b" +0000\r\n\r\n",
         b"FROM: b@y.example\r\nSubject: [CJSM] Re: x\r\n\r\n",
     ]
-    assert _check(raws, SOURCE_KEEP) == [
+    assert _check(raws, SOURCE_KEEP, native) == [
         "From\0Offender Manager <om295@nps.example>\0To\0a@x.example, b@x.example\0"
         "Subject\0Caf\u00e9 list\0Date\0Mon, 07 Dec 2026 01:53:57 +0000",
         "FROM\0b@y.example\0Subject\0[CJSM] Re: x",
     ]
 
 
-def test_not_the_common_shape_is_left_to_the_general_parser() -> None:
+@PATHS
+def test_not_the_common_shape_is_left_to_the_general_parser(native: bool) -> None:
     """Fields not asked for, empty blocks, bare CR or LF, odd blanks: ``None``."""
     keep = SOURCE_KEEP
     for raws in (
@@ -153,8 +171,8 @@ def test_not_the_common_shape_is_left_to_the_general_parser() -> None:
         [b"Subject: a\r\n\r\n\r\n"],
         [],
     ):
-        assert packed_blocks(raws, keep) is None, raws
-    assert packed_blocks([b"Subject: a\r\n\r\n"], frozenset({"bad name"})) is None
+        assert packed_blocks(raws, keep, native=native) is None, raws
+    assert packed_blocks([b"Subject: a\r\n\r\n"], frozenset({"bad name"}), native=native) is None
 
 
 ADDRESS_VALUES = ["a@b.example", "A <a@b.example>", "a@b.example, c@d.example", "", "x",
