@@ -15,16 +15,17 @@
  * blank after the colon counts), no blank at a value's end, and the block ends with its one
  * empty line ("\r\n\r\n") and holds no other.
  *
- * The answer is (blocks, encoded): a block without "=?" is in packed form ("name\0value\0...",
- * what Headers keeps); a block holding "=?" (its index is in `encoded`) is in marked form
- * ("name\vvalue\nname\vvalue"): the caller decodes its RFC 2047 words (which cannot span a
- * "\v" or "\n") and replaces both separators by NUL.
+ * The answer is (blocks, encoded): each block in packed form ("name\0value\0...", what
+ * Headers keeps), its RFC 2047 encoded words decoded by _encoded_words.c, except the blocks
+ * holding a word decoded only in Python (another charset, an odd payload: their indexes are in
+ * `encoded`), left in marked form ("name\vvalue\nname\vvalue"): the caller decodes those
+ * words (none can span a "\v" or "\n") and replaces both separators by NUL.
  *
  * The cost is linear in the input: each byte is looked at a bounded number of times, and each
  * line's name is compared with at most len(names) names of its length.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_encoded_words.h"
+
 #include <string.h>
 
 #define NAME_MARK '\v'
@@ -155,6 +156,27 @@ static int grow(Buffer *buffer, Py_ssize_t size) {
     return 0;
 }
 
+/* The packed text (both separators made NUL) of marked UTF-8 text[0:size], as a str. */
+static PyObject *packed_text(char *text, Py_ssize_t size) {
+    int ascii = 1;
+    for (Py_ssize_t i = 0; i < size; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c == NAME_MARK || c == LINE_END) {
+            text[i] = '\0';
+        } else if (c >= 0x80) {
+            ascii = 0;
+        }
+    }
+    if (!ascii) {
+        return PyUnicode_DecodeUTF8(text, size, NULL);  /* checked UTF-8: decode_words */
+    }
+    PyObject *packed = PyUnicode_New(size, 127);
+    if (packed != NULL) {
+        memcpy(PyUnicode_1BYTE_DATA(packed), text, (size_t)size);
+    }
+    return packed;
+}
+
 /* Names from the tuple of bytes (each lower-case); -1 with an exception if not such. */
 static Py_ssize_t read_names(PyObject *tuple, Name **names) {
     if (!PyTuple_Check(tuple)) {
@@ -198,7 +220,7 @@ static PyObject *plain_blocks(PyObject *module, PyObject *const *args, Py_ssize_
     }
     Py_ssize_t total = PySequence_Fast_GET_SIZE(raws);
     PyObject **items = PySequence_Fast_ITEMS(raws);
-    Buffer buffer = {NULL, 0};
+    Buffer buffer = {NULL, 0}, joined = {NULL, 0}, decoded = {NULL, 0};
     PyObject *blocks = PyList_New(total);
     PyObject *encoded = PyList_New(0);
     PyObject *result = NULL;
@@ -223,30 +245,43 @@ static PyObject *plain_blocks(PyObject *module, PyObject *const *args, Py_ssize_
             goto done;
         }
         if (has_words) {
+            if (grow(&joined, length) < 0 || grow(&decoded, length) < 0) {
+                goto done;
+            }
+            Py_ssize_t words = decode_words(buffer.data, length, joined.data, decoded.data);
+            if (words >= 0) {  /* every word decoded here: packed, as the others */
+                PyObject *text = packed_text(decoded.data, words);
+                if (text == NULL) {
+                    goto done;
+                }
+                PyList_SET_ITEM(blocks, b, text);
+                continue;
+            }
             PyObject *index = PyLong_FromSsize_t(b);
             if (index == NULL || PyList_Append(encoded, index) < 0) {
                 Py_XDECREF(index);
                 goto done;
             }
             Py_DECREF(index);
-        } else {
-            for (Py_ssize_t i = 0; i < length; i++) {
-                char c = buffer.data[i];
-                if (c == NAME_MARK || c == LINE_END) {
-                    buffer.data[i] = '\0';
-                }
+            PyObject *text = PyUnicode_New(length, 127);  /* marked: Python decodes it */
+            if (text == NULL) {
+                goto done;
             }
+            memcpy(PyUnicode_1BYTE_DATA(text), buffer.data, (size_t)length);
+            PyList_SET_ITEM(blocks, b, text);
+            continue;
         }
-        PyObject *text = PyUnicode_New(length, 127);
+        PyObject *text = packed_text(buffer.data, length);
         if (text == NULL) {
             goto done;
         }
-        memcpy(PyUnicode_1BYTE_DATA(text), buffer.data, (size_t)length);
         PyList_SET_ITEM(blocks, b, text);
     }
     result = PyTuple_Pack(2, blocks, encoded);
 done:
     PyMem_Free(buffer.data);
+    PyMem_Free(joined.data);
+    PyMem_Free(decoded.data);
     PyMem_Free(names);
     Py_XDECREF(blocks);
     Py_XDECREF(encoded);

@@ -51,10 +51,91 @@ def test_plain_blocks_are_packed(raw: bytes, packed: str) -> None:
 
 
 def test_blocks_with_encoded_words_are_left_marked() -> None:
-    r"""A block holding "=?" is answered in marked form (``\v``, ``\n``), its index named."""
-    raws = (b"To: a\r\n\r\n", b"Subject: =?utf-8?q?x?=\r\nTo: b=?\r\n\r\n")
-    assert scan(*raws) == (["To\0a", "Subject\v=?utf-8?q?x?=\nTo\vb=?"], [1])
+    r"""A block with a word decoded only in Python is answered marked (``\v``, ``\n``), named."""
+    raws = (b"To: a\r\n\r\n", b"Subject: =?iso-8859-1?q?x?=\r\nTo: b=?\r\n\r\n")
+    assert scan(*raws) == (["To\0a", "Subject\v=?iso-8859-1?q?x?=\nTo\vb=?"], [1])
     assert packed_blocks(list(raws), KEEP) == ["To\0a", "Subject\0x\0To\0b=?"]
+
+
+@pytest.mark.parametrize(
+    ("value", "decoded"),
+    [
+        (b"=?utf-8?q?caf=C3=A9_au_lait?=", "caf\u00e9 au lait"),
+        (b"=?UTF-8?Q?caf=c3=a9?=", "caf\u00e9"),  # any case, lower-case hex
+        (b"=?utf8?b?Wm/DqyBPJ0JyaWVu?=", "Zo\u00eb O'Brien"),
+        (b"=?utf-8*en?B?QQ?= =?utf-8?B?QUI=?=", "AAB"),  # padding made whole; blank dropped
+        (b"=?utf-8?q?a?= b =?utf-8?q?c?=", "a b c"),  # not between two words: kept
+        (b"=?utf-8?q?a?==?utf-8?q?b?=", "ab"),
+        (b"=?utf-8?q??= =?utf-8?b??=", ""),  # empty payloads
+        (b"x=?utf-8?q?a?=y =?? =?utf-8?x?a?= ?= =?=?utf-8?q?b?=", "xay =?? =?utf-8?x?a?= ?==?b"),
+        (b"=?utf-8?q?=F0=9F=93=A7_=E2=80=94?=", "\U0001f4e7 \u2014"),
+    ],
+)
+def test_utf8_words_are_decoded_here(value: bytes, decoded: str) -> None:
+    """UTF-8 words (Q with whole escapes, B with whole padding) are decoded by the scanner."""
+    raw = b"Subject: " + value + b"\r\n\r\n"
+    assert scan(raw) == ([f"Subject\0{decoded}"], [])
+    assert packed_blocks([raw], KEEP, native=False) == [f"Subject\0{decoded}"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"=?iso-8859-1?q?r=E9sum=E9?=",  # another charset
+        b"=?iso-8859-1?q?=C3=A9?=",  # ... even when its bytes would be UTF-8
+        b"=?ascii?q?=C3=A9?=",  # (five letters, as "utf-8")
+        b"=?utf-16?b?AGE=?=",
+        b"=?utf-8?q?a=?=",  # "=" without two hex digits
+        b"=?utf-8?q?a=4?=",
+        b"=?utf-8?q?a=G1?=",
+        b"=?utf-8?q?a==41?=",
+        b"=?utf-8?q?=G0=9F=93=A7?=",  # (a2b_qp keeps "=G0": then not UTF-8)
+        b"=?utf-8?b?Q?=",  # one character over a whole quantum
+        b"=?utf-8?b?QQ===?=",  # padding past a whole quantum
+        b"=?utf-8?b?QUJD=?=",
+        b"=?utf-8?b?Q!Q=?=",  # a character a2b_base64 skips
+        b"=?utf-8?q?=FF?=",  # not UTF-8
+        b"=?utf-8?q?=C3?= =?utf-8?q?=A9?=",  # one character split over two words
+        b"=?utf-8?q?=ED=A0=80?=",  # a surrogate
+        b"=?utf-8?q?=C0=80?=",  # overlong forms
+        b"=?utf-8?q?=E0=80=80?=",
+        b"=?utf-8?q?=F0=80=80=80?=",
+        b"=?utf-8?q?=F4=90=80=80?=",  # past U+10FFFF
+        b"=?utf-8?q?=E2=82?=",  # cut short
+        b"=?utf-8?q?a=0Ab?=",  # decodes to a line break, a vertical tab, a NUL
+        b"=?utf-8?q?a=0Bb?=",
+        b"=?utf-8?q?=00?=",
+    ],
+)
+def test_other_words_are_left_to_python(value: bytes) -> None:
+    """Anything else leaves the block marked for Python, whose answer is kept (or None)."""
+    raw = b"Subject: " + value + b"\r\n\r\n"
+    answer = scan(raw)
+    assert answer is not None
+    assert answer[1] == [0]
+    assert answer[0][0].startswith("Subject\v")
+    assert packed_blocks([raw], KEEP) == packed_blocks([raw], KEEP, native=False)
+
+
+CHARSETS = st.sampled_from(["utf-8", "UTF-8", "utf8", "Utf8", "utf-8*en", "utf-88", "utf", "*",
+                            "iso-8859-1", "utf-8?", "=?utf-8"])  # fmt: skip
+PAYLOAD = st.lists(
+    st.sampled_from(["=C3=A9", "=c3", "=A9", "=3D", "=5F", "_", "=", "==", "A", "QQ", "Zm9v",
+                     "+/", "=0A", "=00", "=0B", "=F0=9F=93=A7", "=E2=80", "=ED=A0=80", "x", "?"]),
+    max_size=5,
+).map("".join)  # fmt: skip
+WORD = st.builds(lambda c, e, p: f"=?{c}?{e}?{p}?=", CHARSETS, st.sampled_from("bBqQx"), PAYLOAD)
+WORDS_VALUE = st.lists(st.one_of(WORD, st.sampled_from(["a", "b c", "=?", "?="])), max_size=5).map(
+    lambda parts: " ".join(parts) if parts else "x"
+)
+
+
+@settings(max_examples=1500, deadline=None, database=None)
+@given(st.lists(WORDS_VALUE, min_size=1, max_size=3))
+def test_decoded_words_are_what_python_decodes(values: list[str]) -> None:
+    """Generated words (charsets, escapes, padding, bytes not UTF-8): the same answer."""
+    raws = [f"Subject: {value}\r\nTo: {value}\r\n\r\n".encode() for value in values]
+    assert packed_blocks(raws, KEEP, native=True) == packed_blocks(raws, KEEP, native=False)
 
 
 @pytest.mark.parametrize(
