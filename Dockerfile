@@ -28,8 +28,9 @@ FROM python:3.11-slim-bookworm AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 
-# A C compiler in the builder only: mailwatch's one extension (the IMAP header-block scanner,
-# setup.py) is compiled into its wheel here; the final stage copies the built venv, no compiler.
+# A C compiler in the builder only: mailwatch's two small extensions (the IMAP response and
+# header-block readers, setup.py) are compiled into its wheel here; the final stage copies the
+# built venv, no compiler.
 # (DL3008, apt versions not pinned: see the final stage.)
 # hadolint ignore=DL3008
 RUN apt-get update \

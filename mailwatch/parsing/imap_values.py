@@ -55,6 +55,10 @@ def number(text: bytes | str) -> int | None:
 _MINUTES: dict[bytes, datetime] = {}
 _MINUTES_CACHED = 4096  # cleared when full: a sync's dates come in arrival order
 _SECONDS = {b"%02d" % second: timedelta(seconds=second) for second in range(60)}
+REMEMBERED_DATES = (_MINUTES, tuple(_SECONDS[b"%02d" % second] for second in range(60)))
+"""What :func:`parse_internaldate` remembers, for the C reader of FETCH responses
+(``_fetch_scan.c``): the minutes (the dict itself, emptied but never replaced) and the 60
+seconds' timedeltas in order."""
 
 
 def parse_internaldate(text: str | bytes) -> datetime:

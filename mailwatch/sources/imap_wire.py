@@ -26,12 +26,14 @@ from typing import cast
 
 from mailwatch.errors import ImapParseError
 from mailwatch.parsing.imap import (
+    C_SCAN,
     FAST_FETCH_ITEMS,
     FetchRecord,
     Line,
     fast_record,
     format_sequence_set,
     parse_fetch,
+    scan_fast_records,
 )
 
 _WIRE_FETCH = re.compile(rb"\* " + FAST_FETCH_ITEMS + rb"\r\n")
@@ -71,6 +73,8 @@ class ImapWire(asyncio.Protocol):
         self._tags = itertools.count(1)
         self._buffer = b""
         self._failed = False
+        self.c_scan = C_SCAN
+        """Whether common-shape FETCH responses are read in C (the tests compare both)."""
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -148,10 +152,18 @@ class ImapWire(asyncio.Protocol):
 
     # framing
     def _consume(self, buffer: bytes) -> int:
-        """Handle whole responses from the start of ``buffer``; return where the rest begins."""
+        """Handle whole responses from the start of ``buffer``; return where the rest begins.
+
+        Runs of common-shape FETCH responses are read in C (:func:`scan_fast_records`, when
+        :attr:`c_scan`), each other response here.
+        """
         position, end = 0, len(buffer)
-        records, fast = self.records, _WIRE_FETCH.match
+        records, fast, c_scan = self.records, _WIRE_FETCH.match, self.c_scan
         while position < end:
+            if c_scan:
+                position = scan_fast_records(buffer, position, records)
+                if position >= end:
+                    break
             found = fast(buffer, position)
             if found is not None:  # the common shape: literal by length, then ")" CRLF
                 literal_start = found.end()

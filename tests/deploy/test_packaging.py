@@ -64,9 +64,10 @@ def test_wheel_ships_typing_marker_data_and_license(tmp_path: Path) -> None:
         metadata = email.parser.Parser().parsestr(wheel.read(metadata_name).decode())
     for data in ("py.typed", "config/alerts.toml", "core/taxonomy.toml"):
         assert f"mailwatch/{data}" in names, data
-    # the C header-block scanner, compiled from its source (not a copied build), and its stub
-    assert [n for n in names if n.startswith("mailwatch/parsing/_plain_headers.cpython-311")]
-    assert "mailwatch/parsing/_plain_headers.pyi" in names
+    # the C extensions, compiled from their sources (not a copied build), and their stubs
+    for extension in ("_plain_headers", "_fetch_scan"):
+        assert [n for n in names if n.startswith(f"mailwatch/parsing/{extension}.cpython-311")]
+        assert f"mailwatch/parsing/{extension}.pyi" in names
     templates = Path(__file__).resolve().parents[2] / "mailwatch" / "web" / "templates"
     for template in sorted(templates.iterdir()):  # the status page's templates and style
         assert f"mailwatch/web/templates/{template.name}" in names, template.name

@@ -556,15 +556,23 @@ def _connected() -> tuple[ImapWire, _Transport]:
 class TestWireFetch:
     """The wire frames by literal length, in any chunking, like parse_fetch."""
 
-    @given(st.lists(fetch_responses(), max_size=4), st.lists(st.integers(1, 400), max_size=8))
+    @pytest.mark.parametrize("c_scan", [True, False], ids=["c-reader", "python"])
+    @given(
+        responses=st.lists(fetch_responses(), max_size=4),
+        cuts=st.lists(st.integers(1, 400), max_size=8),
+    )
     async def test_any_chunking_gives_the_parse_of_the_framed_wire(
-        self, responses: list[tuple[bytes, bytes, bytes]], cuts: list[int]
+        self, responses: list[tuple[bytes, bytes, bytes]], cuts: list[int], c_scan: bool
     ) -> None:
-        """Records equal parse_fetch of the same bytes; untagged lines after the tag are kept."""
+        """Records equal parse_fetch of the same bytes; untagged lines after the tag are kept.
+
+        With the C reader (runs of common-shape responses) and without it.
+        """
         wire_bytes = _wire(
             [r for r in responses if len(r[1]) == int(r[0].rsplit(b"{")[1][:-1])], tag=b"MW1"
         )
         wire, transport = _connected()
+        wire.c_scan = c_scan
         done = wire.send("UID FETCH 1:5 (UID)")
         assert transport.written == b"MW1 UID FETCH 1:5 (UID)\r\n"
         position = 0
