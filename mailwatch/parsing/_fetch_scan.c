@@ -242,7 +242,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT, "mailwatch.parsing._fetch_scan",
-    "FETCH responses of the common shape read off the wire (see mailwatch.sources.imap_wire).",
+    "FETCH responses of the common shape read off the wire (see mailwatch.parsing.imap_scan).",
     0, methods, NULL, NULL, NULL, NULL,
 };
 

@@ -1,4 +1,4 @@
-# The C reader of common-shape FETCH responses (_fetch_scan.c): see mailwatch.parsing.imap.
+# The C reader of common-shape FETCH responses (_fetch_scan.c): see mailwatch.parsing.imap_scan.
 from datetime import datetime, timedelta
 
 def scan(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
@@ -29,7 +29,6 @@ from mailwatch.parsing.imap_values import (
     MAX_NUMBER_DIGITS,
     MAX_SEQUENCE_NUMBERS,
     MAX_UIDS_PER_FETCH,
-    REMEMBERED_DATES,
     batches,
     encode_mailbox,
     format_sequence_set,
@@ -230,6 +229,8 @@ FAST_FETCH_ITEMS = (
 )
 _FAST_LINE = re.compile(rb"(?:\* )?" + FAST_FETCH_ITEMS)
 _FLAG_SETS: dict[bytes | None, frozenset[str]] = {None: frozenset()}
+REMEMBERED_FLAGS = _FLAG_SETS
+"""The flag sets :func:`fast_record` remembers, by their bytes (for ``parsing/imap_scan``)."""
 _new_record = tuple.__new__
 _FLAG_SETS_CACHED = 256
 
@@ -254,30 +255,6 @@ def fast_record(found: re.Match[bytes], header: bytes) -> FetchRecord | None:
     # tuple.__new__: FetchRecord's own __new__ is a Python function; every field given
     return _new_record(FetchRecord, (int(sequence), int(uid), flag_set, internaldate, int(size),
                                      header, None))  # fmt: skip
-
-
-_c_scan: Callable[..., int] | None
-try:  # the C reader of common-shape responses (built with the package, like _plain_headers)
-    from mailwatch.parsing._fetch_scan import scan as _c_scan
-except ImportError:  # pragma: no cover - tests/unit/test_fetch_scan.py requires it
-    _c_scan = None
-
-C_SCAN = _c_scan is not None
-"""Whether :func:`scan_fast_records` can read responses in C (``_fetch_scan.c``)."""
-
-
-def scan_fast_records(buffer: bytes, position: int, records: list[FetchRecord]) -> int:
-    """Append the records of the whole common-shape responses from ``position``, read in C.
-
-    Returns where it stopped: the end, or the first response it does not take (incomplete,
-    another shape, or flags or a date minute :func:`fast_record` has not remembered yet),
-    which the caller reads in Python; each record is what :func:`fast_record` would build.
-    Without the C extension it takes none and returns ``position``.
-    """
-    if _c_scan is None:
-        return position
-    minutes, seconds = REMEMBERED_DATES
-    return _c_scan(buffer, position, records, FetchRecord, _FLAG_SETS, minutes, seconds)
 
 
 def parse_fetch(lines: Sequence[Line], *, fast: bool = True) -> tuple[list[FetchRecord], int]:

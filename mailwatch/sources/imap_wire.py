@@ -26,15 +26,14 @@ from typing import cast
 
 from mailwatch.errors import ImapParseError
 from mailwatch.parsing.imap import (
-    C_SCAN,
     FAST_FETCH_ITEMS,
     FetchRecord,
     Line,
     fast_record,
     format_sequence_set,
     parse_fetch,
-    scan_fast_records,
 )
+from mailwatch.parsing.imap_scan import C_SCAN, scan_fast_records
 
 _WIRE_FETCH = re.compile(rb"\* " + FAST_FETCH_ITEMS + rb"\r\n")
 _LITERAL = re.compile(rb"\{(\d{1,20})\+?\}$")

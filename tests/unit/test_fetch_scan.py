@@ -15,14 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailwatch.parsing import imap
-from mailwatch.parsing.imap import (
-    C_SCAN,
-    FAST_FETCH_ITEMS,
-    FetchRecord,
-    fast_record,
-    scan_fast_records,
-)
+from mailwatch.parsing import imap_scan
+from mailwatch.parsing.imap import FAST_FETCH_ITEMS, FetchRecord, fast_record
+from mailwatch.parsing.imap_scan import C_SCAN, scan_fast_records
 from mailwatch.parsing.imap_values import forget_minutes
 
 pytestmark = pytest.mark.skipif(
@@ -34,7 +29,7 @@ _WIRE = re.compile(rb"\* " + FAST_FETCH_ITEMS + rb"\r\n")
 
 def test_the_c_reader_is_built() -> None:
     """The test environment has the C reader (scripts/bootstrap installs a compiler)."""
-    assert imap._c_scan is not None, "mailwatch.parsing._fetch_scan is not built"
+    assert imap_scan._c_scan is not None, "mailwatch.parsing._fetch_scan is not built"
 
 
 def response(
@@ -126,7 +121,7 @@ def test_other_responses_are_left_to_python(raw: bytes) -> None:
 
 def test_wrong_arguments_are_errors() -> None:
     """Not the types it reads, or a position outside the buffer: an error, no crash."""
-    scanner = imap._c_scan
+    scanner = imap_scan._c_scan
     assert scanner is not None
     with pytest.raises(ValueError, match="outside"):
         scan(b"abc", 4)
