@@ -230,7 +230,11 @@ static PyObject *plain_blocks(PyObject *module, PyObject *const *args, Py_ssize_
     for (Py_ssize_t b = 0; b < total; b++) {
         PyObject *item = items[b];
         if (!PyBytes_Check(item)) {
-            PyErr_SetString(PyExc_TypeError, "raws must be a sequence of bytes");
+            if (PyByteArray_Check(item)) {
+                result = Py_NewRef(Py_None);  /* bytes-like, not bytes: the Python path reads it */
+            } else {
+                PyErr_SetString(PyExc_TypeError, "raws must be a sequence of bytes");
+            }
             goto done;
         }
         Py_ssize_t size = PyBytes_GET_SIZE(item);

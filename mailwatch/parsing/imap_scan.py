@@ -30,9 +30,10 @@ def scan_fast_records(buffer: bytes, position: int, records: list[FetchRecord]) 
 
     Returns where it stopped: the end, or the first response it does not take (incomplete,
     another shape, or flags or a date minute not remembered yet), which the caller reads in
-    Python. Without the C extension it takes none and returns ``position``.
+    Python. Without the C extension, or for a buffer not of type ``bytes``, it takes none and
+    returns ``position``.
     """
-    if _c_scan is None:
+    if _c_scan is None or type(buffer) is not bytes:
         return position
     minutes, seconds = REMEMBERED_DATES
     return _c_scan(buffer, position, records, FetchRecord, REMEMBERED_FLAGS, minutes, seconds)

@@ -84,6 +84,7 @@ def test_remembered_responses_are_read_as_fast_record_reads_them() -> None:
     assert [type(r) for r in records] == [FetchRecord] * len(raws)
     assert records[1].internaldate == datetime(2026, 12, 7, 6, 32, 59, tzinfo=UTC)
     assert scan(buffer, 1)[0] == 1  # (not at a response's start: nothing taken)
+    assert scan(bytearray(buffer))[0] == 0  # type: ignore[arg-type]  # not bytes: not here
 
 
 @pytest.mark.parametrize(

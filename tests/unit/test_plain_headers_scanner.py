@@ -185,6 +185,13 @@ def test_long_blocks_and_many() -> None:
     assert answer[0] == ["To\0a", "Subject\0" + "x" * 100_000] * 300
 
 
+def test_bytearrays_are_left_to_python() -> None:
+    """Bytes-like blocks that are not ``bytes`` are refused: the str path reads them."""
+    raws = [b"To: a\r\n\r\n", bytearray(b"Subject: =?utf-8?q?caf=C3=A9?=\r\n\r\n")]
+    assert scan(*raws) is None  # type: ignore[arg-type]
+    assert packed_blocks(raws, KEEP) == ["To\0a", "Subject\0caf\u00e9"]  # type: ignore[arg-type]
+
+
 def test_wrong_types_are_type_errors() -> None:
     """Not bytes, or names not a tuple of bytes: TypeError, nothing crashes."""
     scanner = imap_headers.c_scanner
